@@ -1,0 +1,257 @@
+"""Idempotent consumers: at-least-once delivery from Kafka, exactly-once effect in PostgreSQL.
+
+Delivery semantics (every subscriber states them): a FastStream batch subscriber with its own
+``group_id``, ``auto_offset_reset="earliest"`` and ``AckPolicy.NACK_ON_ERROR`` (offsets commit
+after the batch's database transaction commits; on a transient error the batch is redelivered).
+
+For each batch, in **one** database transaction:
+
+1. every record is parsed; one that cannot be parsed (not JSON, unknown type, wrong fields) goes
+   to the dead-letter topic ``<topic>.dlq`` with the error in its headers, and the batch goes on;
+2. ``INSERT INTO processed_events (consumer, event_id) … ON CONFLICT DO NOTHING`` decides whether
+   the event was seen before (a redelivery): if so it is skipped;
+3. the handler runs inside a savepoint. If it raises (a bug, a bad value), it is retried
+   ``attempts`` times, then the event goes to the dead-letter topic with the error and is
+   recorded as processed, so one bad event never blocks its partition;
+4. a transient error (database or network gone) is not caught: the transaction rolls back, the
+   batch is redelivered after ``transient_backoff`` seconds, and nothing was applied twice.
+
+Tombstones (null values on compacted topics) reach handlers as :class:`Tombstone`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+import asyncpg
+from pydantic import ValidationError
+
+from shared.events import Event, parse_event
+from shared.logging import get_logger
+from shared.topics import TopicSpec, dead_letter
+
+__all__ = ["ConsumedRecord", "IdempotentConsumer", "Received", "Tombstone", "is_transient"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A null value on a compacted topic: the entity with ``key`` was retired."""
+
+    topic: str
+    key: str
+    event_id: UUID
+    event_type: str
+
+
+Received = Event | Tombstone
+Handler = Callable[[asyncpg.Connection, Received], Awaitable[None]]
+
+
+class ConsumedRecord(Protocol):
+    """What the consumer needs of a Kafka record (aiokafka's ``ConsumerRecord`` fits)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class DeadLetterSink(Protocol):
+    async def __call__(self, topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None: ...
+
+
+_TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that go away by themselves (database restarting, network, timeouts)."""
+    return isinstance(exc, _TRANSIENT)
+
+
+@dataclass
+class _Stats:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class IdempotentConsumer:
+    """Applies events from one topic to one service's database, each at most once.
+
+    Args:
+        name: the consumer's name in ``processed_events`` (e.g. ``dispatch.replies``); also its group id.
+        topic: the topic consumed.
+        handler: ``async (conn, event_or_tombstone) -> None``; runs inside the batch's transaction.
+        pool: returns the service's asyncpg pool (called per batch, so the pool can be built later).
+        dead_letters: publishes a record to a dead-letter topic.
+        attempts: tries of a failing handler before the event is dead-lettered.
+        transient_backoff: seconds to wait before a batch with a transient error is redelivered.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topic: TopicSpec,
+        handler: Handler,
+        pool: Callable[[], asyncpg.Pool],
+        dead_letters: DeadLetterSink,
+        attempts: int = 3,
+        transient_backoff: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self._handler = handler
+        self._pool = pool
+        self._dead_letters = dead_letters
+        self._attempts = attempts
+        self._backoff = transient_backoff
+        self.stats = _Stats()
+
+    # ---------------------------------------------------------------- parsing
+
+    @staticmethod
+    def parse(record: ConsumedRecord) -> Received:
+        """Turn a record into an event or a tombstone.
+
+        Raises:
+            ValueError | pydantic.ValidationError: the record is not a valid event.
+        """
+        if record.value is None:
+            headers = {k: v.decode(errors="replace") for k, v in record.headers}
+            if "event_id" not in headers or record.key is None:
+                raise ValueError("tombstone without an event_id header or a key")
+            return Tombstone(
+                topic=record.topic,
+                key=record.key.decode(),
+                event_id=UUID(headers["event_id"]),
+                event_type=headers.get("event_type", "Tombstone"),
+            )
+        return parse_event(record.value)
+
+    async def _dead_letter(self, conn: asyncpg.Connection | None, record: ConsumedRecord, error: str) -> None:
+        headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        headers.update(
+            {
+                "dlq_error": error[:2000],
+                "dlq_consumer": self.name,
+                "dlq_original_topic": record.topic,
+                "dlq_original_partition": str(record.partition),
+                "dlq_original_offset": str(record.offset),
+            }
+        )
+        await self._dead_letters(dead_letter(record.topic), record.value, record.key, headers)
+        if conn is not None:
+            await conn.execute(
+                'INSERT INTO dead_letters (consumer, topic, partition, "offset", error) VALUES ($1,$2,$3,$4,$5)',
+                self.name, record.topic, record.partition, record.offset, error[:2000],
+            )
+        self.stats.dead_lettered += 1
+        log.warning(
+            "consumer.dead_lettered", consumer=self.name, topic=record.topic, partition=record.partition,
+            offset=record.offset, error=error[:500],
+        )
+
+    # ---------------------------------------------------------------- the batch
+
+    async def process(self, records: Sequence[ConsumedRecord]) -> None:
+        """Apply a batch of records in one transaction (see the module docstring for the rules).
+
+        Raises:
+            Exception: a transient error (see :func:`is_transient`), after ``transient_backoff`` seconds;
+                nothing of the batch was committed and it must be redelivered.
+        """
+        parsed: list[tuple[ConsumedRecord, Received]] = []
+        poison: list[tuple[ConsumedRecord, str]] = []
+        for record in records:
+            try:
+                parsed.append((record, self.parse(record)))
+            except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+                poison.append((record, f"{type(exc).__name__}: {exc}"))
+        try:
+            async with self._pool().acquire() as conn, conn.transaction():
+                for record, error in poison:
+                    await self._dead_letter(conn, record, error)
+                for record, item in parsed:
+                    await self._apply(conn, record, item)
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("consumer.transient_error", consumer=self.name, error=repr(exc), retry_in=self._backoff)
+                await asyncio.sleep(self._backoff)
+            raise
+
+    async def _apply(self, conn: asyncpg.Connection, record: ConsumedRecord, item: Received) -> None:
+        first = await conn.fetchval(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+            self.name, item.event_id,
+        )
+        if not first:
+            self.stats.duplicates += 1
+            return
+        last: BaseException | None = None
+        for attempt in range(1, self._attempts + 1):
+            try:
+                async with conn.transaction():  # a savepoint: a failed try leaves nothing behind
+                    await self._handler(conn, item)
+                self.stats.applied += 1
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                last = exc
+                log.warning(
+                    "consumer.handler_failed", consumer=self.name, event_id=str(item.event_id),
+                    event_type=getattr(item, "event_type", None), attempt=attempt, error=repr(exc),
+                )
+        assert last is not None
+        self.stats.errors.append(repr(last))
+        await self._dead_letter(conn, record, f"handler failed {self._attempts} times: {last!r}")
+
+    # ---------------------------------------------------------------- FastStream wiring
+
+    def attach(self, broker: Any, *, max_records: int = 500, batch_timeout_ms: int = 50) -> Any:
+        """Register this consumer as a FastStream batch subscriber on ``broker`` (a KafkaBroker or KafkaRouter).
+
+        The subscriber's group id is :attr:`name`; acknowledgement is ``NACK_ON_ERROR``.
+        """
+        from faststream import AckPolicy
+        from faststream.kafka.annotations import KafkaMessage
+
+        subscriber = broker.subscriber(
+            self.topic.name,
+            group_id=self.name,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=batch_timeout_ms,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=f"{self.name}:{self.topic.name}",
+        )
+
+        async def consume(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            records = raw if isinstance(raw, tuple | list) else (raw,)
+            await self.process(records)
+
+        consume.__name__ = f"consume_{self.name.replace('.', '_').replace('-', '_')}"
+        return subscriber(consume)

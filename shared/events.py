@@ -1,0 +1,399 @@
+"""The event contract: the envelope and every event the services exchange.
+
+Every event is a frozen pydantic model that forbids extra fields and carries the envelope
+(:class:`Event`): event id, type, schema version, occurred-at (UTC), producer, correlation id (the
+incident where there is one), causation id (the event that caused this one) and the drill mark.
+Events are named in the past tense. Topics and keys are in :mod:`shared.topics`.
+
+Wire format: UTF-8 JSON of ``model_dump(mode="json")``; Kafka headers repeat ``event_id`` and
+``event_type`` so that tombstones (null values on compacted topics, which mean "retired") can be
+deduplicated and routed too. :func:`parse_event` turns bytes back into the right model.
+
+Personal data: only the contact events (:class:`VolunteerContactUpdated`) carry phone numbers and
+WeChat openids, and only notify consumes them. Profiles carry no contact data.
+
+Errors: :func:`parse_event` raises :class:`pydantic.ValidationError` (or :class:`ValueError`
+for bytes that are not JSON or name an unknown type).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from shared.vocabulary import Channel, Level, TeamType
+
+__all__ = [
+    "AnyEvent",
+    "Availability",
+    "CallOutAssigned",
+    "CallOutCancelled",
+    "CallOutRequested",
+    "CancelReason",
+    "CertificateInfo",
+    "Event",
+    "IncidentClosed",
+    "IncidentEscalated",
+    "IncidentMode",
+    "IncidentOpened",
+    "MessageDelivered",
+    "MessageFailed",
+    "MessageKind",
+    "MessageSent",
+    "ReplyIntent",
+    "ReplyReceived",
+    "RequirementFilled",
+    "RequirementSpec",
+    "RequirementUnfilled",
+    "TeamUpdated",
+    "VolunteerContactUpdated",
+    "VolunteerProfileUpdated",
+    "parse_event",
+    "utcnow",
+]
+
+SCHEMA_VERSION = 1
+Producer = Literal["roster", "dispatch", "notify", "simulator", "test"]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """The envelope every event carries.
+
+    Attributes:
+        event_id: unique id; consumers deduplicate on it.
+        event_type: the concrete type's name (the discriminator).
+        schema_version: version of this type's schema; bumped on incompatible change.
+        occurred_at: when the fact happened, timezone-aware UTC.
+        producer: the service that wrote the event.
+        correlation_id: the incident this event belongs to, where there is one.
+        causation_id: the event that caused this one, where there is one.
+        drill: true for events of a drill; messages caused by them say 演练.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID = Field(default_factory=uuid4, description="Unique id; consumers deduplicate on it.")
+    event_type: str
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+    occurred_at: AwareDatetime = Field(default_factory=utcnow, description="When it happened, UTC.")
+    producer: Producer
+    correlation_id: UUID | None = Field(default=None, description="The incident, where there is one.")
+    causation_id: UUID | None = Field(default=None, description="The event that caused this one.")
+    drill: bool = Field(default=False, description="Event of a drill.")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _to_utc(cls, v: datetime) -> datetime:
+        return v.astimezone(UTC)
+
+    def to_bytes(self) -> bytes:
+        """UTF-8 JSON of the event."""
+        return self.model_dump_json().encode()
+
+
+# --------------------------------------------------------------------------- roster
+
+
+class Availability(StrEnum):
+    AVAILABLE = "available"
+    UNAVAILABLE = "unavailable"  # until ``unavailable_until``
+    OFF_DUTY = "off_duty"
+
+
+class CertificateInfo(BaseModel):
+    """A certificate as dispatch needs it: which skill it certifies and when it is valid (dates in Asia/Shanghai)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    skill: str = Field(description="Skill code from shared.vocabulary.SKILLS.", examples=["first_aid"])
+    issued_on: date | None = None
+    expires_on: date | None = Field(default=None, description="Last day valid; None = does not expire.")
+
+
+class VolunteerProfileUpdated(Event):
+    """Snapshot of a volunteer's profile, without contact data. Topic: ``roster.volunteer-profile.v1``.
+
+    A retirement is a tombstone (null value) on the same key. ``revision`` grows with every change,
+    so a consumer can ignore an older snapshot that arrives late.
+    """
+
+    event_type: Literal["VolunteerProfileUpdated"] = "VolunteerProfileUpdated"
+    producer: Producer = "roster"
+    volunteer_id: UUID
+    revision: int = Field(ge=1)
+    display_name: str = Field(description="Name as shown to operators.", examples=["王小明"])
+    unit_code: str = Field(description="Home village/community code (12 digits).", examples=["330603101201"])
+    lat: float | None = Field(default=None, ge=-90, le=90, description="WGS84 latitude, degrees.")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="WGS84 longitude, degrees.")
+    skills: tuple[str, ...] = ()
+    certificates: tuple[CertificateInfo, ...] = ()
+    team_ids: tuple[UUID, ...] = ()
+    availability: Availability = Availability.AVAILABLE
+    unavailable_until: AwareDatetime | None = None
+    consent: bool = Field(description="Consented to be called out.")
+    active: bool = True
+
+
+class VolunteerContactUpdated(Event):
+    """A volunteer's contact channels; for notify only. Topic: ``roster.volunteer-contact.v1``."""
+
+    event_type: Literal["VolunteerContactUpdated"] = "VolunteerContactUpdated"
+    producer: Producer = "roster"
+    volunteer_id: UUID
+    revision: int = Field(ge=1)
+    mobile: str | None = Field(default=None, description="E.164, e.g. +8613800138000.")
+    wechat_openid: str | None = None
+    wechat_subscribed: bool = False
+    preferred_channel: Channel = Channel.SMS
+    sms_consent: bool = True
+
+
+class TeamUpdated(Event):
+    """Snapshot of a rescue team (救援队). Topic: ``roster.team.v1``; retirement is a tombstone."""
+
+    event_type: Literal["TeamUpdated"] = "TeamUpdated"
+    producer: Producer = "roster"
+    team_id: UUID
+    revision: int = Field(ge=1)
+    name: str
+    team_type: TeamType
+    unit_code: str = Field(description="Home unit at any level (6, 9 or 12 digits).")
+    leader_id: UUID | None = Field(description="The volunteer through whom the team is called.")
+    member_ids: tuple[UUID, ...] = ()
+    lat: float | None = None
+    lon: float | None = None
+    active: bool = True
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+class IncidentMode(StrEnum):
+    EMERGENCY = "emergency"
+    EVENT = "event"
+    DRILL = "drill"
+
+
+class RequirementSpec(BaseModel):
+    """One requirement of an incident: a skill or a team type, and how many."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requirement_id: UUID
+    skill: str | None = None
+    team_type: TeamType | None = None
+    count: int = Field(ge=1)
+
+
+class IncidentOpened(Event):
+    event_type: Literal["IncidentOpened"] = "IncidentOpened"
+    producer: Producer = "dispatch"
+    incident_id: UUID
+    kind: str = Field(examples=["drowning"])
+    title: str
+    mode: IncidentMode
+    lat: float = Field(description="WGS84 latitude, degrees.")
+    lon: float = Field(description="WGS84 longitude, degrees.")
+    unit_code: str = Field(description="Village/community code the point lies in.")
+    start_level: Level
+    max_level: Level
+    requirements: tuple[RequirementSpec, ...]
+
+
+class IncidentEscalated(Event):
+    """Dispatch widened a requirement's search one level up (四级联动)."""
+
+    event_type: Literal["IncidentEscalated"] = "IncidentEscalated"
+    producer: Producer = "dispatch"
+    incident_id: UUID
+    requirement_id: UUID
+    from_level: Level
+    to_level: Level
+    unit_code: str = Field(description="Code of the unit searched at the new level.")
+
+
+class RequirementFilled(Event):
+    event_type: Literal["RequirementFilled"] = "RequirementFilled"
+    producer: Producer = "dispatch"
+    incident_id: UUID
+    requirement_id: UUID
+    filled: int
+
+
+class RequirementUnfilled(Event):
+    """No one is left to call at the highest level allowed; the operator must act."""
+
+    event_type: Literal["RequirementUnfilled"] = "RequirementUnfilled"
+    producer: Producer = "dispatch"
+    incident_id: UUID
+    requirement_id: UUID
+    filled: int
+    outstanding: int
+    level: Level
+
+
+class IncidentClosed(Event):
+    event_type: Literal["IncidentClosed"] = "IncidentClosed"
+    producer: Producer = "dispatch"
+    incident_id: UUID
+    outcome: str
+
+
+class CallOutRequested(Event):
+    """Ask one volunteer (or a team through its leader) to respond. Topic ``dispatch.callout.v1``, key volunteer id."""
+
+    event_type: Literal["CallOutRequested"] = "CallOutRequested"
+    producer: Producer = "dispatch"
+    callout_id: UUID
+    incident_id: UUID
+    requirement_id: UUID
+    volunteer_id: UUID
+    team_id: UUID | None = None
+    wave: int = Field(ge=1)
+    level: Level
+    incident_kind: str
+    incident_title: str = Field(description="Short text for the message, e.g. 柯桥区鉴湖溺水.")
+    place: str = Field(description="Where to go, as people say it (unit name and landmark).")
+    role: str = Field(description="What they are asked to do, in Chinese, e.g. 救护员.")
+    reply_code: str = Field(description="Short code that tells this call-out apart among the volunteer's open ones.")
+    respond_by: AwareDatetime = Field(description="Deadline of this wave, UTC.")
+
+
+class CallOutAssigned(Event):
+    """The volunteer's acceptance was taken: they are assigned. Notify confirms it to them."""
+
+    event_type: Literal["CallOutAssigned"] = "CallOutAssigned"
+    producer: Producer = "dispatch"
+    callout_id: UUID
+    incident_id: UUID
+    volunteer_id: UUID
+    incident_title: str
+    place: str
+
+
+class CancelReason(StrEnum):
+    FILLED = "filled"  # the need was filled before (or as) they answered
+    INCIDENT_CLOSED = "incident_closed"
+    STOOD_DOWN = "stood_down"  # the operator stood everyone down
+    REMOVED = "removed"  # the operator removed this volunteer
+
+
+class CallOutCancelled(Event):
+    """Stand-down: tell the volunteer they are not needed (any more)."""
+
+    event_type: Literal["CallOutCancelled"] = "CallOutCancelled"
+    producer: Producer = "dispatch"
+    callout_id: UUID
+    incident_id: UUID
+    volunteer_id: UUID
+    reason: CancelReason
+    incident_title: str
+    was_assigned: bool = Field(default=False, description="They had been assigned (so they may be on their way).")
+
+
+# --------------------------------------------------------------------------- notify
+
+
+class MessageKind(StrEnum):
+    CALLOUT = "callout"
+    ASSIGNED = "assigned"
+    STAND_DOWN = "stand_down"
+    REMINDER = "reminder"
+
+
+class _MessageEvent(Event):
+    producer: Producer = "notify"
+    message_id: UUID
+    callout_id: UUID
+    volunteer_id: UUID
+    kind: MessageKind
+    channel: Channel
+    provider: str = Field(examples=["aliyun", "tencent", "wechat"])
+
+
+class MessageSent(_MessageEvent):
+    """A provider accepted the message."""
+
+    event_type: Literal["MessageSent"] = "MessageSent"
+    provider_message_id: str | None = None
+
+
+class MessageDelivered(_MessageEvent):
+    """The provider's delivery receipt says the phone got it."""
+
+    event_type: Literal["MessageDelivered"] = "MessageDelivered"
+    provider_message_id: str | None = None
+
+
+class MessageFailed(_MessageEvent):
+    """The message could not be delivered on this channel (``fallback`` tells whether another is tried)."""
+
+    event_type: Literal["MessageFailed"] = "MessageFailed"
+    error_code: str
+    fallback: bool = False
+
+
+class ReplyIntent(StrEnum):
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    ETA = "eta"  # accepted, with an ETA in minutes
+    ARRIVED = "arrived"
+    UNSUBSCRIBE = "unsubscribe"  # TD / 退订: withdraws SMS consent
+    UNRECOGNISED = "unrecognised"  # kept for an operator to read
+
+
+class ReplyReceived(Event):
+    """A volunteer's reply, parsed. Unrecognised replies and replies from unknown phones are published too."""
+
+    event_type: Literal["ReplyReceived"] = "ReplyReceived"
+    producer: Producer = "notify"
+    reply_id: UUID
+    volunteer_id: UUID | None = Field(description="None when the phone is not on the roster.")
+    callout_id: UUID | None = Field(description="The call-out it answers, where one could be matched.")
+    intent: ReplyIntent
+    eta_minutes: int | None = Field(default=None, ge=0, le=24 * 60)
+    text: str = Field(description="What the volunteer wrote, as received.")
+    channel: Channel
+    sender: str | None = Field(default=None, description="Masked sender (138****1234) when unknown.")
+    received_at: AwareDatetime
+
+
+AnyEvent = Annotated[
+    VolunteerProfileUpdated
+    | VolunteerContactUpdated
+    | TeamUpdated
+    | IncidentOpened
+    | IncidentEscalated
+    | RequirementFilled
+    | RequirementUnfilled
+    | IncidentClosed
+    | CallOutRequested
+    | CallOutAssigned
+    | CallOutCancelled
+    | MessageSent
+    | MessageDelivered
+    | MessageFailed
+    | ReplyReceived,
+    Field(discriminator="event_type"),
+]
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+def parse_event(data: bytes | str) -> Event:
+    """Parse one event from its JSON wire form.
+
+    Raises:
+        pydantic.ValidationError: not JSON, an unknown ``event_type``, or fields that do not fit.
+    """
+    result: Event = _ADAPTER.validate_json(data)
+    return result

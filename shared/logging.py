@@ -1,0 +1,68 @@
+"""structlog configured once: JSON lines when not on a terminal, personal data masked.
+
+Every log record passes :func:`mask_personal_data`, which masks mobile numbers and WeChat openids
+in every string value (see :mod:`shared.privacy`), so a handler that logs a raw callback body
+still writes no phone number.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from shared.privacy import mask_value
+
+__all__ = ["configure_logging", "get_logger", "mask_personal_data"]
+
+
+def mask_personal_data(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask mobiles and openids in every value, the event name included."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = mask_value(value)
+    return event_dict
+
+
+def configure_logging(*, level: str = "INFO", service: str | None = None, json: bool | None = None) -> None:
+    """Configure structlog and the standard library's logging (idempotent).
+
+    Args:
+        level: minimum level name, e.g. ``INFO``.
+        service: bound to every record as ``service``.
+        json: force JSON (True) or console (False) output; default JSON unless stderr is a terminal.
+    """
+    use_json = (not sys.stderr.isatty()) if json is None else json
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        mask_personal_data,
+    ]
+    renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if use_json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    if service:
+        structlog.contextvars.bind_contextvars(service=service)
+    # Route the standard library's records (uvicorn, aiokafka, faststream) through the same masking.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+                                            foreign_pre_chain=shared)
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.getLevelName(level.upper()) if level.upper() != "DEBUG" else logging.DEBUG)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None) -> Any:
+    """A structlog logger (lazy; safe to create at import)."""
+    return structlog.get_logger(name)

@@ -1,0 +1,300 @@
+"""Transactional outbox: events written with the state change that causes them, then relayed to Kafka.
+
+Writers call :func:`add` (or :func:`add_many`, :func:`add_tombstone`) on the connection of the
+transaction that changes their state, so the change and its events commit together or not at
+all. A statement-level trigger calls ``pg_notify('outbox', '')``; PostgreSQL delivers the
+notification at commit, which wakes the :class:`OutboxRelay` (no busy poll; a 2 s safety poll
+covers a lost notification after a reconnect).
+
+The relay publishes rows in ``id`` order with an idempotent producer (``enable_idempotence=True``
+forces ``acks=all``; aiokafka keeps one in-flight batch per partition, so order per key holds),
+waits for every acknowledgement, then stamps ``published_at``. A crash between the send and the
+stamp re-publishes those rows on the next round: consumers deduplicate on ``event_id``
+(:mod:`shared.consumer`). One relay per database holds an advisory lock, so two replicas of a
+service never interleave the same keys.
+
+Errors: :class:`RelayCrash` is raised only by the test hook ``after_send`` to simulate a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from shared.events import Event
+from shared.logging import get_logger
+from shared.topics import TopicSpec
+
+__all__ = [
+    "OUTBOX_DDL",
+    "OutboxRelay",
+    "OutboxRow",
+    "RelayCrash",
+    "add",
+    "add_many",
+    "add_tombstone",
+    "event_headers",
+]
+
+log = get_logger(__name__)
+
+NOTIFY_CHANNEL = "outbox"
+RELAY_LOCK_KEY = 0x6D75_7374  # "must": advisory lock id held by the one relay of a database
+
+OUTBOX_DDL = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id            bigserial PRIMARY KEY,
+    event_id      uuid        NOT NULL UNIQUE,
+    topic         text        NOT NULL,
+    key           text        NOT NULL,
+    payload       bytea,                       -- NULL = tombstone
+    headers       jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    published_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+
+CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('outbox', '');
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS outbox_notify ON outbox;
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+
+CREATE TABLE IF NOT EXISTS processed_events (
+    consumer      text        NOT NULL,
+    event_id      uuid        NOT NULL,
+    processed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id            bigserial PRIMARY KEY,
+    consumer      text        NOT NULL,
+    topic         text        NOT NULL,
+    partition     int         NOT NULL,
+    "offset"      bigint      NOT NULL,
+    error         text        NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def event_headers(event: Event) -> dict[str, str]:
+    """Kafka headers that repeat the envelope's routing fields."""
+    headers = {
+        "event_id": str(event.event_id),
+        "event_type": event.event_type,
+        "producer": event.producer,
+        "content-type": "application/json",
+        "drill": "1" if event.drill else "0",
+    }
+    if event.correlation_id:
+        headers["correlation_id"] = str(event.correlation_id)
+    return headers
+
+
+async def add(conn: asyncpg.Connection, topic: TopicSpec, key: str, event: Event) -> None:
+    """Write one event to the outbox in the caller's transaction.
+
+    Args:
+        conn: a connection inside the transaction that changes the state.
+        topic: where the event goes.
+        key: the partition key (see :mod:`shared.topics`), e.g. the volunteer id.
+        event: the event.
+    """
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
+        event.event_id, topic.name, key, event.to_bytes(), event_headers(event),
+    )
+
+
+async def add_many(conn: asyncpg.Connection, items: Iterable[tuple[TopicSpec, str, Event]]) -> int:
+    """Write many events to the outbox with one COPY (a large wave's call-outs); order is kept.
+
+    Returns:
+        The number of rows written.
+    """
+    records = [
+        (e.event_id, t.name, k, e.to_bytes(), event_headers(e)) for t, k, e in items
+    ]
+    if not records:
+        return 0
+    await conn.copy_records_to_table(
+        "outbox", records=records, columns=["event_id", "topic", "key", "payload", "headers"]
+    )
+    return len(records)
+
+
+async def add_tombstone(
+    conn: asyncpg.Connection, topic: TopicSpec, key: str, *, event_id: Any, event_type: str, producer: str
+) -> None:
+    """Write a tombstone (null value) for ``key`` on a compacted topic, e.g. a retired volunteer."""
+    headers = {"event_id": str(event_id), "event_type": event_type, "producer": producer}
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, NULL, $4)",
+        event_id, topic.name, key, headers,
+    )
+
+
+class RelayCrash(RuntimeError):
+    """Raised by a test's ``after_send`` hook to simulate a relay killed after publishing."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    topic: str
+    key: str
+    payload: bytes | None
+    headers: dict[str, str]
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Kafka, in order, woken by LISTEN/NOTIFY.
+
+    Args:
+        pool: the service's asyncpg pool.
+        bootstrap: Kafka ``host:port``.
+        name: the service's name, for logs and the producer's client id.
+        batch_size: rows per round.
+        after_send: test hook awaited after the broker acknowledged a round and before the rows are
+            stamped; raising :class:`RelayCrash` there simulates a crash at the worst moment.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        *,
+        name: str,
+        batch_size: int = 500,
+        after_send: Callable[[Sequence[OutboxRow]], Awaitable[None]] | None = None,
+        poll_seconds: float = 2.0,
+        retention_hours: float = 24.0,
+    ) -> None:
+        self._pool = pool
+        self._bootstrap = bootstrap
+        self._name = name
+        self._batch_size = batch_size
+        self._after_send = after_send
+        self._poll = poll_seconds
+        self._retention_hours = retention_hours
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self.published = 0
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=f"{self._name}-outbox-relay",
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=2,
+                max_batch_size=256 * 1024,
+                request_timeout_ms=15000,
+            )
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def publish_pending(self) -> int:
+        """Publish every unpublished row, oldest first; return how many were published.
+
+        Raises:
+            aiokafka.errors.KafkaError | OSError: the broker did not acknowledge; rows stay unpublished.
+            RelayCrash: from the ``after_send`` test hook.
+        """
+        producer = await self._start_producer()
+        total = 0
+        while True:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT id, topic, key, payload, headers FROM outbox WHERE published_at IS NULL "
+                    "ORDER BY id LIMIT $1",
+                    self._batch_size,
+                )
+            if not rows:
+                return total
+            batch = [OutboxRow(r["id"], r["topic"], r["key"], r["payload"], r["headers"]) for r in rows]
+            futures = []
+            for row in batch:
+                headers = [(k, str(v).encode()) for k, v in row.headers.items()]
+                futures.append(
+                    await producer.send(row.topic, value=row.payload, key=row.key.encode(), headers=headers)
+                )
+            await asyncio.gather(*futures)
+            if self._after_send is not None:
+                await self._after_send(batch)
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r.id for r in batch]
+                )
+            total += len(batch)
+            self.published += len(batch)
+
+    async def _prune(self) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+                self._retention_hours * 3600,
+            )
+
+    async def run(self) -> None:
+        """Run until cancelled: hold the relay lock, listen, publish, back off on broker errors."""
+        backoff = 0.5
+        while True:
+            try:
+                async with self._pool.acquire() as listen_conn:
+                    locked = await listen_conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY)
+                    if not locked:
+                        await asyncio.sleep(2.0)
+                        continue
+                    try:
+                        await listen_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                        rounds = 0
+                        while True:
+                            self._wake.clear()
+                            n = await self.publish_pending()
+                            if n:
+                                log.debug("outbox.published", count=n)
+                            backoff = 0.5
+                            rounds += 1
+                            if rounds % 300 == 0:
+                                await self._prune()
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                            if listen_conn.is_closed():
+                                break
+                    finally:
+                        if not listen_conn.is_closed():
+                            with contextlib.suppress(Exception):
+                                await listen_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+                                await listen_conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
+            except asyncio.CancelledError:
+                await self.stop()
+                raise
+            except RelayCrash:
+                raise
+            except Exception as exc:  # broker or database down: keep the rows, retry with backoff
+                log.warning("outbox.relay_error", error=repr(exc), retry_in=backoff)
+                await self.stop()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)

@@ -1,0 +1,149 @@
+"""The runtime every service shares: FastAPI app, Kafka broker, pool, outbox relay, health.
+
+A service's composition root (``services/<name>/app.py``) describes itself with a
+:class:`ServiceSpec` (its routers, its consumers, its background tasks) and calls
+:func:`build_app`. At start the lifespan, in order: configures logging, runs the service's
+migrations, opens the asyncpg pool, starts the outbox relay, starts the FastStream broker with the
+consumers, and starts background tasks; it stops them in reverse order.
+
+Health: ``GET /health/live`` (the process answers) and ``GET /health/ready`` (PostgreSQL answers
+``SELECT 1`` and the Kafka producer is connected), 200 or 503 with the failing check named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+
+from shared.consumer import IdempotentConsumer
+from shared.db import create_pool, upgrade_async
+from shared.logging import configure_logging, get_logger
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+__all__ = ["Runtime", "ServiceSpec", "build_app"]
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; handlers reach it through ``request.app.state.runtime``."""
+
+    settings: ServiceSettings
+    broker: KafkaBroker
+    pool: asyncpg.Pool | None = None
+    relay: OutboxRelay | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def require_pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise RuntimeError("the database pool is not open yet")
+        return self.pool
+
+
+@dataclass
+class ServiceSpec:
+    """A service's description for :func:`build_app`.
+
+    Attributes:
+        name: ``roster``, ``dispatch`` or ``notify`` (its migrations live in ``services/<name>/migrations``).
+        routers: FastAPI routers of its HTTP API.
+        consumers: factories of its idempotent consumers, given the runtime.
+        background: coroutines run for the service's lifetime (e.g. dispatch's deadline ticker).
+        on_start: awaited after the pool opens and before consumers start (e.g. to build adapters).
+        on_stop: awaited at shutdown before the pool closes.
+    """
+
+    name: str
+    title: str
+    routers: Sequence[APIRouter] = ()
+    consumers: Sequence[Callable[[Runtime], IdempotentConsumer]] = ()
+    background: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    pool_max_size: int = 10
+
+
+def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = True) -> FastAPI:
+    """Build the service's FastAPI app; nothing connects until the app starts (no I/O at import)."""
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=spec.name, enable_idempotence=True)
+    runtime = Runtime(settings=settings, broker=broker)
+
+    async def dead_letters(topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None:
+        await broker.publish(value or b"", topic, key=key, headers=headers)
+
+    consumers = [factory(runtime) for factory in spec.consumers]
+    for consumer in consumers:
+        consumer._dead_letters = dead_letters  # noqa: SLF001 - wired here, the composition root
+        consumer.attach(broker, max_records=settings.consumer_max_records)
+    runtime.extras["consumers"] = consumers
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(level=settings.log_level, service=spec.name)
+        if migrate:
+            await upgrade_async(spec.name, settings.dsn)
+        runtime.pool = await create_pool(settings.dsn, max_size=spec.pool_max_size)
+        runtime.relay = OutboxRelay(
+            runtime.pool, settings.kafka_bootstrap_servers, name=spec.name, batch_size=settings.outbox_batch_size
+        )
+        runtime.tasks.append(asyncio.create_task(runtime.relay.run(), name=f"{spec.name}-outbox-relay"))
+        if spec.on_start:
+            await spec.on_start(runtime)
+        await broker.start()
+        for job in spec.background:
+            runtime.tasks.append(asyncio.create_task(job(runtime), name=f"{spec.name}-{job.__name__}"))
+        log.info("service.started", port=settings.http_port)
+        try:
+            yield
+        finally:
+            for task in reversed(runtime.tasks):
+                task.cancel()
+            for task in runtime.tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            runtime.tasks.clear()
+            await broker.stop()
+            if spec.on_stop:
+                await spec.on_stop(runtime)
+            if runtime.relay:
+                await runtime.relay.stop()
+            await runtime.pool.close()
+            log.info("service.stopped")
+
+    app = FastAPI(title=spec.title, lifespan=lifespan)
+    app.state.runtime = runtime
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok", "service": spec.name}
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            async with runtime.require_pool().acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+            checks["postgres"] = "ok"
+        except Exception as exc:
+            checks["postgres"] = f"error: {type(exc).__name__}"
+        try:
+            checks["kafka"] = "ok" if await broker.ping(timeout=2.0) else "error: no answer"
+        except Exception as exc:
+            checks["kafka"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app
