@@ -1,0 +1,1 @@
+"""Provider simulator: local HTTP servers that speak the Aliyun, Tencent and WeChat APIs (see its package)."""
