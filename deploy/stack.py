@@ -451,7 +451,14 @@ def stack_secret(name: str) -> str:
 
 
 # Secrets the services need, by environment variable; generated for the local stack only.
-STACK_SECRETS = ("NOTIFY_ENCRYPTION_KEY",)
+STACK_SECRETS = (
+    "NOTIFY_ENCRYPTION_KEY",
+    "NOTIFY_ALIYUN_ACCESS_KEY_SECRET",
+    "NOTIFY_TENCENT_SECRET_KEY",
+    "NOTIFY_WECHAT_APP_SECRET",
+    "NOTIFY_CALLBACK_TOKEN",
+    "NOTIFY_REPLY_LINK_SECRET",
+)
 
 
 def stack_env(settings: StackSettings | None = None) -> dict[str, str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, PostgresDsn, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,3 +82,48 @@ class NotifySettings(ServiceSettings):
     encryption_key: SecretStr | None = Field(
         default=None, description="Fernet key for phone numbers and openids at rest (required to serve)."
     )
+
+    # --- provider adapters (services/notify/channels) -------------------------------------------------
+    sms_provider: Literal["aliyun", "tencent"] = Field(
+        default="aliyun", description="The active SMS channel's provider."
+    )
+    provider_timeout_seconds: float = Field(default=5.0, gt=0, description="HTTP timeout towards providers, s.")
+    aliyun_base_url: str = Field(
+        default="http://127.0.0.1:8190", description="Dysmsapi base URL (real: https://dysmsapi.aliyuncs.com)."
+    )
+    aliyun_access_key_id: str = Field(default="muster-local", description="Aliyun AccessKey id (not secret).")
+    aliyun_access_key_secret: SecretStr | None = Field(default=None, description="Aliyun AccessKey secret.")
+    aliyun_sign_name: str = Field(default="红十字志愿者", description="Approved SMS signature (签名).")
+    aliyun_templates: dict[str, str] = Field(
+        default={"callout": "SMS_900001", "assigned": "SMS_900002", "stand_down": "SMS_900003",
+                 "reminder": "SMS_900004"},
+        description="Approved template code per message kind (JSON object in the environment).",
+    )
+    aliyun_rate_per_second: float = Field(default=100.0, gt=0, description="Requests/s towards Dysmsapi.")
+    tencent_base_url: str = Field(
+        default="http://127.0.0.1:8190", description="SMS API 3.0 base URL (real: https://sms.tencentcloudapi.com)."
+    )
+    tencent_secret_id: str = Field(default="AKIDmusterlocal", description="Tencent SecretId (not secret).")
+    tencent_secret_key: SecretStr | None = Field(default=None, description="Tencent SecretKey.")
+    tencent_region: str = "ap-guangzhou"
+    tencent_sdk_app_id: str = Field(default="1400006666", description="SmsSdkAppId.")
+    tencent_sign_name: str = Field(default="红十字志愿者", description="Approved SMS signature content.")
+    tencent_templates: dict[str, str] = Field(
+        default={"callout": "1900001", "assigned": "1900002", "stand_down": "1900003", "reminder": "1900004"},
+        description="Approved TemplateId per message kind (JSON object in the environment).",
+    )
+    tencent_rate_per_second: float = Field(default=100.0, gt=0, description="Requests/s towards SendSms.")
+    wechat_base_url: str = Field(
+        default="http://127.0.0.1:8190", description="WeChat API base URL (real: https://api.weixin.qq.com)."
+    )
+    wechat_app_id: str = Field(default="wx0000muster0local", description="Official Account AppID (not secret).")
+    wechat_app_secret: SecretStr | None = Field(default=None, description="Official Account AppSecret.")
+    wechat_templates: dict[str, str] = Field(
+        default={"callout": "TPL_callout", "assigned": "TPL_assigned", "stand_down": "TPL_stand_down",
+                 "reminder": "TPL_reminder"},
+        description="Template message template_id per message kind (JSON object in the environment).",
+    )
+    wechat_use_bizsend: bool = Field(
+        default=False, description="Send subscribe notices (message/subscribe/bizsend) instead of template messages."
+    )
+    wechat_rate_per_second: float = Field(default=200.0, gt=0, description="Requests/s towards WeChat.")
