@@ -498,3 +498,95 @@ def stack_down() -> None:
     """Stop Kafka and PostgreSQL cleanly. Data is kept for the next start."""
     kafka_stop()
     postgres_stop()
+
+
+# --------------------------------------------------------------------------- the services
+
+
+# Processes `muster stack up --services` runs in the background: name → (command args, health URL).
+SERVICE_PROCESSES: dict[str, tuple[list[str], str]] = {
+    "simulator": (["simulator", "serve"], "http://127.0.0.1:8190/sim/stats"),
+    "roster": (["serve", "roster"], "http://127.0.0.1:8101/health/ready"),
+    "dispatch": (["serve", "dispatch"], "http://127.0.0.1:8102/health/ready"),
+    "notify": (["serve", "notify"], "http://127.0.0.1:8103/health/ready"),
+}
+
+
+def _service_dir() -> Path:
+    return state_dir() / "services"
+
+
+def _muster_command() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "muster"]
+
+
+def service_status(name: str) -> str:
+    pid = _pid_alive(_service_dir() / f"{name}.pid")
+    return f"running (pid {pid})" if pid else "stopped"
+
+
+def service_start(name: str, *, timeout: float = 60.0) -> None:
+    """Start one service in the background (reused when running) and wait until its health URL answers 200.
+
+    Logs go to ``<state>/services/<name>.log``.
+
+    Raises:
+        StackError: it did not become ready within ``timeout`` seconds.
+    """
+    import httpx
+
+    args, health = SERVICE_PROCESSES[name]
+    sdir = _service_dir()
+    sdir.mkdir(parents=True, exist_ok=True)
+    pidfile = sdir / f"{name}.pid"
+    logfile = sdir / f"{name}.log"
+    if not _pid_alive(pidfile):
+        _log(f"starting {name} (log: {logfile})")
+        env = {**os.environ, **stack_env(), "PYTHONUNBUFFERED": "1"}
+        with logfile.open("ab") as out:
+            proc = subprocess.Popen(
+                [*_muster_command(), *args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True, cwd=DEPLOY.parent,
+            )
+        pidfile.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pidfile):
+            raise StackError(f"{name} exited; last log lines:\n{logfile.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(health, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise StackError(f"{name} not ready after {timeout}s; last log lines:\n{logfile.read_text(errors='replace')[-3000:]}")
+
+
+def service_stop(name: str, *, sig: int = signal.SIGTERM) -> None:
+    """Stop one background service (SIGTERM, or ``sig``; SIGKILL after 20 s)."""
+    pidfile = _service_dir() / f"{name}.pid"
+    pid = _pid_alive(pidfile)
+    if not pid:
+        return
+    _log(f"stopping {name} (pid {pid})")
+    os.kill(pid, sig)
+    for _ in range(200):
+        if not _pid_alive(pidfile):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+def services_up(names: tuple[str, ...] | None = None) -> None:
+    """Start the simulator and the three services (those not running)."""
+    for name in names or tuple(SERVICE_PROCESSES):
+        service_start(name)
+
+
+def services_down() -> None:
+    for name in reversed(tuple(SERVICE_PROCESSES)):
+        service_stop(name)

@@ -37,16 +37,20 @@ def _print_env(env: dict[str, str]) -> None:
     typer.echo(f"# settings the services use (also in {stack.env_file()})")
     for key, value in env.items():
         shown = value
-        if "SECRET" in key or "KEY" in key:
+        if any(word in key for word in ("SECRET", "KEY", "TOKEN")):
             shown = "<generated; see the env file>"
         typer.echo(f"{key}={shown}")
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    services: bool = typer.Option(False, "--services", help="Also start the simulator and the three services."),
+) -> None:
     """Start PostgreSQL and Kafka (reusing running ones), create topics, print the settings."""
     try:
         env = stack.stack_up()
+        if services:
+            stack.services_up()
     except stack.StackError as exc:
         typer.echo(f"stack up failed: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -55,7 +59,8 @@ def stack_up() -> None:
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop Kafka and PostgreSQL cleanly (data is kept)."""
+    """Stop the services (if running), Kafka and PostgreSQL cleanly (data is kept)."""
+    stack.services_down()
     stack.stack_down()
 
 
@@ -64,6 +69,8 @@ def stack_status() -> None:
     """Show whether Kafka and PostgreSQL run, and the settings."""
     typer.echo(f"kafka:    {stack.kafka_status()}")
     typer.echo(f"postgres: {stack.postgres_status()}")
+    for name in stack.SERVICE_PROCESSES:
+        typer.echo(f"{name + ':':<10}{stack.service_status(name)}")
     if stack.env_file().exists():
         _print_env(stack.stack_env())
 
@@ -85,6 +92,26 @@ def db_upgrade() -> None:
         settings = settings_cls()  # type: ignore[call-arg]
         upgrade(name, settings.dsn)
         typer.echo(f"{name}: migrated to head")
+
+
+contract_app = typer.Typer(help="The event contract.", no_args_is_help=True)
+app.add_typer(contract_app, name="contract")
+
+
+@contract_app.command("asyncapi")
+def contract_asyncapi(write: bool = typer.Option(False, "--write", help="Write docs/asyncapi.json")) -> None:
+    """Print (or write) the AsyncAPI document generated from shared/events.py and shared/topics.py."""
+    import json
+
+    from shared.asyncapi import ASYNCAPI_PATH, asyncapi_document
+
+    text = json.dumps(asyncapi_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if write:
+        ASYNCAPI_PATH.parent.mkdir(parents=True, exist_ok=True)
+        ASYNCAPI_PATH.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {ASYNCAPI_PATH}")
+    else:
+        typer.echo(text, nl=False)
 
 
 @app.command("serve")

@@ -253,5 +253,6 @@ class IdempotentConsumer:
             records = raw if isinstance(raw, tuple | list) else (raw,)
             await self.process(records)
 
+        consume.__annotations__ = {"msg": KafkaMessage, "return": None}  # resolved here, not as strings
         consume.__name__ = f"consume_{self.name.replace('.', '_').replace('-', '_')}"
         return subscriber(consume)
