@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.divisions import is_valid_code, level_of
 from shared.vocabulary import SKILLS, Level, TeamType
@@ -62,12 +62,17 @@ class RequirementPlan(_Strict):
     team_type: TeamType | None = None
     count: int = Field(ge=1, le=500)
 
+    @field_validator("skill")
+    @classmethod
+    def _known_skill(cls, v: str | None) -> str | None:
+        if v is not None and v not in _SKILL_CODES:
+            raise ValueError(f"unknown skill {v!r}; known: {sorted(_SKILL_CODES)}")
+        return v
+
     @model_validator(mode="after")
     def _one_of(self) -> RequirementPlan:
         if (self.skill is None) == (self.team_type is None):
             raise ValueError("give exactly one of skill or team_type")
-        if self.skill is not None and self.skill not in _SKILL_CODES:
-            raise ValueError(f"unknown skill {self.skill!r}; known: {sorted(_SKILL_CODES)}")
         return self
 
 
@@ -89,11 +94,12 @@ class IncidentPlan(_Strict):
     policy: Policy
     open_after_seconds: float = Field(default=0.0, ge=0, description="Delay after the drill starts.")
 
-    @model_validator(mode="after")
-    def _village(self) -> IncidentPlan:
-        if not is_valid_code(self.unit_code) or level_of(self.unit_code) is not Level.VILLAGE:
-            raise ValueError(f"unit_code {self.unit_code!r} is not a 12-digit village/community code")
-        return self
+    @field_validator("unit_code")
+    @classmethod
+    def _village(cls, v: str) -> str:
+        if not is_valid_code(v) or level_of(v) is not Level.VILLAGE:
+            raise ValueError(f"unit_code {v!r} is not a 12-digit village/community code")
+        return v
 
 
 class Distribution(_Strict):
