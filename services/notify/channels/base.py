@@ -167,6 +167,10 @@ class ChannelProvider(ABC):
     max_batch: int
     rate_per_second: float
 
+    async def aclose(self) -> None:
+        """Release the provider's own connections (SDK clients); the default has none."""
+        return None
+
     @abstractmethod
     async def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
         """Send ``messages`` (at most :attr:`max_batch` is efficient; more are split) and return one result each.
