@@ -127,9 +127,15 @@ def serve(service: ServiceName, port: int | None = typer.Option(None, help="HTTP
 
 
 def _register_service_commands() -> None:
-    """Mount the services' own command groups when they define one (``services/<name>/cli.py``)."""
-    for name, group in (("roster", "roster"), ("dispatch", "incident"), ("notify", "notify"), ("drill", "drill")):
-        modname = f"services.{name}.cli" if name != "drill" else "muster.drill"
+    """Mount the command groups of the services, the simulator and the drill when they exist."""
+    groups = {
+        "roster": "services.roster.cli",
+        "incident": "services.dispatch.cli",
+        "notify": "services.notify.cli",
+        "simulator": "simulator.cli",
+        "drill": "muster.drill.cli",
+    }
+    for group, modname in groups.items():
         try:
             module = importlib.import_module(modname)
         except ModuleNotFoundError as exc:
