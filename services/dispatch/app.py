@@ -1,4 +1,9 @@
-"""Composition root of the dispatch service: settings, routers, consumers, background tasks."""
+"""Composition root of the dispatch service: settings, routers, consumers, background tasks.
+
+Wires the operator API (:mod:`.handlers.http`), the four idempotent consumers
+(:mod:`.handlers.consumers`) and the deadline ticker (:mod:`.handlers.ticker`) into
+:func:`shared.service.build_app`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,21 @@ from fastapi import FastAPI
 from shared.service import ServiceSpec, build_app
 from shared.settings import DispatchSettings
 
+from .handlers.consumers import consumer_factories
+from .handlers.http import install_error_handlers, router
+from .handlers.ticker import deadline_ticker
 
-def create_app(settings: DispatchSettings | None = None) -> FastAPI:
+
+def create_app(settings: DispatchSettings | None = None, *, migrate: bool = True) -> FastAPI:
     """Build the dispatch service's app (connects nothing until started)."""
     settings = settings or DispatchSettings()  # type: ignore[call-arg]
-    spec = ServiceSpec(name="dispatch", title="muster dispatch")
-    return build_app(spec, settings)
+    spec = ServiceSpec(
+        name="dispatch",
+        title="muster dispatch",
+        routers=[router],
+        consumers=consumer_factories(settings.consumer_prefix),
+        background=[deadline_ticker],
+    )
+    app = build_app(spec, settings, migrate=migrate)
+    install_error_handlers(app)
+    return app

@@ -1,0 +1,210 @@
+"""The roster projection in dispatch's database: upserts from roster's snapshots, and candidate loading.
+
+Snapshots carry a ``revision``; an upsert only replaces a row with a lower revision, so a late,
+older snapshot (or a redelivery) changes nothing. A tombstone (retirement) marks the row
+``retired`` and inactive but keeps its revision, so an older snapshot arriving after it cannot
+bring the volunteer back; a newer one (re-registration) can.
+
+Candidate loading pre-filters in SQL (unit prefix, skill, active, consented, not retired, not yet
+called in the incident) so that the pure selection (:mod:`services.dispatch.domain.selection`)
+ranks a few thousand rows rather than the whole roster; the pure function re-checks every rule.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from shared.consumer import Received, Tombstone
+from shared.events import Availability, TeamUpdated, VolunteerProfileUpdated
+from shared.logging import get_logger
+from shared.vocabulary import Level, TeamType
+
+from ..domain.model import Certificate, TeamCandidate, VolunteerCandidate
+
+__all__ = [
+    "FAIRNESS_WINDOW",
+    "apply_profile",
+    "apply_team",
+    "called_in_incident",
+    "load_team_candidates",
+    "load_volunteer_candidates",
+    "unit_prefix",
+    "upsert_profile",
+]
+
+log = get_logger(__name__)
+
+#: Call-outs within this window count for fairness ranking.
+FAIRNESS_WINDOW = timedelta(days=30)
+
+
+def unit_prefix(unit: str, level: Level) -> str:
+    """The code prefix of everything inside ``unit`` (the city by its first 4 digits)."""
+    return unit[:4] if level is Level.CITY else unit
+
+
+async def upsert_profile(conn: asyncpg.Connection, p: VolunteerProfileUpdated) -> bool:
+    """Store a profile snapshot unless an equal or newer revision is stored; True when stored."""
+    certs = [
+        {"skill": c.skill, "issued_on": c.issued_on and c.issued_on.isoformat(),
+         "expires_on": c.expires_on and c.expires_on.isoformat()}
+        for c in p.certificates
+    ]
+    stored = await conn.fetchval(
+        """
+        INSERT INTO volunteers (volunteer_id, revision, display_name, unit_code, lat, lon, skills, certificates,
+                                team_ids, availability, unavailable_until, consent, active, retired, updated_at)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,false,now())
+        ON CONFLICT (volunteer_id) DO UPDATE SET
+            revision=EXCLUDED.revision, display_name=EXCLUDED.display_name, unit_code=EXCLUDED.unit_code,
+            lat=EXCLUDED.lat, lon=EXCLUDED.lon, skills=EXCLUDED.skills, certificates=EXCLUDED.certificates,
+            team_ids=EXCLUDED.team_ids, availability=EXCLUDED.availability,
+            unavailable_until=EXCLUDED.unavailable_until, consent=EXCLUDED.consent, active=EXCLUDED.active,
+            retired=false, updated_at=now()
+        WHERE volunteers.revision < EXCLUDED.revision
+        RETURNING 1
+        """,
+        p.volunteer_id, p.revision, p.display_name, p.unit_code, p.lat, p.lon, list(p.skills), certs,
+        list(p.team_ids), p.availability.value, p.unavailable_until, p.consent, p.active,
+    )
+    return bool(stored)
+
+
+async def apply_profile(conn: asyncpg.Connection, item: Received) -> None:
+    """Consumer handler for ``roster.volunteer-profile.v1``: upsert a snapshot, retire on a tombstone."""
+    if isinstance(item, Tombstone):
+        await conn.execute(
+            "UPDATE volunteers SET active=false, retired=true, updated_at=now() WHERE volunteer_id=$1",
+            UUID(item.key),
+        )
+        log.info("projection.volunteer_retired", volunteer_id=item.key)
+        return
+    if not isinstance(item, VolunteerProfileUpdated):
+        log.warning("projection.unexpected_event", event_type=item.event_type, event_id=str(item.event_id))
+        return
+    if not await upsert_profile(conn, item):
+        log.info("projection.stale_snapshot", volunteer_id=str(item.volunteer_id), revision=item.revision)
+
+
+async def apply_team(conn: asyncpg.Connection, item: Received) -> None:
+    """Consumer handler for ``roster.team.v1``: upsert a team snapshot, retire it on a tombstone."""
+    if isinstance(item, Tombstone):
+        await conn.execute(
+            "UPDATE teams SET active=false, retired=true, updated_at=now() WHERE team_id=$1", UUID(item.key)
+        )
+        return
+    if not isinstance(item, TeamUpdated):
+        log.warning("projection.unexpected_event", event_type=item.event_type, event_id=str(item.event_id))
+        return
+    await conn.execute(
+        """
+        INSERT INTO teams (team_id, revision, name, team_type, unit_code, leader_id, member_ids, lat, lon, active,
+                           retired, updated_at)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,false,now())
+        ON CONFLICT (team_id) DO UPDATE SET
+            revision=EXCLUDED.revision, name=EXCLUDED.name, team_type=EXCLUDED.team_type,
+            unit_code=EXCLUDED.unit_code, leader_id=EXCLUDED.leader_id, member_ids=EXCLUDED.member_ids,
+            lat=EXCLUDED.lat, lon=EXCLUDED.lon, active=EXCLUDED.active, retired=false, updated_at=now()
+        WHERE teams.revision < EXCLUDED.revision
+        """,
+        item.team_id, item.revision, item.name, item.team_type.value, item.unit_code, item.leader_id,
+        list(item.member_ids), item.lat, item.lon, item.active,
+    )
+
+
+def _certs(raw: list[dict[str, Any]]) -> tuple[Certificate, ...]:
+    return tuple(
+        Certificate(
+            skill=c["skill"],
+            issued_on=date.fromisoformat(c["issued_on"]) if c.get("issued_on") else None,
+            expires_on=date.fromisoformat(c["expires_on"]) if c.get("expires_on") else None,
+        )
+        for c in raw
+    )
+
+
+def _volunteer(r: asyncpg.Record, prefix: str = "") -> VolunteerCandidate:
+    return VolunteerCandidate(
+        volunteer_id=r[f"{prefix}volunteer_id"],
+        unit_code=r[f"{prefix}unit_code"],
+        lat=r[f"{prefix}lat"],
+        lon=r[f"{prefix}lon"],
+        skills=frozenset(r[f"{prefix}skills"]),
+        certificates=_certs(r[f"{prefix}certificates"]),
+        availability=Availability(r[f"{prefix}availability"]),
+        unavailable_until=r[f"{prefix}unavailable_until"],
+        consent=r[f"{prefix}consent"],
+        active=r[f"{prefix}active"] and not r[f"{prefix}retired"],
+        recent_callouts=r[f"{prefix}recent"],
+        engaged=r[f"{prefix}engaged"],
+        display_name=r[f"{prefix}display_name"],
+    )
+
+
+_VOLUNTEER_COLUMNS = """
+    v.volunteer_id, v.unit_code, v.lat, v.lon, v.skills, v.certificates, v.availability, v.unavailable_until,
+    v.consent, v.active, v.retired, v.display_name,
+    (SELECT count(*) FROM callouts c WHERE c.volunteer_id = v.volunteer_id AND c.requested_at > $3)::int AS recent,
+    EXISTS (SELECT 1 FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id
+            WHERE c.volunteer_id = v.volunteer_id AND c.state IN ('assigned', 'arrived')
+              AND i.status = 'open' AND c.incident_id <> $4) AS engaged
+"""
+
+
+async def load_volunteer_candidates(
+    conn: asyncpg.Connection, *, skill: str, prefix: str, incident_id: UUID, at: datetime
+) -> list[VolunteerCandidate]:
+    """Volunteers with ``skill`` inside the unit ``prefix``, active, consented, not yet called in the incident."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_VOLUNTEER_COLUMNS}
+        FROM volunteers v
+        WHERE v.active AND v.consent AND NOT v.retired
+          AND v.unit_code LIKE $1 || '%' AND $2 = ANY(v.skills)
+          AND NOT EXISTS (SELECT 1 FROM callouts c WHERE c.incident_id = $4 AND c.volunteer_id = v.volunteer_id)
+        """,
+        prefix, skill, at - FAIRNESS_WINDOW, incident_id,
+    )
+    return [_volunteer(r) for r in rows]
+
+
+async def load_team_candidates(
+    conn: asyncpg.Connection, *, team_type: TeamType, prefix: str, incident_id: UUID, at: datetime
+) -> list[TeamCandidate]:
+    """Active teams of ``team_type`` inside the unit ``prefix``, with their leader as a volunteer candidate."""
+    rows = await conn.fetch(
+        f"""
+        SELECT t.team_id, t.team_type, t.unit_code AS team_unit, t.name, t.lat AS team_lat, t.lon AS team_lon,
+               t.active AS team_active,
+               (SELECT count(*) FROM callouts c WHERE c.team_id = t.team_id AND c.requested_at > $3)::int
+                   AS team_recent,
+               EXISTS (SELECT 1 FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id
+                       WHERE c.team_id = t.team_id AND c.state IN ('assigned', 'arrived')
+                         AND i.status = 'open' AND c.incident_id <> $4) AS team_engaged,
+               {_VOLUNTEER_COLUMNS}
+        FROM teams t LEFT JOIN volunteers v ON v.volunteer_id = t.leader_id
+        WHERE t.active AND NOT t.retired AND t.team_type = $2 AND t.unit_code LIKE $1 || '%'
+        """,
+        prefix, team_type.value, at - FAIRNESS_WINDOW, incident_id,
+    )
+    out = []
+    for r in rows:
+        leader = _volunteer(r) if r["volunteer_id"] is not None else None
+        out.append(
+            TeamCandidate(
+                team_id=r["team_id"], team_type=TeamType(r["team_type"]), unit_code=r["team_unit"], leader=leader,
+                lat=r["team_lat"], lon=r["team_lon"], active=r["team_active"], recent_callouts=r["team_recent"],
+                engaged=r["team_engaged"], name=r["name"],
+            )
+        )
+    return out
+
+
+async def called_in_incident(conn: asyncpg.Connection, incident_id: UUID) -> set[UUID]:
+    """Volunteers (team leaders included) already called in the incident."""
+    rows = await conn.fetch("SELECT volunteer_id FROM callouts WHERE incident_id = $1", incident_id)
+    return {r["volunteer_id"] for r in rows}

@@ -1,0 +1,100 @@
+"""Checks of an incident's input: requirements and the point against the village code.
+
+The city polygon is not available, so containment is approximated from the divisions file's
+centre points (NBS division codes, centres GCJ-02 converted to WGS84):
+
+* the point is inside the city when it lies in the bounding box of all Shaoxing unit centres,
+  padded by :data:`CITY_PAD_M` (5 km);
+* the village code's district/county contains the point when the point lies in the bounding box
+  of that county's unit centres, padded by :data:`COUNTY_PAD_M` (3 km).
+
+A box is generous at a county's corners and can overlap a neighbour, so a point near a border
+may pass for either county; a point in another part of the city is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from shared.divisions import is_valid_code, level_of
+from shared.vocabulary import SKILLS, TeamType
+
+from ..errors import InvalidInput
+
+__all__ = ["CITY_PAD_M", "COUNTY_PAD_M", "MAX_COUNT", "Box", "check_point", "check_requirement"]
+
+CITY_PAD_M = 5_000.0
+COUNTY_PAD_M = 3_000.0
+#: More than this many people (or teams) for one requirement is refused as absurd.
+MAX_COUNT = 2_000
+_M_PER_DEG_LAT = 111_320.0
+
+
+@dataclass(frozen=True)
+class Box:
+    """A WGS84 bounding box, degrees."""
+
+    min_lat: float
+    max_lat: float
+    min_lon: float
+    max_lon: float
+
+    @classmethod
+    def around(cls, points: Sequence[tuple[float, float]], pad_m: float) -> Box:
+        """The box of ``points`` ((lat, lon) pairs) widened by ``pad_m`` metres on every side."""
+        lats = [p[0] for p in points]
+        lons = [p[1] for p in points]
+        dlat = pad_m / _M_PER_DEG_LAT
+        dlon = pad_m / (_M_PER_DEG_LAT * 0.86)  # cos(30.5°) ≈ 0.86 at Shaoxing's latitude
+        return cls(min(lats) - dlat, max(lats) + dlat, min(lons) - dlon, max(lons) + dlon)
+
+    def contains(self, lat: float, lon: float) -> bool:
+        return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
+
+
+def check_requirement(*, skill: str | None, team_type: str | None, count: int) -> None:
+    """Refuse a requirement that names no known skill or team type, or asks for ≤0 or > :data:`MAX_COUNT`.
+
+    Raises:
+        InvalidInput: with a message naming the problem.
+    """
+    if (skill is None) == (team_type is None):
+        raise InvalidInput("a requirement names exactly one of skill or team_type")
+    if skill is not None and skill not in {s.code for s in SKILLS}:
+        raise InvalidInput(f"unknown skill {skill!r}; known: {', '.join(s.code for s in SKILLS)}")
+    if team_type is not None and team_type not in {t.value for t in TeamType}:
+        raise InvalidInput(f"unknown team type {team_type!r}; known: {', '.join(t.value for t in TeamType)}")
+    if count <= 0:
+        raise InvalidInput(f"count must be at least 1, got {count}")
+    if count > MAX_COUNT:
+        raise InvalidInput(f"count {count} is more than {MAX_COUNT} for one requirement")
+
+
+def check_point(
+    *, lat: float, lon: float, unit_code: str, city: Box, counties: Mapping[str, Box], known: Mapping[str, str]
+) -> None:
+    """Refuse a point outside the city, an unknown village code, or a village whose county does not contain the point.
+
+    Args:
+        lat, lon: the incident's point, WGS84 degrees.
+        unit_code: the village/community code the operator gave (12 digits).
+        city: the city's box; counties: each county code's box; known: code → name of every unit.
+
+    Raises:
+        InvalidInput: with a message naming the problem.
+    """
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise InvalidInput(f"({lat}, {lon}) is not a WGS84 latitude/longitude")
+    if not is_valid_code(unit_code) or level_of(unit_code).value != "village":
+        raise InvalidInput(f"{unit_code!r} is not a 12-digit village/community code")
+    if unit_code not in known:
+        raise InvalidInput(f"village/community {unit_code} is not in Shaoxing's division codes")
+    if not city.contains(lat, lon):
+        raise InvalidInput(f"({lat}, {lon}) is outside the city")
+    county = unit_code[:6]
+    box = counties.get(county)
+    if box is None or not box.contains(lat, lon):
+        raise InvalidInput(
+            f"({lat}, {lon}) is not in {known.get(county, county)} ({county}), the district of village {unit_code}"
+        )

@@ -1,0 +1,54 @@
+"""Dispatch's Kafka consumers, each an :class:`~shared.consumer.IdempotentConsumer`.
+
+Delivery semantics (all four): FastStream batch subscriber, group id = the consumer's name
+(``<prefix>.roster-profiles`` …), ``auto_offset_reset=earliest``, ``AckPolicy.NACK_ON_ERROR``;
+idempotency key = the event id, recorded in ``processed_events`` in the same transaction as the
+writes; poison → ``<topic>.dlq``.
+
+============================  ===========================  ======================================
+consumer                      topic                        effect
+============================  ===========================  ======================================
+``<p>.roster-profiles``       roster.volunteer-profile.v1  projection upsert / retire (tombstone)
+``<p>.roster-teams``          roster.team.v1               team upsert / retire (tombstone)
+``<p>.replies``               notify.reply.v1              record + apply replies
+``<p>.deliveries``            notify.delivery.v1           message status for board and report
+============================  ===========================  ======================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared.consumer import IdempotentConsumer
+from shared.service import Runtime
+from shared.topics import DELIVERY, REPLY, ROSTER_PROFILE, ROSTER_TEAM
+
+from .. import usecases
+from ..adapters.projection import apply_profile, apply_team
+
+__all__ = ["consumer_factories"]
+
+
+async def _no_dead_letters(topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None:
+    raise RuntimeError("dead-letter sink not wired")  # replaced by build_app
+
+
+def consumer_factories(prefix: str) -> list[Callable[[Runtime], IdempotentConsumer]]:
+    """Factories of dispatch's consumers, named ``<prefix>.<what>`` (the group ids)."""
+    table = (
+        ("roster-profiles", ROSTER_PROFILE, apply_profile),
+        ("roster-teams", ROSTER_TEAM, apply_team),
+        ("replies", REPLY, usecases.apply_reply_event),
+        ("deliveries", DELIVERY, usecases.record_delivery),
+    )
+
+    def factory(name: str, topic: object, handler: object) -> Callable[[Runtime], IdempotentConsumer]:
+        def build(runtime: Runtime) -> IdempotentConsumer:
+            return IdempotentConsumer(
+                name=f"{prefix}.{name}", topic=topic, handler=handler,  # type: ignore[arg-type]
+                pool=runtime.require_pool, dead_letters=_no_dead_letters,
+            )
+
+        return build
+
+    return [factory(n, t, h) for n, t, h in table]

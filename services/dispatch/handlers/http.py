@@ -1,0 +1,222 @@
+"""Operator HTTP API (OpenAPI at ``/docs``): incidents, the board, call-outs, replies, report.
+
+Every route needs ``Authorization: Bearer <token>`` (see :mod:`services.dispatch.auth`). Reads are
+open to every role inside its unit; writes to city/county/town operators inside their unit.
+Errors map from :mod:`services.dispatch.errors`: 401/403 access, 404 unknown, 409 conflict,
+422 bad input (pydantic's own 422 for malformed bodies). Nothing is written when an error is returned.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import IncidentMode
+from shared.vocabulary import Level
+
+from .. import queries, usecases
+from ..auth import Operator, authenticate
+from ..errors import DispatchError, InvalidInput
+from ..units import units
+
+__all__ = ["install_error_handlers", "router"]
+
+router = APIRouter(tags=["incidents"])
+
+
+class RequirementIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    skill: str | None = Field(default=None, description="Skill code (shared.vocabulary.SKILLS).", examples=["first_aid"])
+    team_type: str | None = Field(default=None, description="Team type, instead of a skill.", examples=["water"])
+    count: int = Field(description="How many people (or teams), 1..2000.", examples=[2])
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    over_call_factor: float = Field(default=2.0, description="People called per person needed (1..10).")
+    wave_deadline_seconds: int | None = Field(
+        default=None, description="Seconds per wave; default 180 (emergency), 1800 (event); required for drills."
+    )
+    max_level: Level = Field(default=Level.CITY, description="Highest level the search may escalate to.")
+
+
+class IncidentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(examples=["drowning"])
+    title: str = Field(examples=["柯桥区鉴湖溺水"])
+    lat: float = Field(description="WGS84 latitude, degrees.", examples=[30.0])
+    lon: float = Field(description="WGS84 longitude, degrees.", examples=[120.5])
+    unit_code: str = Field(description="Village/community code (12 digits) the point lies in.")
+    mode: IncidentMode
+    requirements: list[RequirementIn]
+    start_level: Level = Level.VILLAGE
+    policy: PolicyIn = Field(default_factory=PolicyIn)
+
+
+class AddVolunteerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    volunteer_id: UUID
+    requirement_id: UUID
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: str = Field(examples=["rescued, handed to 120"])
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.runtime.require_pool()
+    return pool
+
+
+async def current_operator(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Operator:
+    """The operator behind the request's bearer token (401 without one)."""
+    async with _pool(request).acquire() as conn:
+        return await authenticate(conn, authorization)
+
+
+OperatorDep = Annotated[Operator, Depends(current_operator)]
+
+
+def _actor(op: Operator) -> usecases.Actor:
+    return usecases.Actor(op.name, op.role, op.unit_code)
+
+
+@router.post("/incidents", status_code=201)
+async def open_incident(body: IncidentIn, request: Request, op: OperatorDep) -> dict[str, Any]:
+    """Open an incident and call its first waves; returns the board."""
+    u = units()
+    u.check_point(body.lat, body.lon, body.unit_code)
+    op.require_write(body.unit_code)
+    data = usecases.IncidentInput(
+        kind=body.kind, title=body.title, lat=body.lat, lon=body.lon, unit_code=body.unit_code, mode=body.mode,
+        requirements=[usecases.RequirementInput(r.skill, r.team_type, r.count) for r in body.requirements],
+        start_level=body.start_level, max_level=body.policy.max_level,
+        over_call_factor=body.policy.over_call_factor, wave_deadline_seconds=body.policy.wave_deadline_seconds,
+    )
+    async with _pool(request).acquire() as conn:
+        incident_id = await usecases.open_incident(conn, data, _actor(op), place=u.place(body.unit_code))
+        return await queries.board(conn, incident_id)
+
+
+@router.get("/incidents")
+async def list_incidents(request: Request, op: OperatorDep, limit: int = 100) -> list[dict[str, Any]]:
+    """Incidents inside the operator's unit, newest first."""
+    prefix = op.unit_code[:4] if op.unit_code.endswith("00") and len(op.unit_code) == 6 else op.unit_code
+    async with _pool(request).acquire() as conn:
+        return await queries.list_incidents(conn, unit_prefix=prefix, limit=min(max(limit, 1), 1000))
+
+
+async def _readable(conn: asyncpg.Connection, op: Operator, incident_id: UUID) -> None:
+    op.require_scope(await queries.incident_unit(conn, incident_id))
+
+
+async def _writable(conn: asyncpg.Connection, op: Operator, incident_id: UUID) -> None:
+    op.require_write(await queries.incident_unit(conn, incident_id))
+
+
+@router.get("/incidents/{incident_id}")
+async def get_board(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, Any]:
+    """The incident board: requirements filled/outstanding, call-outs by state, level, next deadline, timeline."""
+    async with _pool(request).acquire() as conn:
+        await _readable(conn, op, incident_id)
+        return await queries.board(conn, incident_id)
+
+
+@router.get("/incidents/{incident_id}/callouts")
+async def get_callouts(incident_id: UUID, request: Request, op: OperatorDep) -> list[dict[str, Any]]:
+    """Every call-out with every reply recorded for it."""
+    async with _pool(request).acquire() as conn:
+        await _readable(conn, op, incident_id)
+        return await queries.callouts(conn, incident_id)
+
+
+@router.get("/incidents/{incident_id}/report")
+async def get_report(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, Any]:
+    """Timeline and figures (seconds, rates 0..1)."""
+    async with _pool(request).acquire() as conn:
+        await _readable(conn, op, incident_id)
+        return await queries.report(conn, incident_id)
+
+
+@router.post("/incidents/{incident_id}/callouts", status_code=201)
+async def add_volunteer(incident_id: UUID, body: AddVolunteerIn, request: Request, op: OperatorDep) -> dict[str, str]:
+    """Call one volunteer by hand for a requirement."""
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        cid = await usecases.add_volunteer(conn, incident_id, body.requirement_id, body.volunteer_id, _actor(op))
+    return {"callout_id": str(cid)}
+
+
+@router.delete("/incidents/{incident_id}/callouts/{callout_id}")
+async def remove_callout(incident_id: UUID, callout_id: UUID, request: Request, op: OperatorDep) -> dict[str, str]:
+    """Stand one volunteer down by hand."""
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        await usecases.remove_callout(conn, incident_id, callout_id, _actor(op))
+    return {"callout_id": str(callout_id), "state": "cancelled"}
+
+
+@router.post("/incidents/{incident_id}/stand-down")
+async def stand_down(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, int]:
+    """Stand everyone down (no more waves)."""
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        n = await usecases.stand_down(conn, incident_id, _actor(op))
+    return {"stood_down": n}
+
+
+@router.post("/incidents/{incident_id}/close")
+async def close(incident_id: UUID, body: CloseIn, request: Request, op: OperatorDep) -> dict[str, Any]:
+    """Close the incident with an outcome; returns the board."""
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        await usecases.close_incident(conn, incident_id, body.outcome, _actor(op))
+        return await queries.board(conn, incident_id)
+
+
+@router.get("/replies/unmatched", tags=["replies"])
+async def unmatched(request: Request, op: OperatorDep, limit: int = 200) -> list[dict[str, Any]]:
+    """Replies that matched no call-out, newest first (city-level operators and viewers of the city only)."""
+    op.require_scope("330600")
+    async with _pool(request).acquire() as conn:
+        return await queries.unmatched_replies(conn, limit=min(max(limit, 1), 1000))
+
+
+@router.get("/audit", tags=["audit"])
+async def audit_log(request: Request, op: OperatorDep, incident_id: UUID | None = None) -> list[dict[str, Any]]:
+    """The audit log (append-only), newest first; of one incident when given."""
+    async with _pool(request).acquire() as conn:
+        if incident_id is not None:
+            await _readable(conn, op, incident_id)
+        else:
+            op.require_scope("330600")
+        rows = await conn.fetch(
+            "SELECT id, at, operator, role, action, incident_id, before, after FROM audit_log "
+            "WHERE $1::uuid IS NULL OR incident_id = $1 ORDER BY id DESC LIMIT 500", incident_id,
+        )
+    return [{k: (str(v) if isinstance(v, UUID) else v.isoformat() if hasattr(v, "isoformat") else v)
+             for k, v in dict(r).items()} for r in rows]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map :class:`DispatchError` to its HTTP status with ``{"detail": message}``."""
+
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DispatchError)
+        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=exc.status)
+
+    app.add_exception_handler(DispatchError, handle)
+    app.add_exception_handler(InvalidInput, handle)

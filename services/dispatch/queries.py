@@ -1,0 +1,150 @@
+"""Read side: the incident board, its call-outs with their replies, the report, lists.
+
+Times are returned in UTC (ISO 8601); the operator's screens show them in Asia/Shanghai.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from shared.vocabulary import Level
+
+from .domain.model import CallOutState
+from .domain.report import CallOutFact, MessageFact, RequirementFact, incident_figures
+from .domain.waves import LEVEL_ORDER
+from .errors import NotFound
+
+__all__ = ["board", "callouts", "incident_unit", "list_incidents", "report", "unmatched_replies"]
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+def _row(r: asyncpg.Record) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, UUID) else _iso(v)) for k, v in dict(r).items()}
+
+
+async def incident_unit(conn: asyncpg.Connection, incident_id: UUID) -> str:
+    """The incident's village code (for scope checks).
+
+    Raises:
+        NotFound: no such incident.
+    """
+    unit = await conn.fetchval("SELECT unit_code FROM incidents WHERE incident_id = $1", incident_id)
+    if unit is None:
+        raise NotFound(f"no incident {incident_id}")
+    return str(unit)
+
+
+async def board(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
+    """The incident board.
+
+    Returns:
+        ``{"incident": {...}, "requirements": [{..., "filled", "outstanding", "level", "wave", "status",
+        "deadline_at"}], "callouts_by_state": {state: n}, "current_level", "next_deadline",
+        "timeline": [{"at", "kind", "detail"}]}``.
+
+    Raises:
+        NotFound: no such incident.
+    """
+    inc = await conn.fetchrow("SELECT * FROM incidents WHERE incident_id = $1", incident_id)
+    if inc is None:
+        raise NotFound(f"no incident {incident_id}")
+    reqs = await conn.fetch(
+        "SELECT requirement_id, skill, team_type, count, filled, level, wave, status, deadline_at, filled_at "
+        "FROM requirements WHERE incident_id = $1 ORDER BY position", incident_id,
+    )
+    states = await conn.fetch("SELECT state, count(*) AS n FROM callouts WHERE incident_id = $1 GROUP BY state",
+                              incident_id)
+    events = await conn.fetch("SELECT at, kind, detail FROM timeline WHERE incident_id = $1 ORDER BY id", incident_id)
+    deadlines = [r["deadline_at"] for r in reqs if r["deadline_at"] is not None]
+    levels = [Level(r["level"]) for r in reqs]
+    return {
+        "incident": _row(inc),
+        "requirements": [{**_row(r), "outstanding": max(r["count"] - r["filled"], 0)} for r in reqs],
+        "callouts_by_state": {r["state"]: r["n"] for r in states},
+        "current_level": max(levels, key=LEVEL_ORDER.index).value if levels else None,
+        "next_deadline": _iso(min(deadlines)) if deadlines else None,
+        "timeline": [_row(e) for e in events],
+    }
+
+
+async def callouts(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[str, Any]]:
+    """Every call-out of the incident with every reply recorded for it (duplicates and late ones included).
+
+    Returns:
+        ``[{"callout_id", "volunteer_id", "team_id", "requirement_id", "state", "level", "wave", "reply_code",
+        "requested_at", "respond_by", "accepted_at", "arrived_at", "eta_minutes", "cancel_reason", "manual",
+        "replies": [{"reply_id", "intent", "text", "eta_minutes", "channel", "received_at", "applied", "note"}]}]``
+    """
+    await incident_unit(conn, incident_id)
+    rows = await conn.fetch(
+        "SELECT callout_id, volunteer_id, team_id, requirement_id, state, level, wave, reply_code, distance_m, "
+        "requested_at, respond_by, accepted_at, arrived_at, eta_minutes, cancel_reason, manual "
+        "FROM callouts WHERE incident_id = $1 ORDER BY wave, requested_at, distance_m NULLS LAST", incident_id,
+    )
+    reps = await conn.fetch(
+        "SELECT reply_id, callout_id, intent, text, eta_minutes, channel, received_at, recorded_at, applied, note "
+        "FROM replies WHERE incident_id = $1 ORDER BY received_at, recorded_at", incident_id,
+    )
+    by_callout: dict[UUID, list[dict[str, Any]]] = {}
+    for r in reps:
+        by_callout.setdefault(r["callout_id"], []).append(
+            {k: v for k, v in _row(r).items() if k != "callout_id"}
+        )
+    return [{**_row(r), "replies": by_callout.get(r["callout_id"], [])} for r in rows]
+
+
+async def list_incidents(conn: asyncpg.Connection, *, unit_prefix: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Incidents inside the unit prefix, newest first, with filled/needed totals."""
+    rows = await conn.fetch(
+        """SELECT i.incident_id, i.kind, i.title, i.mode, i.unit_code, i.status, i.opened_at, i.closed_at,
+                  sum(r.count)::int AS needed, sum(r.filled)::int AS filled
+           FROM incidents i JOIN requirements r ON r.incident_id = i.incident_id
+           WHERE i.unit_code LIKE $1 || '%'
+           GROUP BY i.incident_id ORDER BY i.opened_at DESC LIMIT $2""",
+        unit_prefix, limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def unmatched_replies(conn: asyncpg.Connection, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Replies that matched no call-out (kept for operators), newest first; senders are already masked by notify."""
+    rows = await conn.fetch(
+        "SELECT reply_id, volunteer_id, callout_id, intent, text, channel, sender, received_at, note FROM replies "
+        "WHERE incident_id IS NULL ORDER BY received_at DESC LIMIT $1", limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def report(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
+    """The incident's timeline and figures (see :func:`services.dispatch.domain.report.incident_figures`)."""
+    inc = await conn.fetchrow("SELECT opened_at, status, outcome, closed_at, mode FROM incidents WHERE incident_id = $1",
+                              incident_id)
+    if inc is None:
+        raise NotFound(f"no incident {incident_id}")
+    reqs = await conn.fetch("SELECT requirement_id, count, filled, level, filled_at FROM requirements "
+                            "WHERE incident_id = $1 ORDER BY position", incident_id)
+    calls = await conn.fetch("SELECT requirement_id, level, wave, state, requested_at, accepted_at FROM callouts "
+                             "WHERE incident_id = $1", incident_id)
+    msgs = await conn.fetch("SELECT message_id, channel, status FROM messages WHERE incident_id = $1", incident_id)
+    events = await conn.fetch("SELECT at, kind, detail FROM timeline WHERE incident_id = $1 ORDER BY id", incident_id)
+    figures = incident_figures(
+        opened_at=inc["opened_at"],
+        requirements=[RequirementFact(r["requirement_id"], r["count"], r["filled"], Level(r["level"]), r["filled_at"])
+                      for r in reqs],
+        callouts=[CallOutFact(c["requirement_id"], Level(c["level"]), c["wave"], CallOutState(c["state"]),
+                              c["requested_at"], c["accepted_at"]) for c in calls],
+        messages=[MessageFact(m["message_id"], m["channel"], m["status"]) for m in msgs],
+    )
+    figures["messages_by_status"] = dict(Counter(m["status"] for m in msgs))
+    return {
+        "incident_id": str(incident_id), "status": inc["status"], "outcome": inc["outcome"], "mode": inc["mode"],
+        "opened_at": _iso(inc["opened_at"]), "closed_at": _iso(inc["closed_at"]),
+        "figures": figures, "timeline": [_row(e) for e in events],
+    }

@@ -1,0 +1,722 @@
+"""Dispatch's use cases: each one transaction that reads state, asks the pure domain, writes state + outbox.
+
+* :func:`open_incident` — validate, store, call the first wave of each requirement (escalating at
+  once where a level has no one), ``IncidentOpened`` + ``CallOutRequested`` …
+* :func:`process_due` — the deadline ticker's step: one due requirement, locked with
+  ``FOR UPDATE SKIP LOCKED``; waiting call-outs time out; next wave / escalation / unfilled.
+* :func:`apply_reply_event` — notify's ``ReplyReceived``: record it (always), apply it.
+* :func:`record_delivery` — notify's ``Message*`` for the board's figures.
+* :func:`add_volunteer`, :func:`remove_callout`, :func:`stand_down`, :func:`close_incident` — operator actions.
+
+Lock order everywhere: incident row → requirement rows → call-out rows, so concurrent replies,
+ticks and operator actions serialise without deadlocks. Call-outs are created under a
+transaction-level advisory lock so that reply codes stay unique among a volunteer's open call-outs.
+
+Events: ``INCIDENT`` keyed by incident id; ``CALLOUT`` keyed by volunteer id; all carry
+``correlation_id = incident_id`` and the drill mark; ``causation_id`` is the event that caused them.
+
+Errors: :class:`~services.dispatch.errors.InvalidInput`, :class:`~services.dispatch.errors.NotFound`,
+:class:`~services.dispatch.errors.Conflict` from operator actions (raised before anything is written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from shared import outbox
+from shared.consumer import Received
+from shared.divisions import ancestor
+from shared.events import (
+    CallOutAssigned,
+    CallOutCancelled,
+    CallOutRequested,
+    CancelReason,
+    Event,
+    IncidentClosed,
+    IncidentEscalated,
+    IncidentMode,
+    IncidentOpened,
+    MessageFailed,
+    MessageSent,
+    ReplyReceived,
+    RequirementFilled,
+    RequirementSpec,
+    RequirementUnfilled,
+    utcnow,
+)
+from shared.logging import get_logger
+from shared.topics import CALLOUT, INCIDENT, TopicSpec
+from shared.vocabulary import TEAM_TYPES, Level, TeamType, skill_by_code
+
+from .adapters.projection import called_in_incident, load_team_candidates, load_volunteer_candidates, unit_prefix
+from .domain.model import COUNTED_STATES, OPEN_STATES, CallOutState
+from .domain.replies import ReplyNote, apply_reply
+from .domain.selection import select_teams, select_volunteers
+from .domain.validation import check_requirement
+from .domain.waves import (
+    CallWave,
+    Escalate,
+    Filled,
+    FlagUnfilled,
+    decide,
+    deadline_seconds,
+    level_allowed,
+    reply_code,
+    wave_size,
+)
+from .errors import Conflict, InvalidInput, NotFound
+
+__all__ = [
+    "Actor",
+    "IncidentInput",
+    "RequirementInput",
+    "add_volunteer",
+    "apply_reply_event",
+    "close_incident",
+    "open_incident",
+    "process_due",
+    "record_delivery",
+    "remove_callout",
+    "stand_down",
+]
+
+log = get_logger(__name__)
+
+CODES_LOCK = 0x6D75_6364  # advisory lock id: call-out creation (unique reply codes)
+_OPEN = tuple(s.value for s in OPEN_STATES)
+_WAITING = (CallOutState.REQUESTED.value, CallOutState.TIMED_OUT.value)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: an operator (name, role, unit) or the system (the ticker, a consumer)."""
+
+    name: str
+    role: str
+    unit_code: str
+
+
+SYSTEM = Actor("dispatch", "system", "330600")
+
+
+@dataclass(frozen=True)
+class RequirementInput:
+    skill: str | None
+    team_type: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class IncidentInput:
+    """An incident to open. ``lat``/``lon`` WGS84 degrees; ``unit_code`` the village (12 digits)."""
+
+    kind: str
+    title: str
+    lat: float
+    lon: float
+    unit_code: str
+    mode: IncidentMode
+    requirements: Sequence[RequirementInput]
+    start_level: Level = Level.VILLAGE
+    max_level: Level = Level.CITY
+    over_call_factor: float = 2.0
+    wave_deadline_seconds: int | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class _Incident:
+    incident_id: UUID
+    kind: str
+    title: str
+    mode: IncidentMode
+    lat: float
+    lon: float
+    unit_code: str
+    place: str
+    max_level: Level
+    factor: float
+    deadline_s: int
+    status: str
+
+    @property
+    def drill(self) -> bool:
+        return self.mode is IncidentMode.DRILL
+
+    def env(self, causation: UUID | None = None) -> dict[str, Any]:
+        """Envelope fields of an event about this incident."""
+        return {"correlation_id": self.incident_id, "causation_id": causation, "drill": self.drill}
+
+
+async def _incident(conn: asyncpg.Connection, incident_id: UUID, *, lock: bool = False) -> _Incident:
+    r = await conn.fetchrow(
+        "SELECT * FROM incidents WHERE incident_id = $1" + (" FOR UPDATE" if lock else ""), incident_id
+    )
+    if r is None:
+        raise NotFound(f"no incident {incident_id}")
+    return _Incident(
+        r["incident_id"], r["kind"], r["title"], IncidentMode(r["mode"]), r["lat"], r["lon"], r["unit_code"],
+        r["place"], Level(r["max_level"]), r["over_call_factor"], r["wave_deadline_seconds"], r["status"],
+    )
+
+
+async def timeline(conn: asyncpg.Connection, incident_id: UUID, at: datetime, kind: str, **detail: Any) -> None:
+    """Append one entry to the incident's timeline."""
+    await conn.execute(
+        "INSERT INTO timeline (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+        incident_id, at, kind, {k: (str(v) if isinstance(v, UUID) else v) for k, v in detail.items()},
+    )
+
+
+async def audit(
+    conn: asyncpg.Connection, actor: Actor, action: str, incident_id: UUID | None, before: Any, after: Any
+) -> None:
+    """Append one operator action to the audit log (append-only: a trigger refuses UPDATE and DELETE)."""
+    await conn.execute(
+        "INSERT INTO audit_log (operator, role, action, incident_id, before, after) VALUES ($1,$2,$3,$4,$5,$6)",
+        actor.name, actor.role, action, incident_id, before, after,
+    )
+
+
+def _role_text(skill: str | None, team_type: str | None) -> str:
+    if skill:
+        return skill_by_code(skill).name_zh
+    return TEAM_TYPES[TeamType(team_type)] if team_type else "志愿者"
+
+
+# --------------------------------------------------------------------------- waves
+
+
+async def _write_wave(
+    conn: asyncpg.Connection,
+    inc: _Incident,
+    req: asyncpg.Record,
+    picked: Sequence[tuple[UUID, UUID | None, float | None]],
+    *,
+    level: Level,
+    wave: int,
+    now: datetime,
+    respond_by: datetime,
+    causation: UUID | None,
+    manual: bool = False,
+) -> list[UUID]:
+    """Insert call-outs for ``picked`` ((volunteer id, team id, distance m)) and their ``CallOutRequested``."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", CODES_LOCK)
+    vids = [p[0] for p in picked]
+    taken: dict[UUID, set[str]] = {}
+    for r in await conn.fetch(
+        "SELECT volunteer_id, reply_code FROM callouts WHERE volunteer_id = ANY($1::uuid[]) AND state = ANY($2::text[])",
+        vids, list(_OPEN),
+    ):
+        taken.setdefault(r["volunteer_id"], set()).add(r["reply_code"])
+    rows = []
+    events: list[tuple[TopicSpec, str, Event]] = []
+    role = _role_text(req["skill"], req["team_type"])
+    for vid, team_id, dist in picked:
+        cid = uuid4()
+        code = reply_code(cid, taken.get(vid, set()))
+        taken.setdefault(vid, set()).add(code)
+        rows.append((cid, inc.incident_id, req["requirement_id"], vid, team_id, wave, level.value, code,
+                     CallOutState.REQUESTED.value, dist, manual, now, respond_by))
+        events.append((CALLOUT, str(vid), CallOutRequested(
+            callout_id=cid, incident_id=inc.incident_id, requirement_id=req["requirement_id"], volunteer_id=vid,
+            team_id=team_id, wave=wave, level=level, incident_kind=inc.kind, incident_title=inc.title,
+            place=inc.place, role=role, reply_code=code, respond_by=respond_by, occurred_at=now,
+            **inc.env(causation),
+        )))
+    await conn.copy_records_to_table(
+        "callouts", records=rows,
+        columns=["callout_id", "incident_id", "requirement_id", "volunteer_id", "team_id", "wave", "level",
+                 "reply_code", "state", "distance_m", "manual", "requested_at", "respond_by"],
+    )
+    await outbox.add_many(conn, events)
+    return [r[0] for r in rows]
+
+
+async def _call_next(
+    conn: asyncpg.Connection, inc: _Incident, req: asyncpg.Record, *, now: datetime, causation: UUID | None
+) -> None:
+    """Call the next wave of ``req`` (locked by the caller), escalating while a level has no one left."""
+    level = Level(req["level"])
+    outstanding = req["count"] - req["filled"]
+    called = await called_in_incident(conn, inc.incident_id)
+    size = wave_size(outstanding, inc.factor)
+    while True:
+        unit = ancestor(inc.unit_code, level)
+        prefix = unit_prefix(unit, level)
+        picked: list[tuple[UUID, UUID | None, float | None]]
+        if req["skill"]:
+            vols = await load_volunteer_candidates(
+                conn, skill=req["skill"], prefix=prefix, incident_id=inc.incident_id, at=now
+            )
+            chosen = select_volunteers(vols, skill=req["skill"], lat=inc.lat, lon=inc.lon, unit_code=inc.unit_code,
+                                       level=level, at=now, called=called, limit=size)
+            picked = [(v.volunteer_id, None, d if d != float("inf") else None) for v, d in chosen]
+        else:
+            teams = await load_team_candidates(
+                conn, team_type=TeamType(req["team_type"]), prefix=prefix, incident_id=inc.incident_id, at=now
+            )
+            chosen_t = select_teams(teams, team_type=TeamType(req["team_type"]), lat=inc.lat, lon=inc.lon,
+                                    unit_code=inc.unit_code, level=level, at=now, called=called, limit=size)
+            picked = [(t.leader.volunteer_id, t.team_id, d if d != float("inf") else None)  # type: ignore[union-attr]
+                      for t, d in chosen_t]
+        decision = decide(outstanding=outstanding, level=level, max_level=inc.max_level,
+                          eligible_left=len(picked), factor=inc.factor)
+        rid = req["requirement_id"]
+        if isinstance(decision, Filled):
+            await conn.execute("UPDATE requirements SET deadline_at = NULL WHERE requirement_id = $1", rid)
+            return
+        if isinstance(decision, CallWave):
+            wave = req["wave"] + 1
+            respond_by = now + timedelta(seconds=inc.deadline_s)
+            await _write_wave(conn, inc, req, picked[: decision.size], level=level, wave=wave, now=now,
+                              respond_by=respond_by, causation=causation)
+            await conn.execute(
+                "UPDATE requirements SET wave = $2, level = $3, deadline_at = $4, status = 'open' "
+                "WHERE requirement_id = $1", rid, wave, level.value, respond_by,
+            )
+            await timeline(conn, inc.incident_id, now, "wave_called", requirement_id=rid, wave=wave,
+                           level=level.value, size=decision.size, respond_by=respond_by.isoformat())
+            log.info("dispatch.wave_called", incident_id=str(inc.incident_id), requirement_id=str(rid),
+                     wave=wave, level=level.value, size=decision.size)
+            return
+        if isinstance(decision, Escalate):
+            to_unit = ancestor(inc.unit_code, decision.to_level)
+            ev = IncidentEscalated(incident_id=inc.incident_id, requirement_id=rid, from_level=decision.from_level,
+                                   to_level=decision.to_level, unit_code=to_unit, occurred_at=now,
+                                   **inc.env(causation))
+            await outbox.add(conn, INCIDENT, str(inc.incident_id), ev)
+            await conn.execute("UPDATE requirements SET level = $2 WHERE requirement_id = $1", rid,
+                               decision.to_level.value)
+            await timeline(conn, inc.incident_id, now, "escalated", requirement_id=rid,
+                           from_level=decision.from_level.value, to_level=decision.to_level.value, unit_code=to_unit)
+            log.info("dispatch.escalated", incident_id=str(inc.incident_id), requirement_id=str(rid),
+                     from_level=decision.from_level.value, to_level=decision.to_level.value)
+            level = decision.to_level
+            causation = ev.event_id
+            continue
+        assert isinstance(decision, FlagUnfilled)
+        ev_u = RequirementUnfilled(incident_id=inc.incident_id, requirement_id=rid, filled=req["filled"],
+                                   outstanding=decision.outstanding, level=decision.level, occurred_at=now,
+                                   **inc.env(causation))
+        await outbox.add(conn, INCIDENT, str(inc.incident_id), ev_u)
+        await conn.execute(
+            "UPDATE requirements SET status = 'unfilled', deadline_at = NULL, level = $2 WHERE requirement_id = $1",
+            rid, decision.level.value,
+        )
+        await timeline(conn, inc.incident_id, now, "unfilled", requirement_id=rid, level=decision.level.value,
+                       outstanding=decision.outstanding)
+        log.warning("dispatch.requirement_unfilled", incident_id=str(inc.incident_id), requirement_id=str(rid),
+                    outstanding=decision.outstanding, level=decision.level.value)
+        return
+
+
+# --------------------------------------------------------------------------- opening
+
+
+async def open_incident(
+    conn: asyncpg.Connection, data: IncidentInput, actor: Actor, *, place: str, now: datetime | None = None
+) -> UUID:
+    """Store an incident, call the first waves, write ``IncidentOpened`` and the call-outs, in one transaction.
+
+    The caller checked the point and the operator's scope. ``place`` is the unit's name as people say it.
+
+    Raises:
+        InvalidInput: bad requirements, levels or policy (nothing is written).
+    """
+    now = now or utcnow()
+    if not data.requirements:
+        raise InvalidInput("an incident needs at least one requirement")
+    for r in data.requirements:
+        check_requirement(skill=r.skill, team_type=r.team_type, count=r.count)
+    if not level_allowed(data.start_level, data.max_level):
+        raise InvalidInput(f"start level {data.start_level} is above max level {data.max_level}")
+    if not 1 <= data.over_call_factor <= 10:
+        raise InvalidInput(f"over_call_factor must be between 1 and 10, got {data.over_call_factor}")
+    if data.wave_deadline_seconds is not None and not 1 <= data.wave_deadline_seconds <= 86_400:
+        raise InvalidInput("wave_deadline_seconds must be between 1 and 86400")
+    try:
+        deadline_s = deadline_seconds(data.mode, data.wave_deadline_seconds)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    if not data.title.strip() or not data.kind.strip():
+        raise InvalidInput("kind and title must not be empty")
+
+    incident_id = uuid4()
+    specs = tuple(
+        RequirementSpec(requirement_id=uuid4(), skill=r.skill, team_type=TeamType(r.team_type) if r.team_type else None,
+                        count=r.count)
+        for r in data.requirements
+    )
+    opened = IncidentOpened(
+        incident_id=incident_id, kind=data.kind, title=data.title, mode=data.mode, lat=data.lat, lon=data.lon,
+        unit_code=data.unit_code, start_level=data.start_level, max_level=data.max_level, requirements=specs,
+        occurred_at=now, correlation_id=incident_id, drill=data.mode is IncidentMode.DRILL,
+    )
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO incidents (incident_id, kind, title, mode, lat, lon, unit_code, place, start_level,
+                   max_level, over_call_factor, wave_deadline_seconds, opened_by, opened_at, opened_event_id)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)""",
+            incident_id, data.kind, data.title, data.mode.value, data.lat, data.lon, data.unit_code, place,
+            data.start_level.value, data.max_level.value, data.over_call_factor, deadline_s, actor.name, now,
+            opened.event_id,
+        )
+        await conn.executemany(
+            "INSERT INTO requirements (requirement_id, incident_id, position, skill, team_type, count, level) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            [(s.requirement_id, incident_id, i, s.skill, s.team_type.value if s.team_type else None, s.count,
+              data.start_level.value) for i, s in enumerate(specs)],
+        )
+        await outbox.add(conn, INCIDENT, str(incident_id), opened)
+        await timeline(conn, incident_id, now, "opened", by=actor.name, mode=data.mode.value,
+                       level=data.start_level.value)
+        inc = await _incident(conn, incident_id)
+        for req in await conn.fetch(
+            "SELECT * FROM requirements WHERE incident_id = $1 ORDER BY position FOR UPDATE", incident_id
+        ):
+            await _call_next(conn, inc, req, now=now, causation=opened.event_id)
+        await audit(conn, actor, "incident.open", incident_id, None,
+                    {"kind": data.kind, "title": data.title, "mode": data.mode.value, "unit_code": data.unit_code,
+                     "lat": data.lat, "lon": data.lon, "requirements": [s.model_dump(mode="json") for s in specs]})
+    log.info("dispatch.incident_opened", incident_id=str(incident_id), mode=data.mode.value, by=actor.name)
+    return incident_id
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+async def process_due(pool: asyncpg.Pool, *, now: datetime | None = None) -> UUID | None:
+    """Handle one due requirement (deadline passed, incident open), in its own transaction.
+
+    Waiting call-outs of the requirement whose ``respond_by`` passed become ``timed_out``; then the
+    next wave is called, or the search escalates, or the requirement is flagged unfilled. Rows
+    locked by another replica are skipped (``FOR UPDATE SKIP LOCKED``).
+
+    Returns:
+        The requirement handled, or None when nothing is due.
+    """
+    now = now or utcnow()
+    async with pool.acquire() as conn, conn.transaction():
+        req = await conn.fetchrow(
+            """SELECT r.* FROM requirements r JOIN incidents i ON i.incident_id = r.incident_id
+               WHERE r.deadline_at <= $1 AND r.status = 'open' AND i.status = 'open'
+               ORDER BY r.deadline_at LIMIT 1 FOR UPDATE OF r SKIP LOCKED""",
+            now,
+        )
+        if req is None:
+            return None
+        inc = await _incident(conn, req["incident_id"])
+        timed_out = await conn.fetchval(
+            """WITH t AS (UPDATE callouts SET state = 'timed_out'
+                          WHERE requirement_id = $1 AND state = 'requested' AND respond_by <= $2 RETURNING 1)
+               SELECT count(*) FROM t""",
+            req["requirement_id"], now,
+        )
+        await timeline(conn, inc.incident_id, now, "deadline", requirement_id=req["requirement_id"],
+                       wave=req["wave"], level=req["level"], timed_out=timed_out,
+                       outstanding=req["count"] - req["filled"])
+        await _call_next(conn, inc, req, now=now, causation=None)
+        return req["requirement_id"]  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- replies
+
+
+async def _fill_check(
+    conn: asyncpg.Connection, inc: _Incident, req: asyncpg.Record, filled: int, *, now: datetime,
+    causation: UUID | None,
+) -> None:
+    """After ``filled`` changed: mark filled and stand down the rest, or reopen when it dropped below."""
+    rid = req["requirement_id"]
+    if filled >= req["count"] and req["status"] != "filled":
+        ev = RequirementFilled(incident_id=inc.incident_id, requirement_id=rid, filled=filled, occurred_at=now,
+                               **inc.env(causation))
+        await outbox.add(conn, INCIDENT, str(inc.incident_id), ev)
+        await conn.execute(
+            "UPDATE requirements SET status = 'filled', deadline_at = NULL, filled_at = $2 WHERE requirement_id = $1",
+            rid, now,
+        )
+        await timeline(conn, inc.incident_id, now, "filled", requirement_id=rid, filled=filled)
+        await _cancel(conn, inc, "requirement_id = $1 AND state = ANY($2::text[])", [rid, list(_WAITING)],
+                      reason=CancelReason.FILLED, now=now, causation=ev.event_id)
+    elif filled < req["count"] and req["status"] == "filled":
+        await conn.execute(
+            "UPDATE requirements SET status = 'open', deadline_at = $2, filled_at = NULL WHERE requirement_id = $1",
+            rid, now,
+        )
+        await timeline(conn, inc.incident_id, now, "reopened", requirement_id=rid, filled=filled)
+
+
+async def _cancel(
+    conn: asyncpg.Connection, inc: _Incident, where: str, args: list[Any], *, reason: CancelReason, now: datetime,
+    causation: UUID | None,
+) -> int:
+    """Stand down the call-outs matching ``where`` ($1.. = ``args``): state cancelled + ``CallOutCancelled`` each."""
+    n = len(args)
+    rows = await conn.fetch(
+        f"""UPDATE callouts c SET state = 'cancelled', cancel_reason = ${n + 1}
+            FROM (SELECT callout_id, state AS old_state FROM callouts WHERE {where} FOR UPDATE) o
+            WHERE c.callout_id = o.callout_id
+            RETURNING c.callout_id, c.volunteer_id, o.old_state""",
+        *args, reason.value,
+    )
+    await outbox.add_many(conn, [
+        (CALLOUT, str(r["volunteer_id"]), CallOutCancelled(
+            callout_id=r["callout_id"], incident_id=inc.incident_id, volunteer_id=r["volunteer_id"], reason=reason,
+            incident_title=inc.title, was_assigned=r["old_state"] in ("assigned", "arrived"), occurred_at=now,
+            **inc.env(causation),
+        ))
+        for r in rows
+    ])
+    return len(rows)
+
+
+async def apply_reply_event(conn: asyncpg.Connection, item: Received) -> None:
+    """Consumer handler for ``notify.reply.v1``: record the reply (always), then apply it to its call-out.
+
+    A reply with no call-out, an unknown call-out, or from a volunteer other than the one called is
+    recorded unmatched (``GET /replies/unmatched``) and changes nothing.
+    """
+    if not isinstance(item, ReplyReceived):
+        log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
+        return
+    ev = item
+    now = utcnow()
+
+    async def record(callout_id: UUID | None, incident_id: UUID | None, applied: bool, note: str) -> None:
+        await conn.execute(
+            """INSERT INTO replies (reply_id, event_id, callout_id, incident_id, volunteer_id, intent, text,
+                   eta_minutes, channel, sender, received_at, applied, note)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
+               ON CONFLICT (reply_id) DO NOTHING""",
+            ev.reply_id, ev.event_id, callout_id, incident_id, ev.volunteer_id, ev.intent.value, ev.text,
+            ev.eta_minutes, ev.channel.value, ev.sender, ev.received_at, applied, note,
+        )
+
+    head = None
+    if ev.callout_id is not None:
+        head = await conn.fetchrow("SELECT requirement_id, incident_id FROM callouts WHERE callout_id = $1",
+                                   ev.callout_id)
+    if head is None:
+        await record(None, None, False, "unmatched" if ev.callout_id is None else "unknown_callout")
+        log.info("dispatch.reply_unmatched", reply_id=str(ev.reply_id), callout_id=str(ev.callout_id))
+        return
+    inc = await _incident(conn, head["incident_id"], lock=True)
+    req = await conn.fetchrow("SELECT * FROM requirements WHERE requirement_id = $1 FOR UPDATE",
+                              head["requirement_id"])
+    c = await conn.fetchrow("SELECT * FROM callouts WHERE callout_id = $1 FOR UPDATE", ev.callout_id)
+    if ev.volunteer_id is not None and ev.volunteer_id != c["volunteer_id"]:
+        await record(ev.callout_id, inc.incident_id, False, "volunteer_mismatch")
+        return
+    outcome = apply_reply(
+        state=CallOutState(c["state"]), intent=ev.intent, eta_minutes=ev.eta_minutes,
+        outstanding=req["count"] - req["filled"], incident_open=inc.status == "open",
+        received_at=ev.received_at, last_reply_at=c["last_reply_at"],
+    )
+    await record(ev.callout_id, inc.incident_id, outcome.applied, outcome.note.value)
+    log.info("dispatch.reply_applied", incident_id=str(inc.incident_id), callout_id=str(ev.callout_id),
+             intent=ev.intent.value, note=outcome.note.value)
+    if not outcome.applied:
+        return
+    new = outcome.state
+    await conn.execute(
+        """UPDATE callouts SET state = $2, last_reply_at = $3,
+               accepted_at = CASE WHEN $4 THEN $3 WHEN $2 = 'declined' THEN NULL ELSE accepted_at END,
+               arrived_at = CASE WHEN $2 = 'arrived' THEN $3 ELSE arrived_at END,
+               eta_minutes = coalesce($5, eta_minutes),
+               cancel_reason = CASE WHEN $2 = 'cancelled' THEN 'filled' ELSE cancel_reason END
+           WHERE callout_id = $1""",
+        c["callout_id"], new.value, ev.received_at, outcome.filled_delta > 0, outcome.eta_minutes,
+    )
+    vid = c["volunteer_id"]
+    if outcome.confirm:
+        await outbox.add(conn, CALLOUT, str(vid), CallOutAssigned(
+            callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, incident_title=inc.title,
+            place=inc.place, occurred_at=now, **inc.env(ev.event_id)))
+    if outcome.stand_down:
+        await outbox.add(conn, CALLOUT, str(vid), CallOutCancelled(
+            callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, reason=CancelReason.FILLED,
+            incident_title=inc.title, occurred_at=now, **inc.env(ev.event_id)))
+    if outcome.note in (ReplyNote.ASSIGNED, ReplyNote.WITHDRAWN, ReplyNote.ARRIVED):
+        await timeline(conn, inc.incident_id, now, outcome.note.value, callout_id=c["callout_id"],
+                       volunteer_id=vid, requirement_id=req["requirement_id"])
+    if outcome.filled_delta:
+        filled = req["filled"] + outcome.filled_delta
+        await conn.execute("UPDATE requirements SET filled = $2 WHERE requirement_id = $1",
+                           req["requirement_id"], filled)
+        await _fill_check(conn, inc, req, filled, now=now, causation=ev.event_id)
+
+
+async def record_delivery(conn: asyncpg.Connection, item: Received) -> None:
+    """Consumer handler for ``notify.delivery.v1``: keep each message's status for the board and report."""
+    if not isinstance(item, MessageSent | MessageFailed) and getattr(item, "event_type", "") != "MessageDelivered":
+        log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
+        return
+    ev: Any = item
+    status = {"MessageSent": "sent", "MessageDelivered": "delivered", "MessageFailed": "failed"}[ev.event_type]
+    await conn.execute(
+        """INSERT INTO messages (event_id, message_id, callout_id, incident_id, volunteer_id, kind, channel, provider,
+               status, error_code, fallback, occurred_at)
+           VALUES ($1,$2,$3,(SELECT incident_id FROM callouts WHERE callout_id = $3),$4,$5,$6,$7,$8,$9,$10,$11)
+           ON CONFLICT (event_id) DO NOTHING""",
+        ev.event_id, ev.message_id, ev.callout_id, ev.volunteer_id, ev.kind.value, ev.channel.value, ev.provider,
+        status, getattr(ev, "error_code", None), getattr(ev, "fallback", False), ev.occurred_at,
+    )
+    if status == "failed":
+        log.warning("dispatch.delivery_failed", callout_id=str(ev.callout_id), channel=ev.channel.value,
+                    error_code=ev.error_code, fallback=ev.fallback)
+
+
+# --------------------------------------------------------------------------- operator actions
+
+
+async def _open_incident_locked(conn: asyncpg.Connection, incident_id: UUID) -> _Incident:
+    inc = await _incident(conn, incident_id, lock=True)
+    if inc.status != "open":
+        raise Conflict(f"incident {incident_id} is {inc.status}")
+    return inc
+
+
+async def add_volunteer(
+    conn: asyncpg.Connection, incident_id: UUID, requirement_id: UUID, volunteer_id: UUID, actor: Actor,
+    *, now: datetime | None = None,
+) -> UUID:
+    """Call one volunteer by hand for a requirement (operator's override of selection rules, not of consent).
+
+    Raises:
+        NotFound: no such incident, requirement or volunteer in the projection.
+        Conflict: incident closed; volunteer already called in it; volunteer inactive or without consent.
+    """
+    now = now or utcnow()
+    async with conn.transaction():
+        inc = await _open_incident_locked(conn, incident_id)
+        req = await conn.fetchrow(
+            "SELECT * FROM requirements WHERE requirement_id = $1 AND incident_id = $2 FOR UPDATE",
+            requirement_id, incident_id,
+        )
+        if req is None:
+            raise NotFound(f"no requirement {requirement_id} in incident {incident_id}")
+        v = await conn.fetchrow("SELECT active, consent, retired FROM volunteers WHERE volunteer_id = $1",
+                                volunteer_id)
+        if v is None:
+            raise NotFound(f"volunteer {volunteer_id} is not on the roster projection")
+        if not v["active"] or v["retired"] or not v["consent"]:
+            raise Conflict(f"volunteer {volunteer_id} is inactive or has not consented to call-outs")
+        if await conn.fetchval("SELECT 1 FROM callouts WHERE incident_id = $1 AND volunteer_id = $2",
+                               incident_id, volunteer_id):
+            raise Conflict(f"volunteer {volunteer_id} was already called in this incident")
+        respond_by = now + timedelta(seconds=inc.deadline_s)
+        [cid] = await _write_wave(conn, inc, req, [(volunteer_id, None, None)], level=Level(req["level"]),
+                                  wave=max(req["wave"], 1), now=now, respond_by=respond_by, causation=None,
+                                  manual=True)
+        await timeline(conn, incident_id, now, "added_by_hand", callout_id=cid, volunteer_id=volunteer_id,
+                       by=actor.name)
+        await audit(conn, actor, "callout.add", incident_id, None,
+                    {"callout_id": str(cid), "volunteer_id": str(volunteer_id), "requirement_id": str(requirement_id)})
+    return cid
+
+
+async def remove_callout(
+    conn: asyncpg.Connection, incident_id: UUID, callout_id: UUID, actor: Actor, *, now: datetime | None = None
+) -> None:
+    """Stand one volunteer down by hand (reason ``removed``); an assigned one frees their place (the need reopens).
+
+    Raises:
+        NotFound: no such call-out in the incident. Conflict: incident closed or call-out not open.
+    """
+    now = now or utcnow()
+    async with conn.transaction():
+        inc = await _open_incident_locked(conn, incident_id)
+        head = await conn.fetchrow("SELECT requirement_id FROM callouts WHERE callout_id = $1 AND incident_id = $2",
+                                   callout_id, incident_id)
+        if head is None:
+            raise NotFound(f"no call-out {callout_id} in incident {incident_id}")
+        req = await conn.fetchrow("SELECT * FROM requirements WHERE requirement_id = $1 FOR UPDATE",
+                                  head["requirement_id"])
+        c = await conn.fetchrow("SELECT * FROM callouts WHERE callout_id = $1 FOR UPDATE", callout_id)
+        state = CallOutState(c["state"])
+        if state not in OPEN_STATES and state is not CallOutState.ARRIVED:
+            raise Conflict(f"call-out {callout_id} is {state}; nothing to stand down")
+        await _cancel(conn, inc, "callout_id = $1", [callout_id], reason=CancelReason.REMOVED, now=now,
+                      causation=None)
+        if state in COUNTED_STATES:
+            filled = req["filled"] - 1
+            await conn.execute("UPDATE requirements SET filled = $2 WHERE requirement_id = $1",
+                               req["requirement_id"], filled)
+            await _fill_check(conn, inc, req, filled, now=now, causation=None)
+        await timeline(conn, incident_id, now, "removed_by_hand", callout_id=callout_id,
+                       volunteer_id=c["volunteer_id"], by=actor.name)
+        await audit(conn, actor, "callout.remove", incident_id, {"callout_id": str(callout_id), "state": state.value},
+                    {"state": "cancelled", "reason": "removed"})
+
+
+async def stand_down(conn: asyncpg.Connection, incident_id: UUID, actor: Actor, *, now: datetime | None = None) -> int:
+    """Stand everyone down: every open call-out cancelled (``stood_down``), no more waves. Returns how many.
+
+    Raises:
+        NotFound, Conflict: no such incident; incident closed.
+    """
+    now = now or utcnow()
+    async with conn.transaction():
+        inc = await _open_incident_locked(conn, incident_id)
+        before = await _requirement_states(conn, incident_id)
+        await conn.execute("SELECT 1 FROM requirements WHERE incident_id = $1 ORDER BY position FOR UPDATE",
+                           incident_id)
+        n = await _cancel(conn, inc, "incident_id = $1 AND state = ANY($2::text[])",
+                          [incident_id, [*_OPEN, "arrived"]], reason=CancelReason.STOOD_DOWN, now=now, causation=None)
+        await conn.execute(
+            "UPDATE requirements SET status = 'stood_down', deadline_at = NULL WHERE incident_id = $1", incident_id
+        )
+        await timeline(conn, incident_id, now, "stood_down", callouts=n, by=actor.name)
+        await audit(conn, actor, "incident.stand_down", incident_id, before, {"stood_down": n})
+    return n
+
+
+async def close_incident(
+    conn: asyncpg.Connection, incident_id: UUID, outcome: str, actor: Actor, *, now: datetime | None = None
+) -> None:
+    """Close an incident with an outcome: open call-outs cancelled (``incident_closed``), ``IncidentClosed``.
+
+    Raises:
+        InvalidInput: empty outcome. NotFound, Conflict: no such incident; already closed.
+    """
+    now = now or utcnow()
+    if not outcome.strip():
+        raise InvalidInput("closing an incident needs an outcome")
+    async with conn.transaction():
+        inc = await _open_incident_locked(conn, incident_id)
+        before = await _requirement_states(conn, incident_id)
+        await conn.execute("SELECT 1 FROM requirements WHERE incident_id = $1 ORDER BY position FOR UPDATE",
+                           incident_id)
+        ev = IncidentClosed(incident_id=incident_id, outcome=outcome, occurred_at=now, **inc.env())
+        n = await _cancel(conn, inc, "incident_id = $1 AND state = ANY($2::text[])", [incident_id, list(_OPEN)],
+                          reason=CancelReason.INCIDENT_CLOSED, now=now, causation=ev.event_id)
+        await conn.execute(
+            "UPDATE requirements SET deadline_at = NULL, status = CASE WHEN status = 'filled' THEN 'filled' "
+            "ELSE 'closed' END WHERE incident_id = $1", incident_id,
+        )
+        await conn.execute(
+            "UPDATE incidents SET status = 'closed', outcome = $2, closed_at = $3 WHERE incident_id = $1",
+            incident_id, outcome, now,
+        )
+        await outbox.add(conn, INCIDENT, str(incident_id), ev)
+        await timeline(conn, incident_id, now, "closed", outcome=outcome, cancelled=n, by=actor.name)
+        await audit(conn, actor, "incident.close", incident_id, {"status": "open", "requirements": before},
+                    {"status": "closed", "outcome": outcome})
+
+
+async def _requirement_states(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT requirement_id, status, filled, count, level FROM requirements WHERE incident_id = $1 "
+        "ORDER BY position", incident_id,
+    )
+    return [{**dict(r), "requirement_id": str(r["requirement_id"])} for r in rows]
