@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def init_connection(conn: asyncpg.Connection) -> None:
     """Per-connection setup: jsonb ↔ Python via orjson, UTC session time zone."""
+    # Binary format (a version byte 1, then the JSON text) so COPY (outbox.add_many) can write jsonb too.
     await conn.set_type_codec(
-        "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+        "jsonb", encoder=lambda v: b"\x01" + orjson.dumps(v), decoder=lambda b: orjson.loads(b[1:]),
+        schema="pg_catalog", format="binary",
     )
     await conn.set_type_codec(
         "json", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
