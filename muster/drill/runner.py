@@ -1,0 +1,400 @@
+"""The drill runner: mobilise the network on the real stack and play the volunteers' phones.
+
+Steps (``muster drill run SCENARIO``):
+
+1. start whatever is not running: Kafka, PostgreSQL, the provider simulator and the three services
+   (:mod:`deploy.stack`);
+2. seed the roster (``scenario.roster``) unless one of that size is present, and wait until
+   dispatch's roster projection has caught up;
+3. create a city-level operator token and open the scenario's incidents in drill mode through the
+   operator API (``POST /incidents``), each after its ``open_after_seconds``;
+4. follow the simulator's global message feed (``GET /sim/messages?after=…&wait=…``): a call-out
+   message is answered as the responder model draws it (:mod:`muster.drill.responders`), after its
+   latency, through the simulator's phone (``POST /sim/phones/{mobile}/reply``, delivered to notify
+   as the provider's uplink callback) or a tap on the WeChat link; an assignment confirmation is
+   followed by a check-in ("到了") some seconds after the ETA unless the volunteer is a no-show;
+5. follow the boards until every requirement is filled or flagged unfilled (or the scenario's
+   timeout), let the last replies land, close the incidents, and build the report
+   (:mod:`muster.drill.report`) with the integrity counts (:mod:`muster.drill.integrity`).
+
+Everything crosses real HTTP and the real broker; the runner holds no back door into the services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from muster.drill.integrity import BoardCallOut, PhoneMessage, SentReply, integrity
+from muster.drill.responders import ARRIVED_TEXTS, decide
+from muster.drill.scenario import IncidentPlan, Scenario
+from shared.vocabulary import Level
+
+__all__ = ["DrillState", "classify", "run_drill"]
+
+ROSTER = "http://127.0.0.1:8101"
+DISPATCH = "http://127.0.0.1:8102"
+SIMULATOR = "http://127.0.0.1:8190"
+
+_REPLY_CODE = re.compile(r"回复1([0-9A-Za-z]*)\s*接受")
+
+
+def classify(text: str) -> str:
+    """The kind of a message a phone received, read as a volunteer would read it.
+
+    Returns:
+        ``callout`` (asks for 回复1…), ``assigned`` (已确认…出勤), ``stand_down`` (人员已满/无需前往/停止前往),
+        or ``unknown``.
+    """
+    if "回复1" in text:
+        return "callout"
+    if "已确认" in text:
+        return "assigned"
+    if any(w in text for w in ("无需前往", "停止前往", "人员已满", "事件已结束", "任务已取消", "调度已调整")):
+        return "stand_down"
+    return "unknown"
+
+
+def _log(msg: str) -> None:
+    print(f"[drill {datetime.now(UTC):%H:%M:%S}] {msg}", flush=True)
+
+
+@dataclass
+class DrillState:
+    """What the runner has seen and done during one drill."""
+
+    started: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    phone_to_volunteer: dict[str, str] = field(default_factory=dict)
+    volunteer_skills: dict[str, list[str]] = field(default_factory=dict)
+    incidents: dict[str, IncidentPlan] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    pending: set[asyncio.Task[Any]] = field(default_factory=set)
+    callout_index: dict[str, dict[str, Any]] = field(default_factory=dict)  # volunteer id → latest open call-out
+    answered: set[tuple[str, str]] = field(default_factory=set)  # (volunteer id, message out id)
+    errors: list[str] = field(default_factory=list)
+
+    def offset(self) -> float:
+        return time.monotonic() - self.started
+
+
+# ---------------------------------------------------------------------------------------- set-up
+
+
+def _ensure_stack() -> dict[str, str]:
+    from deploy import stack
+
+    env = stack.stack_up()
+    stack.services_up()
+    return env
+
+
+async def _roster_size(http: httpx.AsyncClient) -> int:
+    r = await http.get(f"{ROSTER}/volunteers", params={"page_size": 1})
+    r.raise_for_status()
+    return int(r.json()["total"])
+
+
+async def _seed_roster(scenario: Scenario, http: httpx.AsyncClient) -> None:
+    size = await _roster_size(http)
+    if size >= scenario.roster.volunteers * 0.9:
+        _log(f"roster present ({size} volunteers)")
+        return
+    _log(f"seeding the roster: {scenario.roster.volunteers} volunteers, {scenario.roster.teams} teams")
+    proc = await asyncio.create_subprocess_exec(
+        *_muster(), "roster", "seed", "--volunteers", str(scenario.roster.volunteers),
+        "--teams", str(scenario.roster.teams), "--seed", str(scenario.roster.seed),
+    )
+    if await proc.wait() != 0:
+        raise RuntimeError("muster roster seed failed")
+
+
+def _muster() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "muster"]
+
+
+async def _load_directory(state: DrillState, http: httpx.AsyncClient) -> None:
+    page, size = 1, 1000
+    while True:
+        r = await http.get(f"{ROSTER}/volunteers", params={"page": page, "page_size": size})
+        r.raise_for_status()
+        body = r.json()
+        for v in body["items"]:
+            vid = str(v["id"])
+            if v.get("mobile"):
+                state.phone_to_volunteer[v["mobile"]] = vid
+            if v.get("wechat_openid"):
+                state.phone_to_volunteer[v["wechat_openid"]] = vid
+            state.volunteer_skills[vid] = list(v.get("skills", []))
+        if page * size >= body["total"]:
+            break
+        page += 1
+    _log(f"phone directory: {len(state.volunteer_skills)} volunteers")
+
+
+async def _wait_projection(http: httpx.AsyncClient, headers: dict[str, str], expected: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        r = await http.get(f"{DISPATCH}/projection/stats", headers=headers)
+        if r.status_code == 200:
+            last = int(r.json().get("volunteers", 0))
+            if last >= expected:
+                _log(f"dispatch projection has {last} volunteers")
+                return
+        await asyncio.sleep(1.0)
+    raise RuntimeError(f"dispatch's roster projection has {last} of {expected} volunteers after {timeout}s")
+
+
+async def _operator_token() -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *_muster(), "incident", "token", "create", "--name", "drill-admin", "--role", "city", "--unit", "330600",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError("could not create an operator token")
+    return out.decode().strip().splitlines()[-1].split()[-1]
+
+
+# ---------------------------------------------------------------------------------------- phones
+
+
+async def _reply(state: DrillState, http: httpx.AsyncClient, msg: dict[str, Any], text: str, delay: float,
+                 action: str | None = None, eta: int | None = None) -> None:
+    await asyncio.sleep(delay)
+    vid = state.phone_to_volunteer.get(msg["recipient"], "?")
+    try:
+        if msg.get("channel") == "wechat" and msg.get("url"):
+            data = {"action": action or "accept"}
+            if eta is not None:
+                data["eta_minutes"] = str(eta)
+            r = await http.post(msg["url"], data=data)
+        else:
+            r = await http.post(f"{SIMULATOR}/sim/phones/{msg['recipient']}/reply", json={"text": text})
+        r.raise_for_status()
+        state.sent.append({"volunteer_id": vid, "text": text, "at": state.offset(), "channel": msg.get("channel")})
+    except httpx.HTTPError as exc:
+        state.errors.append(f"reply from {vid} failed: {exc!r}")
+
+
+def _spawn(state: DrillState, coro: Any) -> None:
+    task = asyncio.create_task(coro)
+    state.pending.add(task)
+    task.add_done_callback(state.pending.discard)
+
+
+def _on_message(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, msg: dict[str, Any]) -> None:
+    kind = classify(msg.get("text", ""))
+    msg["kind"] = kind
+    state.messages.append(msg)
+    vid = state.phone_to_volunteer.get(msg["recipient"])
+    if vid is None:
+        return
+    if kind == "callout":
+        callout = state.callout_index.get(vid, {})
+        level = Level(callout.get("level", "village"))
+        skill = callout.get("skill")
+        if skill is None:
+            skills = state.volunteer_skills.get(vid) or [None]
+            skill = skills[0]
+        response = decide(scenario.responders, seed=scenario.seed, key=f"{vid}:{msg.get('out_id')}",
+                          level=level, skill=skill)
+        if response.action == "ignore" or response.text is None:
+            return
+        code = ""
+        if m := _REPLY_CODE.search(msg.get("text", "")):
+            code = m.group(1)
+        text = response.text
+        if code and text in ("1", "2"):
+            text = f"{text}{code}"
+        msg["response"] = response.action
+        _spawn(state, _reply(state, http, msg, text, response.latency_s, action=response.action,
+                             eta=response.eta_minutes))
+        if response.action == "accept" and not response.no_show and response.arrival_after_s is not None:
+            state.callout_index.setdefault(vid, {})["arrive_after"] = response.arrival_after_s
+    elif kind == "assigned":
+        callout = state.callout_index.get(vid, {})
+        arrive = callout.get("arrive_after")
+        if arrive is not None:
+            text = ARRIVED_TEXTS[hash(vid) % len(ARRIVED_TEXTS)]
+            _spawn(state, _reply(state, http, msg, text, float(arrive), action="arrived"))
+
+
+async def _follow_phones(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+    after = 0
+    while not stop.is_set():
+        try:
+            r = await http.get(f"{SIMULATOR}/sim/messages", params={"after": after, "limit": 2000, "wait": 1})
+            r.raise_for_status()
+            items = r.json()["items"]
+        except httpx.HTTPError as exc:
+            state.errors.append(f"simulator feed: {exc!r}")
+            await asyncio.sleep(0.5)
+            continue
+        for msg in items:
+            after = max(after, int(msg["seq"]))
+            _on_message(state, scenario, http, msg)
+
+
+# ---------------------------------------------------------------------------------------- boards
+
+
+async def _open(plan: IncidentPlan, http: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    body = {
+        "kind": plan.kind,
+        "title": plan.title,
+        "lat": plan.lat,
+        "lon": plan.lon,
+        "unit_code": plan.unit_code,
+        "mode": "drill",
+        "start_level": plan.start_level.value,
+        "requirements": [r.model_dump(exclude_none=True, mode="json") for r in plan.requirements],
+        "policy": plan.policy.model_dump(mode="json"),
+    }
+    r = await http.post(f"{DISPATCH}/incidents", json=body, headers=headers)
+    if r.status_code >= 400:
+        raise RuntimeError(f"opening {plan.title} failed: {r.status_code} {r.text}")
+    return str(r.json()["incident_id"])
+
+
+async def _refresh_callouts(state: DrillState, http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    for incident_id in state.incidents:
+        r = await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)
+        if r.status_code != 200:
+            continue
+        for c in r.json()["items"]:
+            vid = str(c["volunteer_id"])
+            entry = state.callout_index.setdefault(vid, {})
+            if c["state"] in ("requested", "timed_out") or "level" not in entry:
+                entry.update({"level": c.get("level", "village"), "skill": c.get("skill"),
+                              "callout_id": c["callout_id"]})
+
+
+def _settled(board: dict[str, Any]) -> bool:
+    reqs = board["requirements"]
+    return all(r["filled"] >= r["count"] or r.get("unfilled") for r in reqs)
+
+
+async def _follow_boards(state: DrillState, scenario: Scenario, http: httpx.AsyncClient,
+                         headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + scenario.timeout_seconds
+    boards: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        await _refresh_callouts(state, http, headers)
+        for incident_id in state.incidents:
+            r = await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)
+            if r.status_code == 200:
+                boards[incident_id] = r.json()
+        if boards and len(boards) == len(state.incidents) and all(_settled(b) for b in boards.values()):
+            _log("every requirement is filled or flagged unfilled")
+            return boards
+        await asyncio.sleep(1.0)
+    _log(f"timeout after {scenario.timeout_seconds}s")
+    return boards
+
+
+# ---------------------------------------------------------------------------------------- the drill
+
+
+async def run_drill(scenario: Scenario, *, report_path: Path | None = None, start: bool = True) -> bool:
+    """Run ``scenario`` end to end; write and print the report.
+
+    Returns:
+        True when every integrity count is 0 and the scenario's expectations hold.
+    """
+    from muster.drill.report import build_report, write_report
+
+    if start:
+        await asyncio.to_thread(_ensure_stack)
+    state = DrillState()
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        await _seed_roster(scenario, http)
+        token = await _operator_token()
+        headers = {"Authorization": f"Bearer {token}"}
+        await _load_directory(state, http)
+        await _wait_projection(http, headers, int(len(state.volunteer_skills) * 0.98))
+        (await http.post(f"{SIMULATOR}/sim/reset")).raise_for_status()
+        stop = asyncio.Event()
+        state.started = time.monotonic()
+        state.started_at = datetime.now(UTC)
+        follower = asyncio.create_task(_follow_phones(state, scenario, http, stop))
+        plans = sorted(scenario.incidents, key=lambda p: p.open_after_seconds)
+        for plan in plans:
+            await asyncio.sleep(max(0.0, plan.open_after_seconds - state.offset()))
+            incident_id = await _open(plan, http, headers)
+            state.incidents[incident_id] = plan
+            _log(f"opened {plan.title} ({incident_id})")
+        boards = await _follow_boards(state, scenario, http, headers)
+        # Let the replies and check-ins already drawn land (bounded), then close.
+        grace = time.monotonic() + 30
+        while state.pending and time.monotonic() < grace:
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3.0)  # the last replies travel simulator → notify → Kafka → dispatch
+        for incident_id in state.incidents:
+            await http.post(f"{DISPATCH}/incidents/{incident_id}/close", json={"outcome": "drill complete"},
+                            headers=headers)
+        await asyncio.sleep(3.0)  # stand-downs reach the phones
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        for task in list(state.pending):
+            task.cancel()
+
+        final: dict[str, dict[str, Any]] = {}
+        for incident_id in state.incidents:
+            board = (await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)).json()
+            callouts = (await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)).json()
+            report = (await http.get(f"{DISPATCH}/incidents/{incident_id}/report", headers=headers)).json()
+            final[incident_id] = {"board": board, "callouts": callouts["items"], "report": report,
+                                  "plan": state.incidents[incident_id].model_dump(mode="json")}
+        sim_log = await _all_sim_messages(http)
+    counts = _integrity(state, final, sim_log)
+    result = build_report(scenario, state, final, counts, boards_seen=boards)
+    paths = write_report(result, report_path)
+    from muster.drill.report import print_summary
+
+    print_summary(result, paths)
+    return bool(result["ok"])
+
+
+async def _all_sim_messages(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        r = await http.get(f"{SIMULATOR}/sim/messages", params={"after": after, "limit": 5000, "wait": 0})
+        r.raise_for_status()
+        items = r.json()["items"]
+        if not items:
+            return out
+        out += items
+        after = max(int(m["seq"]) for m in items)
+
+
+def _integrity(state: DrillState, final: dict[str, dict[str, Any]], sim_log: list[dict[str, Any]]) -> dict[str, Any]:
+    messages = [
+        PhoneMessage(state.phone_to_volunteer.get(m["recipient"]), classify(m.get("text", "")), m.get("out_id"))
+        for m in sim_log
+    ]
+    sent = [SentReply(s["volunteer_id"], s["text"]) for s in state.sent]
+    callouts = [
+        BoardCallOut(
+            callout_id=str(c["callout_id"]), volunteer_id=str(c["volunteer_id"]), state=c["state"],
+            replies_recorded=len(c.get("replies", [])),
+            stood_down=c["state"] in ("cancelled", "stood_down"),
+        )
+        for inc in final.values() for c in inc["callouts"]
+    ]
+    requirements = [r for inc in final.values() for r in inc["board"]["requirements"]]
+    return integrity(messages, sent, callouts, requirements)
