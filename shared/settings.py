@@ -64,6 +64,9 @@ class RosterSettings(ServiceSettings):
 
     kafka_bootstrap_servers: str = Field(validation_alias=_kafka_alias("ROSTER_"))
     http_port: int = 8101
+    divisions_file: Path | None = Field(
+        default=None, description="Divisions CSV loaded at start when the units table is empty (default: bundled Shaoxing)."
+    )
 
 
 class DispatchSettings(ServiceSettings):
@@ -72,6 +75,9 @@ class DispatchSettings(ServiceSettings):
     kafka_bootstrap_servers: str = Field(validation_alias=_kafka_alias("DISPATCH_"))
     http_port: int = 8102
     tick_seconds: float = Field(default=1.0, gt=0, description="How often due deadlines are looked for, seconds.")
+    consumer_prefix: str = Field(
+        default="dispatch", description="Prefix of the consumers' names and group ids (tests use their own)."
+    )
 
 
 class NotifySettings(ServiceSettings):
@@ -127,3 +133,42 @@ class NotifySettings(ServiceSettings):
         default=False, description="Send subscribe notices (message/subscribe/bizsend) instead of template messages."
     )
     wechat_rate_per_second: float = Field(default=200.0, gt=0, description="Requests/s towards WeChat.")
+
+    # --- pipeline (services/notify: sender, callbacks, reply page) ------------------------------------
+    callback_token: SecretStr | None = Field(
+        default=None,
+        description="Secret path token of the provider callbacks (/callbacks/aliyun/{token}/...), also the "
+        "WeChat server Token of the callback signature (required to serve callbacks).",
+    )
+    callback_allow_ips: list[str] = Field(
+        default=["127.0.0.1/32"], description="Networks allowed to post Aliyun/Tencent callbacks (CIDR, JSON list)."
+    )
+    wechat_callback_max_skew_seconds: float = Field(
+        default=300.0, gt=0, description="Oldest WeChat callback timestamp accepted, seconds (replays refused)."
+    )
+    reply_link_secret: SecretStr | None = Field(
+        default=None, description="Signing secret of the WeChat reply-page links (required to send WeChat)."
+    )
+    reply_link_max_age_seconds: float = Field(default=86400.0, gt=0, description="Reply links expire after, s.")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8103", description="Notify's address as phones reach it (reply-page links)."
+    )
+    reply_window_hours: float = Field(
+        default=24.0, gt=0, description="A call-out can be answered by SMS for this long after it was sent, h."
+    )
+    send_claim_size: int = Field(default=1000, ge=1, description="Messages the sender claims per round.")
+    send_concurrency: int = Field(default=8, ge=1, description="Requests in flight per provider.")
+    send_poll_seconds: float = Field(default=0.5, gt=0, description="Sender's safety poll when not woken, s.")
+    retry_base_seconds: float = Field(default=2.0, gt=0, description="First retry delay; doubles per try, s.")
+    retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest retry delay, s.")
+    max_attempts: int = Field(default=8, ge=1, description="Tries per message and channel before it fails.")
+    sending_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="A message 'sending' for longer is in doubt and resolved with query(), s."
+    )
+    in_doubt_resend_after_seconds: float = Field(
+        default=300.0, gt=0,
+        description="When a provider cannot tell whether it took an in-doubt message, resend after this, s.",
+    )
+    wechat_receipt_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="No WeChat delivery receipt within this → fall back to SMS, s."
+    )

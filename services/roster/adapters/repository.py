@@ -1,0 +1,329 @@
+"""PostgreSQL adapter of the roster: units, volunteers, teams and memberships (asyncpg).
+
+Every function takes the connection of the caller's transaction, so state and outbox rows commit
+together. Rows map to :mod:`services.roster.domain.model` records. Bulk writes use COPY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.roster.domain.model import Certificate, Team, Volunteer
+from services.roster.domain.units import Unit
+from shared.events import Availability
+from shared.vocabulary import Channel, Level, TeamType
+
+__all__ = [
+    "SearchFilter",
+    "count_units",
+    "insert_units",
+    "load_units",
+]
+
+_V_COLS = (
+    "id, revision, name, mobile, unit_code, lat, lon, skills, certificates, availability, unavailable_until, "
+    "wechat_openid, wechat_subscribed, preferred_channel, consent, sms_consent, active"
+)
+_V_SELECT = (
+    f"SELECT {', '.join('v.' + c.strip() for c in _V_COLS.split(','))}, "
+    "COALESCE((SELECT array_agg(m.team_id ORDER BY m.team_id) FROM team_members m JOIN teams t ON t.id = m.team_id "
+    "AND t.active WHERE m.volunteer_id = v.id), '{}') AS team_ids FROM volunteers v"
+)
+
+
+# --------------------------------------------------------------------------- units
+
+
+async def count_units(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM units"))
+
+
+async def insert_units(conn: asyncpg.Connection, units: Sequence[Unit]) -> int:
+    """Insert or update units (parents first); returns the number written."""
+    await conn.execute("CREATE TEMP TABLE _units (LIKE units) ON COMMIT DROP")
+    await conn.copy_records_to_table(
+        "_units",
+        records=[
+            (u.code, u.name, u.level.value, u.parent_code, u.centre_lat, u.centre_lon, u.centre_datum, u.lat, u.lon)
+            for u in units
+        ],
+        columns=["code", "name", "level", "parent_code", "centre_lat", "centre_lon", "centre_datum", "lat", "lon"],
+    )
+    # Parents first so the foreign key holds row by row.
+    await conn.execute(
+        """
+        INSERT INTO units SELECT * FROM _units
+        ORDER BY CASE level WHEN 'city' THEN 0 WHEN 'county' THEN 1 WHEN 'town' THEN 2 ELSE 3 END, code
+        ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, level = EXCLUDED.level,
+            parent_code = EXCLUDED.parent_code, centre_lat = EXCLUDED.centre_lat, centre_lon = EXCLUDED.centre_lon,
+            centre_datum = EXCLUDED.centre_datum, lat = EXCLUDED.lat, lon = EXCLUDED.lon
+        """
+    )
+    await conn.execute("DROP TABLE _units")
+    return len(units)
+
+
+async def load_units(conn: asyncpg.Connection) -> list[Unit]:
+    rows = await conn.fetch(
+        "SELECT code, name, level, parent_code, centre_lat, centre_lon, centre_datum, lat, lon FROM units"
+    )
+    return [
+        Unit(r["code"], r["name"], Level(r["level"]), r["parent_code"], r["centre_lat"], r["centre_lon"],
+             r["centre_datum"], r["lat"], r["lon"])
+        for r in rows
+    ]
+
+
+# --------------------------------------------------------------------------- volunteers
+
+
+def _volunteer(r: asyncpg.Record) -> Volunteer:
+    return Volunteer(
+        id=r["id"],
+        revision=r["revision"],
+        name=r["name"],
+        mobile=r["mobile"],
+        unit_code=r["unit_code"],
+        lat=r["lat"],
+        lon=r["lon"],
+        skills=tuple(r["skills"]),
+        certificates=tuple(Certificate.from_json(c) for c in r["certificates"]),
+        team_ids=tuple(r["team_ids"]),
+        availability=Availability(r["availability"]),
+        unavailable_until=r["unavailable_until"],
+        wechat_openid=r["wechat_openid"],
+        wechat_subscribed=r["wechat_subscribed"],
+        preferred_channel=Channel(r["preferred_channel"]),
+        consent=r["consent"],
+        sms_consent=r["sms_consent"],
+        active=r["active"],
+    )
+
+
+def _record(v: Volunteer) -> tuple[Any, ...]:
+    return (
+        v.id, v.revision, v.name, v.mobile, v.unit_code, v.lat, v.lon, list(v.skills),
+        [c.to_json() for c in v.certificates], v.availability.value, v.unavailable_until, v.wechat_openid,
+        v.wechat_subscribed, v.preferred_channel.value, v.consent, v.sms_consent, v.active,
+    )
+
+
+_V_COLUMNS = [c.strip() for c in _V_COLS.split(",")]
+
+
+async def get_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, *, for_update: bool = False) -> Volunteer | None:
+    lock = " FOR UPDATE OF v" if for_update else ""
+    r = await conn.fetchrow(f"{_V_SELECT} WHERE v.id = $1{lock}", volunteer_id)
+    return _volunteer(r) if r else None
+
+
+async def get_volunteers(conn: asyncpg.Connection, ids: Iterable[UUID]) -> list[Volunteer]:
+    rows = await conn.fetch(f"{_V_SELECT} WHERE v.id = ANY($1::uuid[]) ORDER BY v.id", list(ids))
+    return [_volunteer(r) for r in rows]
+
+
+async def volunteers_by_mobile(conn: asyncpg.Connection, mobiles: Sequence[str]) -> dict[str, Volunteer]:
+    rows = await conn.fetch(f"{_V_SELECT} WHERE v.mobile = ANY($1::text[])", list(mobiles))
+    return {r["mobile"]: _volunteer(r) for r in rows}
+
+
+async def insert_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volunteer]) -> None:
+    """Insert new volunteers with COPY (their team memberships are written separately)."""
+    await conn.copy_records_to_table("volunteers", records=[_record(v) for v in volunteers], columns=_V_COLUMNS)
+
+
+async def update_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volunteer]) -> None:
+    """Overwrite existing volunteers (matched by id) with the given records, via a COPY into a temp table."""
+    if not volunteers:
+        return
+    await conn.execute("CREATE TEMP TABLE _vol (LIKE volunteers INCLUDING DEFAULTS) ON COMMIT DROP")
+    await conn.copy_records_to_table("_vol", records=[_record(v) for v in volunteers], columns=_V_COLUMNS)
+    sets = ", ".join(f"{c} = s.{c}" for c in _V_COLUMNS if c != "id")
+    await conn.execute(f"UPDATE volunteers v SET {sets}, updated_at = now() FROM _vol s WHERE v.id = s.id")
+    await conn.execute("DROP TABLE _vol")
+
+
+async def add_memberships(conn: asyncpg.Connection, pairs: Iterable[tuple[UUID, UUID]]) -> None:
+    """Add ``(team_id, volunteer_id)`` memberships (existing ones are kept)."""
+    await conn.executemany(
+        "INSERT INTO team_members (team_id, volunteer_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", list(pairs)
+    )
+
+
+async def all_volunteer_ids(conn: asyncpg.Connection, *, active_only: bool = True) -> list[UUID]:
+    where = " WHERE active" if active_only else ""
+    return [r["id"] for r in await conn.fetch(f"SELECT id FROM volunteers{where} ORDER BY id")]
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """A volunteer search.
+
+    Attributes:
+        unit: code prefix of the unit subtree (``330603`` = all of 柯桥区), or None.
+        skill: skill code, or None.
+        certified_on: a certificate (of ``skill`` when given, else any) must be valid on this date.
+        availability: ``available`` (an unavailability that has ended counts as available),
+            ``unavailable`` or ``off_duty``, or None.
+        active: active (True) or retired (False) volunteers.
+        name: substring of the name.
+    """
+
+    unit: str | None = None
+    skill: str | None = None
+    certified_on: date | None = None
+    availability: Availability | None = None
+    active: bool = True
+    name: str | None = None
+
+
+def _where(f: SearchFilter) -> tuple[str, list[Any]]:
+    clauses = ["v.active = $1"]
+    args: list[Any] = [f.active]
+    if f.unit:
+        args.append(f.unit.replace("\\", "").replace("%", "").replace("_", "") + "%")
+        clauses.append(f"v.unit_code LIKE ${len(args)}")
+    if f.skill:
+        args.append([f.skill])
+        clauses.append(f"v.skills @> ${len(args)}::text[]")
+    if f.certified_on:
+        args.append(f.certified_on.isoformat())
+        d = f"${len(args)}::date"
+        skill_test = ""
+        if f.skill:
+            args.append(f.skill)
+            skill_test = f" AND c->>'kind' = ${len(args)}"
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM jsonb_array_elements(v.certificates) c WHERE "
+            f"(c->>'expires_on' IS NULL OR (c->>'expires_on')::date >= {d}) "
+            f"AND (c->>'issued_on' IS NULL OR (c->>'issued_on')::date <= {d}){skill_test})"
+        )
+    if f.availability is Availability.AVAILABLE:
+        clauses.append(
+            "(v.availability = 'available' OR (v.availability = 'unavailable' AND v.unavailable_until <= now()))"
+        )
+    elif f.availability is Availability.UNAVAILABLE:
+        clauses.append("(v.availability = 'unavailable' AND (v.unavailable_until IS NULL OR v.unavailable_until > now()))")
+    elif f.availability is Availability.OFF_DUTY:
+        clauses.append("v.availability = 'off_duty'")
+    if f.name:
+        args.append("%" + f.name.replace("%", "") + "%")
+        clauses.append(f"v.name LIKE ${len(args)}")
+    return " AND ".join(clauses), args
+
+
+async def search_volunteers(
+    conn: asyncpg.Connection, f: SearchFilter, *, page: int, page_size: int
+) -> tuple[list[Volunteer], int]:
+    """One page of volunteers matching ``f``, ordered by unit code then id, and the total count."""
+    where, args = _where(f)
+    total = await conn.fetchval(f"SELECT count(*) FROM volunteers v WHERE {where}", *args)
+    n = len(args)
+    rows = await conn.fetch(
+        f"{_V_SELECT} WHERE {where} ORDER BY v.unit_code, v.id LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args, page_size, (page - 1) * page_size,
+    )
+    return [_volunteer(r) for r in rows], int(total)
+
+
+async def counts_by(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Active volunteers by county and skill (``county, county_name, skill, n``; skill None = all)."""
+    return await conn.fetch(
+        """
+        SELECT left(v.unit_code, 6) AS county, u.name AS county_name,
+               CASE WHEN GROUPING(s.skill) = 1 THEN NULL ELSE coalesce(s.skill, '(none)') END AS skill,
+               count(DISTINCT v.id) AS n
+        FROM volunteers v JOIN units u ON u.code = left(v.unit_code, 6)
+        LEFT JOIN LATERAL unnest(v.skills) AS s(skill) ON true
+        WHERE v.active
+        GROUP BY GROUPING SETS ((left(v.unit_code, 6), u.name, s.skill), (left(v.unit_code, 6), u.name))
+        ORDER BY county, skill NULLS FIRST
+        """
+    )
+
+
+# --------------------------------------------------------------------------- teams
+
+
+def _team(r: asyncpg.Record) -> Team:
+    return Team(
+        id=r["id"], revision=r["revision"], name=r["name"], team_type=TeamType(r["team_type"]),
+        unit_code=r["unit_code"], leader_id=r["leader_id"], member_ids=tuple(r["member_ids"]),
+        lat=r["lat"], lon=r["lon"], active=r["active"],
+    )
+
+
+_T_SELECT = (
+    "SELECT t.id, t.revision, t.name, t.team_type, t.unit_code, t.leader_id, t.lat, t.lon, t.active, "
+    "COALESCE((SELECT array_agg(m.volunteer_id ORDER BY m.volunteer_id) FROM team_members m "
+    "WHERE m.team_id = t.id), '{}') AS member_ids FROM teams t"
+)
+
+
+async def get_team(conn: asyncpg.Connection, team_id: UUID, *, for_update: bool = False) -> Team | None:
+    lock = " FOR UPDATE OF t" if for_update else ""
+    r = await conn.fetchrow(f"{_T_SELECT} WHERE t.id = $1{lock}", team_id)
+    return _team(r) if r else None
+
+
+async def get_teams(conn: asyncpg.Connection, ids: Iterable[UUID]) -> list[Team]:
+    return [_team(r) for r in await conn.fetch(f"{_T_SELECT} WHERE t.id = ANY($1::uuid[]) ORDER BY t.id", list(ids))]
+
+
+async def list_teams(
+    conn: asyncpg.Connection, *, unit: str | None, team_type: TeamType | None, active: bool, page: int, page_size: int
+) -> tuple[list[Team], int]:
+    clauses, args = ["t.active = $1"], [active]
+    if unit:
+        args.append(unit.replace("%", "").replace("_", "") + "%")
+        clauses.append(f"t.unit_code LIKE ${len(args)}")
+    if team_type:
+        args.append(team_type.value)
+        clauses.append(f"t.team_type = ${len(args)}")
+    where = " AND ".join(clauses)
+    total = await conn.fetchval(f"SELECT count(*) FROM teams t WHERE {where}", *args)
+    n = len(args)
+    rows = await conn.fetch(
+        f"{_T_SELECT} WHERE {where} ORDER BY t.unit_code, t.name LIMIT ${n + 1} OFFSET ${n + 2}",
+        *args, page_size, (page - 1) * page_size,
+    )
+    return [_team(r) for r in rows], int(total)
+
+
+async def active_team_names(conn: asyncpg.Connection) -> dict[str, UUID]:
+    return {r["name"]: r["id"] for r in await conn.fetch("SELECT id, name FROM teams WHERE active")}
+
+
+async def insert_teams(conn: asyncpg.Connection, teams: Sequence[Team]) -> None:
+    await conn.copy_records_to_table(
+        "teams",
+        records=[(t.id, t.revision, t.name, t.team_type.value, t.unit_code, t.leader_id, t.lat, t.lon, t.active)
+                 for t in teams],
+        columns=["id", "revision", "name", "team_type", "unit_code", "leader_id", "lat", "lon", "active"],
+    )
+    await conn.copy_records_to_table(
+        "team_members", records=[(t.id, m) for t in teams for m in t.member_ids], columns=["team_id", "volunteer_id"]
+    )
+
+
+async def save_team(conn: asyncpg.Connection, t: Team) -> None:
+    """Overwrite an existing team and replace its members."""
+    await conn.execute(
+        "UPDATE teams SET revision=$2, name=$3, team_type=$4, unit_code=$5, leader_id=$6, lat=$7, lon=$8, "
+        "active=$9, updated_at=now() WHERE id=$1",
+        t.id, t.revision, t.name, t.team_type.value, t.unit_code, t.leader_id, t.lat, t.lon, t.active,
+    )
+    await conn.execute("DELETE FROM team_members WHERE team_id = $1 AND NOT (volunteer_id = ANY($2::uuid[]))",
+                       t.id, list(t.member_ids))
+    await add_memberships(conn, [(t.id, m) for m in t.member_ids])
+
+
+async def all_team_ids(conn: asyncpg.Connection, *, active_only: bool = True) -> list[UUID]:
+    where = " WHERE active" if active_only else ""
+    return [r["id"] for r in await conn.fetch(f"SELECT id FROM teams{where} ORDER BY id")]

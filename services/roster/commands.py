@@ -1,0 +1,431 @@
+"""The roster's commands: each changes state and writes its events to the outbox in one transaction.
+
+Callers (HTTP handlers, the CLI, consumers) pass a connection; every command opens a transaction
+on it (a nested one becomes a savepoint), so a change and its events commit together or not at all.
+
+Errors (all :class:`RosterError`)::
+
+    RosterError
+    ├── NotFound          the volunteer or team does not exist           (HTTP 404)
+    ├── Conflict          the mobile or active team name is taken         (HTTP 409)
+    └── InvalidReference  a unit, team or volunteer named does not fit    (HTTP 422; ``field`` names it)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.roster.adapters import repository as repo
+from services.roster.domain.importing import ImportPlan, ImportReport
+from services.roster.domain.model import Team, Volunteer, contact_event, profile_event, team_event
+from services.roster.domain.units import Unit, UnitDirectory
+from shared import outbox
+from shared.events import Event, TeamUpdated
+from shared.logging import get_logger
+from shared.topics import ROSTER_CONTACT, ROSTER_PROFILE, ROSTER_TEAM, TopicSpec
+from shared.vocabulary import SKILLS, Level
+
+__all__ = [
+    "Conflict",
+    "InvalidReference",
+    "NotFound",
+    "RosterError",
+    "create_team",
+    "create_volunteer",
+    "import_register",
+    "load_divisions",
+    "republish",
+    "retire_team",
+    "retire_volunteer",
+    "update_team",
+    "update_volunteer",
+]
+
+log = get_logger(__name__)
+_SKILL_CODES = {s.code for s in SKILLS}
+
+
+class RosterError(Exception):
+    """Base of the roster's command errors."""
+
+
+class NotFound(RosterError):
+    pass
+
+
+class Conflict(RosterError):
+    pass
+
+
+class InvalidReference(RosterError):
+    """A value that names something that does not exist or does not fit; ``field`` is its path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def volunteer_events(v: Volunteer) -> list[tuple[TopicSpec, str, Event]]:
+    """The outbox items of a volunteer's snapshot: profile and contact, keyed by volunteer id."""
+    key = str(v.id)
+    return [(ROSTER_PROFILE, key, profile_event(v)), (ROSTER_CONTACT, key, contact_event(v))]
+
+
+async def _tombstone_volunteer(conn: asyncpg.Connection, volunteer_id: UUID) -> None:
+    for topic, etype in ((ROSTER_PROFILE, "VolunteerProfileUpdated"), (ROSTER_CONTACT, "VolunteerContactUpdated")):
+        await outbox.add_tombstone(conn, topic, str(volunteer_id), event_id=uuid.uuid4(), event_type=etype,
+                                   producer="roster")
+
+
+# --------------------------------------------------------------------------- units
+
+
+async def load_divisions(conn: asyncpg.Connection, units: Sequence[Unit]) -> int:
+    """Insert or update the organisation units (from :func:`services.roster.domain.units.parse_divisions`)."""
+    async with conn.transaction():
+        n = await repo.insert_units(conn, units)
+    log.info("roster.units_loaded", count=n)
+    return n
+
+
+async def _check_unit(conn: asyncpg.Connection, code: str, *, field: str, village: bool) -> None:
+    level = await conn.fetchval("SELECT level FROM units WHERE code = $1", code)
+    if level is None:
+        raise InvalidReference(field, f"no unit with code {code}")
+    if village and level != Level.VILLAGE.value:
+        raise InvalidReference(field, f"{code} is a {level}; a volunteer's home unit is a village/community")
+
+
+def _check_skills(v: Volunteer) -> None:
+    for i, s in enumerate(v.skills):
+        if s not in _SKILL_CODES:
+            raise InvalidReference(f"skills.{i}", f"unknown skill {s!r}")
+    for i, c in enumerate(v.certificates):
+        if c.kind not in _SKILL_CODES:
+            raise InvalidReference(f"certificates.{i}.kind", f"unknown skill {c.kind!r}")
+
+
+# --------------------------------------------------------------------------- volunteers
+
+
+async def create_volunteer(conn: asyncpg.Connection, v: Volunteer) -> Volunteer:
+    """Add a volunteer (revision 1) and publish its profile and contact.
+
+    Raises:
+        Conflict: the mobile belongs to another volunteer.
+        InvalidReference: unknown unit (or not a village), unknown skill.
+    """
+    v = replace(v, revision=1, team_ids=())
+    _check_skills(v)
+    async with conn.transaction():
+        await _check_unit(conn, v.unit_code, field="unit_code", village=True)
+        if await conn.fetchval("SELECT 1 FROM volunteers WHERE mobile = $1", v.mobile):
+            raise Conflict("a volunteer with this mobile exists")
+        await repo.insert_volunteers(conn, [v])
+        await outbox.add_many(conn, volunteer_events(v))
+    log.info("roster.volunteer_created", volunteer_id=str(v.id), unit_code=v.unit_code)
+    return v
+
+
+async def update_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, changes: dict[str, Any]) -> Volunteer:
+    """Apply ``changes`` (fields of :class:`Volunteer`) and publish the new snapshot if anything changed.
+
+    Raises:
+        NotFound: no such volunteer, or retired.
+        Conflict: the new mobile belongs to another volunteer.
+        InvalidReference: unknown unit or skill.
+    """
+    async with conn.transaction():
+        old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
+        if old is None or not old.active:
+            raise NotFound(f"no active volunteer {volunteer_id}")
+        new = replace(old, **changes)
+        if new.same_content(old):
+            return old
+        _check_skills(new)
+        if new.unit_code != old.unit_code:
+            await _check_unit(conn, new.unit_code, field="unit_code", village=True)
+        if new.mobile != old.mobile and await conn.fetchval(
+            "SELECT 1 FROM volunteers WHERE mobile = $1 AND id <> $2", new.mobile, volunteer_id
+        ):
+            raise Conflict("a volunteer with this mobile exists")
+        new = replace(new, revision=old.revision + 1)
+        await repo.update_volunteers(conn, [new])
+        await outbox.add_many(conn, volunteer_events(new))
+    log.info("roster.volunteer_updated", volunteer_id=str(volunteer_id), revision=new.revision)
+    return new
+
+
+async def retire_volunteer(conn: asyncpg.Connection, volunteer_id: UUID) -> Volunteer:
+    """Retire a volunteer: inactive, removed from their teams, tombstones on profile and contact.
+
+    Teams the volunteer led keep no leader; their snapshots are republished.
+
+    Raises:
+        NotFound: no such volunteer, or already retired.
+    """
+    async with conn.transaction():
+        old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
+        if old is None or not old.active:
+            raise NotFound(f"no active volunteer {volunteer_id}")
+        retired = replace(old, active=False, revision=old.revision + 1, team_ids=())
+        team_ids = [r["team_id"] for r in await conn.fetch(
+            "SELECT team_id FROM team_members WHERE volunteer_id = $1", volunteer_id)]
+        await conn.execute("DELETE FROM team_members WHERE volunteer_id = $1", volunteer_id)
+        led = await conn.fetch("SELECT id FROM teams WHERE leader_id = $1", volunteer_id)
+        team_ids.extend(r["id"] for r in led)
+        await conn.execute("UPDATE teams SET leader_id = NULL WHERE leader_id = $1", volunteer_id)
+        await repo.update_volunteers(conn, [retired])
+        await _tombstone_volunteer(conn, volunteer_id)
+        await _bump_teams(conn, set(team_ids))
+    log.info("roster.volunteer_retired", volunteer_id=str(volunteer_id))
+    return retired
+
+
+async def _bump_teams(conn: asyncpg.Connection, team_ids: Iterable[UUID]) -> None:
+    """Raise the revision of teams whose members changed and publish their snapshots."""
+    ids = sorted(set(team_ids))
+    if not ids:
+        return
+    await conn.execute("UPDATE teams SET revision = revision + 1, updated_at = now() WHERE id = ANY($1::uuid[])", ids)
+    teams = [t for t in await repo.get_teams(conn, ids) if t.active]
+    await outbox.add_many(conn, [(ROSTER_TEAM, str(t.id), team_event(t)) for t in teams])
+
+
+async def _bump_volunteers(conn: asyncpg.Connection, volunteer_ids: Iterable[UUID]) -> None:
+    """Raise the revision of volunteers whose teams changed and publish their profiles."""
+    ids = sorted(set(volunteer_ids))
+    if not ids:
+        return
+    await conn.execute(
+        "UPDATE volunteers SET revision = revision + 1, updated_at = now() WHERE id = ANY($1::uuid[]) AND active", ids
+    )
+    vols = [v for v in await repo.get_volunteers(conn, ids) if v.active]
+    await outbox.add_many(conn, [(ROSTER_PROFILE, str(v.id), profile_event(v)) for v in vols])
+
+
+# --------------------------------------------------------------------------- teams
+
+
+async def _check_team(conn: asyncpg.Connection, t: Team) -> None:
+    await _check_unit(conn, t.unit_code, field="unit_code", village=False)
+    if t.leader_id is not None and t.leader_id not in t.member_ids:
+        raise InvalidReference("leader_id", "the leader must be one of the members")
+    if t.member_ids:
+        found = {r["id"] for r in await conn.fetch(
+            "SELECT id FROM volunteers WHERE id = ANY($1::uuid[]) AND active", list(t.member_ids))}
+        for i, m in enumerate(t.member_ids):
+            if m not in found:
+                raise InvalidReference(f"member_ids.{i}", f"no active volunteer {m}")
+    if await conn.fetchval("SELECT 1 FROM teams WHERE name = $1 AND active AND id <> $2", t.name, t.id):
+        raise Conflict(f"an active team is called {t.name!r}")
+
+
+async def create_team(conn: asyncpg.Connection, t: Team) -> Team:
+    """Add a team (revision 1), publish it, and republish its members' profiles (their team ids).
+
+    Raises:
+        Conflict: an active team has this name.
+        InvalidReference: unknown unit, unknown member, or a leader who is not a member.
+    """
+    t = replace(t, revision=1, member_ids=tuple(dict.fromkeys(t.member_ids)))
+    async with conn.transaction():
+        await _check_team(conn, t)
+        await repo.insert_teams(conn, [t])
+        await outbox.add(conn, ROSTER_TEAM, str(t.id), team_event(t))
+        await _bump_volunteers(conn, t.member_ids)
+    log.info("roster.team_created", team_id=str(t.id), members=len(t.member_ids))
+    return t
+
+
+async def update_team(conn: asyncpg.Connection, team_id: UUID, changes: dict[str, Any]) -> Team:
+    """Apply ``changes`` (fields of :class:`Team`); members added or removed get new profiles.
+
+    Raises:
+        NotFound | Conflict | InvalidReference: as for :func:`create_team`.
+    """
+    async with conn.transaction():
+        old = await repo.get_team(conn, team_id, for_update=True)
+        if old is None or not old.active:
+            raise NotFound(f"no active team {team_id}")
+        new = replace(old, **changes)
+        new = replace(new, member_ids=tuple(dict.fromkeys(new.member_ids)))
+        if new == old:
+            return old
+        await _check_team(conn, new)
+        new = replace(new, revision=old.revision + 1)
+        await repo.save_team(conn, new)
+        await outbox.add(conn, ROSTER_TEAM, str(new.id), team_event(new))
+        await _bump_volunteers(conn, set(old.member_ids) ^ set(new.member_ids))
+    log.info("roster.team_updated", team_id=str(team_id), revision=new.revision)
+    return new
+
+
+async def retire_team(conn: asyncpg.Connection, team_id: UUID) -> None:
+    """Retire a team: inactive, tombstone on the team topic, members' profiles republished without it.
+
+    Raises:
+        NotFound: no such team, or already retired.
+    """
+    async with conn.transaction():
+        old = await repo.get_team(conn, team_id, for_update=True)
+        if old is None or not old.active:
+            raise NotFound(f"no active team {team_id}")
+        await conn.execute("UPDATE teams SET active = false, revision = revision + 1, updated_at = now() WHERE id = $1",
+                           team_id)
+        await outbox.add_tombstone(conn, ROSTER_TEAM, str(team_id), event_id=uuid.uuid4(), event_type="TeamUpdated",
+                                   producer="roster")
+        await _bump_volunteers(conn, old.member_ids)
+    log.info("roster.team_retired", team_id=str(team_id))
+
+
+# --------------------------------------------------------------------------- import
+
+
+async def load_directory(conn: asyncpg.Connection) -> UnitDirectory:
+    return UnitDirectory(await repo.load_units(conn))
+
+
+async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run: bool = False) -> ImportReport:
+    """Apply a validated register: upsert by mobile, all or nothing.
+
+    Nothing is written when the plan has errors or ``dry_run`` is set (the counts are still
+    computed). A row equal to the stored volunteer changes nothing (no revision, no event); a
+    retired volunteer named again is made active again. Team memberships listed are added.
+
+    Returns:
+        The plan's report with ``created``, ``updated``, ``unchanged`` and ``committed`` filled in.
+    """
+    report = plan.report
+    report.dry_run = dry_run
+    async with conn.transaction():
+        existing = await repo.volunteers_by_mobile(conn, [r.mobile for r in plan.rows])
+        new: list[Volunteer] = []
+        changed: list[Volunteer] = []
+        memberships: list[tuple[UUID, UUID]] = []
+        for row in plan.rows:
+            old = existing.get(row.mobile)
+            if old is None:
+                v = Volunteer(id=uuid.uuid4(), revision=1, name=row.name, mobile=row.mobile, unit_code=row.unit_code,
+                              skills=row.skills, certificates=row.certificates, team_ids=row.team_ids,
+                              wechat_openid=row.wechat_openid)
+                new.append(v)
+                memberships.extend((t, v.id) for t in row.team_ids)
+                continue
+            team_ids = tuple(sorted(set(old.team_ids) | set(row.team_ids)))
+            candidate = replace(
+                old, name=row.name, unit_code=row.unit_code, skills=row.skills, certificates=row.certificates,
+                team_ids=team_ids, wechat_openid=row.wechat_openid or old.wechat_openid, active=True,
+            )
+            memberships.extend((t, old.id) for t in row.team_ids if t not in old.team_ids)
+            if candidate.same_content(old):
+                report.unchanged += 1
+            else:
+                changed.append(replace(candidate, revision=old.revision + 1))
+        report.created, report.updated = len(new), len(changed)
+        if not report.ok or dry_run:
+            return report
+        await repo.insert_volunteers(conn, new)
+        await repo.update_volunteers(conn, changed)
+        await repo.add_memberships(conn, memberships)
+        items = [item for v in (*new, *changed) for item in volunteer_events(v)]
+        await outbox.add_many(conn, items)
+        await _bump_teams(conn, {t for t, _ in memberships})
+        report.committed = True
+    log.info("roster.imported", created=report.created, updated=report.updated, unchanged=report.unchanged)
+    return report
+
+
+# --------------------------------------------------------------------------- republish
+
+
+async def republish(conn: asyncpg.Connection, *, batch: int = 5000) -> dict[str, int]:
+    """Re-emit every snapshot (profiles and contacts of active volunteers, active teams) at its current revision.
+
+    Retired volunteers and teams get their tombstones again, so a consumer rebuilding its projection
+    from scratch ends with the roster's state. Returns counts by kind.
+    """
+    counts = {"volunteers": 0, "teams": 0, "tombstones": 0}
+    async with conn.transaction():
+        ids = await repo.all_volunteer_ids(conn)
+        for i in range(0, len(ids), batch):
+            vols = await repo.get_volunteers(conn, ids[i:i + batch])
+            await outbox.add_many(conn, [item for v in vols for item in volunteer_events(v)])
+            counts["volunteers"] += len(vols)
+        teams = await repo.get_teams(conn, await repo.all_team_ids(conn))
+        await outbox.add_many(conn, [(ROSTER_TEAM, str(t.id), team_event(t)) for t in teams])
+        counts["teams"] = len(teams)
+        for r in await conn.fetch("SELECT id FROM volunteers WHERE NOT active"):
+            await _tombstone_volunteer(conn, r["id"])
+            counts["tombstones"] += 1
+        for r in await conn.fetch("SELECT id FROM teams WHERE NOT active"):
+            await outbox.add_tombstone(conn, ROSTER_TEAM, str(r["id"]), event_id=uuid.uuid4(),
+                                       event_type=TeamUpdated.__name__, producer="roster")
+            counts["tombstones"] += 1
+    log.info("roster.republished", **counts)
+    return counts
+
+
+
+
+# --------------------------------------------------------------------------- seed
+
+
+async def seed_roster(conn: asyncpg.Connection, volunteers: Sequence[Volunteer], teams: Sequence[Team],
+                      *, mobile_prefix: str, replace_existing: bool = False) -> dict[str, int]:
+    """Write a synthetic roster (from :func:`services.roster.domain.seed.synthesize`) with COPY, and its events.
+
+    With ``replace_existing``, volunteers whose mobile starts with ``mobile_prefix`` (and the teams
+    they belong to) are first deleted, with tombstones, so a seed can be run again.
+
+    Raises:
+        Conflict: such volunteers exist and ``replace_existing`` is not set.
+    """
+    removed = 0
+    async with conn.transaction():
+        old_ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM volunteers WHERE starts_with(mobile, $1)", mobile_prefix)]
+        if old_ids and not replace_existing:
+            raise Conflict(f"{len(old_ids)} volunteers with mobiles {mobile_prefix}… exist; use --replace")
+        if old_ids:
+            old_teams = [r["id"] for r in await conn.fetch(
+                "SELECT DISTINCT t.id FROM teams t LEFT JOIN team_members m ON m.team_id = t.id "
+                "WHERE m.volunteer_id = ANY($1::uuid[]) OR t.leader_id = ANY($1::uuid[])", old_ids)]
+            await conn.execute("DELETE FROM team_members WHERE team_id = ANY($1::uuid[]) "
+                               "OR volunteer_id = ANY($2::uuid[])", old_teams, old_ids)
+            await conn.execute("DELETE FROM teams WHERE id = ANY($1::uuid[])", old_teams)
+            await conn.execute("DELETE FROM volunteers WHERE id = ANY($1::uuid[])", old_ids)
+            for tid in old_teams:
+                await outbox.add_tombstone(conn, ROSTER_TEAM, str(tid), event_id=uuid.uuid4(),
+                                           event_type="TeamUpdated", producer="roster")
+            for vid in old_ids:
+                await _tombstone_volunteer(conn, vid)
+            removed = len(old_ids)
+        await repo.insert_volunteers(conn, volunteers)
+        await repo.insert_teams(conn, teams)
+        await outbox.add_many(conn, [item for v in volunteers for item in volunteer_events(v)])
+        await outbox.add_many(conn, [(ROSTER_TEAM, str(t.id), team_event(t)) for t in teams])
+    log.info("roster.seeded", volunteers=len(volunteers), teams=len(teams), removed=removed)
+    return {"volunteers": len(volunteers), "teams": len(teams), "removed": removed}
+
+
+async def import_file(conn: asyncpg.Connection, data: bytes, filename: str, *, dry_run: bool = False) -> ImportReport:
+    """Read, validate and apply a register file (CSV or XLSX); see :func:`import_register`.
+
+    Raises:
+        services.roster.adapters.spreadsheet.SpreadsheetError: the bytes are not a readable register.
+    """
+    from services.roster.adapters.spreadsheet import read_table
+    from services.roster.domain.importing import validate_register
+
+    table = read_table(data, filename)
+    units = await load_directory(conn)
+    teams = await repo.active_team_names(conn)
+    plan = validate_register(table, units, teams)
+    return await import_register(conn, plan, dry_run=dry_run)

@@ -1,0 +1,42 @@
+"""What the roster's routes share: a pooled connection per request and the error → HTTP mapping.
+
+``NotFound`` → 404, ``Conflict`` → 409, ``InvalidReference`` → 422 with the field path in ``loc``
+(the same shape FastAPI uses for body validation errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.roster.commands import Conflict, InvalidReference, NotFound
+
+__all__ = ["connection", "install_error_handlers"]
+
+
+async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A connection from the service's pool for the length of the request."""
+    pool = request.app.state.runtime.require_pool()
+    async with pool.acquire() as conn:
+        yield conn
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InvalidReference)
+        loc = ["body", *[int(p) if p.isdigit() else p for p in exc.field.split(".")]]
+        return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": "invalid_reference"}]},
+                            status_code=422)
+
+    app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(InvalidReference, invalid)

@@ -1,0 +1,40 @@
+"""``POST /imports``: import a register (CSV or XLSX) — all or nothing, every bad row reported.
+
+Send the file as multipart ``file``; ``dry_run=true`` validates and counts without writing.
+Answers 200 with the report when it imported (or would, on a dry run), 422 with the same report
+when any row is bad (nothing is written), 400 when the file is not a readable register.
+The report's ``errors`` list row, column, reason, suggestion and the value (phones masked).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi.responses import JSONResponse
+
+from services.roster import commands
+from services.roster.adapters.spreadsheet import SpreadsheetError
+from services.roster.handlers.deps import connection
+
+router = APIRouter(prefix="/imports", tags=["imports"])
+Conn = Annotated[asyncpg.Connection, Depends(connection)]
+MAX_BYTES = 50 * 1024 * 1024
+
+
+@router.post("", responses={422: {"description": "bad rows; nothing imported"}, 400: {"description": "unreadable"}})
+async def import_register(
+    file: Annotated[UploadFile, File(description="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX register.")],
+    conn: Conn,
+    dry_run: Annotated[bool, Query()] = False,
+) -> JSONResponse:
+    data = await file.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        return JSONResponse({"detail": "file larger than 50 MB"}, status_code=413)
+    try:
+        report = await commands.import_file(conn, data, file.filename or "", dry_run=dry_run)
+    except SpreadsheetError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+    body: dict[str, Any] = report.to_json()
+    return JSONResponse(body, status_code=200 if report.ok else 422)

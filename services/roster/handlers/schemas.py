@@ -1,0 +1,246 @@
+"""HTTP request and response bodies of the roster API (pydantic; published in the OpenAPI document).
+
+Invalid bodies are answered 422 by FastAPI with the field path of every error (``loc``).
+Mobiles are accepted in any usual writing and stored in E.164 (see
+:func:`services.roster.domain.normalise.parse_mobile`). Dates are calendar dates (Asia/Shanghai);
+times are timezone-aware and returned in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from services.roster.domain.model import Certificate, Team, Volunteer
+from services.roster.domain.normalise import NormaliseError, parse_mobile
+from shared.events import Availability
+from shared.vocabulary import SKILLS, Channel, TeamType
+
+__all__ = ["CertificateBody", "Page", "TeamIn", "TeamOut", "TeamPatch", "VolunteerIn", "VolunteerOut", "VolunteerPatch"]
+
+_SKILLS = {s.code for s in SKILLS}
+
+
+def _mobile(v: str) -> str:
+    try:
+        return parse_mobile(v)
+    except NormaliseError as e:
+        raise ValueError(e.reason) from None
+
+
+def _skill(v: str) -> str:
+    if v not in _SKILLS:
+        raise ValueError(f"unknown skill; one of {', '.join(sorted(_SKILLS))}")
+    return v
+
+
+def _village(v: str) -> str:
+    if not (len(v) == 12 and v.isdigit()):
+        raise ValueError("a village/community code has 12 digits")
+    return v
+
+
+def _unit(v: str) -> str:
+    if not (v.isdigit() and len(v) in (6, 9, 12)):
+        raise ValueError("a division code has 6, 9 or 12 digits")
+    return v
+
+
+Mobile = Annotated[str, AfterValidator(_mobile), Field(examples=["+8613800138000", "138 0013 8000"])]
+SkillCode = Annotated[str, AfterValidator(_skill), Field(examples=["first_aid"])]
+VillageCode = Annotated[str, AfterValidator(_village), Field(examples=["330603101201"])]
+UnitCode = Annotated[str, AfterValidator(_unit), Field(examples=["330603", "330603101"])]
+Lat = Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude, degrees.")]
+Lon = Annotated[float, Field(ge=-180, le=180, description="WGS84 longitude, degrees.")]
+
+
+class CertificateBody(BaseModel):
+    """A certificate; ``kind`` is the skill it certifies. ``expires_on`` is the last valid day."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SkillCode
+    number: str | None = Field(default=None, max_length=64)
+    issued_on: date | None = None
+    expires_on: date | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> CertificateBody:
+        if self.issued_on and self.expires_on and self.expires_on < self.issued_on:
+            raise ValueError("expires_on is before issued_on")
+        return self
+
+    def to_domain(self) -> Certificate:
+        return Certificate(self.kind, self.number, self.issued_on, self.expires_on)
+
+
+class _VolunteerFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _until(self) -> Any:
+        if getattr(self, "availability", None) == Availability.UNAVAILABLE and getattr(self, "unavailable_until",
+                                                                                        None) is None:
+            raise ValueError("unavailable needs unavailable_until")
+        return self
+
+
+class VolunteerIn(_VolunteerFields):
+    """A new volunteer."""
+
+    name: str = Field(min_length=1, max_length=64, examples=["王小明"])
+    mobile: Mobile
+    unit_code: VillageCode = Field(description="Home village/community, 12-digit division code.")
+    lat: Lat | None = None
+    lon: Lon | None = None
+    skills: list[SkillCode] = Field(default_factory=list)
+    certificates: list[CertificateBody] = Field(default_factory=list)
+    availability: Availability = Availability.AVAILABLE
+    unavailable_until: AwareDatetime | None = None
+    wechat_openid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,64}$")
+    wechat_subscribed: bool = False
+    preferred_channel: Channel = Channel.SMS
+    consent: bool = True
+    sms_consent: bool = True
+
+
+class VolunteerPatch(_VolunteerFields):
+    """Changes to a volunteer: only the fields given change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    mobile: Mobile | None = None
+    unit_code: VillageCode | None = None
+    lat: Lat | None = None
+    lon: Lon | None = None
+    skills: list[SkillCode] | None = None
+    certificates: list[CertificateBody] | None = None
+    availability: Availability | None = None
+    unavailable_until: AwareDatetime | None = None
+    wechat_openid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,64}$")
+    wechat_subscribed: bool | None = None
+    preferred_channel: Channel | None = None
+    consent: bool | None = None
+    sms_consent: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, as :class:`Volunteer` field values."""
+        out: dict[str, Any] = {}
+        for k in self.model_fields_set:
+            v = getattr(self, k)
+            if k == "skills":
+                v = tuple(v or ())
+            elif k == "certificates":
+                v = tuple(c.to_domain() for c in v or ())
+            elif v is None and k not in ("lat", "lon", "unavailable_until", "wechat_openid"):
+                continue
+            out[k] = v
+        if out.get("availability") not in (None, Availability.UNAVAILABLE) and "unavailable_until" not in out:
+            out["unavailable_until"] = None
+        return out
+
+
+class VolunteerOut(BaseModel):
+    """A volunteer as the roster API returns it (contact data included: the roster owns it)."""
+
+    id: UUID
+    revision: int
+    name: str
+    mobile: str = Field(description="E.164.")
+    unit_code: str
+    lat: float | None
+    lon: float | None
+    skills: list[str]
+    certificates: list[CertificateBody]
+    team_ids: list[UUID]
+    availability: Availability
+    unavailable_until: AwareDatetime | None
+    wechat_openid: str | None
+    wechat_subscribed: bool
+    preferred_channel: Channel
+    consent: bool
+    sms_consent: bool
+    active: bool
+
+    @classmethod
+    def of(cls, v: Volunteer) -> VolunteerOut:
+        return cls(
+            id=v.id, revision=v.revision, name=v.name, mobile=v.mobile, unit_code=v.unit_code, lat=v.lat, lon=v.lon,
+            skills=list(v.skills),
+            certificates=[CertificateBody(kind=c.kind, number=c.number, issued_on=c.issued_on,
+                                          expires_on=c.expires_on) for c in v.certificates],
+            team_ids=list(v.team_ids), availability=v.availability, unavailable_until=v.unavailable_until,
+            wechat_openid=v.wechat_openid, wechat_subscribed=v.wechat_subscribed,
+            preferred_channel=v.preferred_channel, consent=v.consent, sms_consent=v.sms_consent, active=v.active,
+        )
+
+
+class TeamIn(BaseModel):
+    """A new team; the leader must be one of the members."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, examples=["柯桥区水上救援队"])
+    team_type: TeamType
+    unit_code: UnitCode = Field(description="Home unit at any level.")
+    leader_id: UUID | None = None
+    member_ids: list[UUID] = Field(default_factory=list)
+    lat: Lat | None = None
+    lon: Lon | None = None
+
+
+class TeamPatch(BaseModel):
+    """Changes to a team: only the fields given change (``member_ids`` replaces the members)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    team_type: TeamType | None = None
+    unit_code: UnitCode | None = None
+    leader_id: UUID | None = None
+    member_ids: list[UUID] | None = None
+    lat: Lat | None = None
+    lon: Lon | None = None
+
+    def changes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k in self.model_fields_set:
+            v = getattr(self, k)
+            if k == "member_ids":
+                v = tuple(v or ())
+            elif v is None and k not in ("leader_id", "lat", "lon"):
+                continue
+            out[k] = v
+        return out
+
+
+class TeamOut(BaseModel):
+    id: UUID
+    revision: int
+    name: str
+    team_type: TeamType
+    unit_code: str
+    leader_id: UUID | None
+    member_ids: list[UUID]
+    lat: float | None
+    lon: float | None
+    active: bool
+
+    @classmethod
+    def of(cls, t: Team) -> TeamOut:
+        return cls(id=t.id, revision=t.revision, name=t.name, team_type=t.team_type, unit_code=t.unit_code,
+                   leader_id=t.leader_id, member_ids=list(t.member_ids), lat=t.lat, lon=t.lon, active=t.active)
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of results: ``items``, the 1-based ``page``, ``page_size`` and the ``total`` matching."""
+
+    items: list[T]
+    page: int
+    page_size: int
+    total: int

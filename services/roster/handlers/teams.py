@@ -1,0 +1,63 @@
+"""``/teams``: create, read, update, retire and list rescue teams (救援队)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, status
+
+from services.roster import commands
+from services.roster.adapters import repository as repo
+from services.roster.domain.model import Team
+from services.roster.handlers.deps import connection
+from services.roster.handlers.schemas import Page, TeamIn, TeamOut, TeamPatch
+from shared.vocabulary import TeamType
+
+router = APIRouter(prefix="/teams", tags=["teams"])
+Conn = Annotated[asyncpg.Connection, Depends(connection)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_team(body: TeamIn, conn: Conn) -> TeamOut:
+    """Add a team. 409 when an active team has the name; 422 for unknown unit/members or a leader who is not a member."""
+    t = Team(id=uuid.uuid4(), revision=1, name=body.name, team_type=body.team_type, unit_code=body.unit_code,
+             leader_id=body.leader_id, member_ids=tuple(body.member_ids), lat=body.lat, lon=body.lon)
+    return TeamOut.of(await commands.create_team(conn, t))
+
+
+@router.get("")
+async def list_teams(
+    conn: Conn,
+    unit: Annotated[str | None, Query(pattern=r"^\d{1,12}$", description="Unit code prefix (subtree).")] = None,
+    team_type: TeamType | None = None,
+    active: bool = True,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> Page[TeamOut]:
+    """Teams whose home unit lies in the subtree ``unit``, ordered by unit code then name."""
+    items, total = await repo.list_teams(conn, unit=unit, team_type=team_type, active=active, page=page,
+                                         page_size=page_size)
+    return Page[TeamOut](items=[TeamOut.of(t) for t in items], page=page, page_size=page_size, total=total)
+
+
+@router.get("/{team_id}")
+async def get_team(team_id: UUID, conn: Conn) -> TeamOut:
+    t = await repo.get_team(conn, team_id)
+    if t is None:
+        raise commands.NotFound(f"no team {team_id}")
+    return TeamOut.of(t)
+
+
+@router.patch("/{team_id}")
+async def update_team(team_id: UUID, body: TeamPatch, conn: Conn) -> TeamOut:
+    """Change the fields given; ``member_ids`` replaces the member list."""
+    return TeamOut.of(await commands.update_team(conn, team_id, body.changes()))
+
+
+@router.delete("/{team_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def retire_team(team_id: UUID, conn: Conn) -> None:
+    """Retire a team (tombstone published; members' profiles republished without it)."""
+    await commands.retire_team(conn, team_id)
