@@ -1,15 +1,120 @@
-"""Composition root of the notify service: settings, routers, consumers, background tasks."""
+"""Composition root of the notify service: settings, adapters, routers, consumers, background tasks.
+
+Wiring (see ``services/notify/handlers`` and :mod:`services.notify.sender`)::
+
+    roster.volunteer-contact.v1 ──▶ notify.contacts  ──▶ contacts (encrypted)
+    dispatch.callout.v1         ──▶ notify.callouts  ──▶ messages (pending, one per call-out and kind)
+    sender (background)         ──▶ providers (channels/) ──▶ outbox: MessageSent / MessageFailed
+    POST /callbacks/...         ──▶ receipts, replies ──▶ outbox: MessageDelivered / MessageFailed / ReplyReceived
+    GET|POST /r/{token}         ──▶ WeChat reply page ──▶ outbox: ReplyReceived
+
+Errors (a small hierarchy, by where they surface)::
+
+    ChannelConfigError (ValueError)  a provider is selected but its secret is missing → start-up fails
+    ReplyLinkInvalid (ValueError)    forged/altered reply link → 404; ReplyLinkExpired → 410
+    ValueError from parse_*          malformed callback → 400, nothing changed
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import httpx
 from fastapi import FastAPI
 
-from shared.service import ServiceSpec, build_app
+from services.notify.adapters.crypto import ContactCipher
+from services.notify.adapters.reply_links import ReplyLinks
+from services.notify.channels import build_providers
+from services.notify.channels.base import ChannelProvider
+from services.notify.context import NotifyContext
+from services.notify.handlers import callbacks, reply_page
+from services.notify.handlers.consumers import CallOutMessages, ContactProjection
+from services.notify.sender import Sender
+from shared.consumer import IdempotentConsumer
+from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import NotifySettings
+from shared.topics import CALLOUT, ROSTER_CONTACT, TopicSpec
+from shared.vocabulary import Channel
+
+__all__ = ["create_app"]
+
+ProvidersFactory = Callable[[NotifySettings, httpx.AsyncClient], dict[Channel, ChannelProvider]]
 
 
-def create_app(settings: NotifySettings | None = None) -> FastAPI:
-    """Build the notify service's app (connects nothing until started)."""
+def _cipher(settings: NotifySettings) -> ContactCipher:
+    if settings.encryption_key is None:
+        raise ValueError("NOTIFY_ENCRYPTION_KEY is not set: notify keeps phone numbers only encrypted")
+    return ContactCipher(settings.encryption_key.get_secret_value())
+
+
+def create_app(
+    settings: NotifySettings | None = None,
+    *,
+    callout_topic: TopicSpec = CALLOUT,
+    contact_topic: TopicSpec = ROSTER_CONTACT,
+    consumer_prefix: str = "notify",
+    providers_factory: ProvidersFactory = build_providers,
+    migrate: bool = True,
+) -> FastAPI:
+    """Build the notify service's app (connects nothing until started).
+
+    Args:
+        settings: notify's settings; read from the environment / stack.env when None.
+        callout_topic / contact_topic: the topics consumed (tests pass their own).
+        consumer_prefix: prefix of the consumer (group) names ``<prefix>.callouts`` / ``<prefix>.contacts``.
+        providers_factory: builds the providers (default: :func:`services.notify.channels.build_providers`).
+        migrate: run the migrations at start.
+
+    Raises:
+        ValueError: ``NOTIFY_ENCRYPTION_KEY`` is not set.
+
+    """
     settings = settings or NotifySettings()  # type: ignore[call-arg]
-    spec = ServiceSpec(name="notify", title="muster notify")
-    return build_app(spec, settings)
+    cipher = _cipher(settings)
+
+    def contacts(runtime: Runtime) -> IdempotentConsumer:
+        return IdempotentConsumer(
+            name=f"{consumer_prefix}.contacts", topic=contact_topic, handler=ContactProjection(cipher),
+            pool=runtime.require_pool, dead_letters=_unwired,
+        )
+
+    def callouts(runtime: Runtime) -> IdempotentConsumer:
+        return IdempotentConsumer(
+            name=f"{consumer_prefix}.callouts", topic=callout_topic, handler=CallOutMessages(),
+            pool=runtime.require_pool, dead_letters=_unwired,
+        )
+
+    async def on_start(runtime: Runtime) -> None:
+        http = httpx.AsyncClient(timeout=settings.provider_timeout_seconds)
+        providers = providers_factory(settings, http)
+        links = None
+        if settings.reply_link_secret is not None:
+            links = ReplyLinks(settings.reply_link_secret.get_secret_value(), settings.public_base_url,
+                               max_age_seconds=settings.reply_link_max_age_seconds)
+        pool = runtime.require_pool()
+        runtime.extras["notify"] = NotifyContext(settings, pool, cipher, links, providers, http)
+        runtime.extras["sender"] = Sender(pool, providers, settings, cipher, links)
+
+    async def on_stop(runtime: Runtime) -> None:
+        ctx: NotifyContext | None = runtime.extras.get("notify")
+        if ctx is not None and ctx.http is not None:
+            await ctx.http.aclose()
+
+    async def sender(runtime: Runtime) -> None:
+        await runtime.extras["sender"].run()
+
+    spec = ServiceSpec(
+        name="notify",
+        title="muster notify",
+        routers=(callbacks.router, reply_page.router),
+        consumers=(contacts, callouts),
+        background=(sender,),
+        on_start=on_start,
+        on_stop=on_stop,
+        pool_max_size=20,
+    )
+    return build_app(spec, settings, migrate=migrate)
+
+
+async def _unwired(topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None:
+    raise RuntimeError("dead-letter sink not wired")  # build_app replaces it with the broker's publisher

@@ -42,6 +42,7 @@ class ParsedReply:
         intent: accept / decline / eta / arrived / unsubscribe / unrecognised.
         eta_minutes: minutes until arrival for :attr:`ReplyIntent.ETA` (0..1440), else None.
         code: the reply code found in the text (as it appears among the open codes), else None.
+
     """
 
     intent: ReplyIntent
@@ -101,14 +102,17 @@ _HOURS = re.compile(_NUM + r"\s*(?:个)?\s*(?:小时|钟头|hours?|hrs?|h)(?![a-
 _MINUTES = re.compile(_NUM + r"\s*(?:分钟|分|mins?|minutes?|m)(?![a-z])")
 _BARE_NUMBER = re.compile(r"^(?:1\s+)?(\d{1,3})$")
 
+_ACCEPT_EXACT = frozenset({"是", "是的", "对", "行", "能", "去", "到", "嗯", "嗯嗯", "来", "我来"})
+_QUESTION = re.compile(r"吗|什么|哪|谁|怎么|几点|多少")
 _UNSUBSCRIBE = re.compile(r"^(?:td|t|退订|退订短信|取消订阅|unsubscribe|stop)$")
 _NOT_YET_ARRIVED = re.compile(r"(?:还)?(?:没|未)到")
 _ARRIVED = re.compile(r"(?<!马上)(?<!快)(?<!就)(?:已到|到了|已经到|到达|到位|在现场|现场了|arrived|i m here|im here)")
+_SURELY_ARRIVED = re.compile(r"已到|已经到|到了|在现场|现场了")
 _DECLINE = re.compile(
     r"不|没空|没时间|去不了|来不了|有事|拒绝|无法|(?<![a-z])(?:no|n|nope|sorry|cannot|can t|cant)(?![a-z])|👎"
 )
 _ACCEPT = re.compile(
-    r"好|收到|可以|行|能|去|接受|马上|立即|立刻|出发|没问题|是|同意|参加|到|"
+    r"好|收到|可以|接受|马上|立即|立刻|出发|没问题|同意|参加|我去|能去|就到|"
     r"(?<![a-z])(?:ok|okay|k|y|yes|yep|sure|accept|coming|on my way|omw)(?![a-z])|👍"
 )
 
@@ -164,6 +168,7 @@ def parse_reply(text: str, open_codes: Collection[str] = ()) -> ParsedReply:
 
     Returns:
         The parsed reply; :attr:`ReplyIntent.UNRECOGNISED` when nothing fits (never raises).
+
     """
     t = normalise(text)
     code, t = _find_code(t, open_codes)
@@ -183,12 +188,17 @@ def parse_reply(text: str, open_codes: Collection[str] = ()) -> ParsedReply:
         declined = True
     if declined:
         return ParsedReply(ReplyIntent.DECLINE, code=code)
-    if not not_yet and _ARRIVED.search(t):
+    arrived = not not_yet and bool(_ARRIVED.search(t))
+    if arrived and (eta is None or _SURELY_ARRIVED.search(t)):
         return ParsedReply(ReplyIntent.ARRIVED, code=code)
     if eta is None and (m := _BARE_NUMBER.match(t)) and t.startswith("1 "):
         eta = int(m.group(1))  # "1 20": accept, 20 minutes
     if eta is not None and 0 <= eta <= MAX_ETA_MINUTES:
         return ParsedReply(ReplyIntent.ETA, eta_minutes=eta, code=code)
-    if re.match(r"^1(?!\d)", compact) or _ACCEPT.search(t) or not_yet:
+    if re.match(r"^1(?!\d)", compact):
+        return ParsedReply(ReplyIntent.ACCEPT, code=code)
+    if _QUESTION.search(compact):
+        return ParsedReply(ReplyIntent.UNRECOGNISED, code=code)
+    if compact in _ACCEPT_EXACT or _ACCEPT.search(t) or not_yet:
         return ParsedReply(ReplyIntent.ACCEPT, code=code)
     return ParsedReply(ReplyIntent.UNRECOGNISED, code=code)

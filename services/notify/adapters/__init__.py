@@ -1,0 +1,1 @@
+"""Notify's adapters: encryption at rest, the database, reply-page links (providers live in ``channels``)."""

@@ -1,0 +1,60 @@
+"""What notify's routes and tasks share at run time (built by the composition root, :mod:`services.notify.app`)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+
+from services.notify.adapters.crypto import ContactCipher
+from services.notify.adapters.reply_links import ReplyLinks
+from services.notify.channels.base import ChannelProvider
+from shared.settings import NotifySettings
+from shared.vocabulary import Channel
+
+__all__ = ["NotifyContext"]
+
+
+@dataclass
+class NotifyContext:
+    """Notify's adapters, built at start-up.
+
+    Attributes:
+        settings: notify's settings.
+        pool: the asyncpg pool.
+        cipher: contact encryption and look-up hashes.
+        links: reply-page links (None when ``NOTIFY_REPLY_LINK_SECRET`` is not set).
+        providers: active providers by channel.
+        http: the shared HTTP client (closed at stop).
+
+    """
+
+    settings: NotifySettings
+    pool: asyncpg.Pool
+    cipher: ContactCipher
+    links: ReplyLinks | None
+    providers: dict[Channel, ChannelProvider]
+    http: httpx.AsyncClient | None = None
+    allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.allow = [ipaddress.ip_network(n, strict=False) for n in self.settings.callback_allow_ips]
+
+    def provider(self, name: str) -> ChannelProvider | None:
+        """The active provider called ``name`` (``aliyun`` | ``tencent`` | ``wechat``), if any."""
+        for p in self.providers.values():
+            if p.name == name:
+                return p
+        return None
+
+    def allowed(self, host: str | None) -> bool:
+        """``host`` (the callback's peer address) is in ``callback_allow_ips``."""
+        if host is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.allow)

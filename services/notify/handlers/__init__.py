@@ -1,0 +1,1 @@
+"""Notify's handlers: Kafka consumers (contacts, call-outs) and HTTP routes (callbacks, reply page)."""

@@ -1,0 +1,221 @@
+"""Provider callbacks: delivery receipts and replies, authenticated as each provider documents.
+
+===========================================  =============================================================
+route                                        provider format (``/work/shared/reference/providers.md``)
+===========================================  =============================================================
+``GET|POST /callbacks/aliyun/{token}/report`` SmsReport JSON array → ``{"code":0,"msg":"接收成功"}``
+``GET|POST /callbacks/aliyun/{token}/up``     SmsUp JSON array (GET: connectivity check)
+``POST /callbacks/tencent/{token}/status``    status JSON array → ``{"result":0,"errmsg":"OK"}``
+``POST /callbacks/tencent/{token}/reply``     one reply JSON object
+``GET /callbacks/wechat``                     server check: echoes ``echostr`` when the signature holds
+``POST /callbacks/wechat``                    event XML (``TEMPLATESENDJOBFINISH``) or a text message → ``success``
+===========================================  =============================================================
+
+Security: Aliyun and Tencent sign nothing, so their callbacks need the secret path token
+(``NOTIFY_CALLBACK_TOKEN``, compared in constant time; a wrong token answers 404) and a peer address
+in ``NOTIFY_CALLBACK_ALLOW_IPS`` (403). WeChat's are signed ``sha1(sorted(token, timestamp, nonce))``
+(checked with wechatpy's ``check_signature``), and a timestamp older than
+``wechat_callback_max_skew_seconds`` is refused (403). A refused callback is logged with the route,
+the reason and the peer address only: no body, no phone number.
+
+Replays: a reply's ``(provider, dedup_key)`` is stored, so a second delivery answers success and
+changes nothing; receipts for settled messages change nothing. Malformed bodies answer 400 and change
+nothing; a database failure answers 500 so that the provider retries.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.utils import check_signature
+
+from services.notify.channels.base import ChannelProvider
+from services.notify.context import NotifyContext
+from services.notify.inbound import apply_receipts, record_reply
+from shared.logging import get_logger
+from shared.vocabulary import Channel
+
+__all__ = ["router"]
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/callbacks", tags=["callbacks"])
+
+_ALIYUN_OK = {"code": 0, "msg": "接收成功"}
+_TENCENT_OK = {"result": 0, "errmsg": "OK"}
+
+
+def _ctx(request: Request) -> NotifyContext:
+    ctx: NotifyContext | None = request.app.state.runtime.extras.get("notify")
+    if ctx is None:
+        raise RuntimeError("notify is not started")
+    return ctx
+
+
+def _refuse(request: Request, route: str, reason: str, status: int) -> Response:
+    log.warning("callback.refused", route=route, reason=reason,
+                peer=request.client.host if request.client else None)
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def _guard(request: Request, ctx: NotifyContext, token: str, route: str) -> Response | None:
+    expected = ctx.settings.callback_token
+    if expected is None or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        return _refuse(request, route, "bad_token", 404)
+    if not ctx.allowed(request.client.host if request.client else None):
+        return _refuse(request, route, "address_not_allowed", 403)
+    return None
+
+
+async def _receipts(request: Request, provider_name: str, token: str, ok: dict[str, object]) -> Response:
+    ctx = _ctx(request)
+    route = f"{provider_name}.receipts"
+    if (refused := _guard(request, ctx, token, route)) is not None:
+        return refused
+    provider = ctx.provider(provider_name)
+    if provider is None:
+        return _refuse(request, route, "provider_not_active", 404)
+    body = await request.body()
+    try:
+        receipts = provider.parse_receipts(body, request.headers.get("content-type", ""))
+    except ValueError:
+        return _refuse(request, route, "malformed", 400)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        outcome = await apply_receipts(conn, provider.name, receipts, cipher=ctx.cipher,
+                                       sms_available=Channel.SMS in ctx.providers)
+    log.info("callback.receipts", provider=provider.name, received=len(receipts), delivered=outcome.delivered,
+             failed=outcome.failed, unchanged=outcome.unchanged, early=outcome.early)
+    return JSONResponse(ok)
+
+
+async def _uplinks(request: Request, ctx: NotifyContext, provider: ChannelProvider, route: str,
+                   ok: dict[str, object] | str) -> Response:
+    body = await request.body()
+    try:
+        uplinks = provider.parse_uplinks(body, request.headers.get("content-type", ""))
+    except ValueError:
+        return _refuse(request, route, "malformed", 400)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        for u in uplinks:
+            await record_reply(
+                conn, provider=provider.name, dedup_key=u.dedup_key, channel=provider.channel, text=u.text,
+                received_at=u.received_at, cipher=ctx.cipher, sender=u.sender,
+                window_hours=ctx.settings.reply_window_hours,
+            )
+    if isinstance(ok, str):
+        return PlainTextResponse(ok)
+    return JSONResponse(ok)
+
+
+async def _sms_uplinks(request: Request, provider_name: str, token: str, ok: dict[str, object]) -> Response:
+    ctx = _ctx(request)
+    route = f"{provider_name}.uplinks"
+    if (refused := _guard(request, ctx, token, route)) is not None:
+        return refused
+    provider = ctx.provider(provider_name)
+    if provider is None:
+        return _refuse(request, route, "provider_not_active", 404)
+    return await _uplinks(request, ctx, provider, route, ok)
+
+
+@router.get("/aliyun/{token}/report")
+@router.get("/aliyun/{token}/up")
+async def aliyun_check(request: Request, token: str) -> Response:
+    """Aliyun's connectivity check (GET, answered within 700 ms): ``{"code":0,"msg":"成功"}``."""
+    if (refused := _guard(request, _ctx(request), token, "aliyun.check")) is not None:
+        return refused
+    return JSONResponse({"code": 0, "msg": "成功"})
+
+
+@router.post("/aliyun/{token}/report")
+async def aliyun_report(request: Request, token: str) -> Response:
+    """Aliyun SmsReport push (JSON array of delivery receipts)."""
+    return await _receipts(request, "aliyun", token, _ALIYUN_OK)
+
+
+@router.post("/aliyun/{token}/up")
+async def aliyun_up(request: Request, token: str) -> Response:
+    """Aliyun SmsUp push (JSON array of replies)."""
+    return await _sms_uplinks(request, "aliyun", token, _ALIYUN_OK)
+
+
+@router.post("/tencent/{token}/status")
+async def tencent_status(request: Request, token: str) -> Response:
+    """Tencent SMS status callback (JSON array of delivery receipts)."""
+    return await _receipts(request, "tencent", token, _TENCENT_OK)
+
+
+@router.post("/tencent/{token}/reply")
+async def tencent_reply(request: Request, token: str) -> Response:
+    """Tencent SMS reply callback (one JSON object)."""
+    return await _sms_uplinks(request, "tencent", token, _TENCENT_OK)
+
+
+def _wechat_refusal(request: Request, ctx: NotifyContext, signature: str, timestamp: str, nonce: str) -> Response | None:
+    token = ctx.settings.callback_token
+    if token is None:
+        return _refuse(request, "wechat", "no_token_configured", 403)
+    try:
+        check_signature(token.get_secret_value(), signature, timestamp, nonce)
+    except InvalidSignatureException:
+        return _refuse(request, "wechat", "bad_signature", 403)
+    try:
+        skew = abs(time.time() - int(timestamp))
+    except ValueError:
+        return _refuse(request, "wechat", "bad_timestamp", 400)
+    if skew > ctx.settings.wechat_callback_max_skew_seconds:
+        return _refuse(request, "wechat", "stale_timestamp", 403)
+    return None
+
+
+@router.get("/wechat")
+async def wechat_verify(
+    request: Request,
+    signature: Annotated[str, Query()] = "",
+    timestamp: Annotated[str, Query()] = "",
+    nonce: Annotated[str, Query()] = "",
+    echostr: Annotated[str, Query()] = "",
+) -> Response:
+    """WeChat's server check: answers ``echostr`` when the signature holds."""
+    ctx = _ctx(request)
+    if (refused := _wechat_refusal(request, ctx, signature, timestamp, nonce)) is not None:
+        return refused
+    return PlainTextResponse(echostr)
+
+
+@router.post("/wechat")
+async def wechat_event(
+    request: Request,
+    signature: Annotated[str, Query()] = "",
+    timestamp: Annotated[str, Query()] = "",
+    nonce: Annotated[str, Query()] = "",
+) -> Response:
+    """WeChat event push: ``TEMPLATESENDJOBFINISH`` (delivery receipt) or a text message (a reply)."""
+    ctx = _ctx(request)
+    if (refused := _wechat_refusal(request, ctx, signature, timestamp, nonce)) is not None:
+        return refused
+    provider = ctx.provider("wechat")
+    if provider is None:
+        return _refuse(request, "wechat", "provider_not_active", 404)
+    body = await request.body()
+    content_type = request.headers.get("content-type", "")
+    try:
+        receipts = provider.parse_receipts(body, content_type)
+        uplinks = provider.parse_uplinks(body, content_type)
+    except ValueError:
+        return _refuse(request, "wechat", "malformed", 400)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if receipts:
+            await apply_receipts(conn, provider.name, receipts, cipher=ctx.cipher,
+                                 sms_available=Channel.SMS in ctx.providers)
+        for u in uplinks:
+            await record_reply(
+                conn, provider=provider.name, dedup_key=u.dedup_key, channel=Channel.WECHAT, text=u.text,
+                received_at=u.received_at, cipher=ctx.cipher, sender=u.sender,
+                window_hours=ctx.settings.reply_window_hours,
+            )
+    return PlainTextResponse("success")

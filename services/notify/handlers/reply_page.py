@@ -1,0 +1,113 @@
+"""The WeChat reply page: ``GET /r/{token}`` shows the call-out with buttons, ``POST /r/{token}`` answers it.
+
+The token is a signed, expiring link (:mod:`services.notify.adapters.reply_links`) naming one message;
+the page never shows a phone number or an openid. ``POST`` takes the form fields ``action`` =
+``accept`` | ``decline`` | ``eta`` | ``arrived`` and, for ``eta``, ``eta_minutes`` (1..1440). The answer
+is stored and published like an SMS reply (``ReplyReceived`` on ``notify.reply.v1``, channel
+``wechat``); tapping the same button twice publishes once (dedup key: message, action, minutes).
+
+Errors: 404 for a forged or altered link, 410 for an expired one, 422 for an unknown action or
+minutes out of range.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+
+from services.notify.adapters.reply_links import ReplyLinkExpired, ReplyLinkInvalid
+from services.notify.domain.replies import MAX_ETA_MINUTES, ParsedReply
+from services.notify.handlers.callbacks import _ctx
+from services.notify.inbound import record_reply
+from shared.events import ReplyIntent, utcnow
+from shared.logging import get_logger
+from shared.vocabulary import Channel
+
+__all__ = ["router"]
+
+log = get_logger(__name__)
+router = APIRouter(tags=["reply page"])
+
+_LABELS = {"accept": "接受", "decline": "拒绝", "eta": "接受，预计到达", "arrived": "已到达"}
+_INTENTS = {"accept": ReplyIntent.ACCEPT, "decline": ReplyIntent.DECLINE, "eta": ReplyIntent.ETA,
+            "arrived": ReplyIntent.ARRIVED}
+
+_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>红十字志愿者出勤</title>
+<style>body{{font-family:sans-serif;margin:1.2em;font-size:18px}}button{{display:block;width:100%;margin:.5em 0;
+padding:.8em;font-size:18px;border-radius:8px;border:0}}.a{{background:#c00;color:#fff}}.d{{background:#ddd}}
+input{{font-size:18px;width:5em}}</style></head><body>
+<h2>{title}</h2><p>{body}</p>{status}
+<form method="post"><button class="a" name="action" value="accept">接受</button>
+<button class="d" name="action" value="decline">拒绝</button></form>
+<form method="post"><input type="hidden" name="action" value="eta">预计 <input name="eta_minutes" type="number"
+min="1" max="1440" value="20"> 分钟到达 <button class="a">接受并告知到达时间</button></form>
+<form method="post"><button class="d" name="action" value="arrived">我已到达</button></form>
+</body></html>"""
+
+
+async def _load(request: Request, token: str) -> tuple[object, HTMLResponse | None]:
+    ctx = _ctx(request)
+    if ctx.links is None:
+        return None, HTMLResponse("<p>链接无效</p>", status_code=404)
+    try:
+        message_id = ctx.links.message_id(token)
+    except ReplyLinkExpired:
+        log.info("reply_page.expired")
+        return None, HTMLResponse("<p>链接已过期，请回复短信或联系调度员。</p>", status_code=410)
+    except ReplyLinkInvalid:
+        log.warning("reply_page.refused", reason="bad_token", peer=request.client.host if request.client else None)
+        return None, HTMLResponse("<p>链接无效</p>", status_code=404)
+    async with ctx.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT m.message_id, m.callout_id, m.volunteer_id, m.body, m.content, m.drill "
+            "FROM messages m WHERE m.message_id = $1", message_id,
+        )
+    if row is None:
+        return None, HTMLResponse("<p>链接无效</p>", status_code=404)
+    return row, None
+
+
+def _page(row: object, status: str = "") -> str:
+    r = row  # an asyncpg record
+    title = ("演练：" if r["drill"] else "") + str(r["content"].get("title", ""))  # type: ignore[index]
+    return _PAGE.format(title=html.escape(title), body=html.escape(r["body"] or ""),  # type: ignore[index]
+                        status=f"<p><b>{html.escape(status)}</b></p>" if status else "")
+
+
+@router.get("/r/{token}", response_class=HTMLResponse)
+async def reply_page(request: Request, token: str) -> HTMLResponse:
+    """The page for one message: title, text and the answer buttons."""
+    row, error = await _load(request, token)
+    if error is not None:
+        return error
+    return HTMLResponse(_page(row))
+
+
+@router.post("/r/{token}", response_class=HTMLResponse)
+async def reply_action(
+    request: Request, token: str, action: Annotated[str, Form()], eta_minutes: Annotated[int | None, Form()] = None
+) -> HTMLResponse:
+    """Answer the call-out: ``action`` = accept | decline | eta | arrived (+ ``eta_minutes`` for eta)."""
+    row, error = await _load(request, token)
+    if error is not None:
+        return error
+    if action not in _INTENTS:
+        return HTMLResponse("<p>未知操作</p>", status_code=422)
+    if action == "eta" and (eta_minutes is None or not 1 <= eta_minutes <= MAX_ETA_MINUTES):
+        return HTMLResponse("<p>到达时间应为1到1440分钟</p>", status_code=422)
+    minutes = eta_minutes if action == "eta" else None
+    text = _LABELS[action] + (f"{minutes}分钟" if minutes is not None else "")
+    ctx = _ctx(request)
+    r = row
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await record_reply(
+            conn, provider="wechat", dedup_key=f"page:{r['message_id']}:{action}:{minutes}",  # type: ignore[index]
+            channel=Channel.WECHAT, text=text, received_at=utcnow(), cipher=ctx.cipher,
+            volunteer_id=r["volunteer_id"], callout_id=r["callout_id"],  # type: ignore[index]
+            parsed=ParsedReply(_INTENTS[action], eta_minutes=minutes), window_hours=ctx.settings.reply_window_hours,
+        )
+    return HTMLResponse(_page(row, status=f"已收到：{text}"))

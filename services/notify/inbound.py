@@ -1,0 +1,284 @@
+"""What comes back from the phones: delivery receipts and replies, stored and published.
+
+Called by the callback routes and the reply page (:mod:`services.notify.handlers.callbacks`), each on
+a connection inside a transaction, so the stored state and the events (outbox) commit together.
+
+* :func:`apply_receipts` — delivery receipts → ``delivered`` + ``MessageDelivered``, or a failure:
+  ``MessageFailed`` and, for WeChat when the volunteer has SMS, a fallback to SMS. A receipt for a
+  message already settled changes nothing (provider retries are harmless). A receipt that arrives
+  before the send's result was stored is kept in ``early_receipts`` and applied when it is.
+* :func:`record_reply` — one reply: refused as a replay when ``(provider, dedup_key)`` was seen,
+  else stored (always, even unrecognised or from an unknown phone), parsed
+  (:func:`services.notify.domain.replies.parse_reply`), matched to the volunteer's open call-out, and
+  published as ``ReplyReceived`` on ``notify.reply.v1`` keyed by volunteer id (or the masked sender
+  when the phone is unknown). TD/退订 withdraws SMS consent; a decline closes the call-out locally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from services.notify.adapters.crypto import ContactCipher
+from services.notify.channels.base import DeliveryReceipt
+from services.notify.domain.replies import ParsedReply, parse_reply
+from services.notify.domain.routing import OpenCallOut, choose_channel, match_callout
+from shared import outbox
+from shared.events import MessageDelivered, MessageFailed, MessageKind, ReplyIntent, ReplyReceived
+from shared.logging import get_logger
+from shared.privacy import mask_mobile, mask_openid
+from shared.topics import DELIVERY, REPLY
+from shared.vocabulary import Channel
+
+if TYPE_CHECKING:
+    from services.notify.sender import Sender
+
+__all__ = ["ReceiptOutcome", "apply_early_receipts", "apply_receipts", "record_reply"]
+
+log = get_logger(__name__)
+
+
+class ReceiptOutcome:
+    """Counts of one callback's receipts: applied, unchanged (replays/settled), early (kept for later)."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed = 0
+        self.unchanged = 0
+        self.early = 0
+
+
+def _fields(row: Any) -> dict[str, Any]:
+    return {
+        "message_id": row["message_id"], "callout_id": row["callout_id"], "volunteer_id": row["volunteer_id"],
+        "kind": MessageKind(row["kind"]), "channel": Channel(row["channel"]), "provider": row["provider"],
+        "correlation_id": row["incident_id"], "causation_id": row["causation_id"], "drill": row["drill"],
+    }
+
+
+_RECEIPT_ROW = """m.message_id, m.callout_id, m.volunteer_id, m.kind, m.channel, m.provider, m.incident_id,
+    m.causation_id, m.drill, m.status, m.failed_channels, m.provider_message_id"""
+
+
+async def apply_receipts(
+    conn: asyncpg.Connection, provider: str, receipts: Sequence[DeliveryReceipt], *, cipher: ContactCipher,
+    sms_available: bool = True,
+) -> ReceiptOutcome:
+    """Apply one callback's delivery receipts (see the module docstring).
+
+    Args:
+        conn: a connection inside the callback's transaction.
+        provider: ``aliyun`` | ``tencent`` | ``wechat``.
+        receipts: parsed by the provider's ``parse_receipts``.
+        cipher: decrypts the contact to decide a fallback.
+        sms_available: an SMS provider is configured (WeChat failures can fall back).
+
+    """
+    out = ReceiptOutcome()
+    delivered = [r for r in receipts if r.delivered and r.provider_message_id]
+    if delivered:
+        rows = await conn.fetch(
+            f"""
+            UPDATE messages m SET status = 'delivered', delivered_at = u.at, updated_at = now()
+            FROM unnest($2::text[], $3::timestamptz[]) AS u(pid, at)
+            WHERE m.provider = $1 AND m.provider_message_id = u.pid AND m.status = 'sent'
+            RETURNING {_RECEIPT_ROW}
+            """,
+            provider, [r.provider_message_id for r in delivered], [r.reported_at for r in delivered],
+        )
+        await outbox.add_many(conn, [
+            (DELIVERY, str(row["volunteer_id"]),
+             MessageDelivered(**_fields(row), provider_message_id=row["provider_message_id"]))
+            for row in rows
+        ])
+        out.delivered += len(rows)
+        done = {row["provider_message_id"] for row in rows}
+        rest = [r for r in delivered if r.provider_message_id not in done]
+    else:
+        rest = []
+    failed = [r for r in receipts if not r.delivered and r.provider_message_id]
+    for r in rest + failed:
+        row = await conn.fetchrow(
+            f"SELECT {_RECEIPT_ROW} FROM messages m WHERE m.provider = $1 AND m.provider_message_id = $2 FOR UPDATE",
+            provider, r.provider_message_id,
+        )
+        if row is None:
+            await conn.execute(
+                "INSERT INTO early_receipts (provider, provider_message_id, delivered, error_code, reported_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                provider, r.provider_message_id, r.delivered, r.error_code, r.reported_at,
+            )
+            out.early += 1
+            continue
+        if row["status"] != "sent":
+            out.unchanged += 1
+            continue
+        if r.delivered:  # pragma: no cover - the set-based update above takes these
+            continue
+        await _failed_receipt(conn, row, r.error_code or "UNDELIVERED", cipher=cipher, sms_available=sms_available)
+        out.failed += 1
+    out.unchanged += len([r for r in receipts if not r.provider_message_id])
+    return out
+
+
+async def _failed_receipt(
+    conn: asyncpg.Connection, row: Any, code: str, *, cipher: ContactCipher, sms_available: bool
+) -> None:
+    fallback = False
+    if row["channel"] == Channel.WECHAT.value and sms_available:
+        c = await conn.fetchrow("SELECT mobile_enc, sms_consent FROM contacts WHERE volunteer_id = $1",
+                                row["volunteer_id"])
+        if c is not None and c["mobile_enc"] is not None and c["sms_consent"]:
+            from services.notify.domain.routing import ContactView
+
+            view = ContactView(mobile=cipher.decrypt(c["mobile_enc"]), openid=None, wechat_subscribed=False,
+                               sms_consent=True)
+            fallback = choose_channel(view, exclude=[Channel.WECHAT]) is Channel.SMS
+    if fallback:
+        await conn.execute(
+            """
+            UPDATE messages SET status = 'pending', failed_channels = array_append(failed_channels, channel),
+                channel = NULL, provider = NULL, provider_message_id = NULL, error_code = $2, attempts = 0,
+                next_attempt_at = now(), updated_at = now()
+            WHERE message_id = $1
+            """,
+            row["message_id"], code,
+        )
+    else:
+        await conn.execute(
+            "UPDATE messages SET status = 'failed', error_code = $2, updated_at = now() WHERE message_id = $1",
+            row["message_id"], code,
+        )
+    await outbox.add(conn, DELIVERY, str(row["volunteer_id"]),
+                     MessageFailed(**_fields(row), error_code=code, fallback=fallback))
+    log.info("message.undelivered", message_id=str(row["message_id"]), error_code=code, fallback=fallback)
+
+
+async def apply_early_receipts(
+    conn: asyncpg.Connection, sender: Sender, sent: Sequence[tuple[str, str | None]]
+) -> int:
+    """Apply receipts that arrived before these sends were recorded as ``sent``. Returns how many."""
+    pids = [pid for _, pid in sent if pid]
+    if not pids:
+        return 0
+    early = await conn.fetch(
+        "DELETE FROM early_receipts WHERE provider_message_id = ANY($1::text[]) "
+        "RETURNING provider, provider_message_id, delivered, error_code, reported_at",
+        pids,
+    )
+    by_provider: dict[str, list[DeliveryReceipt]] = {}
+    for e in early:
+        by_provider.setdefault(e["provider"], []).append(DeliveryReceipt(
+            provider_message_id=e["provider_message_id"], message_id=None, recipient=None,
+            delivered=e["delivered"], error_code=e["error_code"], reported_at=e["reported_at"],
+        ))
+    for provider, receipts in by_provider.items():
+        await apply_receipts(conn, provider, receipts, cipher=sender._cipher,  # noqa: SLF001
+                             sms_available=Channel.SMS in sender._providers)  # noqa: SLF001
+    return len(early)
+
+
+async def _open_callouts(conn: asyncpg.Connection, volunteer_id: UUID, window_hours: float) -> list[Any]:
+    return list(await conn.fetch(
+        "SELECT callout_id, reply_code, requested_at, incident_id, drill FROM callouts "
+        "WHERE volunteer_id = $1 AND state <> 'closed' AND requested_at > now() - make_interval(secs => $2) "
+        "ORDER BY requested_at DESC",
+        volunteer_id, window_hours * 3600,
+    ))
+
+
+async def record_reply(
+    conn: asyncpg.Connection,
+    *,
+    provider: str,
+    dedup_key: str,
+    channel: Channel,
+    text: str,
+    received_at: datetime,
+    cipher: ContactCipher,
+    sender: str | None = None,
+    volunteer_id: UUID | None = None,
+    callout_id: UUID | None = None,
+    parsed: ParsedReply | None = None,
+    window_hours: float = 24.0,
+) -> ReplyReceived | None:
+    """Store, parse, match and publish one reply (see the module docstring).
+
+    Args:
+        conn: a connection inside the caller's transaction.
+        provider: ``aliyun`` | ``tencent`` | ``wechat``.
+        dedup_key: the provider's id of this reply; a second delivery is refused.
+        channel: SMS or WeChat.
+        text: what the volunteer wrote (or the reply-page button's label), unchanged.
+        received_at: when the provider received it, UTC.
+        cipher: hashes the sender for the look-up.
+        sender: E.164 mobile (SMS) or openid; looked up when ``volunteer_id`` is not given.
+        volunteer_id: the volunteer, when already known (reply page).
+        callout_id: the call-out, when already known (reply page).
+        parsed: the intent, when already known (reply page); else parsed from ``text``.
+        window_hours: how old an open call-out may be and still be answered by SMS.
+
+    Returns:
+        The published event, or None when the reply is a replay (nothing changed).
+
+    """
+    sender_hash: bytes | None = None
+    masked: str | None = None
+    if sender is not None:
+        if channel is Channel.SMS:
+            sender_hash, masked = cipher.mobile_hash(sender), mask_mobile(sender)
+            column = "mobile_hash"
+        else:
+            sender_hash, masked = cipher.openid_hash(sender), mask_openid(sender)
+            column = "openid_hash"
+        if volunteer_id is None:
+            volunteer_id = await conn.fetchval(
+                f"SELECT volunteer_id FROM contacts WHERE {column} = $1 ORDER BY updated_at DESC LIMIT 1",
+                sender_hash,
+            )
+    open_rows = await _open_callouts(conn, volunteer_id, window_hours) if volunteer_id else []
+    if parsed is None:
+        parsed = parse_reply(text, [r["reply_code"] for r in open_rows])
+    if callout_id is None and parsed.intent is not ReplyIntent.UNSUBSCRIBE:
+        callout_id = match_callout(
+            [OpenCallOut(r["callout_id"], r["reply_code"], r["requested_at"]) for r in open_rows], parsed.code
+        )
+    meta = await conn.fetchrow("SELECT incident_id, drill FROM callouts WHERE callout_id = $1", callout_id) \
+        if callout_id else None
+    reply_id = uuid4()
+    stored = await conn.fetchval(
+        """
+        INSERT INTO replies (reply_id, provider, dedup_key, channel, volunteer_id, callout_id, sender_hash,
+                             sender_masked, text, intent, eta_minutes, received_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        ON CONFLICT ON CONSTRAINT replies_dedup DO NOTHING RETURNING reply_id
+        """,
+        reply_id, provider, dedup_key, channel.value, volunteer_id, callout_id, sender_hash,
+        masked if volunteer_id is None else None, text, parsed.intent.value, parsed.eta_minutes, received_at,
+    )
+    if stored is None:
+        log.info("reply.replay_ignored", provider=provider)
+        return None
+    if parsed.intent is ReplyIntent.UNSUBSCRIBE and volunteer_id is not None:
+        await conn.execute(
+            "UPDATE contacts SET sms_consent = false, sms_opt_out_at = now() WHERE volunteer_id = $1", volunteer_id
+        )
+    if parsed.intent is ReplyIntent.DECLINE and callout_id is not None:
+        await conn.execute(
+            "UPDATE callouts SET state = 'closed', closed_at = now() WHERE callout_id = $1 AND state = 'open'",
+            callout_id,
+        )
+    event = ReplyReceived(
+        reply_id=reply_id, volunteer_id=volunteer_id, callout_id=callout_id, intent=parsed.intent,
+        eta_minutes=parsed.eta_minutes, text=text, channel=channel,
+        sender=masked if volunteer_id is None else None, received_at=received_at,
+        correlation_id=meta["incident_id"] if meta else None, drill=bool(meta["drill"]) if meta else False,
+    )
+    await outbox.add(conn, REPLY, str(volunteer_id) if volunteer_id else (masked or "unknown"), event)
+    log.info("reply.received", reply_id=str(reply_id), volunteer_id=str(volunteer_id) if volunteer_id else None,
+             callout_id=str(callout_id) if callout_id else None, intent=parsed.intent.value)
+    return event

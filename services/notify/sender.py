@@ -1,0 +1,429 @@
+"""The sender: claims pending messages, sends them through the providers, records what happened.
+
+A background task of the notify service (``ServiceSpec.background``). Exactly one message per
+call-out and kind, even when notify dies in the middle of a send:
+
+1. **Claim** (one transaction): pending messages that are due are locked ``FOR UPDATE SKIP LOCKED``
+   (several replicas never take the same row), their channel is chosen and their text rendered
+   (pure: :mod:`services.notify.domain`), and they are marked ``sending`` with the channel, provider and
+   text **before** any provider is called; the transaction commits.
+2. **Send**: per provider, in pieces of ``max_batch × send_concurrency`` (the provider batches and
+   rate-limits inside), providers concurrently. The message id is the provider's idempotency key.
+3. **Record** (one transaction per piece): accepted → ``sent`` + provider message id +
+   ``MessageSent``; retryable (rate limit, busy, timeout) → ``pending`` again after an exponential
+   backoff; permanent for this recipient on WeChat (43004 not following, 40003, 43101) or no delivery
+   receipt within ``wechat_receipt_timeout_seconds`` → ``MessageFailed(fallback=True)`` and back to
+   ``pending`` on SMS; nothing left → ``failed`` + ``MessageFailed``. Events go through the outbox in
+   the same transaction.
+4. **In doubt**: a message left ``sending`` (notify died between 1 and 3, or another replica did) is
+   resolved with ``provider.query`` before anything is resent: accepted → ``sent``; certainly not →
+   ``pending``; unknown → asked again later, and resent only after ``in_doubt_resend_after_seconds``
+   (a possible duplicate is preferred to a lost call-out).
+
+Errors: provider business errors never raise (see :mod:`services.notify.channels.base`); a database
+or network error in a round is logged and the round is retried after ``send_poll_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services.notify.adapters.crypto import ContactCipher
+from services.notify.adapters.reply_links import ReplyLinks
+from services.notify.channels.base import ChannelProvider, OutboundMessage, SendResult
+from services.notify.domain.routing import ContactView, choose_channel, retry_delay
+from services.notify.domain.templates import MessageContent, render
+from shared import outbox
+from shared.events import CancelReason, MessageFailed, MessageKind, MessageSent, utcnow
+from shared.logging import get_logger
+from shared.settings import NotifySettings
+from shared.topics import DELIVERY
+from shared.vocabulary import Channel
+
+__all__ = ["Claimed", "Sender", "SenderStats"]
+
+log = get_logger(__name__)
+
+_MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill,
+    m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since,
+    c.mobile_enc, c.openid_enc, c.wechat_subscribed, c.sms_consent, c.volunteer_id IS NOT NULL AS has_contact"""
+
+
+@dataclass
+class SenderStats:
+    """Counters for logs, tests and the benchmark."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    fallbacks: int = 0
+    in_doubt_resolved: int = 0
+    rounds: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message marked ``sending``, with what is needed to send it and to record the result."""
+
+    row: Any  # the asyncpg record (ids, kind, drill...)
+    channel: Channel
+    provider: ChannelProvider
+    outbound: OutboundMessage
+    contact: ContactView
+
+
+def _event_fields(row: Any, channel: str, provider: str) -> dict[str, Any]:
+    return {
+        "message_id": row["message_id"], "callout_id": row["callout_id"], "volunteer_id": row["volunteer_id"],
+        "kind": MessageKind(row["kind"]), "channel": Channel(channel), "provider": provider,
+        "correlation_id": row["incident_id"], "causation_id": row["causation_id"], "drill": row["drill"],
+    }
+
+
+class Sender:
+    """Sends pending messages (see the module docstring).
+
+    Args:
+        pool: notify's asyncpg pool.
+        providers: the active providers by channel (:func:`services.notify.channels.build_providers`).
+        settings: notify's settings (claim size, retries, time-outs, SMS signature).
+        cipher: decrypts recipients.
+        links: makes the reply-page links of WeChat messages.
+
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        providers: dict[Channel, ChannelProvider],
+        settings: NotifySettings,
+        cipher: ContactCipher,
+        links: ReplyLinks | None,
+    ) -> None:
+        self._pool = pool
+        self._providers = providers
+        self._s = settings
+        self._cipher = cipher
+        self._links = links
+        self._wake = asyncio.Event()
+        self._started_at = utcnow()
+        self.stats = SenderStats()
+        self._signature = settings.aliyun_sign_name if settings.sms_provider == "aliyun" else settings.tencent_sign_name
+
+    # ------------------------------------------------------------------ the loop
+
+    def wake(self, *_: Any) -> None:
+        """Wake the loop (LISTEN ``notify_messages`` calls this when messages are written)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Run until cancelled: resolve in-doubt messages, then send what is due, woken by NOTIFY."""
+        listen: asyncpg.Connection | None = None
+        try:
+            while True:
+                try:
+                    if listen is None or listen.is_closed():
+                        listen = await self._pool.acquire()
+                        await listen.add_listener("notify_messages", self.wake)
+                    self._wake.clear()
+                    await self.resolve_in_doubt()
+                    await self.fallback_unreceipted()
+                    n = await self.send_due()
+                    self.stats.rounds += 1
+                    if n >= self._s.send_claim_size:
+                        continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # database or network gone: log, wait, try again
+                    self.stats.errors.append(repr(exc))
+                    log.warning("sender.round_failed", error=repr(exc))
+                    if listen is not None:
+                        with contextlib.suppress(Exception):
+                            await self._pool.release(listen)
+                        listen = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._s.send_poll_seconds)
+        finally:
+            if listen is not None:
+                with contextlib.suppress(Exception):
+                    await listen.remove_listener("notify_messages", self.wake)
+                    await self._pool.release(listen)
+
+    # ------------------------------------------------------------------ claim
+
+    def _outbound(self, row: Any, channel: Channel, contact: ContactView, open_count: int) -> OutboundMessage:
+        c = row["content"]
+        respond_by = c.get("respond_by")
+        content = MessageContent(
+            kind=MessageKind(row["kind"]), incident_title=c.get("title", ""), place=c.get("place", ""),
+            role=c.get("role", ""), reply_code=c.get("reply_code", ""),
+            respond_by=datetime.fromisoformat(respond_by) if respond_by else None,
+            reason=CancelReason(c["reason"]) if c.get("reason") else None,
+            was_assigned=bool(c.get("was_assigned", False)), drill=row["drill"],
+        )
+        rendered = render(content, channel, signature=self._signature, several_open=open_count > 1)
+        recipient = contact.openid if channel is Channel.WECHAT else contact.mobile
+        assert recipient is not None
+        url = None
+        if channel is Channel.WECHAT and self._links is not None and content.kind is not MessageKind.STAND_DOWN:
+            url = self._links.url(row["message_id"])
+        return OutboundMessage(
+            message_id=row["message_id"], recipient=recipient, kind=content.kind, text=rendered.text,
+            template_params=rendered.template_params, url=url, drill=row["drill"],
+        )
+
+    def _contact(self, row: Any) -> ContactView | None:
+        if not row["has_contact"]:
+            return None
+        return ContactView(
+            mobile=self._cipher.decrypt(row["mobile_enc"]), openid=self._cipher.decrypt(row["openid_enc"]),
+            wechat_subscribed=row["wechat_subscribed"], sms_consent=row["sms_consent"],
+        )
+
+    async def _claim(self, conn: asyncpg.Connection) -> list[Claimed]:
+        rows = await conn.fetch(
+            f"""
+            WITH due AS (
+                SELECT message_id FROM messages
+                WHERE status = 'pending' AND next_attempt_at <= now()
+                ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+            )
+            SELECT {_MESSAGE_COLUMNS}
+            FROM messages m JOIN due USING (message_id) LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id
+            """,
+            self._s.send_claim_size,
+        )
+        if not rows:
+            return []
+        open_counts = dict(
+            await conn.fetch(
+                "SELECT volunteer_id, count(*) FROM callouts WHERE state <> 'closed' AND volunteer_id = ANY($1::uuid[]) "
+                "AND requested_at > now() - make_interval(secs => $2) GROUP BY volunteer_id",
+                list({r["volunteer_id"] for r in rows}), self._s.reply_window_hours * 3600,
+            )
+        )
+        claimed: list[Claimed] = []
+        no_contact: list[Any] = []
+        no_channel: list[Any] = []
+        for row in rows:
+            contact = self._contact(row)
+            failed = {Channel(c) for c in row["failed_channels"]} | (set(Channel) - set(self._providers))
+            channel = choose_channel(contact, exclude=failed)
+            if contact is None:
+                no_contact.append(row)
+            elif channel is None:
+                no_channel.append(row)
+            else:
+                provider = self._providers[channel]
+                out = self._outbound(row, channel, contact, open_counts.get(row["volunteer_id"], 0))
+                claimed.append(Claimed(row, channel, provider, out, contact))
+        if claimed:
+            await conn.execute(
+                """
+                UPDATE messages m SET status = 'sending', sending_since = now(), attempts = m.attempts + 1,
+                    channel = u.channel, provider = u.provider, body = u.body, updated_at = now()
+                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(message_id, channel, provider, body)
+                WHERE m.message_id = u.message_id
+                """,
+                [c.row["message_id"] for c in claimed], [c.channel.value for c in claimed],
+                [c.provider.name for c in claimed], [c.outbound.text for c in claimed],
+            )
+        # The contact may still be on its way (projection behind): try again a few times, then give up.
+        retry_later = [r for r in no_contact if r["attempts"] + 1 < self._s.max_attempts]
+        if retry_later:
+            await self._reschedule(conn, retry_later, error="no_contact")
+        give_up = [r for r in no_contact if r["attempts"] + 1 >= self._s.max_attempts] + no_channel
+        for row in give_up:
+            code = "no_contact" if row in no_contact else "no_channel"
+            await self._fail(conn, row, code, channel=row["channel"] or Channel.SMS.value, provider=row["provider"] or "none")
+        return claimed
+
+    async def _reschedule(self, conn: asyncpg.Connection, rows: Sequence[Any], *, error: str) -> None:
+        delays = [retry_delay(r["attempts"] + 1, base=self._s.retry_base_seconds, cap=self._s.retry_max_seconds)
+                  for r in rows]
+        await conn.execute(
+            """
+            UPDATE messages m SET status = 'pending', attempts = m.attempts + CASE WHEN m.status = 'pending' THEN 1 ELSE 0 END,
+                next_attempt_at = now() + make_interval(secs => u.delay), error_code = $3, sending_since = NULL,
+                updated_at = now()
+            FROM unnest($1::uuid[], $2::float8[]) AS u(message_id, delay) WHERE m.message_id = u.message_id
+            """,
+            [r["message_id"] for r in rows], delays, error,
+        )
+        self.stats.retried += len(rows)
+
+    async def _fail(self, conn: asyncpg.Connection, row: Any, code: str, *, channel: str, provider: str) -> None:
+        await conn.execute(
+            "UPDATE messages SET status = 'failed', error_code = $2, sending_since = NULL, updated_at = now() "
+            "WHERE message_id = $1",
+            row["message_id"], code,
+        )
+        await outbox.add(conn, DELIVERY, str(row["volunteer_id"]),
+                         MessageFailed(**_event_fields(row, channel, provider), error_code=code, fallback=False))
+        self.stats.failed += 1
+        log.warning("message.failed", message_id=str(row["message_id"]), callout_id=str(row["callout_id"]),
+                    error_code=code)
+
+    async def _fall_back(self, conn: asyncpg.Connection, row: Any, channel: Channel, provider: str, code: str) -> None:
+        """This channel cannot reach the volunteer: exclude it and let the next claim choose another."""
+        await conn.execute(
+            """
+            UPDATE messages SET status = 'pending', failed_channels = array_append(failed_channels, $2),
+                channel = NULL, provider = NULL, provider_message_id = NULL, error_code = $3, attempts = 0,
+                next_attempt_at = now(), sending_since = NULL, updated_at = now()
+            WHERE message_id = $1
+            """,
+            row["message_id"], channel.value, code,
+        )
+        await outbox.add(conn, DELIVERY, str(row["volunteer_id"]),
+                         MessageFailed(**_event_fields(row, channel.value, provider), error_code=code, fallback=True))
+        self.stats.fallbacks += 1
+        log.info("message.fallback", message_id=str(row["message_id"]), from_channel=channel.value, error_code=code)
+
+    # ------------------------------------------------------------------ send and record
+
+    async def send_due(self) -> int:
+        """One round: claim due messages, send them, record the results. Returns how many were claimed."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            claimed = await self._claim(conn)
+        if not claimed:
+            return 0
+        by_provider: dict[str, list[Claimed]] = {}
+        for c in claimed:
+            by_provider.setdefault(c.provider.name, []).append(c)
+        jobs = []
+        for items in by_provider.values():
+            piece = max(items[0].provider.max_batch * self._s.send_concurrency, 1)
+            for start in range(0, len(items), piece):
+                jobs.append(self._send_piece(items[start:start + piece]))
+        await asyncio.gather(*jobs)
+        return len(claimed)
+
+    async def _send_piece(self, items: Sequence[Claimed]) -> None:
+        provider = items[0].provider
+        results = await provider.send([c.outbound for c in items])
+        await self.record(items, results)
+
+    async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
+        """Store the providers' answers for ``items`` (same order) and their events, in one transaction."""
+        accepted: list[tuple[Claimed, SendResult]] = []
+        retry: list[Claimed] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            for c, r in zip(items, results, strict=True):
+                if r.accepted:
+                    accepted.append((c, r))
+                elif r.retryable and c.row["attempts"] + 1 < self._s.max_attempts:
+                    retry.append(c)
+                    log.info("message.retry", message_id=str(c.row["message_id"]), error_code=r.error_code,
+                             attempt=c.row["attempts"] + 1)
+                elif choose_channel(c.contact, exclude={*map(Channel, c.row["failed_channels"]), c.channel,
+                                                        *(set(Channel) - set(self._providers))}):
+                    await self._fall_back(conn, c.row, c.channel, c.provider.name, r.error_code or "failed")
+                else:
+                    await self._fail(conn, c.row, r.error_code or "failed", channel=c.channel.value,
+                                     provider=c.provider.name)
+            if accepted:
+                await self._mark_sent(conn, accepted)
+            if retry:
+                await self._reschedule(conn, [c.row for c in retry], error="retryable")
+
+    async def _mark_sent(self, conn: asyncpg.Connection, accepted: Sequence[tuple[Claimed, SendResult]]) -> None:
+        await conn.execute(
+            """
+            UPDATE messages m SET status = 'sent', provider_message_id = u.pid, sent_at = now(), error_code = NULL,
+                sending_since = NULL, updated_at = now()
+            FROM unnest($1::uuid[], $2::text[]) AS u(message_id, pid)
+            WHERE m.message_id = u.message_id AND m.status = 'sending'
+            """,
+            [c.row["message_id"] for c, _ in accepted], [r.provider_message_id for _, r in accepted],
+        )
+        await outbox.add_many(conn, [
+            (DELIVERY, str(c.row["volunteer_id"]),
+             MessageSent(**_event_fields(c.row, c.channel.value, c.provider.name),
+                         provider_message_id=r.provider_message_id))
+            for c, r in accepted
+        ])
+        self.stats.sent += len(accepted)
+        # Receipts that came before this commit (the provider is fast) are applied now.
+        from services.notify.inbound import apply_early_receipts
+
+        await apply_early_receipts(conn, self, [(c.provider.name, r.provider_message_id) for c, r in accepted])
+
+    # ------------------------------------------------------------------ in doubt and fallback by time-out
+
+    async def resolve_in_doubt(self) -> int:
+        """Resolve messages left ``sending`` by a dead process (see the module docstring). Returns how many."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""
+                SELECT {_MESSAGE_COLUMNS}
+                FROM messages m LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id
+                WHERE m.status = 'sending'
+                  AND (m.sending_since < $1 OR m.sending_since < now() - make_interval(secs => $2))
+                FOR UPDATE OF m SKIP LOCKED
+                """,
+                self._started_at, self._s.sending_timeout_seconds,
+            )
+            if not rows:
+                return 0
+            by_id = {p.name: p for p in self._providers.values()}
+            resolved = 0
+            for row in rows:
+                contact = self._contact(row)
+                provider = by_id.get(row["provider"] or "")
+                channel = Channel(row["channel"]) if row["channel"] else None
+                if contact is None or provider is None or channel is None or choose_channel(
+                    contact, exclude=[ch for ch in Channel if ch is not channel]
+                ) is None:
+                    await self._reschedule(conn, [row], error="in_doubt")
+                    continue
+                out = self._outbound(row, channel, contact, 0)
+                out = OutboundMessage(message_id=out.message_id, recipient=out.recipient, kind=out.kind,
+                                      text=row["body"] or out.text, template_params=out.template_params, url=out.url,
+                                      drill=out.drill)
+                answer = await provider.query(out, row["sending_since"])
+                claimed = Claimed(row, channel, provider, out, contact)
+                if answer is not None and answer.accepted:
+                    await self._mark_sent(conn, [(claimed, answer)])
+                elif answer is not None:
+                    await conn.execute(
+                        "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "
+                        "updated_at = now() WHERE message_id = $1", row["message_id"])
+                elif row["sending_since"] < utcnow() - timedelta(seconds=self._s.in_doubt_resend_after_seconds):
+                    log.warning("message.in_doubt_resend", message_id=str(row["message_id"]), provider=provider.name)
+                    await conn.execute(
+                        "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "
+                        "updated_at = now() WHERE message_id = $1", row["message_id"])
+                else:
+                    continue  # unknown: ask again next round
+                resolved += 1
+            self.stats.in_doubt_resolved += resolved
+            log.info("sender.in_doubt", found=len(rows), resolved=resolved)
+            return resolved
+
+    async def fallback_unreceipted(self) -> int:
+        """WeChat messages without a delivery receipt after the time-out go out again by SMS. Returns how many."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""
+                SELECT {_MESSAGE_COLUMNS}
+                FROM messages m JOIN contacts c ON c.volunteer_id = m.volunteer_id
+                WHERE m.status = 'sent' AND m.channel = 'wechat'
+                  AND m.sent_at < now() - make_interval(secs => $1)
+                  AND c.mobile_enc IS NOT NULL AND c.sms_consent
+                ORDER BY m.sent_at LIMIT 500
+                FOR UPDATE OF m SKIP LOCKED
+                """,
+                self._s.wechat_receipt_timeout_seconds,
+            )
+            for row in rows:
+                await self._fall_back(conn, row, Channel.WECHAT, row["provider"] or "wechat", "no_receipt")
+            return len(rows)
