@@ -4,9 +4,12 @@ The city polygon is not available, so containment is approximated from the divis
 centre points (NBS division codes, centres GCJ-02 converted to WGS84):
 
 * the point is inside the city when it lies in the bounding box of all Shaoxing unit centres,
-  padded by :data:`CITY_PAD_M` (5 km);
+  padded by :data:`CITY_PAD_M` (10 km);
 * the village code's district/county contains the point when the point lies in the bounding box
-  of that county's unit centres, padded by :data:`COUNTY_PAD_M` (3 km).
+  of that county's unit centres, padded by :data:`COUNTY_PAD_M` (8 km).
+
+The file gives centres for the city, its counties and towns/streets only (villages have none), so
+the boxes are drawn around town seats; the padding covers villages up to about 8 km beyond them.
 
 A box is generous at a county's corners and can overlap a neighbour, so a point near a border
 may pass for either county; a point in another part of the city is refused.
@@ -24,8 +27,8 @@ from ..errors import InvalidInput
 
 __all__ = ["CITY_PAD_M", "COUNTY_PAD_M", "MAX_COUNT", "Box", "check_point", "check_requirement"]
 
-CITY_PAD_M = 5_000.0
-COUNTY_PAD_M = 3_000.0
+CITY_PAD_M = 10_000.0
+COUNTY_PAD_M = 8_000.0
 #: More than this many people (or teams) for one requirement is refused as absurd.
 MAX_COUNT = 2_000
 _M_PER_DEG_LAT = 111_320.0
