@@ -37,7 +37,7 @@ from services.notify.channels.codes import TRANSPORT_ERROR, tencent_classify, to
 from shared.logging import get_logger
 from shared.vocabulary import Channel
 
-__all__ = ["TencentSms"]
+__all__ = ["TencentSms", "tencent_reply_dedup_key"]
 
 log = get_logger(__name__)
 _BATCH_PREFIX = "b"
@@ -215,10 +215,22 @@ class TencentSms(ChannelProvider):
         reply = _Reply.model_validate_json(body)
         if reply.nationcode != "86":
             raise ValueError("only mainland numbers are served")
-        canonical = json.dumps(reply.model_dump(), sort_keys=True, ensure_ascii=False).encode()
         return [Uplink(provider="tencent", sender=to_e164(reply.mobile), text=reply.text,
-                       received_at=datetime.fromtimestamp(reply.time, tz=UTC),
-                       dedup_key="tencent:" + hashlib.sha256(canonical).hexdigest()[:32])]
+                       received_at=datetime.fromtimestamp(reply.time, tz=UTC), dedup_key=_dedup_key(reply))]
+
+
+def _dedup_key(reply: _Reply) -> str:
+    canonical = json.dumps(reply.model_dump(), sort_keys=True, ensure_ascii=False).encode()
+    return "tencent:" + hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def tencent_reply_dedup_key(item: Mapping[str, object]) -> str:
+    """The :class:`Uplink` ``dedup_key`` of a reply-callback object (Tencent sends no id: a hash of the item).
+
+    Raises:
+        ValueError: not a reply object.
+    """
+    return _dedup_key(_Reply.model_validate(item))
 
 
 def _e164_or_raw(number: str) -> str:

@@ -1,0 +1,146 @@
+"""Pushes delivery receipts and uplinks to notify's callbacks, batched, retried as each provider documents.
+
+Retry schedules (documented minutes, scaled by ``callback_minute_seconds``):
+
+=========  ==========================================  =============================================
+provider   batch                                       re-pushes after a non-200 or a timeout
+=========  ==========================================  =============================================
+aliyun     SmsReport / SmsUp JSON arrays (≤100 here)   1, 5, 10 minutes, then gives up (101867.html)
+tencent    status JSON array ≤100 / reply one object   2 more times (1, 1 minutes here) (382/59178)
+wechat     one XML event per push                      3 more times (WeChat waits 5 s each; 0.1 min here)
+=========  ==========================================  =============================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.logging import get_logger
+from simulator.state import SimState
+
+__all__ = ["CallbackPusher", "Push"]
+
+log = get_logger(__name__)
+
+SCHEDULES: dict[str, tuple[float, ...]] = {
+    "aliyun": (1.0, 5.0, 10.0),
+    "tencent": (1.0, 1.0),
+    "wechat": (0.1, 0.1, 0.1),
+}
+
+
+@dataclass(frozen=True)
+class Push:
+    """One item waiting to be pushed: ``stream`` groups items that may share a request."""
+
+    stream: str  # "aliyun_report" | "tencent_status" | "wechat_event" | "aliyun_up" | "tencent_reply"
+    provider: str
+    item: Any
+
+
+class CallbackPusher:
+    """Queues receipts per stream, waits ``delay`` seconds, pushes up to ``max_batch`` items per request.
+
+    Args:
+        http: the client used for pushes.
+        state: counters (``receipts_sent``, ``uplinks_sent``, ``callback_failures``…) and the
+            ``fail_callbacks`` fault.
+        build: ``build(stream, items) -> (url, content, headers)`` renders a push in the provider's format.
+        delay: seconds between accepting a message and pushing its receipt.
+        minute: real seconds per documented minute in the retry schedules.
+    """
+
+    def __init__(self, *, http: httpx.AsyncClient, state: SimState,
+                 build: Callable[[str, list[Any]], tuple[str, bytes, dict[str, str]]],
+                 delay: float, minute: float, max_batch: int = 100, concurrency: int = 32) -> None:
+        self._http = http
+        self._state = state
+        self._build = build
+        self._delay = delay
+        self._minute = minute
+        self._max_batch = max_batch
+        self._queues: dict[str, asyncio.Queue[Push]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submit(self, push: Push) -> None:
+        """Queue ``push`` (never blocks)."""
+        queue = self._queues.get(push.stream)
+        if queue is None:
+            queue = self._queues[push.stream] = asyncio.Queue()
+            self._workers.append(asyncio.create_task(self._run(push.stream, queue)))
+        self._pending += 1
+        self._idle.clear()
+        queue.put_nowait(push)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every queued push was delivered or given up."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def aclose(self) -> None:
+        for task in [*self._workers, *self._inflight]:
+            task.cancel()
+        for task in [*self._workers, *self._inflight]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, stream: str, queue: asyncio.Queue[Push]) -> None:
+        batch_size = 1 if stream in ("wechat_event", "tencent_reply") else self._max_batch
+        while True:
+            first = await queue.get()
+            if self._delay and stream not in ("aliyun_up", "tencent_reply"):
+                await asyncio.sleep(self._delay)
+            batch = [first]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            for start in range(0, len(batch), batch_size):
+                part = batch[start : start + batch_size]
+                task = asyncio.create_task(self._push(stream, part[0].provider, [p.item for p in part]))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+
+    async def _push(self, stream: str, provider: str, items: list[Any]) -> None:
+        url, content, headers = self._build(stream, items)
+        delays = (0.0, *SCHEDULES[provider])
+        try:
+            async with self._slots:
+                for attempt, minutes in enumerate(delays):
+                    if minutes:
+                        await asyncio.sleep(minutes * self._minute)
+                    if await self._attempt(url, content, headers):
+                        key = "uplinks_sent" if stream in ("aliyun_up", "tencent_reply") else "receipts_sent"
+                        self._state.stats[key] += len(items)
+                        self._state.stats["callback_pushes"] += 1
+                        return
+                    self._state.stats["callback_failures"] += 1
+                    log.info("callback_push_failed", stream=stream, attempt=attempt + 1, items=len(items))
+                self._state.stats["callbacks_given_up"] += len(items)
+                log.warning("callback_push_given_up", stream=stream, items=len(items))
+        finally:
+            self._pending -= len(items)
+            if self._pending == 0:
+                self._idle.set()
+
+    async def _attempt(self, url: str, content: bytes, headers: dict[str, str]) -> bool:
+        if self._state.faults.fail_callbacks > 0:
+            self._state.faults.fail_callbacks -= 1
+            return False
+        try:
+            response = await self._http.post(url, content=content, headers=headers, timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
