@@ -193,7 +193,7 @@ def _where(f: SearchFilter) -> tuple[str, list[Any]]:
         args.append([f.skill])
         clauses.append(f"v.skills @> ${len(args)}::text[]")
     if f.certified_on:
-        args.append(f.certified_on.isoformat())
+        args.append(f.certified_on)
         d = f"${len(args)}::date"
         skill_test = ""
         if f.skill:

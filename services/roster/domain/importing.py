@@ -161,6 +161,10 @@ class ImportPlan:
     rows: list[ImportRow]
 
 
+def _as_written(cell: object) -> str:
+    return "" if cell is None else str(cell).strip()
+
+
 def map_headers(headers: Sequence[object]) -> tuple[dict[str, int], list[str], list[RowError]]:
     """Map header cells to fields.
 
@@ -172,10 +176,10 @@ def map_headers(headers: Sequence[object]) -> tuple[dict[str, int], list[str], l
     ignored: list[str] = []
     errors: list[RowError] = []
     for i, raw in enumerate(headers):
-        h = clean_text(raw)
+        h = _as_written(raw)
         if not h:
             continue
-        key = _header_key(h)
+        key = _header_key(clean_text(raw))
         if key in _PERSONAL_KEYS or key in _SEQUENCE_KEYS:
             ignored.append(h)
             continue
@@ -222,7 +226,7 @@ def validate_register(
     report.errors.extend(header_errors)
     if header_errors:
         return ImportPlan(report, [])
-    headers = [clean_text(h) for h in table[0]]
+    headers = [_as_written(h) for h in table[0]]
     team_index = {_team_key(k): v for k, v in (teams or {}).items()}
     team_names = {_team_key(k): k for k in (teams or {})}
     rows: list[ImportRow] = []
@@ -230,8 +234,8 @@ def validate_register(
     cities = [u.code for u in units.of_level(Level.CITY)]
 
     for n, cells in enumerate(table[1:], start=2):
-        if all(clean_text(c) == "" for c in cells):
-            continue
+        if all(clean_text(cells[i]) == "" for i in mapping.values() if i < len(cells)):
+            continue  # blank row (a sequence number or ignored columns alone do not count)
         report.rows += 1
         errors: list[RowError] = []
 

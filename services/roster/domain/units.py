@@ -111,6 +111,7 @@ def parse_divisions(text: str) -> list[Unit]:
     if missing:
         raise DivisionsFileError([(1, f"missing columns: {', '.join(missing)}")])
     units: list[Unit] = []
+    lines: list[int] = []
     errors: list[tuple[int, str]] = []
     for n, row in enumerate(reader, start=2):
         code = (row["code"] or "").strip()
@@ -144,14 +145,15 @@ def parse_divisions(text: str) -> list[Unit]:
             lat, lon = gcj02_to_wgs84(glat, glon)
             datum = GCJ02
         units.append(Unit(code, name, level, parent, glat if datum else None, glon if datum else None, datum, lat, lon))
+        lines.append(n)
     codes = {u.code for u in units}
-    for n, u in enumerate(units, start=2):
+    for n, u in zip(lines, units, strict=True):
         if u.parent_code is not None and u.parent_code not in codes:
             errors.append((n, f"parent {u.parent_code} of {u.code} is not in the file"))
         if u.parent_code is None and u.level is not Level.CITY:
             errors.append((n, f"{u.code} is a {u.level} without a parent"))
     if errors:
-        raise DivisionsFileError(errors)
+        raise DivisionsFileError(sorted(errors))
     order = {Level.CITY: 0, Level.COUNTY: 1, Level.TOWN: 2, Level.VILLAGE: 3}
     return sorted(units, key=lambda u: (order[u.level], u.code))
 
