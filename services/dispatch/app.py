@@ -7,6 +7,8 @@ Wires the operator API (:mod:`.handlers.http`), the four idempotent consumers
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from fastapi import FastAPI
 
 from shared.service import ServiceSpec, build_app
@@ -17,14 +19,23 @@ from .handlers.http import install_error_handlers, router
 from .handlers.ticker import deadline_ticker
 
 
-def create_app(settings: DispatchSettings | None = None, *, migrate: bool = True) -> FastAPI:
-    """Build the dispatch service's app (connects nothing until started)."""
+def create_app(
+    settings: DispatchSettings | None = None, *, migrate: bool = True, consumers: Collection[str] | None = None
+) -> FastAPI:
+    """Build the dispatch service's app (connects nothing until started).
+
+    Args:
+        settings: defaults to :class:`DispatchSettings` from the environment.
+        migrate: run the migrations at start.
+        consumers: names of the consumers to run (``roster-profiles``, ``roster-teams``, ``replies``,
+            ``deliveries``); all by default. Tests that feed the projection themselves leave some out.
+    """
     settings = settings or DispatchSettings()  # type: ignore[call-arg]
     spec = ServiceSpec(
         name="dispatch",
         title="muster dispatch",
         routers=[router],
-        consumers=consumer_factories(settings.consumer_prefix),
+        consumers=consumer_factories(settings.consumer_prefix, only=consumers),
         background=[deadline_ticker],
     )
     app = build_app(spec, settings, migrate=migrate)

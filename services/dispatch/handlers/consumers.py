@@ -17,7 +17,7 @@ consumer                      topic                        effect
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from shared.consumer import IdempotentConsumer
 from shared.service import Runtime
@@ -33,8 +33,10 @@ async def _no_dead_letters(topic: str, value: bytes | None, key: bytes | None, h
     raise RuntimeError("dead-letter sink not wired")  # replaced by build_app
 
 
-def consumer_factories(prefix: str) -> list[Callable[[Runtime], IdempotentConsumer]]:
-    """Factories of dispatch's consumers, named ``<prefix>.<what>`` (the group ids)."""
+def consumer_factories(
+    prefix: str, *, only: Collection[str] | None = None
+) -> list[Callable[[Runtime], IdempotentConsumer]]:
+    """Factories of dispatch's consumers, named ``<prefix>.<what>`` (the group ids); ``only`` picks some by ``<what>``."""
     table = (
         ("roster-profiles", ROSTER_PROFILE, apply_profile),
         ("roster-teams", ROSTER_TEAM, apply_team),
@@ -51,4 +53,4 @@ def consumer_factories(prefix: str) -> list[Callable[[Runtime], IdempotentConsum
 
         return build
 
-    return [factory(n, t, h) for n, t, h in table]
+    return [factory(n, t, h) for n, t, h in table if only is None or n in only]
