@@ -130,6 +130,8 @@ def ensure_kafka_libs() -> Path:
         mvn, "-B", "-q", "-f", str(DEPLOY / "kafka" / "pom.xml"), "dependency:copy-dependencies",
         "-DincludeScope=runtime", f"-DoutputDirectory={libs}", f"-Dkafka.version={KAFKA_VERSION}",
     ]
+    if repo := os.environ.get("MUSTER_MAVEN_REPO"):  # a separate local repository (cold-start measurements)
+        cmd.append(f"-Dmaven.repo.local={repo}")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise StackError(f"maven could not resolve the Kafka broker:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +77,10 @@ class ServiceSpec:
 
 def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = True) -> FastAPI:
     """Build the service's FastAPI app; nothing connects until the app starts (no I/O at import)."""
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=spec.name, enable_idempotence=True)
+    # Per-message "Received/Processed" records at DEBUG: a fan-out of 10,000 must not flood the log.
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers, client_id=spec.name, enable_idempotence=True, log_level=logging.DEBUG
+    )
     runtime = Runtime(settings=settings, broker=broker)
 
     async def dead_letters(topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None:
