@@ -1,0 +1,178 @@
+"""Operator API on the real database: bad input writes nothing, scopes and roles, operator actions, audit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+
+from services.dispatch import usecases
+from services.dispatch.units import units
+from shared.events import ReplyIntent, ReplyReceived
+from shared.vocabulary import Channel
+
+from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token
+
+TABLES = ("incidents", "requirements", "callouts", "outbox", "audit_log", "timeline")
+
+
+@pytest.fixture
+async def client(dispatch_db: DispatchDb) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(dispatch_db, consumers=(), tick=0.2) as c:
+        yield c
+
+
+async def counts(db: DispatchDb) -> dict[str, int]:
+    async with db.pool.acquire() as conn:
+        return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES}
+
+
+def incident_body(village: str, **over: Any) -> dict[str, Any]:
+    lat, lon = units().centres[village[:9]]
+    body: dict[str, Any] = {
+        "kind": "fall", "title": "测试坠落", "lat": lat, "lon": lon, "unit_code": village, "mode": "emergency",
+        "requirements": [{"skill": "first_aid", "count": 1}],
+    }
+    body.update(over)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "detail"),
+    [
+        ({"requirements": [{"skill": "juggling", "count": 1}]}, 422, "unknown skill"),
+        ({"requirements": [{"skill": "first_aid", "count": 0}]}, 422, "at least 1"),
+        ({"requirements": [{"skill": "first_aid", "count": 10**6}]}, 422, "more than"),
+        ({"requirements": []}, 422, "at least one requirement"),
+        ({"lat": 31.23, "lon": 121.47}, 422, "outside the city"),
+        ({"unit_code": "330683999999"}, 422, "not in Shaoxing"),
+        ({"mode": "drill"}, 422, "drill must give"),
+        ({"start_level": "city", "policy": {"max_level": "town"}}, 422, "above max level"),
+    ],
+)
+async def test_bad_input_is_refused_and_writes_nothing(
+    dispatch_db: DispatchDb, client: httpx.AsyncClient, change: dict[str, Any], status: int, detail: str
+) -> None:
+    _, villages = a_town_with_villages(1, index=3)
+    headers = await token(dispatch_db)
+    before = await counts(dispatch_db)
+    r = await client.post("/incidents", headers=headers, json=incident_body(villages[0], **change))
+    assert r.status_code == status and detail in r.json()["detail"], r.text
+    assert await counts(dispatch_db) == before
+
+
+async def test_point_in_another_county_is_refused(dispatch_db: DispatchDb, client: httpx.AsyncClient) -> None:
+    u = units()
+    keqiao = next(c for c in u.names if len(c) == 12 and c.startswith("330603") and c[:9] in u.centres)
+    shengzhou_town = next(c for c in u.centres if len(c) == 9 and c.startswith("330683"))
+    lat, lon = u.centres[shengzhou_town]
+    before = await counts(dispatch_db)
+    r = await client.post("/incidents", headers=await token(dispatch_db),
+                          json=incident_body(keqiao, lat=lat, lon=lon))
+    assert r.status_code == 422 and "is not in" in r.json()["detail"]
+    assert await counts(dispatch_db) == before
+
+
+async def test_tokens_roles_and_scope(dispatch_db: DispatchDb, client: httpx.AsyncClient) -> None:
+    town, villages = a_town_with_villages(1, index=4)
+    other_county = "330683" if not town.startswith("330683") else "330602"
+    body = incident_body(villages[0])
+    before = await counts(dispatch_db)
+    assert (await client.post("/incidents", json=body)).status_code == 401
+    assert (await client.post("/incidents", json=body, headers={"Authorization": "Bearer nope"})).status_code == 401
+    viewer = await token(dispatch_db, "viewer", town[:6])
+    assert (await client.post("/incidents", json=body, headers=viewer)).status_code == 403
+    outsider = await token(dispatch_db, "county", other_county)
+    assert (await client.post("/incidents", json=body, headers=outsider)).status_code == 403
+    assert await counts(dispatch_db) == before
+
+    town_op = await token(dispatch_db, "town", town)
+    r = await client.post("/incidents", json=body, headers=town_op)
+    assert r.status_code == 201, r.text
+    iid = r.json()["incident"]["incident_id"]
+    assert (await client.get(f"/incidents/{iid}", headers=viewer)).status_code == 200
+    assert (await client.get(f"/incidents/{iid}", headers=outsider)).status_code == 403
+    assert (await client.post(f"/incidents/{iid}/stand-down", headers=viewer)).status_code == 403
+    assert (await client.post(f"/incidents/{iid}/close", json={"outcome": "x"}, headers=outsider)).status_code == 403
+    listed = (await client.get("/incidents", headers=viewer)).json()
+    assert iid in [i["incident_id"] for i in listed]
+    assert iid not in [i["incident_id"] for i in (await client.get("/incidents", headers=outsider)).json()]
+    assert (await client.get(f"/incidents/{uuid4()}", headers=town_op)).status_code == 404
+
+
+async def test_operator_actions_replies_and_audit(dispatch_db: DispatchDb, client: httpx.AsyncClient) -> None:
+    db = dispatch_db
+    town, villages = a_town_with_villages(2, index=5)
+    village = villages[0]
+    called = await add_volunteers(db, village, 2)
+    spare = (await add_volunteers(db, villages[1], 1))[0]
+    op = await token(db, "county", town[:6])
+    r = await client.post("/incidents", headers=op, json=incident_body(
+        village, requirements=[{"skill": "first_aid", "count": 2}], policy={"over_call_factor": 1}))
+    assert r.status_code == 201, r.text
+    board = r.json()
+    iid = UUID(board["incident"]["incident_id"])
+    rid = board["requirements"][0]["requirement_id"]
+    assert board["callouts_by_state"] == {"requested": 2}
+
+    # add the spare by hand; adding them twice is a conflict
+    r = await client.post(f"/incidents/{iid}/callouts", headers=op, json={"volunteer_id": str(spare), "requirement_id": rid})
+    assert r.status_code == 201
+    spare_call = UUID(r.json()["callout_id"])
+    r2 = await client.post(f"/incidents/{iid}/callouts", headers=op, json={"volunteer_id": str(spare), "requirement_id": rid})
+    assert r2.status_code == 409
+
+    calls = {c["volunteer_id"]: c for c in (await client.get(f"/incidents/{iid}/callouts", headers=op)).json()}
+    codes = {c["reply_code"] for c in calls.values()}
+    assert all(len(c) == 2 for c in codes)
+
+    def reply(vid: UUID, cid: UUID | None, intent: ReplyIntent) -> ReplyReceived:
+        return ReplyReceived(reply_id=uuid4(), volunteer_id=vid, callout_id=cid, intent=intent, text=intent.value,
+                             channel=Channel.WECHAT, received_at=now(), producer="test")
+
+    async with db.pool.acquire() as conn:  # the consumer's handler, in a transaction as the consumer runs it
+        for vid in called:
+            async with conn.transaction():
+                await usecases.apply_reply_event(conn, reply(vid, UUID(calls[str(vid)]["callout_id"]), ReplyIntent.ACCEPT))
+        async with conn.transaction():  # filled: the spare was stood down already; their accept changes nothing
+            await usecases.apply_reply_event(conn, reply(spare, spare_call, ReplyIntent.ACCEPT))
+        async with conn.transaction():
+            await usecases.apply_reply_event(conn, reply(spare, None, ReplyIntent.UNRECOGNISED))
+
+    board = (await client.get(f"/incidents/{iid}", headers=op)).json()
+    assert board["requirements"][0]["status"] == "filled" and board["requirements"][0]["filled"] == 2
+    assert board["callouts_by_state"] == {"assigned": 2, "cancelled": 1}
+
+    # remove an assigned volunteer by hand: the need reopens with its deadline due now
+    one = UUID(calls[str(called[0])]["callout_id"])
+    assert (await client.delete(f"/incidents/{iid}/callouts/{one}", headers=op)).status_code == 200
+    board = (await client.get(f"/incidents/{iid}", headers=op)).json()
+    assert board["requirements"][0]["status"] == "open" and board["requirements"][0]["outstanding"] == 1
+
+    assert (await client.post(f"/incidents/{iid}/stand-down", headers=op)).json()["stood_down"] >= 1
+    r = await client.post(f"/incidents/{iid}/close", headers=op, json={"outcome": "resolved"})
+    assert r.status_code == 200 and r.json()["incident"]["status"] == "closed"
+    assert (await client.post(f"/incidents/{iid}/close", headers=op, json={"outcome": "again"})).status_code == 409
+
+    async with db.pool.acquire() as conn:  # a reply after closing is recorded, not applied
+        async with conn.transaction():
+            await usecases.apply_reply_event(conn, reply(called[1], UUID(calls[str(called[1])]["callout_id"]),
+                                                         ReplyIntent.ARRIVED))
+    final = {c["volunteer_id"]: c for c in (await client.get(f"/incidents/{iid}/callouts", headers=op)).json()}
+    assert [(x["note"], x["applied"]) for x in final[str(called[1])]["replies"]] == [("assigned", True), ("late", False)]
+    assert [x["note"] for x in final[str(spare)]["replies"]] == ["after_stand_down"]
+    assert final[str(spare)]["cancel_reason"] == "filled"
+
+    city = await token(db)
+    unmatched = (await client.get("/replies/unmatched", headers=city)).json()
+    assert any(u["volunteer_id"] == str(spare) and u["intent"] == "unrecognised" for u in unmatched)
+
+    audit = (await client.get(f"/audit?incident_id={iid}", headers=op)).json()
+    assert [a["action"] for a in reversed(audit)] == [
+        "incident.open", "callout.add", "callout.remove", "incident.stand_down", "incident.close"]
+    async with db.pool.acquire() as conn:
+        with pytest.raises(Exception, match="append-only"):
+            await conn.execute("DELETE FROM audit_log WHERE incident_id = $1", iid)
