@@ -8,7 +8,7 @@ times are timezone-aware and returned in UTC.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -49,6 +49,11 @@ def _unit(v: str) -> str:
     return v
 
 
+def _utc(v: datetime) -> datetime:
+    return v.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc), Field(description="Timezone-aware; stored and returned in UTC.")]
 Mobile = Annotated[str, AfterValidator(_mobile), Field(examples=["+8613800138000", "138 0013 8000"])]
 SkillCode = Annotated[str, AfterValidator(_skill), Field(examples=["first_aid"])]
 VillageCode = Annotated[str, AfterValidator(_village), Field(examples=["330603101201"])]
@@ -99,7 +104,7 @@ class VolunteerIn(_VolunteerFields):
     skills: list[SkillCode] = Field(default_factory=list)
     certificates: list[CertificateBody] = Field(default_factory=list)
     availability: Availability = Availability.AVAILABLE
-    unavailable_until: AwareDatetime | None = None
+    unavailable_until: UtcDatetime | None = None
     wechat_openid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,64}$")
     wechat_subscribed: bool = False
     preferred_channel: Channel = Channel.SMS
@@ -118,7 +123,7 @@ class VolunteerPatch(_VolunteerFields):
     skills: list[SkillCode] | None = None
     certificates: list[CertificateBody] | None = None
     availability: Availability | None = None
-    unavailable_until: AwareDatetime | None = None
+    unavailable_until: UtcDatetime | None = None
     wechat_openid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,64}$")
     wechat_subscribed: bool | None = None
     preferred_channel: Channel | None = None
@@ -156,7 +161,7 @@ class VolunteerOut(BaseModel):
     certificates: list[CertificateBody]
     team_ids: list[UUID]
     availability: Availability
-    unavailable_until: AwareDatetime | None
+    unavailable_until: UtcDatetime | None
     wechat_openid: str | None
     wechat_subscribed: bool
     preferred_channel: Channel
