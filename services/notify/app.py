@@ -60,7 +60,8 @@ def create_app(
 
     Args:
         settings: notify's settings; read from the environment / stack.env when None.
-        callout_topic / contact_topic: the topics consumed (tests pass their own).
+        callout_topic: the call-out topic consumed (tests pass their own).
+        contact_topic: the contact topic consumed (tests pass their own).
         consumer_prefix: prefix of the consumer (group) names ``<prefix>.callouts`` / ``<prefix>.contacts``.
         providers_factory: builds the providers (default: :func:`services.notify.channels.build_providers`).
         migrate: run the migrations at start.

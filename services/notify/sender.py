@@ -273,7 +273,7 @@ class Sender:
                     error_code=code)
 
     async def _fall_back(self, conn: asyncpg.Connection, row: Any, channel: Channel, provider: str, code: str) -> None:
-        """This channel cannot reach the volunteer: exclude it and let the next claim choose another."""
+        """Exclude a channel that cannot reach the volunteer and let the next claim choose another."""
         await conn.execute(
             """
             UPDATE messages SET status = 'pending', failed_channels = array_append(failed_channels, $2),

@@ -1,24 +1,26 @@
 """Message texts: the Chinese templates for call-outs, assignments, stand-downs and reminders.
 
-Pure: no I/O. :func:`render` turns a :class:`MessageContent` into the text for one channel.
+Pure: no I/O. :func:`render` turns a :class:`MessageContent` into the text for one channel and the
+values of the provider's approved template (:data:`TEMPLATES`, one per message kind; Aliyun writes
+variables ``${name}``, Tencent takes the same values positionally, in this order; WeChat's template
+message gets them as ``data``). The text is exactly the template filled with the values.
 
 SMS rules (source: Aliyun "短信发送规则", help.aliyun.com/zh/sms/user-guide/message-rules; the same
 counting at Tencent): the provider puts the signature in front as ``【签名】`` and it counts; one
 segment holds 70 characters, a longer text is sent as 67-character segments (at most 500 characters
 in all); every Chinese character, letter, digit and punctuation mark counts as one; ``【】`` must not
-appear in the body. :func:`render` picks the richest wording that fits one segment, then shortens the
-place and the title, and only when that cannot fit accepts a second segment.
+appear in the body; variables must not be URLs. When the filled template does not fit one segment,
+:func:`render` shortens the place, then the title (with …), down to 6 characters each; only then does
+the message take a second segment.
 
-Every call-out says how to answer (回复1接受 2拒绝), with the call-out's reply code when the volunteer
-has several open call-outs (回复1A7接受 2A7拒绝). Drill messages start with 演练. Times are shown in
-Asia/Shanghai (UTC inside).
+Every call-out says how to answer (回复1接受，2拒绝), with the call-out's reply code when the volunteer
+has several open call-outs (回复1A7接受，2A7拒绝). Drill messages start with 演练.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from shared.events import CancelReason, MessageKind
 from shared.vocabulary import Channel
@@ -26,6 +28,7 @@ from shared.vocabulary import Channel
 __all__ = [
     "SMS_MAX_LENGTH",
     "SMS_SEGMENT",
+    "TEMPLATES",
     "MessageContent",
     "Rendered",
     "render",
@@ -36,7 +39,22 @@ __all__ = [
 SMS_SEGMENT = 70
 SMS_LONG_SEGMENT = 67
 SMS_MAX_LENGTH = 500
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+MIN_SHORTENED = 6
+
+TEMPLATES: dict[MessageKind, str] = {
+    MessageKind.CALLOUT: "${drill}${title}，需${role}，请到${place}。回复1${code}接受，2${code}拒绝",
+    MessageKind.REMINDER: "${drill}提醒：${title}仍需${role}，请到${place}。回复1${code}接受，2${code}拒绝",
+    MessageKind.ASSIGNED: "${drill}${title}：已确认您出勤，请前往${place}，到达后回复“到了”",
+    MessageKind.STAND_DOWN: "${drill}${title}：${reason}，${action}，感谢您的支持",
+}
+"""The approved template per kind (Aliyun ``${var}`` syntax); what SMS templates must be registered as."""
+
+_REASONS = {
+    CancelReason.FILLED: "人员已满",
+    CancelReason.INCIDENT_CLOSED: "事件已结束",
+    CancelReason.STOOD_DOWN: "任务已取消",
+    CancelReason.REMOVED: "调度已调整",
+}
 
 
 @dataclass(frozen=True)
@@ -49,7 +67,7 @@ class MessageContent:
         place: where to go, as people say it.
         role: what they are asked to do, e.g. 救护员 (call-outs and reminders).
         reply_code: the call-out's reply code.
-        respond_by: deadline of the wave, timezone-aware UTC (shown as HH:MM Asia/Shanghai).
+        respond_by: deadline of the wave, timezone-aware UTC (not in the SMS; kept for the reply page).
         reason: why a call-out is cancelled (stand-down only).
         was_assigned: the volunteer had been assigned (stand-down only: they may be on their way).
         drill: the message belongs to a drill: it starts with 演练.
@@ -69,7 +87,7 @@ class MessageContent:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered message: the body (without the SMS signature) and the provider template's values."""
+    """A rendered message: the body (without the SMS signature) and the template's values, in template order."""
 
     text: str
     template_params: dict[str, str]
@@ -88,59 +106,28 @@ def sms_segments(signature: str, body: str) -> int:
 
 def _clean(s: str) -> str:
     # 【】 may not appear in a body; the provider adds the signature's own brackets.
-    return s.replace("【", "[").replace("】", "]").strip()
+    return " ".join(s.replace("【", "[").replace("】", "]").split())
 
 
 def _shorten(s: str, n: int) -> str:
-    if n <= 0:
-        return ""
-    return s if len(s) <= n else s[: max(n - 1, 0)] + "…"
+    return s if len(s) <= n else s[: max(n - 1, 1)] + "…"
 
 
-def _callout_bodies(c: MessageContent, *, with_code: bool, reminder: bool) -> list[str]:
-    pre = "演练：" if c.drill else ""
-    pre += "提醒：" if reminder else ""
-    code = c.reply_code if with_code else ""
-    role = c.role or "志愿者"
-    deadline = f"，{c.respond_by.astimezone(SHANGHAI):%H:%M}前" if c.respond_by else ""
-    answer = f"回复1{code}接受，2{code}拒绝"
-    return [
-        f"{pre}{c.incident_title}，需{role}，请到{c.place}。{answer}{deadline}",
-        f"{pre}{c.incident_title}，需{role}，请到{c.place}。{answer}",
-        f"{pre}{c.incident_title}需{role}，地点{c.place}。回复1{code}接受2{code}拒绝",
-    ]
-
-
-def _bodies(c: MessageContent, *, with_code: bool) -> list[str]:
-    pre = "演练：" if c.drill else ""
+def _values(c: MessageContent, code: str) -> dict[str, str]:
+    drill = "演练：" if c.drill else ""
     if c.kind in (MessageKind.CALLOUT, MessageKind.REMINDER):
-        return _callout_bodies(c, with_code=with_code, reminder=c.kind is MessageKind.REMINDER)
+        return {"drill": drill, "title": c.incident_title, "role": c.role or "志愿者", "place": c.place, "code": code}
     if c.kind is MessageKind.ASSIGNED:
-        return [
-            f"{pre}{c.incident_title}：已确认您出勤，请前往{c.place}，到达后回复“到了”。",
-            f"{pre}{c.incident_title}：已确认出勤，请前往{c.place}，到达回复到了",
-        ]
-    why = {
-        CancelReason.FILLED: "人员已满",
-        CancelReason.INCIDENT_CLOSED: "事件已结束",
-        CancelReason.STOOD_DOWN: "任务已取消",
-        CancelReason.REMOVED: "调度已调整",
-    }[c.reason or CancelReason.STOOD_DOWN]
-    stop = "请停止前往" if c.was_assigned else "无需前往"
-    return [f"{pre}{c.incident_title}：{why}，{stop}，感谢您的支持。", f"{pre}{c.incident_title}：{why}，{stop}。"]
+        return {"drill": drill, "title": c.incident_title, "place": c.place}
+    reason = _REASONS[c.reason or CancelReason.STOOD_DOWN]
+    return {"drill": drill, "title": c.incident_title, "reason": reason,
+            "action": "请停止前往" if c.was_assigned else "无需前往"}
 
 
-def _params(c: MessageContent, text: str, with_code: bool) -> dict[str, str]:
-    params = {
-        "title": c.incident_title,
-        "place": c.place,
-        "role": c.role,
-        "code": c.reply_code if with_code else "",
-        "deadline": f"{c.respond_by.astimezone(SHANGHAI):%H:%M}" if c.respond_by else "",
-        "drill": "演练" if c.drill else "",
-        "text": text,
-    }
-    return {k: str(v) for k, v in params.items()}
+def _fill(template: str, values: dict[str, str]) -> str:
+    for k, v in values.items():
+        template = template.replace("${" + k + "}", v)
+    return template
 
 
 def render(content: MessageContent, channel: Channel, *, signature: str = "", several_open: bool = False) -> Rendered:
@@ -149,46 +136,29 @@ def render(content: MessageContent, channel: Channel, *, signature: str = "", se
     Args:
         content: what to say.
         channel: SMS (fits one 70-character segment where it can, the ``【signature】`` counted) or WeChat
-            (the summary shown with the reply-page link; no length rule).
+            (the same text, shown with the reply-page link; no length rule).
         signature: the SMS signature without brackets (e.g. 红十字志愿者).
         several_open: the volunteer has several open call-outs: the reply code goes into the instructions.
 
     Returns:
-        The text (at most 500 characters) and the template values (all strings).
+        The text (at most 500 characters with the signature) and the template's values (all strings).
 
     """
-    c = MessageContent(
-        kind=content.kind,
-        incident_title=_clean(content.incident_title),
-        place=_clean(content.place),
-        role=_clean(content.role),
-        reply_code=_clean(content.reply_code),
-        respond_by=content.respond_by,
-        reason=content.reason,
-        was_assigned=content.was_assigned,
-        drill=content.drill,
-    )
-    with_code = several_open and bool(c.reply_code)
-    if channel is Channel.WECHAT:
-        text = _bodies(c, with_code=with_code)[0]
-        if c.kind in (MessageKind.CALLOUT, MessageKind.REMINDER):
-            text = text.split("。回复")[0] + "。请点击详情，选择接受或拒绝。"
-        return Rendered(text[:SMS_MAX_LENGTH], _params(c, text, with_code))
-    bodies = _bodies(c, with_code=with_code)
-    for body in bodies:
-        if sms_length(signature, body) <= SMS_SEGMENT:
-            return Rendered(body, _params(c, body, with_code))
-    # Shorten the place, then the title, in the plainest wording.
-    plain = bodies[-1]
-    over = sms_length(signature, plain) - SMS_SEGMENT
-    place_keep = max(len(c.place) - over, 6)
-    shorter = MessageContent(**{**c.__dict__, "place": _shorten(c.place, place_keep)})
-    body = _bodies(shorter, with_code=with_code)[-1]
-    over = sms_length(signature, body) - SMS_SEGMENT
-    if over > 0:
-        shorter = MessageContent(
-            **{**shorter.__dict__, "incident_title": _shorten(c.incident_title, max(len(c.incident_title) - over, 6))}
-        )
-        body = _bodies(shorter, with_code=with_code)[-1]
-    body = body[: SMS_MAX_LENGTH - len(signature) - 2]
-    return Rendered(body, _params(c, body, with_code))
+    c = replace(content, incident_title=_clean(content.incident_title), place=_clean(content.place),
+                role=_clean(content.role), reply_code=_clean(content.reply_code))
+    code = c.reply_code if several_open else ""
+    template = TEMPLATES[c.kind]
+    values = _values(c, code)
+    text = _fill(template, values)
+    if channel is Channel.SMS:
+        over = sms_length(signature, text) - SMS_SEGMENT
+        for field in ("place", "title"):
+            if over > 0 and field in values and len(values[field]) > MIN_SHORTENED:
+                keep = max(len(values[field]) - over, MIN_SHORTENED)
+                values[field] = _shorten(values[field], keep)
+                text = _fill(template, values)
+                over = sms_length(signature, text) - SMS_SEGMENT
+        limit = SMS_MAX_LENGTH - len(signature) - 2
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+    return Rendered(text, values)

@@ -1,0 +1,315 @@
+"""Notify end to end on the real Kafka and PostgreSQL, with the provider simulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from services.notify.handlers.consumers import message_id_for
+from shared.events import (
+    CallOutCancelled,
+    CallOutRequested,
+    CancelReason,
+    Event,
+    Level,
+    MessageKind,
+    ReplyReceived,
+    VolunteerContactUpdated,
+    parse_event,
+    utcnow,
+)
+from shared.topics import DELIVERY, REPLY
+from tests.integration.notify.conftest import NotifyStack
+
+
+def mobile() -> str:
+    return "+86139" + "".join(random.choice("0123456789") for _ in range(8))
+
+
+def openid() -> str:
+    return "o" + uuid.uuid4().hex[:27]
+
+
+async def add_volunteer(ns: NotifyStack, *, with_mobile: bool = True, wechat: bool = False,
+                        sms_consent: bool = True) -> tuple[uuid.UUID, str | None, str | None]:
+    vid = uuid.uuid4()
+    m = mobile() if with_mobile else None
+    o = openid() if wechat else None
+    event = VolunteerContactUpdated(volunteer_id=vid, revision=1, mobile=m, wechat_openid=o,
+                                    wechat_subscribed=wechat, sms_consent=sms_consent)
+    await ns.publish(ns.contact_topic, str(vid), event)
+    row = await ns.wait_row("SELECT 1 FROM contacts WHERE volunteer_id = $1", vid)
+    assert row is not None, "contact not projected"
+    return vid, m, o
+
+
+def request(vid: uuid.UUID, **kw: Any) -> CallOutRequested:
+    values: dict[str, Any] = dict(
+        callout_id=uuid.uuid4(), incident_id=uuid.uuid4(), requirement_id=uuid.uuid4(), volunteer_id=vid, wave=1,
+        level=Level.VILLAGE, incident_kind="drowning", incident_title="柯桥区鉴湖溺水", place="鉴湖村东岸码头",
+        role="救护员", reply_code="A7", respond_by=utcnow() + timedelta(minutes=10),
+    )
+    values.update(kw)
+    return CallOutRequested(**values)
+
+
+async def message_row(ns: NotifyStack, callout_id: uuid.UUID, kind: str = "callout",
+                      status: tuple[str, ...] = ("delivered",), timeout: float = 15.0) -> Any:
+    return await ns.wait_row(
+        "SELECT * FROM messages WHERE callout_id = $1 AND kind = $2 AND status = ANY($3::text[])",
+        callout_id, kind, list(status), timeout=timeout,
+    )
+
+
+async def test_callout_reaches_the_phone_once_even_when_the_event_is_redelivered(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    e = request(vid)
+    await ns.publish(ns.callout_topic, str(vid), e)
+    await ns.publish(ns.callout_topic, str(vid), e)  # redelivery: same event id
+    copy = e.model_copy(update={"event_id": uuid.uuid4()})  # a re-published copy: new event id, same call-out
+    await ns.publish(ns.callout_topic, str(vid), copy)
+    row = await message_row(ns, e.callout_id)
+    assert row is not None, "message not delivered"
+    assert row["message_id"] == message_id_for(e.callout_id, MessageKind.CALLOUT)
+    await asyncio.sleep(1.0)  # give a duplicate every chance to arrive
+    got = await ns.phone(m)  # type: ignore[arg-type]
+    assert len(got) == 1
+    assert got[0]["out_id"] == str(row["message_id"])
+    assert row["channel"] == "sms" and row["provider"] == "aliyun"
+    assert "回复1" in row["body"] and "2" in row["body"]
+
+
+async def test_rate_limit_is_retried_later_and_not_duplicated(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    r = await ns.http.post(f"{ns.sim.url}/sim/faults", json={"rate_limit": {"aliyun": 2}})
+    r.raise_for_status()
+    e = request(vid)
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        row = await message_row(ns, e.callout_id, timeout=20)
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert row is not None
+    assert row["attempts"] >= 3  # two refusals, then accepted
+    stats = (await ns.http.get(f"{ns.sim.url}/sim/stats")).json()
+    assert "isv.BUSINESS_LIMIT_CONTROL" in str(stats)
+    await asyncio.sleep(0.5)
+    assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+
+
+async def test_wechat_not_following_falls_back_to_sms(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, o = await add_volunteer(ns, wechat=True)
+    await ns.http.post(f"{ns.sim.url}/sim/faults", json={"not_following": [o]})
+    e = request(vid)
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        row = await message_row(ns, e.callout_id)
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert row is not None
+    assert row["channel"] == "sms" and row["failed_channels"] == ["wechat"]
+    assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+    assert await ns.phone(o) == []  # type: ignore[arg-type]
+
+
+async def test_wechat_message_has_a_reply_page_that_accepts(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, _, o = await add_volunteer(ns, wechat=True)
+    consumer = await _reply_consumer(ns)
+    try:
+        e = request(vid, drill=True)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        row = await message_row(ns, e.callout_id)
+        assert row is not None and row["channel"] == "wechat"
+        got = await ns.phone(o)  # type: ignore[arg-type]
+        assert len(got) == 1 and got[0]["url"].startswith(ns.url + "/r/")
+        page = await ns.http.get(got[0]["url"])
+        assert page.status_code == 200 and "演练" in page.text and "接受" in page.text
+        tap = await ns.http.post(got[0]["url"], data={"action": "eta", "eta_minutes": "25"})
+        assert tap.status_code == 200
+        await ns.http.post(got[0]["url"], data={"action": "eta", "eta_minutes": "25"})  # double tap
+        replies = await _replies_for(consumer, vid, 1)
+        assert replies[0].callout_id == e.callout_id
+        assert replies[0].eta_minutes == 25 and replies[0].drill
+        async with ns.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM replies WHERE volunteer_id = $1", vid) == 1
+        forged = await ns.http.get(got[0]["url"][:-3] + "xyz")
+        assert forged.status_code == 404
+    finally:
+        await consumer.stop()
+
+
+async def _reply_consumer(ns: NotifyStack) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(REPLY.name, bootstrap_servers=ns.bootstrap, group_id=f"it-{uuid.uuid4().hex}",
+                                auto_offset_reset="latest")
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    for tp in consumer.assignment():
+        await consumer.position(tp)  # pin "latest" before anything is published
+    return consumer
+
+
+async def _replies_for(consumer: AIOKafkaConsumer, vid: uuid.UUID | None, count: int, *,
+                       sender: str | None = None, timeout: float = 15.0) -> list[ReplyReceived]:
+    seen: dict[uuid.UUID, ReplyReceived] = {}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        batch = await consumer.getmany(timeout_ms=300)
+        for records in batch.values():
+            for rec in records:
+                ev: Event = parse_event(rec.value)
+                if isinstance(ev, ReplyReceived) and (
+                    (vid is not None and ev.volunteer_id == vid) or (sender is not None and ev.sender == sender)
+                ):
+                    seen[ev.event_id] = ev
+        if len(seen) >= count:
+            await asyncio.sleep(0.5)  # a duplicate would show up here
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for rec in records:
+                    ev = parse_event(rec.value)
+                    if isinstance(ev, ReplyReceived) and ev.volunteer_id == vid and vid is not None:
+                        seen[ev.event_id] = ev
+            break
+    return list(seen.values())
+
+
+async def test_sms_reply_becomes_reply_received_on_the_real_topic(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    consumer = await _reply_consumer(ns)
+    try:
+        first = request(vid, reply_code="A7")
+        second = request(vid, reply_code="B2", incident_title="越城区火灾")
+        for e in (first, second):
+            await ns.publish(ns.callout_topic, str(vid), e)
+        assert await message_row(ns, first.callout_id) is not None
+        assert await message_row(ns, second.callout_id) is not None
+        r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "１Ａ７ 好的，20分钟到👍"})
+        assert r.status_code == 200, r.text
+        replies = await _replies_for(consumer, vid, 1)
+        assert len(replies) == 1
+        assert replies[0].callout_id == first.callout_id
+        assert replies[0].intent.value == "eta" and replies[0].eta_minutes == 20
+        assert replies[0].text == "１Ａ７ 好的，20分钟到👍"
+        # an unparseable reply is kept and published, not dropped
+        await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "请问在哪里集合"})
+        replies = await _replies_for(consumer, vid, 1)
+        assert [x.intent.value for x in replies] == ["unrecognised"]
+        assert replies[0].callout_id == second.callout_id  # the latest open one
+    finally:
+        await consumer.stop()
+
+
+async def test_unknown_phone_reply_is_kept_with_a_masked_sender(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    stranger = mobile()
+    consumer = await _reply_consumer(ns)
+    try:
+        token = ns.settings.callback_token.get_secret_value()
+        body = [{"phone_number": stranger[3:], "content": "1", "send_time": "2026-11-29 16:00:00",
+                 "dest_code": "1234", "sequence_id": random.randint(10**9, 10**10)}]
+        r = await ns.http.post(f"{ns.url}/callbacks/aliyun/{token}/up", json=body)
+        assert r.status_code == 200 and r.json()["code"] == 0
+        r2 = await ns.http.post(f"{ns.url}/callbacks/aliyun/{token}/up", json=body)  # the provider's retry
+        assert r2.status_code == 200
+        masked = stranger[3:6] + "****" + stranger[-4:]
+        replies = await _replies_for(consumer, None, 1, sender=masked)
+        assert len(replies) == 1 and replies[0].volunteer_id is None and replies[0].callout_id is None
+        async with ns.pool.acquire() as conn:
+            n = await conn.fetchval("SELECT count(*) FROM replies WHERE sender_masked = $1", masked)
+        assert n == 1
+    finally:
+        await consumer.stop()
+
+
+async def test_forged_and_malformed_callbacks_are_refused_and_change_nothing(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    token = ns.settings.callback_token.get_secret_value()
+    async with ns.pool.acquire() as conn:
+        before = await conn.fetchval("SELECT count(*) FROM replies")
+    body = [{"phone_number": "13900000000", "content": "1", "send_time": "2026-11-29 16:00:00",
+             "sequence_id": "999"}]
+    bad_token = await ns.http.post(f"{ns.url}/callbacks/aliyun/not-the-token/up", json=body)
+    assert bad_token.status_code == 404
+    malformed = await ns.http.post(f"{ns.url}/callbacks/aliyun/{token}/up", content=b'{"not": "an array"}',
+                                   headers={"content-type": "application/json"})
+    assert malformed.status_code == 400
+    forged_wechat = await ns.http.post(
+        f"{ns.url}/callbacks/wechat", params={"signature": "0" * 40, "timestamp": "1700000000", "nonce": "x"},
+        content=b"<xml><MsgType>event</MsgType></xml>",
+    )
+    assert forged_wechat.status_code == 403
+    check = await ns.http.get(f"{ns.url}/callbacks/aliyun/{token}/report")
+    assert check.json() == {"code": 0, "msg": "成功"}
+    async with ns.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM replies") == before
+
+
+async def test_stand_down_of_an_unsent_callout_sends_nothing(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    e = request(vid)
+    async with ns.pool.acquire() as conn:  # hold the sender off this volunteer's messages: no contact yet visible
+        await conn.execute("UPDATE contacts SET mobile_enc = mobile_enc WHERE volunteer_id = $1", vid)
+    cancel = CallOutCancelled(callout_id=e.callout_id, incident_id=e.incident_id, volunteer_id=vid,
+                              reason=CancelReason.FILLED, incident_title=e.incident_title)
+    await ns.publish(ns.callout_topic, str(vid), e)
+    await ns.publish(ns.callout_topic, str(vid), cancel)
+    row = await ns.wait_row("SELECT status, error_code FROM messages WHERE callout_id = $1 AND kind = 'callout' "
+                            "AND status IN ('failed', 'delivered')", e.callout_id)
+    assert row is not None
+    if row["status"] == "failed":  # the cancel won the race: nothing at all reaches the phone
+        assert row["error_code"] == "cancelled_before_send"
+        assert await ns.phone(m) == []  # type: ignore[arg-type]
+    else:  # the call-out left first: the stand-down follows it
+        assert await message_row(ns, e.callout_id, kind="stand_down") is not None
+        assert len(await ns.wait_phone(m, 2)) == 2  # type: ignore[arg-type]
+
+
+async def test_delivery_events_reach_the_delivery_topic(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    consumer = AIOKafkaConsumer(DELIVERY.name, bootstrap_servers=ns.bootstrap, group_id=f"it-{uuid.uuid4().hex}",
+                                auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+        for tp in consumer.assignment():
+            await consumer.position(tp)
+        vid, _, _ = await add_volunteer(ns)
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        types: set[str] = set()
+        deadline = asyncio.get_running_loop().time() + 15
+        while asyncio.get_running_loop().time() < deadline and types != {"MessageSent", "MessageDelivered"}:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for rec in records:
+                    ev = parse_event(rec.value)
+                    if getattr(ev, "callout_id", None) == e.callout_id:
+                        types.add(ev.event_type)
+                        assert rec.key == str(vid).encode()
+        assert types == {"MessageSent", "MessageDelivered"}
+    finally:
+        await consumer.stop()
+
+
+async def test_reply_page_link_expires(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    from services.notify.adapters.reply_links import ReplyLinks
+
+    links = ReplyLinks(ns.settings.reply_link_secret.get_secret_value(), ns.url, max_age_seconds=1)
+    url = links.url(uuid.uuid4())
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(url)).status_code == 404  # a valid signature for a message that does not exist
+        old = ReplyLinks("another-secret", ns.url, max_age_seconds=1).url(uuid.uuid4())
+        assert (await http.get(old)).status_code == 404

@@ -1,0 +1,121 @@
+"""Message wording (length, 演练, reply instructions) and delivery decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.notify.domain.routing import (
+    ContactView,
+    OpenCallOut,
+    choose_channel,
+    match_callout,
+    retry_delay,
+)
+from services.notify.domain.templates import (
+    TEMPLATES,
+    MessageContent,
+    render,
+    sms_length,
+    sms_segments,
+)
+from shared.events import CancelReason, MessageKind
+from shared.vocabulary import Channel
+
+SIG = "红十字志愿者"
+
+
+def callout(**kw: object) -> MessageContent:
+    base: dict[str, object] = dict(kind=MessageKind.CALLOUT, incident_title="柯桥区鉴湖溺水", place="鉴湖村东岸码头",
+                                   role="救护员", reply_code="A7")
+    base.update(kw)
+    return MessageContent(**base)  # type: ignore[arg-type]
+
+
+def test_callout_fits_one_segment_and_says_how_to_answer() -> None:
+    r = render(callout(), Channel.SMS, signature=SIG)
+    assert r.text == "柯桥区鉴湖溺水，需救护员，请到鉴湖村东岸码头。回复1接受，2拒绝"
+    assert sms_length(SIG, r.text) <= 70
+    assert sms_segments(SIG, r.text) == 1
+
+
+def test_reply_code_only_when_several_callouts_are_open() -> None:
+    assert "回复1A7接受，2A7拒绝" in render(callout(), Channel.SMS, signature=SIG, several_open=True).text
+    assert "A7" not in render(callout(), Channel.SMS, signature=SIG, several_open=False).text
+
+
+def test_drill_messages_start_with_yanlian() -> None:
+    for kind in MessageKind:
+        c = callout(kind=kind, drill=True, reason=CancelReason.FILLED)
+        assert render(c, Channel.SMS, signature=SIG).text.startswith("演练")
+        assert render(c, Channel.WECHAT).text.startswith("演练")
+    assert not render(callout(), Channel.SMS, signature=SIG).text.startswith("演练")
+
+
+def test_long_place_and_title_are_shortened_to_one_segment() -> None:
+    c = callout(incident_title="柯桥区鉴湖街道鉴湖村溺水事故紧急救援行动", place="鉴湖村东岸码头附近的停车场入口处旁边的大樟树下往南一百米处")
+    r = render(c, Channel.SMS, signature=SIG, several_open=True)
+    assert sms_length(SIG, r.text) == 70
+    assert "…" in r.text and "回复1A7接受，2A7拒绝" in r.text
+
+
+def test_text_is_the_approved_template_filled() -> None:
+    r = render(callout(drill=True), Channel.SMS, signature=SIG, several_open=True)
+    filled = TEMPLATES[MessageKind.CALLOUT]
+    for k, v in r.template_params.items():
+        filled = filled.replace("${" + k + "}", v)
+    assert filled == r.text
+    assert all(isinstance(v, str) for v in r.template_params.values())
+
+
+def test_no_brackets_in_body() -> None:
+    r = render(callout(incident_title="【紧急】溺水"), Channel.SMS, signature=SIG)
+    assert "【" not in r.text and "】" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("reason", "assigned", "expected"),
+    [(CancelReason.FILLED, False, "人员已满，无需前往"), (CancelReason.INCIDENT_CLOSED, True, "事件已结束，请停止前往")],
+)
+def test_stand_down_wording(reason: CancelReason, assigned: bool, expected: str) -> None:
+    c = MessageContent(kind=MessageKind.STAND_DOWN, incident_title="鉴湖溺水", reason=reason, was_assigned=assigned)
+    assert expected in render(c, Channel.SMS, signature=SIG).text
+
+
+@given(st.text(min_size=0, max_size=200), st.text(min_size=0, max_size=200), st.booleans())
+def test_sms_never_exceeds_the_provider_maximum(title: str, place: str, drill: bool) -> None:
+    r = render(callout(incident_title=title, place=place, drill=drill), Channel.SMS, signature=SIG)
+    assert sms_length(SIG, r.text) <= 500
+    assert "拒绝" in r.text or sms_length(SIG, r.text) >= 499
+
+
+def test_channel_choice() -> None:
+    both = ContactView(mobile="+8613800138000", openid="o" + "a" * 27, wechat_subscribed=True, sms_consent=True)
+    assert choose_channel(both) is Channel.WECHAT
+    assert choose_channel(both, exclude=[Channel.WECHAT]) is Channel.SMS
+    unsubscribed = ContactView("+8613800138000", "o" + "a" * 27, wechat_subscribed=False, sms_consent=True)
+    assert choose_channel(unsubscribed) is Channel.SMS
+    no_consent = ContactView("+8613800138000", None, wechat_subscribed=False, sms_consent=False)
+    assert choose_channel(no_consent) is None
+    assert choose_channel(None) is None
+    assert choose_channel(both, exclude=[Channel.WECHAT, Channel.SMS]) is None
+
+
+def test_retry_delay_doubles_and_is_capped() -> None:
+    assert [retry_delay(n, base=2, cap=20) for n in range(1, 6)] == [2, 4, 8, 16, 20]
+    with pytest.raises(ValueError):
+        retry_delay(0)
+
+
+def test_match_callout_by_code_else_latest() -> None:
+    now = datetime.now(UTC)
+    a = OpenCallOut(uuid4(), "A7", now - timedelta(minutes=10))
+    b = OpenCallOut(uuid4(), "B2", now - timedelta(minutes=1))
+    assert match_callout([a, b], "a7") == a.callout_id
+    assert match_callout([a, b], None) == b.callout_id
+    assert match_callout([a, b], "ZZ") == b.callout_id
+    assert match_callout([], "A7") is None
