@@ -1,0 +1,186 @@
+"""``muster incident …``: the operator's commands for dispatch.
+
+``open | show | list | close`` talk to the running dispatch service over HTTP (``--url``, default
+``DISPATCH_URL`` or ``http://127.0.0.1:8102``) with the operator's bearer token (``--token`` or
+``MUSTER_TOKEN``). ``token create`` writes a new operator token straight into dispatch's database
+(settings from ``DISPATCH_*`` / the stack's env file) and prints it once.
+
+Times are shown in Asia/Shanghai.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Incidents: open, show, list, close; operator tokens.", no_args_is_help=True)
+token_app = typer.Typer(help="Operator bearer tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+UrlOpt = typer.Option(None, "--url", help="Dispatch base URL (default $DISPATCH_URL or http://127.0.0.1:8102).")
+TokenOpt = typer.Option(None, "--token", help="Bearer token (default $MUSTER_TOKEN).")
+JsonOpt = typer.Option(False, "--json", help="Print the raw JSON.")
+
+
+def _client(url: str | None, token: str | None) -> httpx.Client:
+    base = url or os.environ.get("DISPATCH_URL", "http://127.0.0.1:8102")
+    tok = token or os.environ.get("MUSTER_TOKEN")
+    if not tok:
+        typer.echo("no token: pass --token or set MUSTER_TOKEN (create one with `muster incident token create`)",
+                   err=True)
+        raise typer.Exit(2)
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+
+
+def _call(client: httpx.Client, method: str, path: str, **kw: Any) -> Any:
+    try:
+        r = client.request(method, path, **kw)
+    except httpx.HTTPError as exc:
+        typer.echo(f"dispatch is not reachable at {client.base_url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text
+        typer.echo(f"error {r.status_code}: {detail}", err=True)
+        raise typer.Exit(1)
+    return r.json()
+
+
+def _local(ts: str | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromisoformat(ts).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_need(text: str) -> dict[str, Any]:
+    """``first_aid:2`` → skill requirement; ``team:water:1`` → team requirement.
+
+    Raises:
+        typer.BadParameter: not in one of those forms.
+    """
+    parts = text.split(":")
+    try:
+        if len(parts) == 2:
+            return {"skill": parts[0], "count": int(parts[1])}
+        if len(parts) == 3 and parts[0] == "team":
+            return {"team_type": parts[1], "count": int(parts[2])}
+    except ValueError:
+        pass
+    raise typer.BadParameter(f"{text!r}: use SKILL:COUNT or team:TYPE:COUNT")
+
+
+def _print_board(b: dict[str, Any]) -> None:
+    i = b["incident"]
+    typer.echo(f"{i['incident_id']}  {i['title']}  [{i['mode']}/{i['status']}]  {i['place']}")
+    typer.echo(f"  opened {_local(i['opened_at'])} by {i['opened_by']}; level {b['current_level']}; "
+               f"next deadline {_local(b['next_deadline'])}")
+    for r in b["requirements"]:
+        what = r["skill"] or f"team:{r['team_type']}"
+        typer.echo(f"  - {what}: {r['filled']}/{r['count']} filled, {r['outstanding']} outstanding, "
+                   f"level {r['level']}, wave {r['wave']}, {r['status']}")
+    typer.echo(f"  call-outs: {json.dumps(b['callouts_by_state'], ensure_ascii=False)}")
+    for t in b["timeline"][-15:]:
+        typer.echo(f"    {_local(t['at'])}  {t['kind']}  {json.dumps(t['detail'], ensure_ascii=False)}")
+
+
+@app.command("open")
+def open_cmd(
+    title: str = typer.Option(..., help="Short title, e.g. 柯桥区鉴湖溺水."),
+    kind: str = typer.Option(..., help="Kind, e.g. drowning."),
+    lat: float = typer.Option(..., help="WGS84 latitude."),
+    lon: float = typer.Option(..., help="WGS84 longitude."),
+    unit: str = typer.Option(..., help="Village/community code (12 digits) the point lies in."),
+    need: list[str] = typer.Option(..., help="SKILL:COUNT or team:TYPE:COUNT; repeat for several."),
+    mode: str = typer.Option("emergency", help="emergency | event | drill."),
+    start_level: str = typer.Option("village", help="village | town | county | city."),
+    max_level: str = typer.Option("city", help="Highest level to escalate to."),
+    factor: float = typer.Option(2.0, help="Over-call factor."),
+    deadline: int | None = typer.Option(None, help="Wave deadline, seconds (required for drills)."),
+    url: str | None = UrlOpt, token: str | None = TokenOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Open an incident and call its first waves."""
+    body = {"kind": kind, "title": title, "lat": lat, "lon": lon, "unit_code": unit, "mode": mode,
+            "start_level": start_level, "requirements": [parse_need(n) for n in need],
+            "policy": {"over_call_factor": factor, "wave_deadline_seconds": deadline, "max_level": max_level}}
+    with _client(url, token) as c:
+        b = _call(c, "POST", "/incidents", json=body)
+    typer.echo(json.dumps(b, ensure_ascii=False, indent=1)) if as_json else _print_board(b)
+
+
+@app.command("show")
+def show_cmd(incident_id: str, url: str | None = UrlOpt, token: str | None = TokenOpt, as_json: bool = JsonOpt,
+             callouts: bool = typer.Option(False, "--callouts", help="Also list every call-out and its replies.")) -> None:
+    """Show an incident's board."""
+    with _client(url, token) as c:
+        b = _call(c, "GET", f"/incidents/{incident_id}")
+        calls = _call(c, "GET", f"/incidents/{incident_id}/callouts") if callouts else None
+    if as_json:
+        typer.echo(json.dumps({"board": b, "callouts": calls}, ensure_ascii=False, indent=1))
+        return
+    _print_board(b)
+    for co in calls or []:
+        typer.echo(f"  {co['volunteer_id']}  {co['state']:<9} L={co['level']:<7} wave {co['wave']} "
+                   f"code {co['reply_code']}  replies: {[r['intent'] + '/' + r['note'] for r in co['replies']]}")
+
+
+@app.command("list")
+def list_cmd(url: str | None = UrlOpt, token: str | None = TokenOpt, as_json: bool = JsonOpt) -> None:
+    """List incidents inside your unit, newest first."""
+    with _client(url, token) as c:
+        rows = _call(c, "GET", "/incidents")
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    for r in rows:
+        typer.echo(f"{r['incident_id']}  {_local(r['opened_at'])}  {r['status']:<6} {r['mode']:<9} "
+                   f"{r['filled']}/{r['needed']}  {r['title']}")
+
+
+@app.command("close")
+def close_cmd(incident_id: str, outcome: str = typer.Option(..., help="What happened, for the record."),
+              url: str | None = UrlOpt, token: str | None = TokenOpt) -> None:
+    """Close an incident with an outcome (stands down every open call-out)."""
+    with _client(url, token) as c:
+        b = _call(c, "POST", f"/incidents/{incident_id}/close", json={"outcome": outcome})
+    _print_board(b)
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Option(..., help="Operator's name."),
+    role: str = typer.Option(..., help="city | county | town | viewer."),
+    unit: str = typer.Option(..., "--unit", help="Unit code of the scope (330600, a county, a town)."),
+) -> None:
+    """Create an operator token and print it (only its hash is stored)."""
+    from shared.db import create_pool
+    from shared.settings import DispatchSettings
+
+    from .auth import create_token
+    from .errors import DispatchError
+
+    async def run() -> str:
+        settings = DispatchSettings()  # type: ignore[call-arg]
+        pool = await create_pool(settings.dsn, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await create_token(conn, name=name, role=role, unit_code=unit)
+        finally:
+            await pool.close()
+
+    try:
+        typer.echo(asyncio.run(run()))
+    except DispatchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
