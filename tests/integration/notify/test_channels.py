@@ -88,7 +88,9 @@ async def test_sms_single_send_reaches_the_phone_and_its_receipt_parses_back(
     assert seen["out_id"] == str(message.message_id)
     assert seen["provider"] == name and "7" in str(seen["text"])
     route = "report" if name == "aliyun" else "status"
-    [push] = await fresh.receiver.wait_for(lambda r: any(c.path.endswith(route) for c in r))
+    national = mobile[3:].encode()
+    pushes = await fresh.receiver.wait_for(lambda r: any(c.path.endswith(route) and national in c.body for c in r))
+    [push] = [c for c in pushes if c.path.endswith(route) and national in c.body]
     assert push.path == f"/callbacks/{name}/{fresh.settings.callback_token.get_secret_value()}/{route}"
     [receipt] = provider.parse_receipts(push.body, push.content_type)
     assert receipt.provider_message_id == result.provider_message_id
