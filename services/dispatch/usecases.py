@@ -219,19 +219,25 @@ async def _write_wave(
         taken.setdefault(r["volunteer_id"], set()).add(r["reply_code"])
     rows = []
     events: list[tuple[TopicSpec, str, Event]] = []
-    role = _role_text(req["skill"], req["team_type"])
+    if not picked:
+        return []
+    # one validated template per wave; each call-out's event is a copy with its own ids and code
+    # (model_copy does not re-validate: the updated values are UUIDs and a code made here)
+    template = CallOutRequested(
+        callout_id=uuid4(), incident_id=inc.incident_id, requirement_id=req["requirement_id"],
+        volunteer_id=picked[0][0], team_id=picked[0][1], wave=wave, level=level, incident_kind=inc.kind,
+        incident_title=inc.title, place=inc.place, role=_role_text(req["skill"], req["team_type"]),
+        reply_code="00", respond_by=respond_by, occurred_at=now, **inc.env(causation),
+    )
     for vid, team_id, dist in picked:
         cid = uuid4()
         code = reply_code(cid, taken.get(vid, set()))
         taken.setdefault(vid, set()).add(code)
         rows.append((cid, inc.incident_id, req["requirement_id"], vid, team_id, wave, level.value, code,
                      CallOutState.REQUESTED.value, dist, manual, now, respond_by))
-        events.append((CALLOUT, str(vid), CallOutRequested(
-            callout_id=cid, incident_id=inc.incident_id, requirement_id=req["requirement_id"], volunteer_id=vid,
-            team_id=team_id, wave=wave, level=level, incident_kind=inc.kind, incident_title=inc.title,
-            place=inc.place, role=role, reply_code=code, respond_by=respond_by, occurred_at=now,
-            **inc.env(causation),
-        )))
+        events.append((CALLOUT, str(vid), template.model_copy(update={
+            "event_id": uuid4(), "callout_id": cid, "volunteer_id": vid, "team_id": team_id, "reply_code": code,
+        })))
     await conn.copy_records_to_table(
         "callouts", records=rows,
         columns=["callout_id", "incident_id", "requirement_id", "volunteer_id", "team_id", "wave", "level",
@@ -255,7 +261,8 @@ async def _call_next(
         picked: list[tuple[UUID, UUID | None, float | None]]
         if req["skill"]:
             vols = await load_volunteer_candidates(
-                conn, skill=req["skill"], prefix=prefix, incident_id=inc.incident_id, at=now
+                conn, skill=req["skill"], prefix=prefix, incident_id=inc.incident_id, at=now, lat=inc.lat,
+                lon=inc.lon, limit=size,
             )
             chosen = select_volunteers(vols, skill=req["skill"], lat=inc.lat, lon=inc.lon, unit_code=inc.unit_code,
                                        level=level, at=now, called=called, limit=size)

@@ -21,9 +21,10 @@ import asyncpg
 from shared.consumer import Received, Tombstone
 from shared.events import Availability, TeamUpdated, VolunteerProfileUpdated
 from shared.logging import get_logger
-from shared.vocabulary import Level, TeamType
+from shared.vocabulary import Level, TeamType, skill_by_code
 
 from ..domain.model import Certificate, TeamCandidate, VolunteerCandidate
+from ..domain.selection import SHANGHAI
 
 __all__ = [
     "FAIRNESS_WINDOW",
@@ -155,19 +156,54 @@ _VOLUNTEER_COLUMNS = """
 """
 
 
+#: Great-circle distance in metres in SQL: the haversine formula with the mean Earth radius that
+#: :func:`shared.divisions.distance_m` uses (6,371,008.8 m); NULL positions sort last (Infinity).
+_SQL_DISTANCE = """coalesce(2 * 6371008.8 * asin(sqrt(
+        power(sin(radians(v.lat - $5) / 2), 2)
+        + cos(radians($5)) * cos(radians(v.lat)) * power(sin(radians(v.lon - $6) / 2), 2))), 'Infinity'::float8)"""
+
+
 async def load_volunteer_candidates(
-    conn: asyncpg.Connection, *, skill: str, prefix: str, incident_id: UUID, at: datetime
+    conn: asyncpg.Connection, *, skill: str, prefix: str, incident_id: UUID, at: datetime,
+    lat: float = 0.0, lon: float = 0.0, limit: int | None = None,
 ) -> list[VolunteerCandidate]:
-    """Volunteers with ``skill`` inside the unit ``prefix``, active, consented, not yet called in the incident."""
+    """Volunteers who may be eligible for ``skill`` inside the unit ``prefix``: a superset for the pure selection.
+
+    The SQL applies the same rules as :func:`services.dispatch.domain.selection.is_eligible`, each a
+    little looser where in doubt (a certificate is kept when valid the day before the incident's
+    Shanghai date), so it never drops someone the pure function would pick. With ``limit`` it keeps
+    only the nearest candidates: everyone at or closer than the ``limit + 50``-th one (ties at the
+    cut are all kept, so fairness can still decide among them); the pure function then ranks
+    exactly. Without ``limit`` every candidate of the unit is returned.
+
+    Args:
+        lat, lon: the incident's point, WGS84 degrees (for the nearest-first cut).
+        limit: the wave size, or None for all.
+    """
+    needs_cert = skill_by_code(skill).needs_certificate
+    day = ((at.astimezone(SHANGHAI)).date() - timedelta(days=1)).isoformat()
     rows = await conn.fetch(
         f"""
+        WITH c AS (
+            SELECT v.*, {_SQL_DISTANCE} AS dist
+            FROM volunteers v
+            WHERE v.active AND v.consent AND NOT v.retired
+              AND v.unit_code LIKE $1 || '%' AND v.skills @> ARRAY[$2::text]
+              AND (v.availability = 'available' OR (v.availability = 'unavailable' AND v.unavailable_until <= $3))
+              AND (NOT $7 OR jsonb_path_exists(v.certificates,
+                   '$[*] ? (@.skill == $s && (@.expires_on == null || @.expires_on >= $d))',
+                   jsonb_build_object('s', $2::text, 'd', $8::text)))
+              AND NOT EXISTS (SELECT 1 FROM callouts c WHERE c.incident_id = $4 AND c.volunteer_id = v.volunteer_id)
+              AND NOT EXISTS (SELECT 1 FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id
+                              WHERE c.volunteer_id = v.volunteer_id AND c.state IN ('assigned', 'arrived')
+                                AND i.status = 'open' AND c.incident_id <> $4)
+        ),
+        cut AS (SELECT dist FROM c ORDER BY dist OFFSET greatest(coalesce($9::int, 0) - 1, 0) LIMIT 1)
         SELECT {_VOLUNTEER_COLUMNS}
-        FROM volunteers v
-        WHERE v.active AND v.consent AND NOT v.retired
-          AND v.unit_code LIKE $1 || '%' AND $2 = ANY(v.skills)
-          AND NOT EXISTS (SELECT 1 FROM callouts c WHERE c.incident_id = $4 AND c.volunteer_id = v.volunteer_id)
+        FROM c v
+        WHERE $9::int IS NULL OR v.dist <= coalesce((SELECT dist FROM cut), 'Infinity'::float8)
         """,
-        prefix, skill, at - FAIRNESS_WINDOW, incident_id,
+        prefix, skill, at, incident_id, lat, lon, needs_cert, day, None if limit is None else limit + 50,
     )
     return [_volunteer(r) for r in rows]
 
