@@ -29,8 +29,9 @@ def create_app(
         migrate: run the migrations at start.
         consumers: names of the consumers to run (``roster-profiles``, ``roster-teams``, ``replies``,
             ``deliveries``); all by default. Tests that feed the projection themselves leave some out.
+
     """
-    settings = settings or DispatchSettings()  # type: ignore[call-arg]
+    settings = settings or DispatchSettings()
     spec = ServiceSpec(
         name="dispatch",
         title="muster dispatch",

@@ -76,6 +76,7 @@ async def create_token(conn: asyncpg.Connection, *, name: str, role: str, unit_c
 
     Raises:
         InvalidInput: empty name, unknown role, or a unit not at the role's level.
+
     """
     if not name.strip():
         raise InvalidInput("an operator needs a name")
@@ -93,6 +94,7 @@ async def authenticate(conn: asyncpg.Connection, authorization: str | None) -> O
 
     Raises:
         AccessDenied: (401) missing header or unknown/revoked token.
+
     """
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AccessDenied("missing bearer token", status=401)

@@ -69,6 +69,7 @@ def parse_need(text: str) -> dict[str, Any]:
 
     Raises:
         typer.BadParameter: not in one of those forms.
+
     """
     parts = text.split(":")
     try:
@@ -102,7 +103,7 @@ def open_cmd(
     lat: float = typer.Option(..., help="WGS84 latitude."),
     lon: float = typer.Option(..., help="WGS84 longitude."),
     unit: str = typer.Option(..., help="Village/community code (12 digits) the point lies in."),
-    need: list[str] = typer.Option(..., help="SKILL:COUNT or team:TYPE:COUNT; repeat for several."),
+    need: list[str] = typer.Option(..., help="SKILL:COUNT or team:TYPE:COUNT; repeat for several."),  # noqa: B008
     mode: str = typer.Option("emergency", help="emergency | event | drill."),
     start_level: str = typer.Option("village", help="village | town | county | city."),
     max_level: str = typer.Option("city", help="Highest level to escalate to."),
@@ -171,7 +172,7 @@ def token_create(
     from .errors import DispatchError
 
     async def run() -> str:
-        settings = DispatchSettings()  # type: ignore[call-arg]
+        settings = DispatchSettings()
         pool = await create_pool(settings.dsn, min_size=1, max_size=1)
         try:
             async with pool.acquire() as conn:

@@ -34,6 +34,7 @@ async def incident_unit(conn: asyncpg.Connection, incident_id: UUID) -> str:
 
     Raises:
         NotFound: no such incident.
+
     """
     unit = await conn.fetchval("SELECT unit_code FROM incidents WHERE incident_id = $1", incident_id)
     if unit is None:
@@ -51,6 +52,7 @@ async def board(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
 
     Raises:
         NotFound: no such incident.
+
     """
     inc = await conn.fetchrow("SELECT * FROM incidents WHERE incident_id = $1", incident_id)
     if inc is None:
@@ -81,6 +83,7 @@ async def callouts(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[str
         ``[{"callout_id", "volunteer_id", "team_id", "requirement_id", "state", "level", "wave", "reply_code",
         "requested_at", "respond_by", "accepted_at", "arrived_at", "eta_minutes", "cancel_reason", "manual",
         "replies": [{"reply_id", "intent", "text", "eta_minutes", "channel", "received_at", "applied", "note"}]}]``
+
     """
     await incident_unit(conn, incident_id)
     rows = await conn.fetch(

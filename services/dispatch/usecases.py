@@ -54,7 +54,12 @@ from shared.logging import get_logger
 from shared.topics import CALLOUT, INCIDENT, TopicSpec
 from shared.vocabulary import TEAM_TYPES, Level, TeamType, skill_by_code
 
-from .adapters.projection import called_in_incident, load_team_candidates, load_volunteer_candidates, unit_prefix
+from .adapters.projection import (
+    called_in_incident,
+    load_team_candidates,
+    load_volunteer_candidates,
+    unit_prefix,
+)
 from .domain.model import COUNTED_STATES, OPEN_STATES, CallOutState
 from .domain.replies import ReplyNote, apply_reply
 from .domain.selection import select_teams, select_volunteers
@@ -64,8 +69,8 @@ from .domain.waves import (
     Escalate,
     Filled,
     FlagUnfilled,
-    decide,
     deadline_seconds,
+    decide,
     level_allowed,
     reply_code,
     wave_size,
@@ -338,6 +343,7 @@ async def open_incident(
 
     Raises:
         InvalidInput: bad requirements, levels or policy (nothing is written).
+
     """
     now = now or utcnow()
     if not data.requirements:
@@ -410,6 +416,7 @@ async def process_due(pool: asyncpg.Pool, *, now: datetime | None = None) -> UUI
 
     Returns:
         The requirement handled, or None when nothing is due.
+
     """
     now = now or utcnow()
     async with pool.acquire() as conn, conn.transaction():
@@ -490,8 +497,10 @@ async def _cancel(
 async def apply_reply_event(conn: asyncpg.Connection, item: Received) -> None:
     """Consumer handler for ``notify.reply.v1``: record the reply (always), then apply it to its call-out.
 
-    A reply with no call-out, an unknown call-out, or from a volunteer other than the one called is
-    recorded unmatched (``GET /replies/unmatched``) and changes nothing.
+    A reply with no call-out or an unknown call-out is recorded unmatched (``GET /replies/unmatched``);
+    one from a volunteer other than the one called is recorded on the call-out with the note
+    ``volunteer_mismatch``; neither changes anything. A reply id seen before (the
+    same reply re-published under a new event id) is neither recorded nor applied again.
     """
     if not isinstance(item, ReplyReceived):
         log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
@@ -509,6 +518,10 @@ async def apply_reply_event(conn: asyncpg.Connection, item: Received) -> None:
             ev.eta_minutes, ev.channel.value, ev.sender, ev.received_at, applied, note,
         )
 
+    if await conn.fetchval("SELECT 1 FROM replies WHERE reply_id = $1", ev.reply_id):
+        # the same reply published again under a new event id (notify retried): one reply, applied once
+        log.info("dispatch.reply_duplicate", reply_id=str(ev.reply_id), event_id=str(ev.event_id))
+        return
     head = None
     if ev.callout_id is not None:
         head = await conn.fetchrow("SELECT requirement_id, incident_id FROM callouts WHERE callout_id = $1",
@@ -602,6 +615,7 @@ async def add_volunteer(
     Raises:
         NotFound: no such incident, requirement or volunteer in the projection.
         Conflict: incident closed; volunteer already called in it; volunteer inactive or without consent.
+
     """
     now = now or utcnow()
     async with conn.transaction():
@@ -639,6 +653,7 @@ async def remove_callout(
 
     Raises:
         NotFound: no such call-out in the incident. Conflict: incident closed or call-out not open.
+
     """
     now = now or utcnow()
     async with conn.transaction():
@@ -671,6 +686,7 @@ async def stand_down(conn: asyncpg.Connection, incident_id: UUID, actor: Actor, 
 
     Raises:
         NotFound, Conflict: no such incident; incident closed.
+
     """
     now = now or utcnow()
     async with conn.transaction():
@@ -695,6 +711,7 @@ async def close_incident(
 
     Raises:
         InvalidInput: empty outcome. NotFound, Conflict: no such incident; already closed.
+
     """
     now = now or utcnow()
     if not outcome.strip():

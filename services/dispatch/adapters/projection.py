@@ -177,8 +177,15 @@ async def load_volunteer_candidates(
     exactly. Without ``limit`` every candidate of the unit is returned.
 
     Args:
-        lat, lon: the incident's point, WGS84 degrees (for the nearest-first cut).
+        conn: a connection (inside the wave's transaction).
+        skill: the skill code.
+        prefix: the unit's code prefix (:func:`unit_prefix`).
+        incident_id: the incident (its callees are left out; so are people assigned elsewhere).
+        at: the incident's time, UTC.
+        lat: the incident's latitude, WGS84 degrees (for the nearest-first cut).
+        lon: the incident's longitude, WGS84 degrees.
         limit: the wave size, or None for all.
+
     """
     needs_cert = skill_by_code(skill).needs_certificate
     day = ((at.astimezone(SHANGHAI)).date() - timedelta(days=1)).isoformat()

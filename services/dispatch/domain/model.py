@@ -70,6 +70,7 @@ class VolunteerCandidate:
         lat, lon: WGS84 degrees, or None when unknown (ranked last by distance).
         recent_callouts: call-outs in the last 30 days (fairness).
         engaged: assigned or arrived in another open incident.
+
     """
 
     volunteer_id: UUID
@@ -96,6 +97,7 @@ class TeamCandidate:
         leader: the leader as a volunteer candidate, or None when the team has none on the roster.
         lat, lon: the team's base (WGS84); the leader's position is used when None.
         engaged: the team is assigned in another open incident.
+
     """
 
     team_id: UUID

@@ -54,6 +54,7 @@ class ReplyOutcome:
         confirm: send the assignment confirmation (``CallOutAssigned``).
         stand_down: tell them "filled, thank you, stand down" (``CallOutCancelled`` reason ``filled``).
         eta_minutes: the ETA to store (None = leave as is).
+
     """
 
     state: CallOutState
@@ -99,6 +100,7 @@ def apply_reply(
     Returns:
         The outcome; ``filled_delta`` is +1 only when ``outstanding > 0``, so a requirement is never
         over-filled.
+
     """
     same = ReplyOutcome(state=state, note=ReplyNote.NOT_ACTIONABLE)
     if intent in (ReplyIntent.UNSUBSCRIBE, ReplyIntent.UNRECOGNISED):

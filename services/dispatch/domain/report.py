@@ -70,6 +70,7 @@ def incident_figures(
         "time_to_fill_s", "level"}], "level_reached", "waves", "callouts_by_state",
         "acceptance_rate_by_level": {level: {"called", "accepted", "rate"}}, "messages_by_channel",
         "delivery_failures"}``; times in seconds (None when it has not happened), rates in 0..1.
+
     """
     calls = list(callouts)
     reqs = list(requirements)

@@ -98,7 +98,8 @@ def select_volunteers(
     Args:
         volunteers: the roster projection (or a pre-filtered superset of the eligible).
         skill: a code of :data:`shared.vocabulary.SKILLS`.
-        lat, lon: the incident's point, WGS84 degrees.
+        lat: the incident's latitude, WGS84 degrees.
+        lon: the incident's longitude, WGS84 degrees.
         unit_code: the incident's village/community code (12 digits).
         level: the current level; the unit searched is ``ancestor(unit_code, level)``.
         at: the incident's time (UTC); certificates are checked on its Asia/Shanghai date.
@@ -110,6 +111,7 @@ def select_volunteers(
 
     Raises:
         KeyError: ``skill`` is not in the vocabulary.
+
     """
     skill_by_code(skill)
     unit = ancestor(unit_code, level)

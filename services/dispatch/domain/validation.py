@@ -61,6 +61,7 @@ def check_requirement(*, skill: str | None, team_type: str | None, count: int) -
 
     Raises:
         InvalidInput: with a message naming the problem.
+
     """
     if (skill is None) == (team_type is None):
         raise InvalidInput("a requirement names exactly one of skill or team_type")
@@ -80,12 +81,16 @@ def check_point(
     """Refuse a point outside the city, an unknown village code, or a village whose county does not contain the point.
 
     Args:
-        lat, lon: the incident's point, WGS84 degrees.
+        lat: the incident's latitude, WGS84 degrees.
+        lon: the incident's longitude, WGS84 degrees.
         unit_code: the village/community code the operator gave (12 digits).
-        city: the city's box; counties: each county code's box; known: code → name of every unit.
+        city: the city's box.
+        counties: each county code's box.
+        known: code → name of every unit in the divisions file.
 
     Raises:
         InvalidInput: with a message naming the problem.
+
     """
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise InvalidInput(f"({lat}, {lon}) is not a WGS84 latitude/longitude")

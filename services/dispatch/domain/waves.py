@@ -49,6 +49,7 @@ def wave_size(outstanding: int, factor: float = DEFAULT_OVER_CALL_FACTOR) -> int
 
     Raises:
         ValueError: ``factor`` is below 1 (a wave would call fewer than needed).
+
     """
     if factor < 1:
         raise ValueError(f"over-call factor must be at least 1, got {factor}")
@@ -62,6 +63,7 @@ def deadline_seconds(mode: IncidentMode, policy_seconds: int | None) -> int:
 
     Raises:
         ValueError: a drill without ``policy_seconds`` (a drill's scenario sets its own deadline).
+
     """
     if policy_seconds is not None:
         return policy_seconds
@@ -122,6 +124,7 @@ def decide(
     Returns:
         :class:`Filled`, :class:`CallWave` (size ≤ ``eligible_left``), :class:`Escalate` (always one
         level up, never above ``max_level``) or :class:`FlagUnfilled`.
+
     """
     if outstanding <= 0:
         return Filled()

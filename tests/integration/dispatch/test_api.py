@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from services.dispatch import usecases
+from services.dispatch.adapters import projection
 from services.dispatch.units import units
-from shared.events import ReplyIntent, ReplyReceived
-from shared.vocabulary import Channel
+from shared.events import ReplyIntent, ReplyReceived, TeamUpdated
+from shared.vocabulary import Channel, TeamType
 
 from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token
 
@@ -176,3 +177,31 @@ async def test_operator_actions_replies_and_audit(dispatch_db: DispatchDb, clien
     async with db.pool.acquire() as conn:
         with pytest.raises(Exception, match="append-only"):
             await conn.execute("DELETE FROM audit_log WHERE incident_id = $1", iid)
+
+
+async def test_team_requirement_called_through_leader(dispatch_db: DispatchDb, client: httpx.AsyncClient) -> None:
+    db = dispatch_db
+    town, villages = a_town_with_villages(1, index=6)
+    [leader] = await add_volunteers(db, villages[0], 1, skill="search_rescue")
+    [member] = await add_volunteers(db, villages[0], 1, skill="search_rescue")
+    team_id = uuid4()
+    async with db.pool.acquire() as conn:
+        await projection.apply_team(conn, TeamUpdated(
+            team_id=team_id, revision=1, name="测试水上救援队", team_type=TeamType.WATER, unit_code=town[:6],
+            leader_id=leader, member_ids=(leader, member)))
+    op = await token(db, "county", town[:6])
+    r = await client.post("/incidents", headers=op, json=incident_body(
+        villages[0], requirements=[{"team_type": "water", "count": 1}], policy={"max_level": "county"}))
+    assert r.status_code == 201, r.text
+    board = r.json()
+    iid = UUID(board["incident"]["incident_id"])
+    assert board["requirements"][0]["level"] == "county"  # a county team: escalated from village and town at once
+    [call] = (await client.get(f"/incidents/{iid}/callouts", headers=op)).json()
+    assert (call["volunteer_id"], call["team_id"]) == (str(leader), str(team_id))
+    async with db.pool.acquire() as conn, conn.transaction():
+        await usecases.apply_reply_event(conn, ReplyReceived(
+            reply_id=uuid4(), volunteer_id=leader, callout_id=UUID(call["callout_id"]), intent=ReplyIntent.ETA,
+            eta_minutes=25, text="25分钟到", channel=Channel.SMS, received_at=now(), producer="test"))
+    board = (await client.get(f"/incidents/{iid}", headers=op)).json()
+    assert board["requirements"][0]["status"] == "filled" and board["requirements"][0]["filled"] == 1
+    assert [t["kind"] for t in board["timeline"]].count("escalated") == 2

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from services.dispatch import usecases
 from services.dispatch.units import units
+from shared.events import ReplyIntent, ReplyReceived
+from shared.vocabulary import Channel
 
 from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token, wait_for
 
@@ -66,3 +69,19 @@ async def test_restart_mid_wave_resumes_deadline_and_escalates_on_time(dispatch_
         board = await wait_for(county, timeout=10)
     # one volunteer left in the town: the next wave stays in the town before any escalation
     assert board["requirements"][0]["level"] == "town" and board["requirements"][0]["wave"] == 3
+
+    # the villager, timed out since the first deadline, accepts late: it still counts while the need is open
+    async with db.pool.acquire() as conn:
+        first = await conn.fetchrow("SELECT callout_id, volunteer_id, state FROM callouts WHERE incident_id = $1 "
+                                    "AND wave = 1", incident_id)
+        assert first["state"] == "timed_out"
+        async with conn.transaction():
+            await usecases.apply_reply_event(conn, ReplyReceived(
+                reply_id=uuid4(), volunteer_id=first["volunteer_id"], callout_id=first["callout_id"],
+                intent=ReplyIntent.ACCEPT, text="1", channel=Channel.SMS, received_at=now(), producer="test"))
+        states = dict(await conn.fetch("SELECT state, count(*) FROM callouts WHERE incident_id = $1 GROUP BY state",
+                                       incident_id))
+        req = await conn.fetchrow("SELECT status, filled, deadline_at FROM requirements WHERE incident_id = $1",
+                                  incident_id)
+    assert (req["status"], req["filled"], req["deadline_at"]) == ("filled", 1, None)
+    assert states == {"assigned": 1, "cancelled": 3}  # the town's open call-outs were stood down

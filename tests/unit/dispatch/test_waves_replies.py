@@ -15,8 +15,8 @@ from services.dispatch.domain.waves import (
     Escalate,
     Filled,
     FlagUnfilled,
-    decide,
     deadline_seconds,
+    decide,
     reply_code,
     wave_size,
 )
