@@ -143,18 +143,27 @@ async def _load_directory(state: DrillState, http: httpx.AsyncClient) -> None:
     _log(f"phone directory: {len(state.volunteer_skills)} volunteers")
 
 
-async def _wait_projection(http: httpx.AsyncClient, headers: dict[str, str], expected: int, timeout: float = 120) -> None:
+async def _wait_projections(bootstrap: str, timeout: float = 180) -> None:
+    """Wait until dispatch's roster projection and notify's contact projection have caught up.
+
+    Caught up = both consumer groups at lag 0 twice in a row, one second apart (the roster's relay
+    may still be publishing a fresh seed; a second look makes sure it stopped).
+    """
+    from shared.lag import consumer_lag
+    from shared.topics import ROSTER_CONTACT, ROSTER_PROFILE
+
+    groups = (("dispatch.roster-profiles", ROSTER_PROFILE.name), ("notify.contacts", ROSTER_CONTACT.name))
     deadline = time.monotonic() + timeout
-    last = -1
+    quiet = 0
+    lags: list[int | None] = []
     while time.monotonic() < deadline:
-        r = await http.get(f"{DISPATCH}/projection/stats", headers=headers)
-        if r.status_code == 200:
-            last = int(r.json().get("volunteers", 0))
-            if last >= expected:
-                _log(f"dispatch projection has {last} volunteers")
-                return
+        lags = [await consumer_lag(bootstrap, g, t) for g, t in groups]
+        quiet = quiet + 1 if all(x == 0 for x in lags) else 0
+        if quiet >= 2:
+            _log("dispatch and notify projections have caught up with the roster")
+            return
         await asyncio.sleep(1.0)
-    raise RuntimeError(f"dispatch's roster projection has {last} of {expected} volunteers after {timeout}s")
+    raise RuntimeError(f"projections still behind after {timeout}s: lags {lags}")
 
 
 async def _operator_token() -> str:
@@ -238,7 +247,7 @@ async def _follow_phones(state: DrillState, scenario: Scenario, http: httpx.Asyn
         try:
             r = await http.get(f"{SIMULATOR}/sim/messages", params={"after": after, "limit": 2000, "wait": 1})
             r.raise_for_status()
-            items = r.json()["items"]
+            items = r.json()["messages"]
         except httpx.HTTPError as exc:
             state.errors.append(f"simulator feed: {exc!r}")
             await asyncio.sleep(0.5)
@@ -266,25 +275,27 @@ async def _open(plan: IncidentPlan, http: httpx.AsyncClient, headers: dict[str, 
     r = await http.post(f"{DISPATCH}/incidents", json=body, headers=headers)
     if r.status_code >= 400:
         raise RuntimeError(f"opening {plan.title} failed: {r.status_code} {r.text}")
-    return str(r.json()["incident_id"])
+    return str(r.json()["incident"]["incident_id"])
 
 
 async def _refresh_callouts(state: DrillState, http: httpx.AsyncClient, headers: dict[str, str]) -> None:
     for incident_id in state.incidents:
+        board = await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)
         r = await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)
-        if r.status_code != 200:
+        if r.status_code != 200 or board.status_code != 200:
             continue
-        for c in r.json()["items"]:
+        skills = {q["requirement_id"]: q.get("skill") for q in board.json()["requirements"]}
+        for c in r.json():
             vid = str(c["volunteer_id"])
             entry = state.callout_index.setdefault(vid, {})
             if c["state"] in ("requested", "timed_out") or "level" not in entry:
-                entry.update({"level": c.get("level", "village"), "skill": c.get("skill"),
+                entry.update({"level": c.get("level", "village"), "skill": skills.get(c["requirement_id"]),
                               "callout_id": c["callout_id"]})
 
 
 def _settled(board: dict[str, Any]) -> bool:
     reqs = board["requirements"]
-    return all(r["filled"] >= r["count"] or r.get("unfilled") for r in reqs)
+    return all(r["filled"] >= r["count"] or r.get("status") in ("filled", "unfilled") for r in reqs)
 
 
 async def _follow_boards(state: DrillState, scenario: Scenario, http: httpx.AsyncClient,
@@ -316,15 +327,18 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
     """
     from muster.drill.report import build_report, write_report
 
+    from deploy.stack import stack_env
+
     if start:
         await asyncio.to_thread(_ensure_stack)
+    bootstrap = stack_env()["KAFKA_BOOTSTRAP_SERVERS"]
     state = DrillState()
     async with httpx.AsyncClient(timeout=30.0) as http:
         await _seed_roster(scenario, http)
         token = await _operator_token()
         headers = {"Authorization": f"Bearer {token}"}
         await _load_directory(state, http)
-        await _wait_projection(http, headers, int(len(state.volunteer_skills) * 0.98))
+        await _wait_projections(bootstrap)
         (await http.post(f"{SIMULATOR}/sim/reset")).raise_for_status()
         stop = asyncio.Event()
         state.started = time.monotonic()
@@ -357,7 +371,7 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
             board = (await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)).json()
             callouts = (await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)).json()
             report = (await http.get(f"{DISPATCH}/incidents/{incident_id}/report", headers=headers)).json()
-            final[incident_id] = {"board": board, "callouts": callouts["items"], "report": report,
+            final[incident_id] = {"board": board, "callouts": callouts, "report": report,
                                   "plan": state.incidents[incident_id].model_dump(mode="json")}
         sim_log = await _all_sim_messages(http)
     counts = _integrity(state, final, sim_log)
@@ -375,7 +389,7 @@ async def _all_sim_messages(http: httpx.AsyncClient) -> list[dict[str, Any]]:
     while True:
         r = await http.get(f"{SIMULATOR}/sim/messages", params={"after": after, "limit": 5000, "wait": 0})
         r.raise_for_status()
-        items = r.json()["items"]
+        items = r.json()["messages"]
         if not items:
             return out
         out += items
@@ -392,7 +406,7 @@ def _integrity(state: DrillState, final: dict[str, dict[str, Any]], sim_log: lis
         BoardCallOut(
             callout_id=str(c["callout_id"]), volunteer_id=str(c["volunteer_id"]), state=c["state"],
             replies_recorded=len(c.get("replies", [])),
-            stood_down=c["state"] in ("cancelled", "stood_down"),
+            stood_down=c["state"] == "cancelled",
         )
         for inc in final.values() for c in inc["callouts"]
     ]

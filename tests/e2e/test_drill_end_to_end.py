@@ -32,7 +32,7 @@ async def test_small_drill_report_matches_what_the_phones_saw(services, tmp_path
     async with httpx.AsyncClient(timeout=30) as http:
         items, after = [], 0
         while True:
-            page = (await http.get(f"{SIMULATOR}/sim/messages", params={"after": after, "limit": 5000, "wait": 0})).json()["items"]
+            page = (await http.get(f"{SIMULATOR}/sim/messages", params={"after": after, "limit": 5000, "wait": 0})).json()["messages"]
             if not page:
                 break
             items += page
