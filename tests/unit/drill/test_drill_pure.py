@@ -79,6 +79,9 @@ def test_integrity_is_zero_for_a_clean_drill():
     messages = [PhoneMessage("v1", "callout", "a"), PhoneMessage("v1", "assigned", "b"),
                 PhoneMessage("v2", "callout", "c"), PhoneMessage("v2", "stand_down", "d")]
     sent = [SentReply("v1", "1"), SentReply("v1", "到了")]
+    # a batch request shares one idempotency key across phones: not a duplicate
+    messages += [PhoneMessage("v3", "callout", "batch-1"), PhoneMessage("v4", "callout", "batch-1")]
+    callouts += [BoardCallOut("c3", "v3", "declined", 0, False), BoardCallOut("c4", "v4", "declined", 0, False)]
     result = integrity(messages, sent, callouts, [{"count": 1, "filled": 1}])
     assert {k: v for k, v in result.items() if k != "details"} == {
         "duplicate_messages": 0, "duplicate_stand_downs": 0, "lost_callouts": 0, "lost_replies": 0,
