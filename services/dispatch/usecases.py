@@ -21,7 +21,7 @@ Errors: :class:`~services.dispatch.errors.InvalidInput`, :class:`~services.dispa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +30,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from shared import outbox
-from shared.consumer import Received
+from shared.consumer import Received, is_transient
 from shared.divisions import ancestor
 from shared.events import (
     CallOutAssigned,
@@ -79,6 +79,7 @@ from .errors import Conflict, InvalidInput, NotFound
 
 __all__ = [
     "Actor",
+    "DueRequirementFailed",
     "IncidentInput",
     "RequirementInput",
     "add_volunteer",
@@ -217,8 +218,12 @@ async def _write_wave(
     await conn.execute("SELECT pg_advisory_xact_lock($1)", CODES_LOCK)
     vids = [p[0] for p in picked]
     taken: dict[UUID, set[str]] = {}
+    # codes in use: the volunteer's open call-outs, and their declined ones in open incidents (a declined
+    # call-out can still become assigned if they change their mind, and must keep its code)
     for r in await conn.fetch(
-        "SELECT volunteer_id, reply_code FROM callouts WHERE volunteer_id = ANY($1::uuid[]) AND state = ANY($2::text[])",
+        """SELECT c.volunteer_id, c.reply_code FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id
+           WHERE c.volunteer_id = ANY($1::uuid[])
+             AND (c.state = ANY($2::text[]) OR (c.state = 'declined' AND i.status = 'open'))""",
         vids, list(_OPEN),
     ):
         taken.setdefault(r["volunteer_id"], set()).add(r["reply_code"])
@@ -407,15 +412,26 @@ async def open_incident(
 # --------------------------------------------------------------------------- deadlines
 
 
-async def process_due(pool: asyncpg.Pool, *, now: datetime | None = None) -> UUID | None:
+async def process_due(
+    pool: asyncpg.Pool, *, now: datetime | None = None, skip: Collection[UUID] = ()
+) -> UUID | None:
     """Handle one due requirement (deadline passed, incident open), in its own transaction.
 
     Waiting call-outs of the requirement whose ``respond_by`` passed become ``timed_out``; then the
     next wave is called, or the search escalates, or the requirement is flagged unfilled. Rows
     locked by another replica are skipped (``FOR UPDATE SKIP LOCKED``).
 
+    Args:
+        pool: the service's pool.
+        now: the time to judge deadlines by (UTC); default now.
+        skip: requirements to leave alone this time (ones that just failed), so one bad row cannot
+            hold up the others.
+
     Returns:
         The requirement handled, or None when nothing is due.
+
+    Raises:
+        DueRequirementFailed: handling one requirement failed (nothing of it was written); its id is attached.
 
     """
     now = now or utcnow()
@@ -423,23 +439,42 @@ async def process_due(pool: asyncpg.Pool, *, now: datetime | None = None) -> UUI
         req = await conn.fetchrow(
             """SELECT r.* FROM requirements r JOIN incidents i ON i.incident_id = r.incident_id
                WHERE r.deadline_at <= $1 AND r.status = 'open' AND i.status = 'open'
+                 AND r.requirement_id <> ALL($2::uuid[])
                ORDER BY r.deadline_at LIMIT 1 FOR UPDATE OF r SKIP LOCKED""",
-            now,
+            now, list(skip),
         )
         if req is None:
             return None
-        inc = await _incident(conn, req["incident_id"])
-        timed_out = await conn.fetchval(
-            """WITH t AS (UPDATE callouts SET state = 'timed_out'
-                          WHERE requirement_id = $1 AND state = 'requested' AND respond_by <= $2 RETURNING 1)
-               SELECT count(*) FROM t""",
-            req["requirement_id"], now,
-        )
-        await timeline(conn, inc.incident_id, now, "deadline", requirement_id=req["requirement_id"],
-                       wave=req["wave"], level=req["level"], timed_out=timed_out,
-                       outstanding=req["count"] - req["filled"])
-        await _call_next(conn, inc, req, now=now, causation=None)
+        try:
+            async with conn.transaction():  # a savepoint: a failure leaves nothing of this requirement behind
+                await _handle_due(conn, req, now)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise DueRequirementFailed(req["requirement_id"]) from exc
         return req["requirement_id"]  # type: ignore[no-any-return]
+
+
+class DueRequirementFailed(Exception):
+    """Handling one due requirement failed; ``requirement_id`` names it (the ticker skips it until the next tick)."""
+
+    def __init__(self, requirement_id: UUID) -> None:
+        super().__init__(f"handling due requirement {requirement_id} failed")
+        self.requirement_id = requirement_id
+
+
+async def _handle_due(conn: asyncpg.Connection, req: asyncpg.Record, now: datetime) -> None:
+    inc = await _incident(conn, req["incident_id"])
+    timed_out = await conn.fetchval(
+        """WITH t AS (UPDATE callouts SET state = 'timed_out'
+                      WHERE requirement_id = $1 AND state = 'requested' AND respond_by <= $2 RETURNING 1)
+           SELECT count(*) FROM t""",
+        req["requirement_id"], now,
+    )
+    await timeline(conn, inc.incident_id, now, "deadline", requirement_id=req["requirement_id"],
+                   wave=req["wave"], level=req["level"], timed_out=timed_out,
+                   outstanding=req["count"] - req["filled"])
+    await _call_next(conn, inc, req, now=now, causation=None)
 
 
 # --------------------------------------------------------------------------- replies
@@ -506,22 +541,41 @@ async def apply_reply_event(conn: asyncpg.Connection, item: Received) -> None:
         log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
         return
     ev = item
-    now = utcnow()
-
-    async def record(callout_id: UUID | None, incident_id: UUID | None, applied: bool, note: str) -> None:
-        await conn.execute(
-            """INSERT INTO replies (reply_id, event_id, callout_id, incident_id, volunteer_id, intent, text,
-                   eta_minutes, channel, sender, received_at, applied, note)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
-               ON CONFLICT (reply_id) DO NOTHING""",
-            ev.reply_id, ev.event_id, callout_id, incident_id, ev.volunteer_id, ev.intent.value, ev.text,
-            ev.eta_minutes, ev.channel.value, ev.sender, ev.received_at, applied, note,
-        )
-
     if await conn.fetchval("SELECT 1 FROM replies WHERE reply_id = $1", ev.reply_id):
         # the same reply published again under a new event id (notify retried): one reply, applied once
         log.info("dispatch.reply_duplicate", reply_id=str(ev.reply_id), event_id=str(ev.event_id))
         return
+    try:
+        async with conn.transaction():  # a savepoint: a failed application leaves nothing half-done
+            await _apply_reply(conn, ev)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # never lose a reply: keep it for the operators (unmatched list) with the error noted
+        log.error("dispatch.reply_failed", reply_id=str(ev.reply_id), callout_id=str(ev.callout_id), error=repr(exc))
+        await _record_reply(conn, ev, None, None, False, "error")
+
+
+async def _record_reply(
+    conn: asyncpg.Connection, ev: ReplyReceived, callout_id: UUID | None, incident_id: UUID | None, applied: bool,
+    note: str,
+) -> None:
+    await conn.execute(
+        """INSERT INTO replies (reply_id, event_id, callout_id, incident_id, volunteer_id, intent, text,
+               eta_minutes, channel, sender, received_at, applied, note)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
+           ON CONFLICT (reply_id) DO NOTHING""",
+        ev.reply_id, ev.event_id, callout_id, incident_id, ev.volunteer_id, ev.intent.value, ev.text,
+        ev.eta_minutes, ev.channel.value, ev.sender, ev.received_at, applied, note,
+    )
+
+
+async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived) -> None:
+    now = utcnow()
+
+    async def record(callout_id: UUID | None, incident_id: UUID | None, applied: bool, note: str) -> None:
+        await _record_reply(conn, ev, callout_id, incident_id, applied, note)
+
     head = None
     if ev.callout_id is not None:
         head = await conn.fetchrow("SELECT requirement_id, incident_id FROM callouts WHERE callout_id = $1",

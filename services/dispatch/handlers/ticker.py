@@ -8,6 +8,7 @@ replicas may tick at once; ``FOR UPDATE SKIP LOCKED`` hands each due requirement
 from __future__ import annotations
 
 import asyncio
+from uuid import UUID
 
 import asyncpg
 
@@ -23,9 +24,23 @@ log = get_logger(__name__)
 
 
 async def run_due(pool: asyncpg.Pool, *, limit: int = 10_000) -> int:
-    """Handle every requirement due now; returns how many were handled."""
+    """Handle every requirement due now; returns how many were handled.
+
+    A requirement whose handling fails is logged and skipped until the next tick, so it cannot
+    hold up the others.
+    """
     n = 0
-    while n < limit and await usecases.process_due(pool) is not None:
+    failed: set[UUID] = set()
+    while n < limit:
+        try:
+            handled = await usecases.process_due(pool, skip=failed)
+        except usecases.DueRequirementFailed as exc:
+            failed.add(exc.requirement_id)
+            log.error("dispatch.due_requirement_failed", requirement_id=str(exc.requirement_id),
+                      error=repr(exc.__cause__))
+            continue
+        if handled is None:
+            break
         n += 1
     return n
 

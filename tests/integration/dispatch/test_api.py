@@ -15,7 +15,7 @@ from services.dispatch.units import units
 from shared.events import ReplyIntent, ReplyReceived, TeamUpdated
 from shared.vocabulary import Channel, TeamType
 
-from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token
+from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token, wait_for
 
 TABLES = ("incidents", "requirements", "callouts", "outbox", "audit_log", "timeline")
 
@@ -112,7 +112,7 @@ async def test_operator_actions_replies_and_audit(dispatch_db: DispatchDb, clien
     spare = (await add_volunteers(db, villages[1], 1))[0]
     op = await token(db, "county", town[:6])
     r = await client.post("/incidents", headers=op, json=incident_body(
-        village, requirements=[{"skill": "first_aid", "count": 2}], policy={"over_call_factor": 1}))
+        village, requirements=[{"skill": "first_aid", "count": 2}], policy={"over_call_factor": 1, "max_level": "village"}))
     assert r.status_code == 201, r.text
     board = r.json()
     iid = UUID(board["incident"]["incident_id"])
@@ -147,11 +147,19 @@ async def test_operator_actions_replies_and_audit(dispatch_db: DispatchDb, clien
     assert board["requirements"][0]["status"] == "filled" and board["requirements"][0]["filled"] == 2
     assert board["callouts_by_state"] == {"assigned": 2, "cancelled": 1}
 
-    # remove an assigned volunteer by hand: the need reopens with its deadline due now
+    # remove an assigned volunteer by hand: the need reopens with its deadline due now; the ticker finds no
+    # one left in the village (the highest level allowed here) and flags it unfilled
     one = UUID(calls[str(called[0])]["callout_id"])
     assert (await client.delete(f"/incidents/{iid}/callouts/{one}", headers=op)).status_code == 200
-    board = (await client.get(f"/incidents/{iid}", headers=op)).json()
-    assert board["requirements"][0]["status"] == "open" and board["requirements"][0]["outstanding"] == 1
+
+    async def unfilled() -> dict[str, Any] | None:
+        b = (await client.get(f"/incidents/{iid}", headers=op)).json()
+        return b if b["requirements"][0]["status"] == "unfilled" else None
+
+    board = await wait_for(unfilled, timeout=10)
+    assert board["requirements"][0]["outstanding"] == 1
+    kinds = [t["kind"] for t in board["timeline"]]
+    assert kinds.index("removed_by_hand") > kinds.index("filled") and kinds[-1] == "unfilled" and "reopened" in kinds
 
     assert (await client.post(f"/incidents/{iid}/stand-down", headers=op)).json()["stood_down"] >= 1
     r = await client.post(f"/incidents/{iid}/close", headers=op, json={"outcome": "resolved"})
