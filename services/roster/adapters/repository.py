@@ -106,15 +106,22 @@ def _volunteer(r: asyncpg.Record) -> Volunteer:
     )
 
 
+def search_keys(unit_code: str, skills: Sequence[str]) -> list[str]:
+    """Keys of the skill × unit search index: ``<skill>@<county code>`` and ``<skill>@<town code>``."""
+    return [f"{s}@{unit_code[:n]}" for n in (6, 9) for s in skills]
+
+
 def _record(v: Volunteer) -> tuple[Any, ...]:
     return (
         v.id, v.revision, v.name, v.mobile, v.unit_code, v.lat, v.lon, list(v.skills),
         [c.to_json() for c in v.certificates], v.availability.value, v.unavailable_until, v.wechat_openid,
         v.wechat_subscribed, v.preferred_channel.value, v.consent, v.sms_consent, v.active,
+        search_keys(v.unit_code, v.skills),
     )
 
 
 _V_COLUMNS = [c.strip() for c in _V_COLS.split(",")]
+_V_WRITE_COLUMNS = [*_V_COLUMNS, "search_keys"]
 
 
 async def get_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, *, for_update: bool = False) -> Volunteer | None:
@@ -129,13 +136,25 @@ async def get_volunteers(conn: asyncpg.Connection, ids: Iterable[UUID]) -> list[
 
 
 async def volunteers_by_mobile(conn: asyncpg.Connection, mobiles: Sequence[str]) -> dict[str, Volunteer]:
-    rows = await conn.fetch(f"{_V_SELECT} WHERE v.mobile = ANY($1::text[])", list(mobiles))
+    """The volunteers (active or retired) with these mobiles, by mobile; bulk (one join for team ids)."""
+    cols = ", ".join(f"v.{c}" for c in _V_COLUMNS)
+    rows = await conn.fetch(
+        f"""
+        SELECT {cols}, COALESCE(t.team_ids, '{{}}') AS team_ids
+        FROM volunteers v
+        LEFT JOIN (SELECT m.volunteer_id, array_agg(m.team_id ORDER BY m.team_id) AS team_ids
+                   FROM team_members m JOIN teams tt ON tt.id = m.team_id AND tt.active GROUP BY m.volunteer_id) t
+               ON t.volunteer_id = v.id
+        WHERE v.mobile = ANY($1::text[])
+        """,
+        list(mobiles),
+    )
     return {r["mobile"]: _volunteer(r) for r in rows}
 
 
 async def insert_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volunteer]) -> None:
     """Insert new volunteers with COPY (their team memberships are written separately)."""
-    await conn.copy_records_to_table("volunteers", records=[_record(v) for v in volunteers], columns=_V_COLUMNS)
+    await conn.copy_records_to_table("volunteers", records=[_record(v) for v in volunteers], columns=_V_WRITE_COLUMNS)
 
 
 async def update_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volunteer]) -> None:
@@ -143,8 +162,8 @@ async def update_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volun
     if not volunteers:
         return
     await conn.execute("CREATE TEMP TABLE _vol (LIKE volunteers INCLUDING DEFAULTS) ON COMMIT DROP")
-    await conn.copy_records_to_table("_vol", records=[_record(v) for v in volunteers], columns=_V_COLUMNS)
-    sets = ", ".join(f"{c} = s.{c}" for c in _V_COLUMNS if c != "id")
+    await conn.copy_records_to_table("_vol", records=[_record(v) for v in volunteers], columns=_V_WRITE_COLUMNS)
+    sets = ", ".join(f"{c} = s.{c}" for c in _V_WRITE_COLUMNS if c != "id")
     await conn.execute(f"UPDATE volunteers v SET {sets}, updated_at = now() FROM _vol s WHERE v.id = s.id")
     await conn.execute("DROP TABLE _vol")
 
@@ -183,15 +202,29 @@ class SearchFilter:
     name: str | None = None
 
 
+def subtree_prefix(unit: str) -> str:
+    """The code prefix of a unit's subtree: a city code ``330600`` covers ``3306…``, others themselves."""
+    digits = "".join(c for c in unit if c.isdigit())
+    if len(digits) == 6 and digits.endswith("00"):
+        return digits[:4]
+    return digits
+
+
 def _where(f: SearchFilter) -> tuple[str, list[Any]]:
     clauses = ["v.active = $1"]
     args: list[Any] = [f.active]
-    if f.unit:
-        args.append(f.unit.replace("\\", "").replace("%", "").replace("_", "") + "%")
-        clauses.append(f"v.unit_code LIKE ${len(args)}")
-    if f.skill:
-        args.append([f.skill])
-        clauses.append(f"v.skills @> ${len(args)}::text[]")
+    unit = subtree_prefix(f.unit) if f.unit else None
+    if f.skill and unit and len(unit) in (6, 9):
+        # One GIN lookup on the generated search keys (migration 0003): <skill>@<county or town>.
+        args.append([f"{f.skill}@{unit}"])
+        clauses.append(f"v.search_keys @> ${len(args)}::text[]")
+    else:
+        if unit:
+            args.append(unit + "%")
+            clauses.append(f"v.unit_code LIKE ${len(args)}")
+        if f.skill:
+            args.append([f.skill])
+            clauses.append(f"v.skills @> ${len(args)}::text[]")
     if f.certified_on:
         args.append(f.certified_on)
         d = f"${len(args)}::date"
@@ -221,15 +254,34 @@ def _where(f: SearchFilter) -> tuple[str, list[Any]]:
 async def search_volunteers(
     conn: asyncpg.Connection, f: SearchFilter, *, page: int, page_size: int
 ) -> tuple[list[Volunteer], int]:
-    """One page of volunteers matching ``f``, ordered by unit code then id, and the total count."""
+    """One page of volunteers matching ``f``, ordered by unit code then id, and the total count.
+
+    One scan: the page and the total (a window count) come from the same query; team ids are
+    gathered for the page's rows only.
+    """
     where, args = _where(f)
-    total = await conn.fetchval(f"SELECT count(*) FROM volunteers v WHERE {where}", *args)
     n = len(args)
+    cols = ", ".join(f"v.{c}" for c in _V_COLUMNS)
     rows = await conn.fetch(
-        f"{_V_SELECT} WHERE {where} ORDER BY v.unit_code, v.id LIMIT ${n + 1} OFFSET ${n + 2}",
+        f"""
+        WITH page AS (
+            SELECT {cols}, count(*) OVER () AS total FROM volunteers v WHERE {where}
+            ORDER BY v.unit_code, v.id LIMIT ${n + 1} OFFSET ${n + 2}
+        )
+        SELECT p.*, COALESCE((SELECT array_agg(m.team_id ORDER BY m.team_id) FROM team_members m
+                              JOIN teams t ON t.id = m.team_id AND t.active WHERE m.volunteer_id = p.id), '{{}}')
+               AS team_ids
+        FROM page p ORDER BY p.unit_code, p.id
+        """,
         *args, page_size, (page - 1) * page_size,
     )
-    return [_volunteer(r) for r in rows], int(total)
+    if rows:
+        total = int(rows[0]["total"])
+    elif page == 1:
+        total = 0
+    else:  # past the last page: count separately
+        total = int(await conn.fetchval(f"SELECT count(*) FROM volunteers v WHERE {where}", *args))
+    return [_volunteer(r) for r in rows], total
 
 
 async def counts_by(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -281,7 +333,7 @@ async def list_teams(
 ) -> tuple[list[Team], int]:
     clauses, args = ["t.active = $1"], [active]
     if unit:
-        args.append(unit.replace("%", "").replace("_", "") + "%")
+        args.append(subtree_prefix(unit) + "%")
         clauses.append(f"t.unit_code LIKE ${len(args)}")
     if team_type:
         args.append(team_type.value)

@@ -232,6 +232,7 @@ def validate_register(
     rows: list[ImportRow] = []
     seen_mobiles: dict[str, int] = {}
     cities = [u.code for u in units.of_level(Level.CITY)]
+    unit_cache: dict[tuple[str, ...], tuple[str | None, list[tuple[str, str, str | None]]]] = {}
 
     for n, cells in enumerate(table[1:], start=2):
         if all(clean_text(cells[i]) == "" for i in mapping.values() if i < len(cells)):
@@ -263,7 +264,17 @@ def validate_register(
         except NormaliseError as e:
             err("mobile", e.reason, e.suggestion)
 
-        unit_code = _resolve_unit(units, cities, mapping, cell, err)
+        # Registers repeat the same few thousand unit cells: resolve each distinct one once.
+        unit_cells = tuple(clean_text(cell(f)) for f in ("unit_code", "county", "town", "village"))
+        cached = unit_cache.get(unit_cells)
+        if cached is None:
+            unit_errors: list[tuple[str, str, str | None]] = []
+            code = _resolve_unit(units, cities, mapping, cell,
+                                 lambda f, reason, suggestion=None, _e=unit_errors: _e.append((f, reason, suggestion)))
+            cached = unit_cache[unit_cells] = (code, unit_errors)
+        unit_code = cached[0]
+        for f, reason, suggestion in cached[1]:
+            err(f, reason, suggestion)
 
         skills, unknown = parse_skills(cell("skills"))
         for token in unknown:

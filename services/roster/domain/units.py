@@ -47,6 +47,18 @@ _SUFFIXES = re.compile(r"(村民委员会|居民委员会|村委会|居委会|�
 _TAIL = re.compile(r"(社区|村|管理区|街道|镇|乡|区|县|市)$")
 
 
+def _spaceless(name: str) -> str:
+    return re.sub(r"\s+", "", name)
+
+
+def _stripped(name: str) -> str:
+    s = _spaceless(name)
+    s2 = re.sub(r"(村民委员会|村委会)$", "村", s)
+    if s2 != s:
+        return s2
+    return re.sub(r"(社区)?(居民委员会|居委会)$", "社区", s2)
+
+
 def name_key(name: str) -> str:
     """The core of a unit name, for matching: no spaces, no committee suffix, no 村/社区/街道/镇/乡/区/县/市.
 
@@ -178,13 +190,15 @@ class UnitDirectory:
         self._children: dict[str | None, list[Unit]] = {}
         for u in self.by_code.values():
             self._children.setdefault(u.parent_code, []).append(u)
-        self._keys: dict[str | None, dict[str, list[Unit]]] = {}
+        # Three tiers per parent, most specific first: the full name, the name without its committee
+        # suffix (马山村委会 → 马山村), the core (马山). 马山村 then finds 马山村委会 even when a
+        # 马山居委会 shares the core; a bare 马山 matching both is reported as ambiguous.
+        self._tiers: list[dict[str | None, dict[str, list[Unit]]]] = [{}, {}, {}]
         for parent, kids in self._children.items():
-            index: dict[str, list[Unit]] = {}
-            for k in kids:
-                for key in {k.name, name_key(k.name)}:
-                    index.setdefault(key, []).append(k)
-            self._keys[parent] = index
+            for tier, keyer in zip(self._tiers, (_spaceless, _stripped, name_key), strict=True):
+                index = tier.setdefault(parent, {})
+                for k in kids:
+                    index.setdefault(keyer(k.name), []).append(k)
 
     def __len__(self) -> int:
         return len(self.by_code)
@@ -206,12 +220,18 @@ class UnitDirectory:
         When nothing matches, ``suggestions`` holds up to three closest names (rapidfuzz ratio).
         """
         parents = list(parent_codes)
-        wanted = re.sub(r"\s+", "", name)
+        wanted = _spaceless(name)
         found: list[Unit] = []
-        for p in parents:
-            index = self._keys.get(p, {})
-            hits = index.get(wanted) or index.get(name_key(wanted)) or []
-            found.extend(h for h in hits if h not in found)
+        keys = (wanted, _stripped(wanted), name_key(wanted))
+        for tier, key in zip(self._tiers, keys, strict=True):
+            if tier is not self._tiers[0] and key == keys[2] and tier is not self._tiers[2]:
+                continue  # a bare core (马山) is matched only at the core tier, where ambiguity shows
+            for p in parents:
+                for h in tier.get(p, {}).get(key, ()):
+                    if h not in found:
+                        found.append(h)
+            if found:
+                break
         if len(found) == 1:
             return Match(found[0])
         candidates: Mapping[str, str] = {u.code: u.name for p in parents for u in self._children.get(p, ())}

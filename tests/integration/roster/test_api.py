@@ -31,7 +31,7 @@ async def client(roster_pool: Any, stack: Any) -> AsyncIterator[httpx.AsyncClien
 
 
 def mobile() -> str:
-    return f"1999{uuid.uuid4().int % 10**7:07d}"
+    return f"19992{uuid.uuid4().int % 10**6:06d}"
 
 
 def body(**over: Any) -> dict[str, Any]:

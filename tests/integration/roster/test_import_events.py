@@ -18,7 +18,7 @@ HEADER = "姓名,手机号码,区县,乡镇（街道）,村（社区）,技能,�
 
 def _mobiles(n: int) -> list[str]:
     base = uuid.uuid4().int % 10**6
-    return [f"1999{(base + i) % 10**7:07d}" for i in range(n)]
+    return [f"19992{(base + i) % 10**6:06d}" for i in range(n)]
 
 
 def _register(mobiles: list[str]) -> str:

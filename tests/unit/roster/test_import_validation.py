@@ -21,6 +21,8 @@ DIVISIONS = """code,name,level,parent_code,lon_gcj02,lat_gcj02
 330603105201,东光村委会,village,330603105,,
 330603105202,中兴社区居委会,village,330603105,,
 330603105203,王坛村委会,village,330603105,,
+330603105204,马山居委会,village,330603105,,
+330603105205,马山村委会,village,330603105,,
 """
 UNITS = UnitDirectory(parse_divisions(DIVISIONS))
 TEAM_ID = uuid.UUID(int=7)
@@ -184,3 +186,13 @@ def test_divisions_points_are_kept_with_their_datum_and_converted() -> None:
     assert 0.001 < abs(city.lon - city.centre_lon) < 0.01
     town = UNITS.get("330603001")
     assert town is not None and town.centre_datum is None and town.lat is None
+
+
+@pytest.mark.parametrize(("written", "code"), [("马山村", "330603105205"), ("马山村委会", "330603105205"),
+                                               ("马山社区", "330603105204"), ("马山居委会", "330603105204"),
+                                               ("马山", None)])
+def test_a_village_and_a_community_sharing_a_name(written: str, code: str | None) -> None:
+    m = UNITS.find_child(["330603105"], written)
+    assert (m.unit.code if m.unit else None) == code
+    if code is None:  # ambiguous: both offered
+        assert len(m.suggestions) == 2

@@ -79,3 +79,4 @@ def test_certificate_validity() -> None:
     assert not c.valid_on(date(2027, 3, 1))
     assert not c.valid_on(date(2024, 2, 29))
     assert Certificate("driver").valid_on(date(1990, 1, 1))
+
