@@ -30,6 +30,7 @@ from services.notify.context import NotifyContext
 from services.notify.handlers import callbacks, reply_page
 from services.notify.handlers.consumers import CallOutMessages, ContactProjection
 from services.notify.sender import Sender
+from services.notify.adapters.batch_consumer import BatchIdempotentConsumer
 from shared.consumer import IdempotentConsumer
 from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import NotifySettings
@@ -74,15 +75,17 @@ def create_app(
     cipher = _cipher(settings)
 
     def contacts(runtime: Runtime) -> IdempotentConsumer:
-        return IdempotentConsumer(
-            name=f"{consumer_prefix}.contacts", topic=contact_topic, handler=ContactProjection(cipher),
-            pool=runtime.require_pool, dead_letters=_unwired,
+        projection = ContactProjection(cipher)
+        return BatchIdempotentConsumer(
+            name=f"{consumer_prefix}.contacts", topic=contact_topic, handler=projection,
+            batch_handler=projection.apply_batch, pool=runtime.require_pool, dead_letters=_unwired,
         )
 
     def callouts(runtime: Runtime) -> IdempotentConsumer:
-        return IdempotentConsumer(
-            name=f"{consumer_prefix}.callouts", topic=callout_topic, handler=CallOutMessages(),
-            pool=runtime.require_pool, dead_letters=_unwired,
+        messages = CallOutMessages()
+        return BatchIdempotentConsumer(
+            name=f"{consumer_prefix}.callouts", topic=callout_topic, handler=messages,
+            batch_handler=messages.apply_batch, pool=runtime.require_pool, dead_letters=_unwired,
         )
 
     async def on_start(runtime: Runtime) -> None:

@@ -117,7 +117,14 @@ async def apply_receipts(
         if row["status"] != "sent":
             out.unchanged += 1
             continue
-        if r.delivered:  # pragma: no cover - the set-based update above takes these
+        if r.delivered:  # its send was recorded while this callback ran
+            await conn.execute(
+                "UPDATE messages SET status = 'delivered', delivered_at = $2, updated_at = now() WHERE message_id = $1",
+                row["message_id"], r.reported_at,
+            )
+            await outbox.add(conn, DELIVERY, str(row["volunteer_id"]),
+                             MessageDelivered(**_fields(row), provider_message_id=row["provider_message_id"]))
+            out.delivered += 1
             continue
         await _failed_receipt(conn, row, r.error_code or "UNDELIVERED", cipher=cipher, sms_available=sms_available)
         out.failed += 1

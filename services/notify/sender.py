@@ -136,6 +136,7 @@ class Sender:
                     self._wake.clear()
                     await self.resolve_in_doubt()
                     await self.fallback_unreceipted()
+                    await self.sweep_early_receipts()
                     n = await self.send_due()
                     self.stats.rounds += 1
                     if n >= self._s.send_claim_size:
@@ -408,6 +409,25 @@ class Sender:
             self.stats.in_doubt_resolved += resolved
             log.info("sender.in_doubt", found=len(rows), resolved=resolved)
             return resolved
+
+    async def sweep_early_receipts(self) -> int:
+        """Apply receipts kept in ``early_receipts`` whose message is now recorded as sent (a receipt whose callback
+        committed just after the send's record looked for it). Drops unmatched ones older than a day. Returns how many.
+        """
+        from services.notify.inbound import apply_early_receipts
+
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """
+                SELECT e.provider, e.provider_message_id FROM early_receipts e
+                JOIN messages m ON m.provider = e.provider AND m.provider_message_id = e.provider_message_id
+                WHERE m.status = 'sent' LIMIT 2000
+                """
+            )
+            applied = await apply_early_receipts(conn, self, [(r["provider"], r["provider_message_id"]) for r in rows])
+            if self.stats.rounds % 1000 == 0:
+                await conn.execute("DELETE FROM early_receipts WHERE stored_at < now() - interval '1 day'")
+            return applied
 
     async def fallback_unreceipted(self) -> int:
         """WeChat messages without a delivery receipt after the time-out go out again by SMS. Returns how many."""

@@ -24,9 +24,11 @@ them and sends them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from services.notify.adapters.crypto import ContactCipher
 from shared.consumer import Received, Tombstone
@@ -39,7 +41,7 @@ from shared.events import (
 )
 from shared.logging import get_logger
 
-__all__ = ["ContactProjection", "CallOutMessages", "message_id_for"]
+__all__ = ["CallOutMessages", "ContactProjection", "message_id_for"]
 
 log = get_logger(__name__)
 
@@ -70,12 +72,32 @@ class ContactProjection:
         if not isinstance(item, VolunteerContactUpdated):
             log.warning("contact.unexpected_event", event_type=item.event_type, event_id=str(item.event_id))
             return
+        await self._upsert(conn, [item])
+
+    async def apply_batch(self, conn: asyncpg.Connection, items: Sequence[Received]) -> None:
+        """Apply a batch in order: runs of snapshots as one upsert (newest revision per volunteer), tombstones between."""
+        run: dict[UUID, VolunteerContactUpdated] = {}
+        for item in items:
+            if isinstance(item, VolunteerContactUpdated):
+                known = run.get(item.volunteer_id)
+                if known is None or known.revision < item.revision:
+                    run[item.volunteer_id] = item
+                continue
+            if run:
+                await self._upsert(conn, list(run.values()))
+                run = {}
+            await self(conn, item)
+        if run:
+            await self._upsert(conn, list(run.values()))
+
+    async def _upsert(self, conn: asyncpg.Connection, items: Sequence[VolunteerContactUpdated]) -> None:
         c = self._cipher
         await conn.execute(
             """
             INSERT INTO contacts (volunteer_id, revision, mobile_enc, mobile_hash, openid_enc, openid_hash,
                                   wechat_subscribed, preferred_channel, sms_consent, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            SELECT * FROM unnest($1::uuid[], $2::int[], $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[],
+                                 $7::bool[], $8::text[], $9::bool[], $10::timestamptz[])
             ON CONFLICT (volunteer_id) DO UPDATE SET
                 revision = EXCLUDED.revision,
                 mobile_enc = EXCLUDED.mobile_enc, mobile_hash = EXCLUDED.mobile_hash,
@@ -90,9 +112,11 @@ class ContactProjection:
                 updated_at = EXCLUDED.updated_at
             WHERE contacts.revision < EXCLUDED.revision
             """,
-            item.volunteer_id, item.revision, c.encrypt(item.mobile), c.mobile_hash(item.mobile),
-            c.encrypt(item.wechat_openid), c.openid_hash(item.wechat_openid), item.wechat_subscribed,
-            item.preferred_channel.value, item.sms_consent, item.occurred_at,
+            [i.volunteer_id for i in items], [i.revision for i in items], [c.encrypt(i.mobile) for i in items],
+            [c.mobile_hash(i.mobile) for i in items], [c.encrypt(i.wechat_openid) for i in items],
+            [c.openid_hash(i.wechat_openid) for i in items], [i.wechat_subscribed for i in items],
+            [i.preferred_channel.value for i in items], [i.sms_consent for i in items],
+            [i.occurred_at for i in items],
         )
 
 
@@ -115,21 +139,47 @@ class CallOutMessages:
             await self._cancelled(conn, item)
         # other events on the topic are not ours; the consumer records them as processed
 
+    async def apply_batch(self, conn: asyncpg.Connection, items: Sequence[Received]) -> None:
+        """Apply a batch in order: runs of ``CallOutRequested`` as one statement, other events one by one."""
+        run: dict[UUID, CallOutRequested] = {}
+        for item in items:
+            if isinstance(item, CallOutRequested):
+                run.setdefault(item.callout_id, item)
+                continue
+            if run:
+                await self._requested_many(conn, list(run.values()))
+                run = {}
+            await self(conn, item)
+        if run:
+            await self._requested_many(conn, list(run.values()))
+
     async def _requested(self, conn: asyncpg.Connection, e: CallOutRequested) -> None:
-        content = {
-            "title": e.incident_title, "place": e.place, "role": e.role, "reply_code": e.reply_code,
-            "respond_by": e.respond_by.isoformat(),
-        }
+        await self._requested_many(conn, [e])
+
+    async def _requested_many(self, conn: asyncpg.Connection, events: Sequence[CallOutRequested]) -> None:
+        contents = [
+            orjson.dumps({"title": e.incident_title, "place": e.place, "role": e.role, "reply_code": e.reply_code,
+                          "respond_by": e.respond_by.isoformat()}).decode()
+            for e in events
+        ]
         await conn.execute(
-            f"""
+            """
             WITH c AS (
                 INSERT INTO callouts (callout_id, volunteer_id, incident_id, reply_code, drill, requested_at)
-                VALUES ($2, $4, $5, $9, $7, $10) ON CONFLICT (callout_id) DO NOTHING
+                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bool[], $6::timestamptz[])
+                ON CONFLICT (callout_id) DO NOTHING
             )
-            {_INSERT_MESSAGE}
+            INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, causation_id, drill, content)
+            SELECT u.message_id, u.callout_id, 'callout', u.volunteer_id, u.incident_id, u.causation_id, u.drill,
+                   u.content::jsonb
+            FROM unnest($7::uuid[], $1::uuid[], $2::uuid[], $3::uuid[], $8::uuid[], $5::bool[], $9::text[])
+                 AS u(message_id, callout_id, volunteer_id, incident_id, causation_id, drill, content)
+            ON CONFLICT ON CONSTRAINT messages_one_per_callout_kind DO NOTHING
             """,
-            message_id_for(e.callout_id, MessageKind.CALLOUT), e.callout_id, MessageKind.CALLOUT.value,
-            e.volunteer_id, e.incident_id, e.event_id, e.drill, content, e.reply_code, e.occurred_at,
+            [e.callout_id for e in events], [e.volunteer_id for e in events], [e.incident_id for e in events],
+            [e.reply_code for e in events], [e.drill for e in events], [e.occurred_at for e in events],
+            [message_id_for(e.callout_id, MessageKind.CALLOUT) for e in events], [e.event_id for e in events],
+            contents,
         )
 
     async def _assigned(self, conn: asyncpg.Connection, e: CallOutAssigned) -> None:

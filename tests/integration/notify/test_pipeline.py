@@ -12,6 +12,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from services.notify.handlers.consumers import message_id_for
+from services.notify.testing import NotifyStack
 from shared.events import (
     CallOutCancelled,
     CallOutRequested,
@@ -25,7 +26,6 @@ from shared.events import (
     utcnow,
 )
 from shared.topics import DELIVERY, REPLY
-from tests.integration.notify.conftest import NotifyStack
 
 
 def mobile() -> str:

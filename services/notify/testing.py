@@ -1,0 +1,160 @@
+"""Harness: notify on the real Kafka and PostgreSQL with the provider simulator, all in the current event loop.
+
+Used by the integration tests (``tests/integration/notify``) and the benchmark (``bench/notify_fanout.py``)::
+
+    async with running_notify(bootstrap, notify_dsn) as ns:
+        await ns.publish(ns.contact_topic, key, VolunteerContactUpdated(...))
+        await ns.publish(ns.callout_topic, key, CallOutRequested(...))
+        await ns.wait_phone("+8613900000000", 1)
+
+* a fresh schema in notify's database (``notify_it_<id>``), migrated with notify's own migrations
+  (``search_path`` in the DSN), dropped at the end: the service's own data is not touched;
+* the provider simulator (:func:`simulator.testing.running_simulator`) on a free port, pushing its
+  callbacks to this notify;
+* notify (:func:`services.notify.app.create_app`) served by uvicorn on a free port, consuming its own
+  topics (unique names) with unique consumer groups; its outbox goes to the real topics.
+"""
+
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from services.notify.app import create_app
+from shared.events import Event
+from shared.outbox import RELAY_LOCK_KEY
+from shared.service import Runtime
+from shared.topics import TopicSpec, ensure_topics
+from simulator.server import serve_in_background
+from simulator.testing import SimHarness, running_simulator
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def schema_dsn(dsn: str, schema: str) -> str:
+    sep = "&" if "?" in dsn else "?"
+    return f"{dsn}{sep}options=-csearch_path%3D{schema}"
+
+
+def migrate_schema(dsn: str) -> None:
+    """Run notify's migrations on the DSN's schema (``%`` escaped for Alembic's ini-style config)."""
+    from alembic import command
+
+    from shared.db import _alembic_config
+
+    command.upgrade(_alembic_config("notify", dsn.replace("%", "%%")), "head")
+
+
+@dataclass
+class NotifyStack:
+    url: str
+    sim: SimHarness
+    runtime: Runtime
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    callout_topic: TopicSpec
+    contact_topic: TopicSpec
+    settings: Any
+    http: httpx.AsyncClient
+    bootstrap: str
+
+    async def publish(self, topic: TopicSpec, key: str, event: Event) -> None:
+        await self.producer.send_and_wait(
+            topic.name, event.to_bytes(), key=key.encode(),
+            headers=[("event_id", str(event.event_id).encode()), ("event_type", event.event_type.encode())],
+        )
+
+    async def phone(self, recipient: str) -> list[dict[str, Any]]:
+        r = await self.http.get(f"{self.sim.url}/sim/phones/{recipient}/messages")
+        r.raise_for_status()
+        return list(r.json())
+
+    async def wait_phone(self, recipient: str, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            got = await self.phone(recipient)
+            if len(got) >= count or asyncio.get_running_loop().time() > deadline:
+                return got
+            await asyncio.sleep(0.1)
+
+    async def wait_row(self, sql: str, *args: Any, timeout: float = 15.0) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(sql, *args)
+            if row is not None or asyncio.get_running_loop().time() > deadline:
+                return row
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def running_notify(bootstrap: str, notify_dsn: str, *, partitions: int = 3,
+                         **overrides: Any) -> AsyncIterator[NotifyStack]:
+    """Start the simulator and notify (see the module docstring); ``overrides`` go to ``NotifySettings``."""
+    uid = uuid.uuid4().hex[:8]
+    schema = f"notify_it_{uid}"
+    admin = await asyncpg.connect(notify_dsn)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    # The outbox relay takes a database-wide advisory lock; if a running notify holds it, publish ourselves.
+    lock_held_elsewhere = bool(await admin.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND granted",
+        RELAY_LOCK_KEY & 0xFFFFFFFF,
+    ))
+    await admin.close()
+    dsn = schema_dsn(notify_dsn, schema)
+    await asyncio.to_thread(migrate_schema, dsn)
+    callout_topic = TopicSpec(f"test.notify.{uid}.callout", partitions, False, "volunteer_id")
+    contact_topic = TopicSpec(f"test.notify.{uid}.contact", 3, True, "volunteer_id")
+    await ensure_topics(bootstrap, (callout_topic, contact_topic))
+    port = _free_port()
+    notify_url = f"http://127.0.0.1:{port}"
+    async with running_simulator(notify_url=notify_url) as sim:
+        settings = sim.notify_settings(
+            database_url=dsn, kafka_bootstrap_servers=bootstrap, http_port=port,
+            callback_token=sim.settings.callback_token, reply_link_secret="it-" + uid,
+            public_base_url=notify_url, retry_base_seconds=0.2, retry_max_seconds=1.0, send_poll_seconds=0.2,
+            wechat_receipt_timeout_seconds=3.0, sms_provider="aliyun", **overrides,
+        )
+        app = create_app(settings, callout_topic=callout_topic, contact_topic=contact_topic,
+                         consumer_prefix=f"test-notify-{uid}", migrate=False)
+        runtime: Runtime = app.state.runtime
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+        await producer.start()
+        backup_relay: asyncio.Task[None] | None = None
+        try:
+            async with serve_in_background(app, port=port) as url, httpx.AsyncClient(timeout=10) as http:
+                pool = runtime.require_pool()
+                if lock_held_elsewhere:
+                    async def publish_loop() -> None:
+                        assert runtime.relay is not None
+                        while True:
+                            with contextlib.suppress(Exception):
+                                await runtime.relay.publish_pending()
+                            await asyncio.sleep(0.2)
+
+                    backup_relay = asyncio.create_task(publish_loop())
+                yield NotifyStack(url, sim, runtime, pool, producer, callout_topic, contact_topic, settings, http,
+                                  bootstrap)
+        finally:
+            if backup_relay is not None:
+                backup_relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await backup_relay
+            await producer.stop()
+            admin = await asyncpg.connect(notify_dsn)
+            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            await admin.close()

@@ -1,0 +1,74 @@
+"""Notify dies in the middle of a send: the in-doubt message is resolved with the provider, not resent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+
+from services.notify.channels.base import ChannelProvider, DeliveryReceipt, OutboundMessage, SendResult, Uplink
+from services.notify.sender import Sender
+from services.notify.testing import NotifyStack
+from tests.integration.notify.test_pipeline import add_volunteer, message_row, request
+
+
+class DiesAfterSending(ChannelProvider):
+    """The real provider, but the process 'dies' right after the provider accepted the send."""
+
+    def __init__(self, inner: ChannelProvider) -> None:
+        self.inner = inner
+        self.name, self.channel = inner.name, inner.channel
+        self.max_batch, self.rate_per_second = inner.max_batch, inner.rate_per_second
+
+    async def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        await self.inner.send(messages)
+        raise SystemError("killed between the provider's answer and the commit")
+
+    async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
+        return await self.inner.query(message, sent_at)
+
+    def parse_receipts(self, body: bytes, content_type: str) -> list[DeliveryReceipt]:
+        return self.inner.parse_receipts(body, content_type)
+
+    def parse_uplinks(self, body: bytes, content_type: str) -> list[Uplink]:
+        return self.inner.parse_uplinks(body, content_type)
+
+
+async def test_a_send_interrupted_after_the_provider_accepted_is_not_sent_twice(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    runtime = ns.runtime
+    app_sender: Sender = runtime.extras["sender"]
+    task = next(t for t in runtime.tasks if t.get_name().endswith("sender"))
+    task.cancel()  # stop the service's own sender for this test
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    runtime.tasks.remove(task)
+    try:
+        providers = dict(runtime.extras["notify"].providers)
+        sms = next(p for p in providers.values() if p.name == "aliyun")
+        dying = Sender(ns.pool, {**providers, sms.channel: DiesAfterSending(sms)}, ns.settings,
+                       runtime.extras["notify"].cipher, None)
+        vid, m, _ = await add_volunteer(ns)
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await ns.wait_row("SELECT 1 FROM messages WHERE callout_id = $1", e.callout_id) is not None
+        try:
+            await dying.send_due()
+        except SystemError:
+            pass
+        else:
+            raise AssertionError("the send should have died")
+        async with ns.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT status FROM messages WHERE callout_id = $1", e.callout_id) == "sending"
+        assert len(await ns.wait_phone(m, 1)) == 1  # type: ignore[arg-type]
+        # notify restarts: a new sender finds the message in doubt and asks the provider before anything else
+        restarted = Sender(ns.pool, providers, ns.settings, runtime.extras["notify"].cipher, None)
+        assert await restarted.resolve_in_doubt() >= 1
+        await restarted.send_due()
+        row = await message_row(ns, e.callout_id, status=("sent", "delivered"))
+        assert row is not None and row["provider_message_id"]
+        await asyncio.sleep(1.0)
+        assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+    finally:
+        runtime.tasks.append(asyncio.create_task(app_sender.run(), name="notify-sender"))
