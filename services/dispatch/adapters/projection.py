@@ -192,7 +192,7 @@ async def load_volunteer_candidates(
     rows = await conn.fetch(
         f"""
         WITH c AS (
-            SELECT v.*, {_SQL_DISTANCE} AS dist
+            SELECT v.volunteer_id, {_SQL_DISTANCE} AS dist
             FROM volunteers v
             WHERE v.active AND v.consent AND NOT v.retired
               AND v.unit_code LIKE $1 || '%' AND v.skills @> ARRAY[$2::text]
@@ -207,8 +207,8 @@ async def load_volunteer_candidates(
         ),
         cut AS (SELECT dist FROM c ORDER BY dist OFFSET greatest(coalesce($9::int, 0) - 1, 0) LIMIT 1)
         SELECT {_VOLUNTEER_COLUMNS}
-        FROM c v
-        WHERE $9::int IS NULL OR v.dist <= coalesce((SELECT dist FROM cut), 'Infinity'::float8)
+        FROM c JOIN volunteers v ON v.volunteer_id = c.volunteer_id
+        WHERE $9::int IS NULL OR c.dist <= coalesce((SELECT dist FROM cut), 'Infinity'::float8)
         """,
         prefix, skill, at, incident_id, lat, lon, needs_cert, day, None if limit is None else limit + 50,
     )
