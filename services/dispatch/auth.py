@@ -72,7 +72,7 @@ def check_role(role: str, unit_code: str) -> None:
 
 
 async def create_token(conn: asyncpg.Connection, *, name: str, role: str, unit_code: str) -> str:
-    """Create an operator token and return it (shown once; only its hash is stored).
+    """Create an operator token and return it (shown once; only its hash is stored; the creation is audited).
 
     Raises:
         InvalidInput: empty name, unknown role, or a unit not at the role's level.
@@ -82,10 +82,16 @@ async def create_token(conn: asyncpg.Connection, *, name: str, role: str, unit_c
         raise InvalidInput("an operator needs a name")
     check_role(role, unit_code)
     token = secrets.token_urlsafe(32)
-    await conn.execute(
-        "INSERT INTO operators (token_sha256, name, role, unit_code) VALUES ($1, $2, $3, $4)",
-        hash_token(token), name, role, unit_code,
-    )
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO operators (token_sha256, name, role, unit_code) VALUES ($1, $2, $3, $4)",
+            hash_token(token), name, role, unit_code,
+        )
+        await conn.execute(
+            "INSERT INTO audit_log (operator, role, action, incident_id, before, after) "
+            "VALUES ('cli', 'admin', 'operator.token_create', NULL, NULL, $1)",
+            {"name": name, "role": role, "unit_code": unit_code},
+        )
     return token
 
 

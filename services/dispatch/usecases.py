@@ -42,6 +42,7 @@ from shared.events import (
     IncidentEscalated,
     IncidentMode,
     IncidentOpened,
+    MessageDelivered,
     MessageFailed,
     MessageSent,
     ReplyReceived,
@@ -632,10 +633,10 @@ async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived) -> None:
 
 async def record_delivery(conn: asyncpg.Connection, item: Received) -> None:
     """Consumer handler for ``notify.delivery.v1``: keep each message's status for the board and report."""
-    if not isinstance(item, MessageSent | MessageFailed) and getattr(item, "event_type", "") != "MessageDelivered":
+    if not isinstance(item, MessageSent | MessageDelivered | MessageFailed):
         log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
         return
-    ev: Any = item
+    ev = item
     status = {"MessageSent": "sent", "MessageDelivered": "delivered", "MessageFailed": "failed"}[ev.event_type]
     await conn.execute(
         """INSERT INTO messages (event_id, message_id, callout_id, incident_id, volunteer_id, kind, channel, provider,
@@ -643,9 +644,10 @@ async def record_delivery(conn: asyncpg.Connection, item: Received) -> None:
            VALUES ($1,$2,$3,(SELECT incident_id FROM callouts WHERE callout_id = $3),$4,$5,$6,$7,$8,$9,$10,$11)
            ON CONFLICT (event_id) DO NOTHING""",
         ev.event_id, ev.message_id, ev.callout_id, ev.volunteer_id, ev.kind.value, ev.channel.value, ev.provider,
-        status, getattr(ev, "error_code", None), getattr(ev, "fallback", False), ev.occurred_at,
+        status, ev.error_code if isinstance(ev, MessageFailed) else None,
+        ev.fallback if isinstance(ev, MessageFailed) else False, ev.occurred_at,
     )
-    if status == "failed":
+    if isinstance(ev, MessageFailed):
         log.warning("dispatch.delivery_failed", callout_id=str(ev.callout_id), channel=ev.channel.value,
                     error_code=ev.error_code, fallback=ev.fallback)
 

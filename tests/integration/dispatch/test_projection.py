@@ -11,13 +11,14 @@ from datetime import date
 from uuid import uuid4
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
 from services.dispatch.adapters.projection import apply_profile, apply_team
 from shared.consumer import IdempotentConsumer
 from shared.events import CertificateInfo, Event, TeamUpdated, VolunteerProfileUpdated
 from shared.outbox import event_headers
-from shared.topics import TopicSpec, ensure_topics
+from shared.topics import TopicSpec, dead_letter, ensure_topics
 from shared.vocabulary import TeamType
 
 from .conftest import DispatchDb, wait_for
@@ -90,6 +91,13 @@ async def test_projection_from_real_topic(dispatch_db: DispatchDb, unique: str) 
         await asyncio.sleep(0.2)
     finally:
         await broker.stop()
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=db.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([t for spec in (profiles, teams) for t in (spec.name, dead_letter(spec))])
+    finally:
+        await admin.close()
 
     assert c_prof.stats.duplicates == 1 and c_prof.stats.dead_lettered == 1
     assert dead == [f"{profiles.name}.dlq"]
