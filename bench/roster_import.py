@@ -228,7 +228,7 @@ async def main(rows: int, searches: int, seed: int) -> dict[str, Any]:
         results["csv_again"] = await import_end_to_end(pool, relay, csv_bytes, "register.csv")
         print("CSV again (idempotent)", results["csv_again"])
         async with pool.acquire() as conn:
-            await conn.execute("TRUNCATE team_members, teams, volunteers, outbox")
+            await conn.execute("TRUNCATE team_members, teams, volunteer_search, volunteers, outbox")
         results["xlsx"] = await import_end_to_end(pool, relay, xlsx_bytes, "register.xlsx")
         print("XLSX ", results["xlsx"])
         results["search"] = await search_figures(pool, searches, seed)

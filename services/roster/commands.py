@@ -400,7 +400,7 @@ async def seed_roster(conn: asyncpg.Connection, volunteers: Sequence[Volunteer],
             await conn.execute("DELETE FROM team_members WHERE team_id = ANY($1::uuid[]) "
                                "OR volunteer_id = ANY($2::uuid[])", old_teams, old_ids)
             await conn.execute("DELETE FROM teams WHERE id = ANY($1::uuid[])", old_teams)
-            await conn.execute("DELETE FROM volunteers WHERE id = ANY($1::uuid[])", old_ids)
+            await repo.delete_volunteers(conn, old_ids)
             for tid in old_teams:
                 await outbox.add_tombstone(conn, ROSTER_TEAM, str(tid), event_id=uuid.uuid4(),
                                            event_type="TeamUpdated", producer="roster")

@@ -106,9 +106,12 @@ def _volunteer(r: asyncpg.Record) -> Volunteer:
     )
 
 
-def search_keys(unit_code: str, skills: Sequence[str]) -> list[str]:
-    """Keys of the skill × unit search index: ``<skill>@<county code>`` and ``<skill>@<town code>``."""
-    return [f"{s}@{unit_code[:n]}" for n in (6, 9) for s in skills]
+def search_rows(v: Volunteer) -> list[tuple[str, str, UUID]]:
+    """Rows of ``volunteer_search`` for ``v``: ``(<skill or *>@<city|county|town code>, unit_code, id)``; none when retired."""
+    if not v.active:
+        return []
+    code = v.unit_code
+    return [(f"{s}@{code[:n]}", code, v.id) for s in (*dict.fromkeys(v.skills), "*") for n in (4, 6, 9)]
 
 
 def _record(v: Volunteer) -> tuple[Any, ...]:
@@ -116,12 +119,11 @@ def _record(v: Volunteer) -> tuple[Any, ...]:
         v.id, v.revision, v.name, v.mobile, v.unit_code, v.lat, v.lon, list(v.skills),
         [c.to_json() for c in v.certificates], v.availability.value, v.unavailable_until, v.wechat_openid,
         v.wechat_subscribed, v.preferred_channel.value, v.consent, v.sms_consent, v.active,
-        search_keys(v.unit_code, v.skills),
     )
 
 
 _V_COLUMNS = [c.strip() for c in _V_COLS.split(",")]
-_V_WRITE_COLUMNS = [*_V_COLUMNS, "search_keys"]
+_S_COLUMNS = ["key", "unit_code", "volunteer_id"]
 
 
 async def get_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, *, for_update: bool = False) -> Volunteer | None:
@@ -154,7 +156,9 @@ async def volunteers_by_mobile(conn: asyncpg.Connection, mobiles: Sequence[str])
 
 async def insert_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volunteer]) -> None:
     """Insert new volunteers with COPY (their team memberships are written separately)."""
-    await conn.copy_records_to_table("volunteers", records=[_record(v) for v in volunteers], columns=_V_WRITE_COLUMNS)
+    await conn.copy_records_to_table("volunteers", records=[_record(v) for v in volunteers], columns=_V_COLUMNS)
+    await conn.copy_records_to_table("volunteer_search", records=[r for v in volunteers for r in search_rows(v)],
+                                     columns=_S_COLUMNS)
 
 
 async def update_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volunteer]) -> None:
@@ -162,10 +166,19 @@ async def update_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volun
     if not volunteers:
         return
     await conn.execute("CREATE TEMP TABLE _vol (LIKE volunteers INCLUDING DEFAULTS) ON COMMIT DROP")
-    await conn.copy_records_to_table("_vol", records=[_record(v) for v in volunteers], columns=_V_WRITE_COLUMNS)
-    sets = ", ".join(f"{c} = s.{c}" for c in _V_WRITE_COLUMNS if c != "id")
+    await conn.copy_records_to_table("_vol", records=[_record(v) for v in volunteers], columns=_V_COLUMNS)
+    sets = ", ".join(f"{c} = s.{c}" for c in _V_COLUMNS if c != "id")
     await conn.execute(f"UPDATE volunteers v SET {sets}, updated_at = now() FROM _vol s WHERE v.id = s.id")
     await conn.execute("DROP TABLE _vol")
+    await conn.execute("DELETE FROM volunteer_search WHERE volunteer_id = ANY($1::uuid[])", [v.id for v in volunteers])
+    await conn.copy_records_to_table("volunteer_search", records=[r for v in volunteers for r in search_rows(v)],
+                                     columns=_S_COLUMNS)
+
+
+async def delete_volunteers(conn: asyncpg.Connection, ids: Sequence[UUID]) -> None:
+    """Delete volunteers and their search rows (memberships must be gone already)."""
+    await conn.execute("DELETE FROM volunteer_search WHERE volunteer_id = ANY($1::uuid[])", list(ids))
+    await conn.execute("DELETE FROM volunteers WHERE id = ANY($1::uuid[])", list(ids))
 
 
 async def add_memberships(conn: asyncpg.Connection, pairs: Iterable[tuple[UUID, UUID]]) -> None:
@@ -214,17 +227,12 @@ def _where(f: SearchFilter) -> tuple[str, list[Any]]:
     clauses = ["v.active = $1"]
     args: list[Any] = [f.active]
     unit = subtree_prefix(f.unit) if f.unit else None
-    if f.skill and unit and len(unit) in (6, 9):
-        # One GIN lookup on the generated search keys (migration 0003): <skill>@<county or town>.
-        args.append([f"{f.skill}@{unit}"])
-        clauses.append(f"v.search_keys @> ${len(args)}::text[]")
-    else:
-        if unit:
-            args.append(unit + "%")
-            clauses.append(f"v.unit_code LIKE ${len(args)}")
-        if f.skill:
-            args.append([f.skill])
-            clauses.append(f"v.skills @> ${len(args)}::text[]")
+    if unit:
+        args.append(unit + "%")
+        clauses.append(f"v.unit_code LIKE ${len(args)}")
+    if f.skill:
+        args.append([f.skill])
+        clauses.append(f"v.skills @> ${len(args)}::text[]")
     if f.certified_on:
         args.append(f.certified_on)
         d = f"${len(args)}::date"
@@ -256,9 +264,21 @@ async def search_volunteers(
 ) -> tuple[list[Volunteer], int]:
     """One page of volunteers matching ``f``, ordered by unit code then id, and the total count.
 
-    One scan: the page and the total (a window count) come from the same query; team ids are
-    gathered for the page's rows only.
+    Fast path (active volunteers, filtered by a city/county/town and optionally a skill, nothing
+    else): an index-only range scan of ``volunteer_search`` for the page and an index-only count.
+    Otherwise one scan of ``volunteers`` gives the page and the total (a window count). Team ids
+    are gathered for the page's rows only.
     """
+    unit = subtree_prefix(f.unit) if f.unit else None
+    if (f.active and unit and len(unit) in (4, 6, 9) and f.certified_on is None and f.availability is None
+            and not f.name):
+        key = f"{f.skill or '*'}@{unit}"
+        total = int(await conn.fetchval("SELECT count(*) FROM volunteer_search WHERE key = $1", key))
+        ids = [r["volunteer_id"] for r in await conn.fetch(
+            "SELECT volunteer_id FROM volunteer_search WHERE key = $1 ORDER BY unit_code, volunteer_id "
+            "LIMIT $2 OFFSET $3", key, page_size, (page - 1) * page_size)]
+        found = {v.id: v for v in await get_volunteers(conn, ids)}
+        return [found[i] for i in ids if i in found], total
     where, args = _where(f)
     n = len(args)
     cols = ", ".join(f"v.{c}" for c in _V_COLUMNS)

@@ -187,3 +187,35 @@ async def test_unsubscribe_reply_withdraws_sms_consent(client: httpx.AsyncClient
     async with roster_pool.acquire() as conn, conn.transaction():
         await handle_reply(conn, accept)
     assert (await client.get(f"/volunteers/{v['id']}")).json()["revision"] == 2
+
+
+async def test_subtree_search_index_agrees_with_the_volunteers_table(client: httpx.AsyncClient, roster_pool: Any) -> None:
+    made = []
+    for _ in range(3):
+        r = await client.post("/volunteers", json=body(skills=["rope_rescue", "driver"], certificates=[]))
+        made.append(r.json()["id"])
+    moved = made[2]
+    await client.patch(f"/volunteers/{moved}", json={"unit_code": "330602001004"})  # to 越城区 塔山街道
+    await client.delete(f"/volunteers/{made[1]}")
+    for unit in ("3306", "330600", "330603", "330603105", "330602001"):
+        got: list[str] = []
+        page = 1
+        while True:
+            r = (await client.get("/volunteers", params={"unit": unit, "skill": "rope_rescue", "page": page,
+                                                         "page_size": 2})).json()
+            got += [v["id"] for v in r["items"]]
+            if len(r["items"]) < 2:
+                break
+            page += 1
+        prefix = "3306" if unit == "330600" else unit
+        async with roster_pool.acquire() as conn:
+            expected = [str(x["id"]) for x in await conn.fetch(
+                "SELECT id FROM volunteers WHERE active AND starts_with(unit_code, $1) AND 'rope_rescue' = ANY(skills) "
+                "ORDER BY unit_code, id", prefix)]
+        assert got == expected and r["total"] == len(expected)
+    in_town = (await client.get("/volunteers", params={"unit": "330603105", "skill": "rope_rescue",
+                                                        "page_size": 1000})).json()
+    ids = {v["id"] for v in in_town["items"]}
+    assert made[0] in ids and made[1] not in ids and moved not in ids
+    in_tashan = (await client.get("/volunteers", params={"unit": "330602001", "page_size": 1000})).json()
+    assert moved in {v["id"] for v in in_tashan["items"]}
