@@ -60,6 +60,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import orjson
+from httpx_aiohttp import HttpxAiohttpClient
 from fastapi import Body, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -138,7 +139,8 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as http:
+        # httpx's interface on aiohttp's transport: far faster than httpx's own pool with many pushes in flight.
+        async with HttpxAiohttpClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)) as http:
             pusher = CallbackPusher(http=http, state=state, build=build, delay=settings.receipt_delay_seconds,
                                     minute=settings.callback_minute_seconds)
             runtime["pusher"] = pusher

@@ -12,6 +12,7 @@ Error hierarchy: see :mod:`services.notify.channels.base`.
 from __future__ import annotations
 
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 
 from services.notify.channels.base import (
     ChannelConfigError,
@@ -33,7 +34,19 @@ __all__ = [
     "Uplink",
     "build_providers",
     "provider_by_name",
+    "provider_http_client",
 ]
+
+
+def provider_http_client(settings: NotifySettings) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` to hand to :func:`build_providers`: httpx's interface on aiohttp's transport.
+
+    Measured here (bench/providers_fanout.py and /tmp experiments, 300 POSTs to a local server, 32 in
+    flight): plain httpx 0.28 took 5.9 s, the same client on the aiohttp transport 0.67 s. Create it inside
+    the running event loop; close it with ``aclose()``.
+    """
+    return HttpxAiohttpClient(timeout=settings.provider_timeout_seconds,
+                              limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
 
 def _sms(settings: NotifySettings, name: str) -> ChannelProvider:
