@@ -48,8 +48,13 @@ def aliyun_provider_message_id(out_id: str, mobile: str) -> str:
     return f"{out_id}:{to_national(mobile)}"
 
 
+def _is_batch_id(out_id: str | None) -> bool:
+    """A batch's OutId: ``b`` + 32 hex digits (a message's OutId is a UUID with dashes)."""
+    return out_id is not None and len(out_id) == 33 and out_id.startswith(_BATCH_PREFIX)
+
+
 def _message_id_of(out_id: str | None) -> UUID | None:
-    if not out_id or out_id.startswith(_BATCH_PREFIX):
+    if not out_id or _is_batch_id(out_id):
         return None
     try:
         return UUID(out_id)
@@ -222,7 +227,7 @@ class AliyunSms(ChannelProvider):
             if d.out_id == str(message.message_id):
                 return SendResult(message.message_id, True, aliyun_provider_message_id(d.out_id, mobile))
         for d in candidates:
-            if d.out_id and d.out_id.startswith(_BATCH_PREFIX) and values and all(v in (d.content or "") for v in values):
+            if _is_batch_id(d.out_id) and values and all(v in (d.content or "") for v in values):
                 return SendResult(message.message_id, True, aliyun_provider_message_id(d.out_id, mobile))
         if not candidates:
             return SendResult(message.message_id, False, None, "not_found", retryable=True)

@@ -74,7 +74,7 @@ _STATUSES = TypeAdapter(list[_Status])
 
 
 def _uuid_or_none(value: str | None) -> UUID | None:
-    if not value or value.startswith(_BATCH_PREFIX):
+    if not value or (len(value) == 33 and value.startswith(_BATCH_PREFIX)):  # a batch's context
         return None
     try:
         return UUID(value)
