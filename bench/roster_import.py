@@ -121,6 +121,8 @@ async def import_end_to_end(pool: Any, relay: OutboxRelay, data: bytes, name: st
         plan = validate_register(table, units, await repo.active_team_names(conn))
         t_valid = time.perf_counter()
         report = await commands.import_register(conn, plan)
+        if report.committed:
+            await repo.vacuum_search(conn)  # as commands.import_file does after a bulk import
         t_commit = time.perf_counter()
         await conn.execute("UPDATE outbox SET topic = 'bench.' || topic WHERE published_at IS NULL")
     t_retopic = time.perf_counter()

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+BULK_ROWS = 1000  # a bulk write this large is followed by VACUUM ANALYZE of the search table
 _SKILL_CODES = {s.code for s in SKILLS}
 
 
@@ -411,6 +412,8 @@ async def seed_roster(conn: asyncpg.Connection, volunteers: Sequence[Volunteer],
         await repo.insert_teams(conn, teams)
         await outbox.add_many(conn, [item for v in volunteers for item in volunteer_events(v)])
         await outbox.add_many(conn, [(ROSTER_TEAM, str(t.id), team_event(t)) for t in teams])
+    if len(volunteers) >= BULK_ROWS:
+        await repo.vacuum_search(conn)
     log.info("roster.seeded", volunteers=len(volunteers), teams=len(teams), removed=removed)
     return {"volunteers": len(volunteers), "teams": len(teams), "removed": removed}
 
@@ -428,4 +431,7 @@ async def import_file(conn: asyncpg.Connection, data: bytes, filename: str, *, d
     units = await load_directory(conn)
     teams = await repo.active_team_names(conn)
     plan = validate_register(table, units, teams)
-    return await import_register(conn, plan, dry_run=dry_run)
+    report = await import_register(conn, plan, dry_run=dry_run)
+    if report.committed and report.created + report.updated >= BULK_ROWS:
+        await repo.vacuum_search(conn)
+    return report

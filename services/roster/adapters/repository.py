@@ -175,6 +175,18 @@ async def update_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volun
                                      columns=_S_COLUMNS)
 
 
+async def vacuum_search(conn: asyncpg.Connection) -> bool:
+    """``VACUUM ANALYZE volunteer_search`` after a bulk write, so subtree counts are index-only again.
+
+    Skipped (returns False) inside a transaction, where VACUUM cannot run; autovacuum catches up.
+    """
+    if conn.is_in_transaction():
+        return False
+    await conn.execute("VACUUM (ANALYZE) volunteer_search")
+    await conn.execute("ANALYZE volunteers")
+    return True
+
+
 async def delete_volunteers(conn: asyncpg.Connection, ids: Sequence[UUID]) -> None:
     """Delete volunteers and their search rows (memberships must be gone already)."""
     await conn.execute("DELETE FROM volunteer_search WHERE volunteer_id = ANY($1::uuid[])", list(ids))
