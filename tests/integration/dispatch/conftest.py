@@ -129,3 +129,24 @@ async def wait_for(check: Callable[[], Any], *, timeout: float = 20.0, every: fl
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+@asynccontextmanager
+async def served_app(db: DispatchDb, *, consumers: Iterable[str] = ()) -> AsyncIterator[str]:
+    """The dispatch app served by uvicorn on a free port (for clients outside the process's loop, e.g. the CLI)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(settings_for(db), consumers=list(consumers))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_for(lambda: server.started, timeout=20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

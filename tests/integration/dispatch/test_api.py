@@ -70,9 +70,9 @@ async def test_point_in_another_county_is_refused(dispatch_db: DispatchDb, clien
     keqiao = next(c for c in u.names if len(c) == 12 and c.startswith("330603") and c[:9] in u.centres)
     shengzhou_town = next(c for c in u.centres if len(c) == 9 and c.startswith("330683"))
     lat, lon = u.centres[shengzhou_town]
+    headers = await token(dispatch_db)
     before = await counts(dispatch_db)
-    r = await client.post("/incidents", headers=await token(dispatch_db),
-                          json=incident_body(keqiao, lat=lat, lon=lon))
+    r = await client.post("/incidents", headers=headers, json=incident_body(keqiao, lat=lat, lon=lon))
     assert r.status_code == 422 and "is not in" in r.json()["detail"]
     assert await counts(dispatch_db) == before
 
@@ -81,12 +81,12 @@ async def test_tokens_roles_and_scope(dispatch_db: DispatchDb, client: httpx.Asy
     town, villages = a_town_with_villages(1, index=4)
     other_county = "330683" if not town.startswith("330683") else "330602"
     body = incident_body(villages[0])
+    viewer = await token(dispatch_db, "viewer", town[:6])
+    outsider = await token(dispatch_db, "county", other_county)
     before = await counts(dispatch_db)
     assert (await client.post("/incidents", json=body)).status_code == 401
     assert (await client.post("/incidents", json=body, headers={"Authorization": "Bearer nope"})).status_code == 401
-    viewer = await token(dispatch_db, "viewer", town[:6])
     assert (await client.post("/incidents", json=body, headers=viewer)).status_code == 403
-    outsider = await token(dispatch_db, "county", other_county)
     assert (await client.post("/incidents", json=body, headers=outsider)).status_code == 403
     assert await counts(dispatch_db) == before
 
