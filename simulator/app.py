@@ -60,9 +60,9 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import orjson
-from httpx_aiohttp import HttpxAiohttpClient
 from fastapi import Body, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from httpx_aiohttp import HttpxAiohttpClient
 
 from services.notify.channels.tencent import tencent_reply_dedup_key
 from shared.logging import get_logger
@@ -379,7 +379,7 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
                         code, message = "LimitExceeded.DeliveryFrequencyLimit", "delivery frequency limit"
                     else:
                         code, message = "Ok", "send success"
-                    if code != "Ok":
+                    if code != "Ok" or national is None:
                         state.reject(code)
                         statuses.append({**entry, "Code": code, "Message": message})
                         continue

@@ -11,12 +11,15 @@ app = typer.Typer(help="Provider simulator: Aliyun SMS, Tencent SMS and WeChat o
 
 
 @app.command("serve")
-def serve(
-    port: int | None = typer.Option(None, help="Port (default SIMULATOR_PORT or 8190)."),
-    notify_url: str | None = typer.Option(None, help="Base URL of notify's callbacks (default SIMULATOR_NOTIFY_URL)."),
-    log_path: Path | None = typer.Option(None, help="Append-only JSONL log of delivered messages "
-                                                    "(default SIMULATOR_LOG_PATH, else the stack's state dir)."),
-    receipt_delay: float | None = typer.Option(None, help="Seconds before a delivery receipt is pushed."),
+def serve(  # typer options as defaults, as in muster/cli.py
+    port: int | None = typer.Option(None, help="Port (default SIMULATOR_PORT or 8190)."),  # noqa: B008
+    notify_url: str | None = typer.Option(  # noqa: B008
+        None, help="Base URL of notify's callbacks (default SIMULATOR_NOTIFY_URL)."),
+    log_path: Path | None = typer.Option(  # noqa: B008
+        None, help="Append-only JSONL log of delivered messages (default SIMULATOR_LOG_PATH, else the stack's "
+                   "state dir)."),
+    receipt_delay: float | None = typer.Option(  # noqa: B008
+        None, help="Seconds before a delivery receipt is pushed."),
 ) -> None:
     """Run the simulator in the foreground (keys from the stack's env file, as notify reads them)."""
     import uvicorn

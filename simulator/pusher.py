@@ -54,6 +54,7 @@ class CallbackPusher:
         build: ``build(stream, items) -> (url, content, headers)`` renders a push in the provider's format.
         delay: seconds between accepting a message and pushing its receipt.
         minute: real seconds per documented minute in the retry schedules.
+
     """
 
     def __init__(self, *, http: httpx.AsyncClient, state: SimState,

@@ -24,6 +24,7 @@ async def serve_in_background(app: Any, *, host: str = "127.0.0.1", port: int = 
 
     Raises:
         RuntimeError: the server did not start within 10 seconds.
+
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -52,6 +52,7 @@ def aliyun_rpc_v1_signature(method: str, params: Mapping[str, str], secret: str)
         method: ``GET`` or ``POST``.
         params: every request parameter (query and form), ``Signature`` excluded (ignored if present).
         secret: the AccessKey secret (case-sensitive).
+
     """
     pairs = sorted((k, v) for k, v in params.items() if k != "Signature")
     query = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in pairs)
@@ -74,6 +75,7 @@ def parse_acs3_authorization(header: str) -> Acs3Authorization:
 
     Raises:
         ValueError: not ``ACS3-HMAC-SHA256 Credential=...,SignedHeaders=...,Signature=...``.
+
     """
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != "ACS3-HMAC-SHA256":
@@ -96,16 +98,21 @@ def aliyun_acs3_signature(
     payload_sha256_hex: str,
     secret: str,
 ) -> str:
-    """Aliyun V3 signature (ACS3-HMAC-SHA256), lowercase hex.
+    r"""Aliyun V3 signature (ACS3-HMAC-SHA256), lowercase hex.
 
     CanonicalRequest = METHOD, URI, sorted percent-encoded query, ``name:value`` lines of the signed headers
     (lowercase names, sorted), a blank line, SignedHeaders, hex SHA-256 of the body; StringToSign =
-    ``ACS3-HMAC-SHA256\\n`` + hex SHA-256(CanonicalRequest); signature = hex HMAC-SHA256(secret, StringToSign).
+    ``ACS3-HMAC-SHA256\n`` + hex SHA-256(CanonicalRequest); signature = hex HMAC-SHA256(secret, StringToSign).
 
     Args:
+        method: the HTTP method.
+        path: the request path (``/``).
+        query: the query parameters, decoded.
         headers: request headers; names are matched case-insensitively.
         signed_headers: lowercase header names, as listed in ``SignedHeaders``.
         payload_sha256_hex: hex SHA-256 of the body (``x-acs-content-sha256``).
+        secret: the AccessKey secret.
+
     """
     lower = {k.lower(): v for k, v in headers.items()}
     canonical_query = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in sorted(query.items()))
@@ -134,6 +141,7 @@ def parse_tc3_authorization(header: str) -> Tc3Authorization:
 
     Raises:
         ValueError: not a TC3-HMAC-SHA256 header.
+
     """
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != "TC3-HMAC-SHA256":
@@ -167,9 +175,17 @@ def tc3_signature(
     date (``YYYY-MM-DD``) of ``timestamp`` (seconds since the epoch).
 
     Args:
+        method: the HTTP method.
+        path: the request path (``/``).
         query: the canonical query string as sent (empty for POST).
         headers: request headers; names matched case-insensitively; values lowercased as TC3 specifies.
         signed_headers: lowercase names from ``SignedHeaders``.
+        payload: the request body as sent.
+        timestamp: ``X-TC-Timestamp``, seconds since the epoch.
+        service: the service of the credential scope (``sms``).
+        secret_key: the SecretKey.
+
+
     """
     import datetime as _dt
 

@@ -99,7 +99,7 @@ class SimHarness:
             "wechat_base_url": self.url, "wechat_app_id": s.wechat_app_id, "wechat_app_secret": s.wechat_app_secret,
             **overrides,
         }
-        return NotifySettings(**values)  # type: ignore[call-arg]
+        return NotifySettings(**values)
 
     async def reset(self) -> None:
         await self.http.post(f"{self.url}/sim/reset")

@@ -77,11 +77,13 @@ def _sms(settings: NotifySettings, name: str) -> ChannelProvider:
 
 
 def provider_by_name(settings: NotifySettings, http: httpx.AsyncClient, name: str) -> ChannelProvider:
-    """One provider by name (``aliyun`` | ``tencent`` | ``wechat``), e.g. to parse a callback of a provider that is
-    not the active one any more.
+    """One provider by name (``aliyun`` | ``tencent`` | ``wechat``).
+
+    E.g. to parse a callback of a provider that is not the active one any more.
 
     Raises:
         ChannelConfigError: unknown name or missing credentials.
+
     """
     if name == "wechat":
         from services.notify.channels.wechat import WeChatTemplate
@@ -98,8 +100,9 @@ def provider_by_name(settings: NotifySettings, http: httpx.AsyncClient, name: st
 
 
 def build_providers(settings: NotifySettings, http: httpx.AsyncClient) -> dict[Channel, ChannelProvider]:
-    """The active providers by channel: the SMS provider named by ``sms_provider`` (always), and WeChat when its
-    AppSecret is configured.
+    """The active providers by channel.
+
+    The SMS provider named by ``sms_provider`` (always), and WeChat when its AppSecret is configured.
 
     Args:
         settings: notify's settings (provider base URLs, keys, templates).
@@ -107,6 +110,7 @@ def build_providers(settings: NotifySettings, http: httpx.AsyncClient) -> dict[C
 
     Raises:
         ChannelConfigError: the active SMS provider's secret is missing.
+
     """
     providers: dict[Channel, ChannelProvider] = {Channel.SMS: _sms(settings, settings.sms_provider)}
     if settings.wechat_app_secret is not None:

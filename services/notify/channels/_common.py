@@ -28,6 +28,7 @@ def parse_local_time(value: str) -> datetime:
 
     Raises:
         ValueError: not in that format.
+
     """
     return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=SHANGHAI).astimezone(UTC)
 

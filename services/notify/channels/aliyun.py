@@ -32,7 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from Tea.exceptions import TeaException
 
 from services.notify.channels._common import SHANGHAI, chunks, limiter, parse_local_time
-from services.notify.channels.base import ChannelProvider, DeliveryReceipt, OutboundMessage, SendResult, Uplink
+from services.notify.channels.base import (
+    ChannelProvider,
+    DeliveryReceipt,
+    OutboundMessage,
+    SendResult,
+    Uplink,
+)
 from services.notify.channels.codes import TRANSPORT_ERROR, aliyun_classify, to_e164, to_national
 from shared.logging import get_logger
 from shared.vocabulary import Channel
@@ -103,6 +109,7 @@ class AliyunSms(ChannelProvider):
         templates: approved TemplateCode per :class:`MessageKind` value.
         rate_per_second: client-side request limit (Aliyun's own is 5,000 QPS per account).
         timeout_seconds: connect and read timeout.
+
     """
 
     name = "aliyun"
@@ -240,6 +247,7 @@ class AliyunSms(ChannelProvider):
 
         Raises:
             ValueError: not a JSON array of SmsReport items.
+
         """
         receipts = []
         for r in _REPORTS.validate_json(body):
@@ -259,6 +267,7 @@ class AliyunSms(ChannelProvider):
 
         Raises:
             ValueError: not a JSON array of SmsUp items, or a sender that is not a mainland mobile.
+
         """
         return [
             Uplink(provider="aliyun", sender=to_e164(u.phone_number), text=u.content,

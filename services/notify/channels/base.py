@@ -77,6 +77,7 @@ class OutboundMessage:
             with ``isv.INVALID_JSON_PARAM``).
         url: WeChat only: link to the reply page.
         drill: the message belongs to a drill.
+
     """
 
     message_id: UUID
@@ -101,6 +102,7 @@ class SendResult:
         retryable: try again later (rate limit, system busy, timeout).
         recipient_permanent: this recipient cannot be reached on this channel (invalid number or openid,
             not following, refused, blacklisted): fall back or give up.
+
     """
 
     message_id: UUID
@@ -122,6 +124,7 @@ class DeliveryReceipt:
         delivered: the phone received it.
         error_code: the provider's status code when not delivered (``failed:user block``, ``MK:0001``...).
         reported_at: when the provider says it happened, UTC.
+
     """
 
     provider_message_id: str | None
@@ -143,6 +146,7 @@ class Uplink:
         received_at: when the provider received it, UTC.
         dedup_key: the provider's sequence id, or a hash of the item when the provider sends none
             (Tencent); the same callback redelivered gives the same key.
+
     """
 
     provider: str
@@ -160,6 +164,7 @@ class ChannelProvider(ABC):
         channel: the channel it serves.
         max_batch: recipients per request (Aliyun SendBatchSms 100, Tencent 200, WeChat 1).
         rate_per_second: the client-side request limit the caller should respect.
+
     """
 
     name: str
@@ -182,7 +187,7 @@ class ChannelProvider(ABC):
 
     @abstractmethod
     async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
-        """Resolve an in-doubt send: did the provider already accept ``message.message_id``?
+        """Resolve an in-doubt send: did the provider already accept ``message.message_id``.
 
         Args:
             message: the message whose send outcome is unknown (crash or timeout mid-send).
@@ -191,6 +196,7 @@ class ChannelProvider(ABC):
         Returns:
             an accepted :class:`SendResult` when the provider has it, a not-accepted one when the provider
             certainly does not have it, None when the provider cannot tell.
+
         """
 
     @abstractmethod
@@ -199,6 +205,7 @@ class ChannelProvider(ABC):
 
         Raises:
             ValueError: the body is malformed (not the provider's format).
+
         """
 
     @abstractmethod
@@ -207,4 +214,5 @@ class ChannelProvider(ABC):
 
         Raises:
             ValueError: the body is malformed, or the provider has no uplinks (WeChat).
+
         """

@@ -76,6 +76,7 @@ def to_national(mobile: str) -> str:
 
     Raises:
         ValueError: not a mainland China mobile number.
+
     """
     m = _MOBILE.match(mobile.replace(" ", "").replace("-", ""))
     if m is None:
@@ -88,5 +89,6 @@ def to_e164(mobile: str) -> str:
 
     Raises:
         ValueError: not a mainland China mobile number.
+
     """
     return "+86" + to_national(mobile)

@@ -32,7 +32,13 @@ from tencentcloud.sms.v20210111 import models as sms_models
 from tencentcloud.sms.v20210111.sms_client_async import SmsClient
 
 from services.notify.channels._common import chunks, limiter, parse_local_time
-from services.notify.channels.base import ChannelProvider, DeliveryReceipt, OutboundMessage, SendResult, Uplink
+from services.notify.channels.base import (
+    ChannelProvider,
+    DeliveryReceipt,
+    OutboundMessage,
+    SendResult,
+    Uplink,
+)
 from services.notify.channels.codes import TRANSPORT_ERROR, tencent_classify, to_e164
 from shared.logging import get_logger
 from shared.vocabulary import Channel
@@ -92,6 +98,7 @@ class TencentSms(ChannelProvider):
         templates: ``TemplateId`` per :class:`MessageKind` value.
         rate_per_second: client-side request limit (Tencent's default is 3,000 requests/s).
         timeout_seconds: request timeout (the SDK takes whole seconds; at least 1).
+
     """
 
     name = "tencent"
@@ -195,6 +202,7 @@ class TencentSms(ChannelProvider):
 
         Raises:
             ValueError: not a JSON array of status items.
+
         """
         return [
             DeliveryReceipt(
@@ -211,6 +219,7 @@ class TencentSms(ChannelProvider):
 
         Raises:
             ValueError: not a reply object, or the sender is not a mainland mobile.
+
         """
         reply = _Reply.model_validate_json(body)
         if reply.nationcode != "86":
@@ -229,6 +238,7 @@ def tencent_reply_dedup_key(item: Mapping[str, object]) -> str:
 
     Raises:
         ValueError: not a reply object.
+
     """
     return _dedup_key(_Reply.model_validate(item))
 

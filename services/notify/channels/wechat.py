@@ -26,7 +26,13 @@ import httpx
 import xmltodict
 
 from services.notify.channels._common import limiter
-from services.notify.channels.base import ChannelProvider, DeliveryReceipt, OutboundMessage, SendResult, Uplink
+from services.notify.channels.base import (
+    ChannelProvider,
+    DeliveryReceipt,
+    OutboundMessage,
+    SendResult,
+    Uplink,
+)
 from services.notify.channels.codes import TRANSPORT_ERROR, WECHAT_TOKEN_ERRORS, wechat_classify
 from shared.logging import get_logger
 from shared.vocabulary import Channel
@@ -51,6 +57,7 @@ class WeChatTemplate(ChannelProvider):
         use_bizsend: send subscribe notices instead of template messages.
         rate_per_second: client-side request limit.
         concurrency: requests in flight at once.
+
     """
 
     name = "wechat"
@@ -88,6 +95,7 @@ class WeChatTemplate(ChannelProvider):
         Raises:
             httpx.HTTPError: WeChat could not be reached.
             RuntimeError: WeChat refused the credentials (errcode in the message).
+
         """
         async with self._token_lock:
             if self._token and time.monotonic() < self._token_expires and not force_refresh:
@@ -183,6 +191,7 @@ class WeChatTemplate(ChannelProvider):
 
         Raises:
             ValueError: not a WeChat XML push, or a finish event without ``MsgID`` / ``Status``.
+
         """
         xml = self._parse_xml(body)
         if xml.get("MsgType") != "event" or xml.get("Event") != "TEMPLATESENDJOBFINISH":
@@ -202,6 +211,7 @@ class WeChatTemplate(ChannelProvider):
 
         Raises:
             ValueError: not a WeChat XML push.
+
         """
         xml = self._parse_xml(body)
         if xml.get("MsgType") != "text":
