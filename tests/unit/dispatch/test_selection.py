@@ -144,3 +144,33 @@ def test_selection_properties(vols: list[VolunteerCandidate], limit: int, level:
                 and within_unit(v.unit_code, {Level.VILLAGE: VILLAGE, Level.TOWN: VILLAGE[:9],
                                               Level.COUNTY: VILLAGE[:6], Level.CITY: "330600"}[level])]
     assert len(ids) == min(limit, len(eligible))
+
+
+@settings(max_examples=100, deadline=None)
+@given(vols=volunteers_st, need=st.integers(1, 6), accept_every=st.integers(1, 4), factor=st.sampled_from([1.0, 1.5, 2.0]))
+def test_waves_over_an_incident_never_call_anyone_twice(
+    vols: list[VolunteerCandidate], need: int, accept_every: int, factor: float
+) -> None:
+    """Waves and escalation composed as the ticker composes them, until filled or unfilled."""
+    from services.dispatch.domain.waves import LEVEL_ORDER, CallWave, Escalate, decide, wave_size
+
+    called: list[UUID] = []
+    level, filled, levels_seen = Level.VILLAGE, 0, [Level.VILLAGE]
+    for _ in range(50):
+        outstanding = need - filled
+        picked = select_volunteers(vols, skill="search_rescue", lat=LAT, lon=LON, unit_code=VILLAGE, level=level,
+                                   at=AT, called=frozenset(called), limit=wave_size(outstanding, factor))
+        d = decide(outstanding=outstanding, level=level, max_level=Level.CITY, eligible_left=len(picked),
+                   factor=factor)
+        if isinstance(d, CallWave):
+            wave = [v.volunteer_id for v, _ in picked[: d.size]]
+            called.extend(wave)
+            filled += min(len(wave[::accept_every]), outstanding)  # some of them accept, never beyond the need
+        elif isinstance(d, Escalate):
+            level = d.to_level
+            levels_seen.append(level)
+        else:
+            break
+    assert len(called) == len(set(called))
+    assert filled <= need
+    assert [LEVEL_ORDER.index(x) for x in levels_seen] == sorted(LEVEL_ORDER.index(x) for x in levels_seen)
