@@ -26,7 +26,7 @@ async def _load_units_if_empty(runtime: Runtime) -> None:
 
 def create_app(settings: RosterSettings | None = None) -> FastAPI:
     """Build the roster service's app (connects nothing until started)."""
-    settings = settings or RosterSettings()  # type: ignore[call-arg]
+    settings = settings or RosterSettings()
     from services.roster.consumers import unsubscribe_consumer
 
     spec = ServiceSpec(

@@ -29,7 +29,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 def _settings() -> Any:
     from shared.settings import RosterSettings
 
-    return RosterSettings()  # type: ignore[call-arg]
+    return RosterSettings()
 
 
 async def _open(settings: Any) -> Any:
@@ -71,7 +71,7 @@ def _published(n: int | None) -> str:
 
 
 @app.command("load-divisions")
-def load_divisions(file: Path | None = typer.Argument(None, help="Divisions CSV (default: bundled Shaoxing file).")) -> None:
+def load_divisions(file: Path | None = typer.Argument(None, help="Divisions CSV (default: bundled Shaoxing file).")) -> None:  # noqa: B008 - typer idiom
     """Load or update the organisation units from a divisions file (columns as in data/SOURCE.md)."""
     from services.roster.divisions import load_file
     from services.roster.domain.units import DivisionsFileError
@@ -95,7 +95,7 @@ def load_divisions(file: Path | None = typer.Argument(None, help="Divisions CSV 
 
 @app.command("import")
 def import_cmd(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV or XLSX register."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV or XLSX register."),  # noqa: B008 - typer idiom
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and count; write nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     publish: bool = typer.Option(True, help="Publish the outbox when no service relay runs."),

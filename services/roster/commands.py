@@ -121,6 +121,7 @@ async def create_volunteer(conn: asyncpg.Connection, v: Volunteer) -> Volunteer:
     Raises:
         Conflict: the mobile belongs to another volunteer.
         InvalidReference: unknown unit (or not a village), unknown skill.
+
     """
     v = replace(v, revision=1, team_ids=())
     _check_skills(v)
@@ -141,6 +142,7 @@ async def update_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, changes
         NotFound: no such volunteer, or retired.
         Conflict: the new mobile belongs to another volunteer.
         InvalidReference: unknown unit or skill.
+
     """
     async with conn.transaction():
         old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
@@ -170,6 +172,7 @@ async def retire_volunteer(conn: asyncpg.Connection, volunteer_id: UUID) -> Volu
 
     Raises:
         NotFound: no such volunteer, or already retired.
+
     """
     async with conn.transaction():
         old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
@@ -234,6 +237,7 @@ async def create_team(conn: asyncpg.Connection, t: Team) -> Team:
     Raises:
         Conflict: an active team has this name.
         InvalidReference: unknown unit, unknown member, or a leader who is not a member.
+
     """
     t = replace(t, revision=1, member_ids=tuple(dict.fromkeys(t.member_ids)))
     async with conn.transaction():
@@ -250,6 +254,7 @@ async def update_team(conn: asyncpg.Connection, team_id: UUID, changes: dict[str
 
     Raises:
         NotFound | Conflict | InvalidReference: as for :func:`create_team`.
+
     """
     async with conn.transaction():
         old = await repo.get_team(conn, team_id, for_update=True)
@@ -273,6 +278,7 @@ async def retire_team(conn: asyncpg.Connection, team_id: UUID) -> None:
 
     Raises:
         NotFound: no such team, or already retired.
+
     """
     async with conn.transaction():
         old = await repo.get_team(conn, team_id, for_update=True)
@@ -302,6 +308,7 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
 
     Returns:
         The plan's report with ``created``, ``updated``, ``unchanged`` and ``committed`` filled in.
+
     """
     report = plan.report
     report.dry_run = dry_run
@@ -387,6 +394,7 @@ async def seed_roster(conn: asyncpg.Connection, volunteers: Sequence[Volunteer],
 
     Raises:
         Conflict: such volunteers exist and ``replace_existing`` is not set.
+
     """
     removed = 0
     async with conn.transaction():
@@ -423,6 +431,7 @@ async def import_file(conn: asyncpg.Connection, data: bytes, filename: str, *, d
 
     Raises:
         services.roster.adapters.spreadsheet.SpreadsheetError: the bytes are not a readable register.
+
     """
     from services.roster.adapters.spreadsheet import read_table
     from services.roster.domain.importing import validate_register

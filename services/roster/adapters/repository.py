@@ -217,6 +217,7 @@ class SearchFilter:
             ``unavailable`` or ``off_duty``, or None.
         active: active (True) or retired (False) volunteers.
         name: substring of the name.
+
     """
 
     unit: str | None = None
@@ -318,7 +319,7 @@ async def search_volunteers(
 
 async def counts_by(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Active volunteers by county and skill (``county, county_name, skill, n``; skill None = all)."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """
         SELECT left(v.unit_code, 6) AS county, u.name AS county_name,
                CASE WHEN GROUPING(s.skill) = 1 THEN NULL ELSE coalesce(s.skill, '(none)') END AS skill,
@@ -330,6 +331,7 @@ async def counts_by(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         ORDER BY county, skill NULLS FIRST
         """
     )
+    return rows
 
 
 # --------------------------------------------------------------------------- teams
@@ -363,7 +365,8 @@ async def get_teams(conn: asyncpg.Connection, ids: Iterable[UUID]) -> list[Team]
 async def list_teams(
     conn: asyncpg.Connection, *, unit: str | None, team_type: TeamType | None, active: bool, page: int, page_size: int
 ) -> tuple[list[Team], int]:
-    clauses, args = ["t.active = $1"], [active]
+    clauses: list[str] = ["t.active = $1"]
+    args: list[Any] = [active]
     if unit:
         args.append(subtree_prefix(unit) + "%")
         clauses.append(f"t.unit_code LIKE ${len(args)}")

@@ -30,6 +30,7 @@ def decode_text(data: bytes) -> str:
 
     Raises:
         SpreadsheetError: neither decoding fits.
+
     """
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -50,6 +51,7 @@ def read_table(data: bytes, filename: str = "") -> list[list[object]]:
 
     Raises:
         SpreadsheetError: unreadable workbook or undecodable text.
+
     """
     suffix = Path(filename).suffix.lower()
     if data.startswith(_ZIP) or data.startswith(_OLE) or suffix in (".xlsx", ".xls", ".xlsm", ".ods"):

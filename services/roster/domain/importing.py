@@ -101,6 +101,7 @@ class RowError:
         reason: what is wrong, in plain words.
         suggestion: what was probably meant (closest unit or skill name), when there is one.
         value: the cell as written, phone numbers masked.
+
     """
 
     row: int
@@ -171,6 +172,7 @@ def map_headers(headers: Sequence[object]) -> tuple[dict[str, int], list[str], l
     Returns:
         ``(field → column index, ignored headers, header errors)``; a header error is a field named
         twice, or a missing required column (name, mobile, and a unit: unit code or village).
+
     """
     mapping: dict[str, int] = {}
     ignored: list[str] = []
@@ -216,6 +218,7 @@ def validate_register(
 
     Returns:
         The plan: valid rows and a report listing every error (see the module docstring).
+
     """
     report = ImportReport()
     if not table:

@@ -94,6 +94,7 @@ class Volunteer:
         wechat_openid, wechat_subscribed, preferred_channel: contact channels besides the mobile.
         consent: consented to be called out at all; sms_consent: may be sent SMS (withdrawn by TD/退订).
         active: False once retired.
+
     """
 
     id: UUID
@@ -137,6 +138,7 @@ class Team:
         leader_id: the volunteer through whom the team is called; must be a member.
         member_ids: members, the leader included.
         lat, lon: base location, WGS84 degrees, optional.
+
     """
 
     id: UUID

@@ -64,6 +64,7 @@ def parse_mobile(value: object) -> str:
 
     Raises:
         NormaliseError: empty, or not an 11-digit mainland mobile number.
+
     """
     s = _MOBILE_JUNK.sub("", clean_text(value))
     if not s:
@@ -89,6 +90,7 @@ def parse_date(value: object) -> date | None:
 
     Raises:
         NormaliseError: not a date, or a date that does not exist (2024-02-30).
+
     """
     if value is None:
         return None
@@ -151,6 +153,7 @@ def parse_skills(value: object) -> tuple[tuple[str, ...], list[str]]:
 
     Returns:
         ``(codes, unknown_tokens)``.
+
     """
     s = clean_text(value)
     codes: list[str] = []
@@ -191,6 +194,7 @@ def parse_openid(value: object) -> str | None:
 
     Raises:
         NormaliseError: characters or length that no openid has (16–64 of ``[A-Za-z0-9_-]``).
+
     """
     s = clean_text(value)
     if not s:

@@ -121,6 +121,7 @@ def synthesize(
 
     Raises:
         ValueError: no villages, or more volunteers than the mobile prefix can number.
+
     """
     digits = 14 - len(mobile_prefix)
     if volunteers > 10**digits:

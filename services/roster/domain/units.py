@@ -93,6 +93,7 @@ class Unit:
         centre_lat, centre_lon: centre point as given in the file, degrees, in ``centre_datum``.
         centre_datum: ``GCJ-02`` when the file gave a point, else None.
         lat, lon: the centre in WGS84, degrees (converted), or None.
+
     """
 
     code: str
@@ -117,6 +118,7 @@ def parse_divisions(text: str) -> list[Unit]:
     Raises:
         DivisionsFileError: missing columns, bad codes, a level that does not fit the code, a parent
             that is not in the file, or a point outside the valid range; every bad line is listed.
+
     """
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     missing = [c for c in DIVISIONS_COLUMNS if c not in (reader.fieldnames or [])]
@@ -183,6 +185,7 @@ class UnitDirectory:
 
     Args:
         units: every unit (any order).
+
     """
 
     def __init__(self, units: Iterable[Unit]) -> None:

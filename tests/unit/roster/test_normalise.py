@@ -4,7 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.roster.domain.normalise import NormaliseError, parse_date, parse_mobile, parse_openid, parse_skills
+from services.roster.domain.normalise import (
+    NormaliseError,
+    parse_date,
+    parse_mobile,
+    parse_openid,
+    parse_skills,
+)
 
 
 @pytest.mark.parametrize(
