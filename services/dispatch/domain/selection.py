@@ -139,7 +139,8 @@ def select_teams(
     """The first ``limit`` eligible teams of ``team_type`` at ``level``, best first, with their distance.
 
     ``called`` holds volunteer ids (leaders included) already called in this incident. Distance is
-    from the team's base, else from its leader's position. Arguments are as in :func:`select_volunteers`.
+    from the team's base, else from its leader's position. A person who leads two teams is called
+    once, for the better-ranked one. Arguments are as in :func:`select_volunteers`.
     """
     unit = ancestor(unit_code, level)
     scored: list[tuple[TeamCandidate, float]] = []
@@ -152,4 +153,11 @@ def select_teams(
         plat, plon = (t.lat, t.lon) if t.lat is not None and t.lon is not None else (leader.lat, leader.lon)
         scored.append((t, _distance(lat, lon, plat, plon)))
     scored.sort(key=lambda p: rank_key(p[1], p[0].recent_callouts, p[0].team_id))
-    return scored[: max(limit, 0)]
+    out: list[tuple[TeamCandidate, float]] = []
+    leaders: set[UUID] = set()
+    for t, d in scored:  # one person leading two teams is called once, for the better-ranked team
+        assert t.leader is not None
+        if t.leader.volunteer_id not in leaders:
+            leaders.add(t.leader.volunteer_id)
+            out.append((t, d))
+    return out[: max(limit, 0)]

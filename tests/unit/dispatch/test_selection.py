@@ -109,6 +109,11 @@ def test_teams_called_through_leader_and_counted_once() -> None:
         return [t for t, _ in select_teams([team, leaderless, wrong_type], team_type=TeamType.WATER, lat=LAT, lon=LON,
                                            unit_code=VILLAGE, level=level, at=AT, called=called, limit=5)]
 
+    second = TeamCandidate(team_id=uuid4(), team_type=TeamType.WATER, unit_code="330603", leader=leader, lat=LAT + 0.2,
+                           lon=LON)
+    both = select_teams([second, team], team_type=TeamType.WATER, lat=LAT, lon=LON, unit_code=VILLAGE,
+                        level=Level.CITY, at=AT, called=(), limit=5)
+    assert [t for t, _ in both] == [team]  # one leader of two teams is called once, for the nearer team
     assert teams(Level.TOWN) == []  # a county team is outside the town
     assert teams(Level.COUNTY) == [team]
     assert teams(Level.COUNTY, frozenset({leader.volunteer_id})) == []  # leader already called
