@@ -100,8 +100,17 @@ async def apply_receipts(
         rest = [r for r in delivered if r.provider_message_id not in done]
     else:
         rest = []
+    if rest:
+        # Not (yet) recorded as sent: keep them; the sender applies them when it records the send.
+        await conn.execute(
+            "INSERT INTO early_receipts (provider, provider_message_id, delivered, error_code, reported_at) "
+            "SELECT $1, * FROM unnest($2::text[], $3::bool[], $4::text[], $5::timestamptz[]) ON CONFLICT DO NOTHING",
+            provider, [r.provider_message_id for r in rest], [True] * len(rest), [None] * len(rest),
+            [r.reported_at for r in rest],
+        )
+        out.early += len(rest)
     failed = [r for r in receipts if not r.delivered and r.provider_message_id]
-    for r in rest + failed:
+    for r in failed:
         row = await conn.fetchrow(
             f"SELECT {_RECEIPT_ROW} FROM messages m WHERE m.provider = $1 AND m.provider_message_id = $2 FOR UPDATE",
             provider, r.provider_message_id,
@@ -116,15 +125,6 @@ async def apply_receipts(
             continue
         if row["status"] != "sent":
             out.unchanged += 1
-            continue
-        if r.delivered:  # its send was recorded while this callback ran
-            await conn.execute(
-                "UPDATE messages SET status = 'delivered', delivered_at = $2, updated_at = now() WHERE message_id = $1",
-                row["message_id"], r.reported_at,
-            )
-            await outbox.add(conn, DELIVERY, str(row["volunteer_id"]),
-                             MessageDelivered(**_fields(row), provider_message_id=row["provider_message_id"]))
-            out.delivered += 1
             continue
         await _failed_receipt(conn, row, r.error_code or "UNDELIVERED", cipher=cipher, sms_available=sms_available)
         out.failed += 1

@@ -302,15 +302,18 @@ class Sender:
             by_provider.setdefault(c.provider.name, []).append(c)
         jobs = []
         for items in by_provider.values():
-            piece = max(items[0].provider.max_batch * self._s.send_concurrency, 1)
-            for start in range(0, len(items), piece):
-                jobs.append(self._send_piece(items[start:start + piece]))
+            provider = items[0].provider
+            size = max(provider.max_batch, 1)
+            gate = asyncio.Semaphore(self._s.send_concurrency)
+            for start in range(0, len(items), size):
+                jobs.append(self._send_piece(items[start:start + size], gate))
         await asyncio.gather(*jobs)
         return len(claimed)
 
-    async def _send_piece(self, items: Sequence[Claimed]) -> None:
-        provider = items[0].provider
-        results = await provider.send([c.outbound for c in items])
+    async def _send_piece(self, items: Sequence[Claimed], gate: asyncio.Semaphore) -> None:
+        """One provider request's worth (``max_batch``), recorded as soon as the provider answers."""
+        async with gate:
+            results = await items[0].provider.send([c.outbound for c in items])
         await self.record(items, results)
 
     async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
@@ -411,8 +414,10 @@ class Sender:
             return resolved
 
     async def sweep_early_receipts(self) -> int:
-        """Apply receipts kept in ``early_receipts`` whose message is now recorded as sent (a receipt whose callback
-        committed just after the send's record looked for it). Drops unmatched ones older than a day. Returns how many.
+        """Apply receipts kept in ``early_receipts`` whose message is now recorded as sent.
+
+        Such a receipt's callback committed just after the send's record looked for it. Unmatched ones are dropped
+        after a day. Returns how many were applied.
         """
         from services.notify.inbound import apply_early_receipts
 

@@ -62,7 +62,7 @@ def migrate_schema(dsn: str) -> None:
 @dataclass
 class NotifyStack:
     url: str
-    sim: SimHarness
+    sim: SimHarness | ExternalSimulator
     runtime: Runtime
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
@@ -101,10 +101,62 @@ class NotifyStack:
             await asyncio.sleep(0.1)
 
 
+@dataclass
+class ExternalSimulator:
+    """The simulator run as its own process (``muster simulator serve``), keys from the stack's env file."""
+
+    url: str
+    process: asyncio.subprocess.Process
+
+    def notify_settings(self, **overrides: Any) -> Any:
+        from shared.settings import NotifySettings
+
+        values = {"aliyun_base_url": self.url, "tencent_base_url": self.url, "wechat_base_url": self.url, **overrides}
+        return NotifySettings(**values)  # type: ignore[call-arg]
+
+
 @contextlib.asynccontextmanager
-async def running_notify(bootstrap: str, notify_dsn: str, *, partitions: int = 3,
+async def simulator_process(notify_url: str) -> AsyncIterator[ExternalSimulator]:
+    """Start ``muster simulator serve`` on a free port, pushing callbacks to ``notify_url``; stop it on exit."""
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    port = _free_port()
+    muster = str(Path(sys.executable).parent / "muster")
+    log = Path(tempfile.gettempdir()) / f"muster-sim-{port}.jsonl"
+    proc = await asyncio.create_subprocess_exec(
+        muster, "simulator", "serve", "--port", str(port), "--notify-url", notify_url, "--log-path", str(log),
+        env={**os.environ, "SIMULATOR_CALLBACK_MINUTE_SECONDS": "0.05"},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{url}/sim/stats")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("the simulator process did not start")
+        yield ExternalSimulator(url, proc)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(ProcessLookupError, TimeoutError):
+            await asyncio.wait_for(proc.wait(), 10)
+        log.unlink(missing_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def running_notify(bootstrap: str, notify_dsn: str, *, partitions: int = 3, separate_simulator: bool = False,
                          **overrides: Any) -> AsyncIterator[NotifyStack]:
-    """Start the simulator and notify (see the module docstring); ``overrides`` go to ``NotifySettings``."""
+    """Start the simulator and notify (see the module docstring); ``overrides`` go to ``NotifySettings``.
+
+    With ``separate_simulator`` the simulator runs as its own process (the benchmark: the providers are not
+    notify's CPU), with the keys of the stack's env file; otherwise in this loop with fresh random keys.
+    """
     uid = uuid.uuid4().hex[:8]
     schema = f"notify_it_{uid}"
     admin = await asyncpg.connect(notify_dsn)
@@ -122,10 +174,12 @@ async def running_notify(bootstrap: str, notify_dsn: str, *, partitions: int = 3
     await ensure_topics(bootstrap, (callout_topic, contact_topic))
     port = _free_port()
     notify_url = f"http://127.0.0.1:{port}"
-    async with running_simulator(notify_url=notify_url) as sim:
+    sim_context = simulator_process(notify_url) if separate_simulator else running_simulator(notify_url=notify_url)
+    async with sim_context as sim:
+        token = {} if separate_simulator else {"callback_token": sim.settings.callback_token}  # type: ignore[union-attr]
         settings = sim.notify_settings(
-            database_url=dsn, kafka_bootstrap_servers=bootstrap, http_port=port,
-            callback_token=sim.settings.callback_token, reply_link_secret="it-" + uid,
+            database_url=dsn, kafka_bootstrap_servers=bootstrap, http_port=port, **token,
+            reply_link_secret="it-" + uid,
             public_base_url=notify_url, retry_base_seconds=0.2, retry_max_seconds=1.0, send_poll_seconds=0.2,
             wechat_receipt_timeout_seconds=3.0, sms_provider="aliyun", **overrides,
         )
