@@ -73,6 +73,8 @@ class CallbackPusher:
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.timeout_seconds = 10.0
+        """How long a push waits for notify's answer before it counts as failed (and is re-pushed)."""
 
     def submit(self, push: Push) -> None:
         """Queue ``push`` (never blocks)."""
@@ -141,7 +143,7 @@ class CallbackPusher:
             self._state.faults.fail_callbacks -= 1
             return False
         try:
-            response = await self._http.post(url, content=content, headers=headers, timeout=5.0)
+            response = await self._http.post(url, content=content, headers=headers, timeout=self.timeout_seconds)
         except httpx.HTTPError:
             return False
         return response.status_code == 200

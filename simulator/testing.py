@@ -118,7 +118,8 @@ async def running_simulator(**overrides: Any) -> AsyncIterator[SimHarness]:
             "aliyun_access_key_id": "LTAI-test", "aliyun_access_key_secret": secrets.token_urlsafe(24),
             "tencent_secret_id": "AKID-test", "tencent_secret_key": secrets.token_urlsafe(24),
             "wechat_app_id": "wx-test", "wechat_app_secret": secrets.token_urlsafe(24),
-            "receipt_delay_seconds": 0.05, "callback_minute_seconds": 0.05,
+            # Re-pushes after 0.5, 2.5 and 5 s (Aliyun's 1, 5, 10 minutes scaled): room for a busy notify.
+            "receipt_delay_seconds": 0.05, "callback_minute_seconds": 0.5,
             **overrides,
         }
         settings = SimulatorSettings(**values)

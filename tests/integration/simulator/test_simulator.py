@@ -29,7 +29,7 @@ async def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def sim(log_path: Path) -> AsyncIterator[SimHarness]:
-    async with running_simulator(log_path=log_path) as harness:
+    async with running_simulator(log_path=log_path, callback_minute_seconds=0.05) as harness:
         yield harness
 
 
