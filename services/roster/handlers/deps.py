@@ -1,7 +1,8 @@
 """What the roster's routes share: a pooled connection per request and the error → HTTP mapping.
 
 ``NotFound`` → 404, ``Conflict`` → 409, ``InvalidReference`` → 422 with the field path in ``loc``
-(the same shape FastAPI uses for body validation errors).
+(the same shape FastAPI uses for body validation errors). A unique violation raised by a
+concurrent writer (two imports of the same mobile at once) is a 409 too: nothing was written.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": "invalid_reference"}]},
                             status_code=422)
 
+    app.add_exception_handler(asyncpg.UniqueViolationError, conflict)
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(InvalidReference, invalid)
