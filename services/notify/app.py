@@ -22,6 +22,7 @@ from collections.abc import Callable
 import httpx
 from fastapi import FastAPI
 
+from services.notify.adapters.batch_consumer import BatchIdempotentConsumer
 from services.notify.adapters.crypto import ContactCipher
 from services.notify.adapters.reply_links import ReplyLinks
 from services.notify.channels import build_providers
@@ -30,7 +31,6 @@ from services.notify.context import NotifyContext
 from services.notify.handlers import callbacks, reply_page
 from services.notify.handlers.consumers import CallOutMessages, ContactProjection
 from services.notify.sender import Sender
-from services.notify.adapters.batch_consumer import BatchIdempotentConsumer
 from shared.consumer import IdempotentConsumer
 from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import NotifySettings
@@ -71,7 +71,7 @@ def create_app(
         ValueError: ``NOTIFY_ENCRYPTION_KEY`` is not set.
 
     """
-    settings = settings or NotifySettings()  # type: ignore[call-arg]
+    settings = settings or NotifySettings()
     cipher = _cipher(settings)
 
     def contacts(runtime: Runtime) -> IdempotentConsumer:

@@ -112,7 +112,7 @@ class ExternalSimulator:
         from shared.settings import NotifySettings
 
         values = {"aliyun_base_url": self.url, "tencent_base_url": self.url, "wechat_base_url": self.url, **overrides}
-        return NotifySettings(**values)  # type: ignore[call-arg]
+        return NotifySettings(**values)
 
 
 @contextlib.asynccontextmanager

@@ -56,7 +56,7 @@ class ReplyLinks:
 
         """
         try:
-            raw = self._s.loads(token, max_age=self._max_age)
+            raw = self._s.loads(token, max_age=int(self._max_age))
         except SignatureExpired as exc:
             raise ReplyLinkExpired("reply link expired") from exc
         except BadSignature as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
@@ -49,7 +50,7 @@ min="1" max="1440" value="20"> 分钟到达 <button class="a">接受并告知到
 </body></html>"""
 
 
-async def _load(request: Request, token: str) -> tuple[object, HTMLResponse | None]:
+async def _load(request: Request, token: str) -> tuple[asyncpg.Record | None, HTMLResponse | None]:
     ctx = _ctx(request)
     if ctx.links is None:
         return None, HTMLResponse("<p>链接无效</p>", status_code=404)
@@ -71,10 +72,9 @@ async def _load(request: Request, token: str) -> tuple[object, HTMLResponse | No
     return row, None
 
 
-def _page(row: object, status: str = "") -> str:
-    r = row  # an asyncpg record
-    title = ("演练：" if r["drill"] else "") + str(r["content"].get("title", ""))  # type: ignore[index]
-    return _PAGE.format(title=html.escape(title), body=html.escape(r["body"] or ""),  # type: ignore[index]
+def _page(r: asyncpg.Record, status: str = "") -> str:
+    title = ("演练：" if r["drill"] else "") + str(r["content"].get("title", ""))
+    return _PAGE.format(title=html.escape(title), body=html.escape(r["body"] or ""),
                         status=f"<p><b>{html.escape(status)}</b></p>" if status else "")
 
 
@@ -82,8 +82,8 @@ def _page(row: object, status: str = "") -> str:
 async def reply_page(request: Request, token: str) -> HTMLResponse:
     """The page for one message: title, text and the answer buttons."""
     row, error = await _load(request, token)
-    if error is not None:
-        return error
+    if error is not None or row is None:
+        return error or HTMLResponse("<p>链接无效</p>", status_code=404)
     return HTMLResponse(_page(row))
 
 
@@ -93,8 +93,8 @@ async def reply_action(
 ) -> HTMLResponse:
     """Answer the call-out: ``action`` = accept | decline | eta | arrived (+ ``eta_minutes`` for eta)."""
     row, error = await _load(request, token)
-    if error is not None:
-        return error
+    if error is not None or row is None:
+        return error or HTMLResponse("<p>链接无效</p>", status_code=404)
     if action not in _INTENTS:
         return HTMLResponse("<p>未知操作</p>", status_code=422)
     if action == "eta" and (eta_minutes is None or not 1 <= eta_minutes <= MAX_ETA_MINUTES):
@@ -105,9 +105,9 @@ async def reply_action(
     r = row
     async with ctx.pool.acquire() as conn, conn.transaction():
         await record_reply(
-            conn, provider="wechat", dedup_key=f"page:{r['message_id']}:{action}:{minutes}",  # type: ignore[index]
+            conn, provider="wechat", dedup_key=f"page:{r['message_id']}:{action}:{minutes}",
             channel=Channel.WECHAT, text=text, received_at=utcnow(), cipher=ctx.cipher,
-            volunteer_id=r["volunteer_id"], callout_id=r["callout_id"],  # type: ignore[index]
+            volunteer_id=r["volunteer_id"], callout_id=r["callout_id"],
             parsed=ParsedReply(_INTENTS[action], eta_minutes=minutes), window_hours=ctx.settings.reply_window_hours,
         )
     return HTMLResponse(_page(row, status=f"已收到：{text}"))

@@ -313,3 +313,50 @@ async def test_reply_page_link_expires(notify_stack: NotifyStack) -> None:
         assert (await http.get(url)).status_code == 404  # a valid signature for a message that does not exist
         old = ReplyLinks("another-secret", ns.url, max_age_seconds=1).url(uuid.uuid4())
         assert (await http.get(old)).status_code == 404
+
+
+async def test_contact_projection_encrypts_ignores_older_revisions_and_retires(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid = uuid.uuid4()
+    first, second = mobile(), mobile()
+    await ns.publish(ns.contact_topic, str(vid), VolunteerContactUpdated(volunteer_id=vid, revision=2, mobile=second))
+    await ns.publish(ns.contact_topic, str(vid), VolunteerContactUpdated(volunteer_id=vid, revision=1, mobile=first))
+    row = await ns.wait_row("SELECT * FROM contacts WHERE volunteer_id = $1", vid)
+    assert row is not None
+    await asyncio.sleep(0.5)  # the late, older snapshot has been consumed by now
+    async with ns.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM contacts WHERE volunteer_id = $1", vid)
+        dump = str(dict(row))
+    assert row["revision"] == 2
+    cipher = ns.runtime.extras["notify"].cipher
+    assert cipher.decrypt(row["mobile_enc"]) == second
+    assert second[3:] not in dump and first[3:] not in dump  # no plaintext number at rest
+    # retirement: a tombstone (null value) deletes the row
+    await ns.producer.send_and_wait(ns.contact_topic.name, None, key=str(vid).encode(),
+                                    headers=[("event_id", str(uuid.uuid4()).encode()),
+                                             ("event_type", b"VolunteerContactUpdated")])
+    deadline = asyncio.get_running_loop().time() + 10
+    while asyncio.get_running_loop().time() < deadline:
+        async with ns.pool.acquire() as conn:
+            if await conn.fetchval("SELECT count(*) FROM contacts WHERE volunteer_id = $1", vid) == 0:
+                break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("tombstone not applied")
+
+
+async def test_td_withdraws_sms_consent(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    first = request(vid)
+    await ns.publish(ns.callout_topic, str(vid), first)
+    assert await message_row(ns, first.callout_id) is not None
+    r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "ＴＤ"})
+    assert r.status_code == 200
+    row = await ns.wait_row("SELECT sms_consent FROM contacts WHERE volunteer_id = $1 AND NOT sms_consent", vid)
+    assert row is not None
+    second = request(vid, reply_code="C3")
+    await ns.publish(ns.callout_topic, str(vid), second)
+    failed = await message_row(ns, second.callout_id, status=("failed",))
+    assert failed is not None and failed["error_code"] == "no_channel"
+    assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
