@@ -360,3 +360,22 @@ async def test_td_withdraws_sms_consent(notify_stack: NotifyStack) -> None:
     failed = await message_row(ns, second.callout_id, status=("failed",))
     assert failed is not None and failed["error_code"] == "no_channel"
     assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+
+
+async def test_wechat_without_delivery_receipt_falls_back_to_sms_after_the_timeout(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, o = await add_volunteer(ns, wechat=True)
+    await ns.http.post(f"{ns.sim.url}/sim/faults", json={"withhold_receipts": [o]})
+    e = request(vid)
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        sent = await message_row(ns, e.callout_id, status=("sent",))
+        assert sent is not None and sent["channel"] == "wechat"
+        # the harness's timeout is 3 s; then the same message goes out by SMS
+        row = await message_row(ns, e.callout_id, status=("delivered",), timeout=20)
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert row is not None and row["channel"] == "sms" and row["error_code"] is None
+    assert row["failed_channels"] == ["wechat"]
+    assert len(await ns.phone(o)) == 1  # type: ignore[arg-type]
+    assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
