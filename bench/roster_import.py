@@ -196,7 +196,7 @@ async def machine(pool: Any) -> dict[str, Any]:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "services/roster", "bench"], cwd=ROOT,
                                 capture_output=True, text=True).stdout.strip())
-    return {"cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1), "python": platform.python_version(),
+    return {"cores": os.cpu_count(), "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()], "memory_gb": round(mem_kb / 1024 / 1024, 1), "python": platform.python_version(),
             "postgresql": pg, "platform": platform.platform(), "git_commit": commit, "git_dirty_roster": dirty}
 
 
@@ -234,6 +234,7 @@ async def main(rows: int, searches: int, seed: int) -> dict[str, Any]:
         results["xlsx"] = await import_end_to_end(pool, relay, xlsx_bytes, "register.xlsx")
         print("XLSX ", results["xlsx"])
         results["search"] = await search_figures(pool, searches, seed)
+        results["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
         print("search", results["search"])
     finally:
         await relay.stop()
