@@ -26,6 +26,27 @@ def mask_personal_data(_logger: Any, _method: str, event_dict: MutableMapping[st
     return event_dict
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the moment of writing.
+
+    structlog and logging otherwise keep the stream they were given at configuration; if that stream
+    is later closed (a test's capture, a daemonised process), logging raises and takes the caller
+    (a consumer, a handler) down with it. Logging must never break the work it describes.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+_STDERR = _CurrentStderr()
+
+
 def configure_logging(*, level: str = "INFO", service: str | None = None, json: bool | None = None) -> None:
     """Configure structlog and the standard library's logging (idempotent).
 
@@ -46,13 +67,13 @@ def configure_logging(*, level: str = "INFO", service: str | None = None, json: 
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     if service:
         structlog.contextvars.bind_contextvars(service=service)
     # Route the standard library's records (uvicorn, aiokafka, faststream) through the same masking.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_STDERR)  # type: ignore[arg-type]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
                                             foreign_pre_chain=shared)

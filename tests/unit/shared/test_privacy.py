@@ -57,3 +57,25 @@ def test_logs_mask_personal_data_in_json_output(capsys):
     assert "1234-1234" not in blob and "12345678" not in blob and "M2pxb1Q9" not in blob
     assert "１２３４１２３４" not in blob
     structlog.contextvars.clear_contextvars()
+
+
+def test_logging_survives_a_closed_stream():
+    """Regression: structlog kept the stderr of configuration time; once closed, every log call raised."""
+    import sys
+
+    original = sys.stderr
+    closed = io.StringIO()
+    sys.stderr = closed
+    try:
+        configure_logging(level="INFO", json=True)
+    finally:
+        sys.stderr = original
+    closed.close()
+    buffer = io.StringIO()
+    sys.stderr = buffer
+    try:
+        get_logger("t").warning("consumer.dead_lettered", topic="x")  # raised ValueError before the fix
+    finally:
+        sys.stderr = original
+    assert "consumer.dead_lettered" in buffer.getvalue()
+    structlog.contextvars.clear_contextvars()
