@@ -170,8 +170,9 @@ async def load_volunteer_candidates(
     """Volunteers who may be eligible for ``skill`` inside the unit ``prefix``: a superset for the pure selection.
 
     The SQL applies the same rules as :func:`services.dispatch.domain.selection.is_eligible`, each a
-    little looser where in doubt (a certificate is kept when valid the day before the incident's
-    Shanghai date), so it never drops someone the pure function would pick. With ``limit`` it keeps
+    little looser where in doubt (a certificate counts when its skill's latest expiry, ``cert_until``
+    kept by a trigger, is on or after the day before the incident's Shanghai date; issue dates are
+    left to the pure function), so it never drops someone the pure function would pick. With ``limit`` it keeps
     only the nearest candidates: everyone at or closer than the ``limit + 50``-th one (ties at the
     cut are all kept, so fairness can still decide among them); the pure function then ranks
     exactly. Without ``limit`` every candidate of the unit is returned.
@@ -197,9 +198,8 @@ async def load_volunteer_candidates(
             WHERE v.active AND v.consent AND NOT v.retired
               AND v.unit_code LIKE $1 || '%' AND v.skills @> ARRAY[$2::text]
               AND (v.availability = 'available' OR (v.availability = 'unavailable' AND v.unavailable_until <= $3))
-              AND (NOT $7 OR jsonb_path_exists(v.certificates,
-                   '$[*] ? (@.skill == $s && (@.expires_on == null || @.expires_on >= $d))',
-                   jsonb_build_object('s', $2::text, 'd', $8::text)))
+              AND (NOT $7 OR (v.cert_until ? $2::text
+                              AND coalesce(v.cert_until->>$2::text, '9999-12-31') >= $8::text))
               AND NOT EXISTS (SELECT 1 FROM callouts c WHERE c.incident_id = $4 AND c.volunteer_id = v.volunteer_id)
               AND NOT EXISTS (SELECT 1 FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id
                               WHERE c.volunteer_id = v.volunteer_id AND c.state IN ('assigned', 'arrived')
