@@ -1,6 +1,6 @@
 """``muster incident …``: the operator's commands for dispatch.
 
-``open | show | list | close`` talk to the running dispatch service over HTTP (``--url``, default
+``open | show | list | close | stand-down | add | remove`` talk to the running dispatch service over HTTP (``--url``, default
 ``DISPATCH_URL`` or ``http://127.0.0.1:8102``) with the operator's bearer token (``--token`` or
 ``MUSTER_TOKEN``). ``token create`` writes a new operator token straight into dispatch's database
 (settings from ``DISPATCH_*`` / the stack's env file) and prints it once.
@@ -156,6 +156,33 @@ def close_cmd(incident_id: str, outcome: str = typer.Option(..., help="What happ
     with _client(url, token) as c:
         b = _call(c, "POST", f"/incidents/{incident_id}/close", json={"outcome": outcome})
     _print_board(b)
+
+
+@app.command("stand-down")
+def stand_down_cmd(incident_id: str, url: str | None = UrlOpt, token: str | None = TokenOpt) -> None:
+    """Stand everyone down (every open call-out cancelled; no more waves)."""
+    with _client(url, token) as c:
+        r = _call(c, "POST", f"/incidents/{incident_id}/stand-down")
+    typer.echo(f"stood down {r['stood_down']} call-out(s)")
+
+
+@app.command("add")
+def add_cmd(incident_id: str, volunteer: str = typer.Option(..., help="Volunteer id."),
+            requirement: str = typer.Option(..., help="Requirement id (see `show --json`)."),
+            url: str | None = UrlOpt, token: str | None = TokenOpt) -> None:
+    """Call one volunteer by hand for a requirement."""
+    with _client(url, token) as c:
+        r = _call(c, "POST", f"/incidents/{incident_id}/callouts",
+                  json={"volunteer_id": volunteer, "requirement_id": requirement})
+    typer.echo(f"called: {r['callout_id']}")
+
+
+@app.command("remove")
+def remove_cmd(incident_id: str, callout_id: str, url: str | None = UrlOpt, token: str | None = TokenOpt) -> None:
+    """Stand one volunteer down by hand (their place reopens if they were assigned)."""
+    with _client(url, token) as c:
+        _call(c, "DELETE", f"/incidents/{incident_id}/callouts/{callout_id}")
+    typer.echo(f"stood down: {callout_id}")
 
 
 @token_app.command("create")

@@ -23,7 +23,7 @@ async def test_incident_commands(dispatch_db: DispatchDb) -> None:
     def run(*args: str, env: dict[str, str] | None = None) -> str:
         result = runner.invoke(muster, list(args), env=env)
         assert result.exit_code == 0, (args, result.output)
-        return result.output
+        return result.stdout  # stderr carries the service's logs
 
     def fails(*args: str, env: dict[str, str]) -> str:
         result = runner.invoke(muster, list(args), env=env)
@@ -53,5 +53,7 @@ async def test_incident_commands(dispatch_db: DispatchDb) -> None:
         err = await asyncio.to_thread(fails, "incident", "open", "--title", "t", "--kind", "k", "--lat", str(lat),
                                       "--lon", str(lon), "--unit", villages[0], "--need", "juggling:1", env=env)
         assert "422" in err and "unknown skill" in err
+        out = await asyncio.to_thread(run, "incident", "stand-down", incident_id, env=env)
+        assert "stood down 2 call-out(s)" in out
         out = await asyncio.to_thread(run, "incident", "close", incident_id, "--outcome", "测试结束", env=env)
         assert "closed" in out
