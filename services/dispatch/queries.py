@@ -48,7 +48,8 @@ async def board(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
     Returns:
         ``{"incident": {...}, "requirements": [{..., "filled", "outstanding", "level", "wave", "status",
         "deadline_at"}], "callouts_by_state": {state: n}, "current_level", "next_deadline",
-        "timeline": [{"at", "kind", "detail"}]}``.
+        "messages_by_channel": {channel: n}, "delivery_failures": n, "timeline": [{"at", "kind", "detail"}]}``
+        (messages as notify reported them on ``notify.delivery.v1``).
 
     Raises:
         NotFound: no such incident.
@@ -64,6 +65,10 @@ async def board(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
     states = await conn.fetch("SELECT state, count(*) AS n FROM callouts WHERE incident_id = $1 GROUP BY state",
                               incident_id)
     events = await conn.fetch("SELECT at, kind, detail FROM timeline WHERE incident_id = $1 ORDER BY id", incident_id)
+    channels = await conn.fetch(
+        "SELECT channel, count(DISTINCT message_id) AS n, count(DISTINCT message_id) FILTER (WHERE status = 'failed') "
+        "AS failed FROM messages WHERE incident_id = $1 GROUP BY channel", incident_id,
+    )
     deadlines = [r["deadline_at"] for r in reqs if r["deadline_at"] is not None]
     levels = [Level(r["level"]) for r in reqs]
     return {
@@ -72,6 +77,8 @@ async def board(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
         "callouts_by_state": {r["state"]: r["n"] for r in states},
         "current_level": max(levels, key=LEVEL_ORDER.index).value if levels else None,
         "next_deadline": _iso(min(deadlines)) if deadlines else None,
+        "messages_by_channel": {r["channel"]: r["n"] for r in channels},
+        "delivery_failures": sum(r["failed"] for r in channels),
         "timeline": [_row(e) for e in events],
     }
 

@@ -12,7 +12,15 @@ import pytest
 from services.dispatch import usecases
 from services.dispatch.adapters import projection
 from services.dispatch.units import units
-from shared.events import ReplyIntent, ReplyReceived, TeamUpdated
+from shared.events import (
+    MessageDelivered,
+    MessageFailed,
+    MessageKind,
+    MessageSent,
+    ReplyIntent,
+    ReplyReceived,
+    TeamUpdated,
+)
 from shared.vocabulary import Channel, TeamType
 
 from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token, wait_for
@@ -213,3 +221,30 @@ async def test_team_requirement_called_through_leader(dispatch_db: DispatchDb, c
     board = (await client.get(f"/incidents/{iid}", headers=op)).json()
     assert board["requirements"][0]["status"] == "filled" and board["requirements"][0]["filled"] == 1
     assert [t["kind"] for t in board["timeline"]].count("escalated") == 2
+
+
+async def test_delivery_reports_on_board_and_report(dispatch_db: DispatchDb, client: httpx.AsyncClient) -> None:
+    db = dispatch_db
+    town, villages = a_town_with_villages(1, index=60)
+    await add_volunteers(db, villages[0], 2)
+    op = await token(db, "county", town[:6])
+    r = await client.post("/incidents", headers=op, json=incident_body(villages[0]))
+    iid = r.json()["incident"]["incident_id"]
+    c1, c2 = (await client.get(f"/incidents/{iid}/callouts", headers=op)).json()
+    m1, m2 = uuid4(), uuid4()
+
+    def msg(kind: type, mid: UUID, call: dict[str, Any], channel: Channel, **extra: Any) -> Any:
+        return kind(message_id=mid, callout_id=UUID(call["callout_id"]), volunteer_id=UUID(call["volunteer_id"]),
+                    kind=MessageKind.CALLOUT, channel=channel, provider="test", **extra)
+
+    events = [msg(MessageSent, m1, c1, Channel.SMS), msg(MessageDelivered, m1, c1, Channel.SMS),
+              msg(MessageFailed, m2, c2, Channel.WECHAT, error_code="43004", fallback=True)]
+    async with db.pool.acquire() as conn:
+        for ev in [*events, events[0]]:  # the last one again: recorded once
+            async with conn.transaction():
+                await usecases.record_delivery(conn, ev)
+    board = (await client.get(f"/incidents/{iid}", headers=op)).json()
+    assert board["messages_by_channel"] == {"sms": 1, "wechat": 1} and board["delivery_failures"] == 1
+    figures = (await client.get(f"/incidents/{iid}/report", headers=op)).json()["figures"]
+    assert figures["messages_by_channel"] == {"sms": 1, "wechat": 1} and figures["delivery_failures"] == 1
+    assert figures["messages_by_status"] == {"sent": 1, "delivered": 1, "failed": 1}
