@@ -58,11 +58,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
+import aiohttp
 import orjson
 from fastapi import Body, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from httpx_aiohttp import HttpxAiohttpClient
 
 from services.notify.channels.tencent import tencent_reply_dedup_key
 from shared.logging import get_logger
@@ -139,8 +138,7 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # httpx's interface on aiohttp's transport: far faster than httpx's own pool with many pushes in flight.
-        async with HttpxAiohttpClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)) as http:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
             pusher = CallbackPusher(http=http, state=state, build=build, delay=settings.receipt_delay_seconds,
                                     minute=settings.callback_minute_seconds)
             runtime["pusher"] = pusher
