@@ -1,4 +1,4 @@
-"""A narrow search table: one row per (skill or *) × (city, county, town) of each active volunteer.
+"""A narrow search table: rows per (skill or *) × unit of each active volunteer (which ones: migration 0007).
 
 ``volunteer_search (key, unit_code, volunteer_id)`` with key ``<skill>@<unit code>`` or
 ``*@<unit code>``: "first-aiders in 柯桥区, page 3" is an index-only range scan in the page's
