@@ -2,12 +2,11 @@
 
 Runs notify in this process on the real Kafka and PostgreSQL (a fresh schema in notify's database,
 dropped afterwards, and its own topics: the demo data is not touched), with the provider simulator
-as its own process on a free port (:func:`services.notify.testing.running_notify`); this process also
-produces the events, as dispatch would.
+as its own process on a free port (:func:`services.notify.testing.running_notify`).
 
 1. N volunteers' contacts are published and projected (not timed).
 2. Timed: N ``CallOutRequested`` events are produced to the call-out topic (12 partitions, keyed by
-   volunteer); the clock stops when the simulator has accepted N messages (``/sim/stats``), and again
+   volunteer) by a separate producer process, as dispatch would; the clock starts at its first send and stops when the simulator has accepted N messages (``/sim/stats``), and again
    when notify has recorded all N as sent. Figures: seconds, messages per second, and the time until
    all delivery receipts came back.
 
@@ -20,9 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sys
+import tempfile
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from bench.machine import save
@@ -80,11 +82,19 @@ async def main(n: int, wechat_share: float) -> dict[str, Any]:
             )
             for i, vid in enumerate(volunteers)
         ]
-        payloads = [(e.to_bytes(), str(e.volunteer_id).encode()) for e in events]
-        t0 = time.perf_counter()
-        for value, key in payloads:
-            await ns.producer.send(ns.callout_topic.name, value, key=key)
-        await ns.producer.flush()
+        # The events are produced by another process, as dispatch would; t0 is its first send.
+        with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
+            for e in events:
+                f.write(e.to_bytes() + b"\n")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.notify_fanout", "--produce", f.name, ns.callout_topic.name,
+            env["KAFKA_BOOTSTRAP_SERVERS"], stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        line = (await proc.stdout.readline()).decode().split()
+        t0 = time.perf_counter() - (time.time() - float(line[1]))  # the producer's first send, on our clock
+        await proc.wait()
+        Path(f.name).unlink()
         t_produced = time.perf_counter() - t0
         t_accepted = t_sent = t_delivered = None
         deadline = t0 + 120
@@ -127,7 +137,26 @@ async def main(n: int, wechat_share: float) -> dict[str, Any]:
     return figures
 
 
+async def produce(path: str, topic: str, bootstrap: str) -> None:
+    """Produce the events in ``path`` (JSON lines) to ``topic`` keyed by volunteer; print ``start <epoch>`` first."""
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
+    lines = Path(path).read_bytes().splitlines()
+    keys = [str(orjson.loads(line)["volunteer_id"]).encode() for line in lines]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    print("start", time.time(), flush=True)
+    for value, key in zip(lines, keys, strict=True):
+        await producer.send(topic, value, key=key)
+    await producer.flush()
+    await producer.stop()
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--produce":
+        asyncio.run(produce(*sys.argv[2:5]))
+        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=10_000)
     parser.add_argument("--wechat-share", type=float, default=0.0)

@@ -114,6 +114,8 @@ class Sender:
         self._cipher = cipher
         self._links = links
         self._wake = asyncio.Event()
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
         self._started_at = utcnow()
         self.stats = SenderStats()
         self._signature = settings.aliyun_sign_name if settings.sms_provider == "aliyun" else settings.tencent_sign_name
@@ -137,7 +139,9 @@ class Sender:
                     await self.resolve_in_doubt()
                     await self.fallback_unreceipted()
                     await self.sweep_early_receipts()
-                    n = await self.send_due()
+                    while len(self._inflight) >= 2 * self._s.send_concurrency * max(len(self._providers), 1):
+                        await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                    n = await self.send_due(wait=False)
                     self.stats.rounds += 1
                     if n >= self._s.send_claim_size:
                         continue
@@ -153,6 +157,8 @@ class Sender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._s.send_poll_seconds)
         finally:
+            for task in list(self._inflight):
+                task.cancel()
             if listen is not None:
                 with contextlib.suppress(Exception):
                     await listen.remove_listener("notify_messages", self.wake)
@@ -291,8 +297,14 @@ class Sender:
 
     # ------------------------------------------------------------------ send and record
 
-    async def send_due(self) -> int:
-        """One round: claim due messages, send them, record the results. Returns how many were claimed."""
+    async def send_due(self, *, wait: bool = True) -> int:
+        """One round: claim due messages, send them, record the results. Returns how many were claimed.
+
+        Args:
+            wait: wait until every request of the round is answered and recorded (raising its error, if any);
+                the loop passes False and keeps claiming while earlier requests are in flight.
+
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             claimed = await self._claim(conn)
         if not claimed:
@@ -300,15 +312,26 @@ class Sender:
         by_provider: dict[str, list[Claimed]] = {}
         for c in claimed:
             by_provider.setdefault(c.provider.name, []).append(c)
-        jobs = []
-        for items in by_provider.values():
-            provider = items[0].provider
-            size = max(provider.max_batch, 1)
-            gate = asyncio.Semaphore(self._s.send_concurrency)
+        tasks = []
+        for name, items in by_provider.items():
+            size = max(items[0].provider.max_batch, 1)
+            gate = self._gates.setdefault(name, asyncio.Semaphore(self._s.send_concurrency))
             for start in range(0, len(items), size):
-                jobs.append(self._send_piece(items[start:start + size], gate))
-        await asyncio.gather(*jobs)
+                tasks.append(asyncio.create_task(self._send_piece(items[start:start + size], gate)))
+        if wait:
+            await asyncio.gather(*tasks)
+        else:
+            for task in tasks:
+                self._inflight.add(task)
+                task.add_done_callback(self._piece_done)
         return len(claimed)
+
+    def _piece_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The rows stay 'sending': in doubt, resolved with query() after sending_timeout_seconds.
+            self.stats.errors.append(repr(exc))
+            log.warning("sender.piece_failed", error=repr(exc))
 
     async def _send_piece(self, items: Sequence[Claimed], gate: asyncio.Semaphore) -> None:
         """One provider request's worth (``max_batch``), recorded as soon as the provider answers."""
