@@ -17,6 +17,7 @@ Errors (a small hierarchy, by where they surface)::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import httpx
@@ -25,8 +26,8 @@ from fastapi import FastAPI
 from services.notify.adapters.batch_consumer import BatchIdempotentConsumer
 from services.notify.adapters.crypto import ContactCipher
 from services.notify.adapters.reply_links import ReplyLinks
-from services.notify.channels import build_providers
-from services.notify.channels.base import ChannelProvider
+from services.notify.channels import build_providers, provider_by_name
+from services.notify.channels.base import ChannelConfigError, ChannelProvider
 from services.notify.context import NotifyContext
 from services.notify.handlers import callbacks, reply_page
 from services.notify.handlers.consumers import CallOutMessages, ContactProjection
@@ -91,12 +92,19 @@ def create_app(
     async def on_start(runtime: Runtime) -> None:
         http = httpx.AsyncClient(timeout=settings.provider_timeout_seconds)
         providers = providers_factory(settings, http)
+        # Callbacks of every configured provider are understood, the inactive SMS one included (its late
+        # receipts and replies still arrive after a switch).
+        parsers = {p.name: p for p in providers.values()}
+        for name in ("aliyun", "tencent", "wechat"):
+            if name not in parsers:
+                with contextlib.suppress(ChannelConfigError):
+                    parsers[name] = provider_by_name(settings, http, name)
         links = None
         if settings.reply_link_secret is not None:
             links = ReplyLinks(settings.reply_link_secret.get_secret_value(), settings.public_base_url,
                                max_age_seconds=settings.reply_link_max_age_seconds)
         pool = runtime.require_pool()
-        runtime.extras["notify"] = NotifyContext(settings, pool, cipher, links, providers, http)
+        runtime.extras["notify"] = NotifyContext(settings, pool, cipher, links, providers, http, parsers=parsers)
         runtime.extras["sender"] = Sender(pool, providers, settings, cipher, links)
 
     async def on_stop(runtime: Runtime) -> None:

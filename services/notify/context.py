@@ -28,6 +28,7 @@ class NotifyContext:
         links: reply-page links (None when ``NOTIFY_REPLY_LINK_SECRET`` is not set).
         providers: active providers by channel.
         http: the shared HTTP client (closed at stop).
+        parsers: every configured provider by name, for parsing callbacks (the inactive SMS provider too).
 
     """
 
@@ -37,17 +38,18 @@ class NotifyContext:
     links: ReplyLinks | None
     providers: dict[Channel, ChannelProvider]
     http: httpx.AsyncClient | None = None
+    parsers: dict[str, ChannelProvider] = field(default_factory=dict)
     allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.allow = [ipaddress.ip_network(n, strict=False) for n in self.settings.callback_allow_ips]
 
     def provider(self, name: str) -> ChannelProvider | None:
-        """The active provider called ``name`` (``aliyun`` | ``tencent`` | ``wechat``), if any."""
+        """The provider called ``name`` (``aliyun`` | ``tencent`` | ``wechat``) to parse its callbacks, if configured."""
         for p in self.providers.values():
             if p.name == name:
                 return p
-        return None
+        return self.parsers.get(name)
 
     def allowed(self, host: str | None) -> bool:
         """``host`` (the callback's peer address) is in ``callback_allow_ips``."""

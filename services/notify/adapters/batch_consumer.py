@@ -35,6 +35,7 @@ class BatchIdempotentConsumer(IdempotentConsumer):
     Args:
         batch_handler: ``async (conn, events) -> None``; events in topic order, new ones only.
         **kwargs: as :class:`shared.consumer.IdempotentConsumer` (``handler`` is the per-event fallback).
+
     """
 
     def __init__(self, *, batch_handler: BatchHandler, **kwargs: Any) -> None:
@@ -46,6 +47,7 @@ class BatchIdempotentConsumer(IdempotentConsumer):
 
         Raises:
             Exception: a transient error (see :func:`shared.consumer.is_transient`); nothing was committed.
+
         """
         parsed: list[tuple[ConsumedRecord, Received]] = []
         poison: list[tuple[ConsumedRecord, str]] = []

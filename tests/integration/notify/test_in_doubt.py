@@ -7,7 +7,13 @@ import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from services.notify.channels.base import ChannelProvider, DeliveryReceipt, OutboundMessage, SendResult, Uplink
+from services.notify.channels.base import (
+    ChannelProvider,
+    DeliveryReceipt,
+    OutboundMessage,
+    SendResult,
+    Uplink,
+)
 from services.notify.sender import Sender
 from services.notify.testing import NotifyStack
 from tests.integration.notify.test_pipeline import add_volunteer, message_row, request

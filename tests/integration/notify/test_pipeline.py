@@ -379,3 +379,19 @@ async def test_wechat_without_delivery_receipt_falls_back_to_sms_after_the_timeo
     assert row["failed_channels"] == ["wechat"]
     assert len(await ns.phone(o)) == 1  # type: ignore[arg-type]
     assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+
+
+async def test_tencent_reply_callback_is_understood_too(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    consumer = await _reply_consumer(ns)
+    try:
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await message_row(ns, e.callout_id) is not None
+        r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "不去了，sorry", "provider": "tencent"})
+        assert r.status_code == 200, r.text
+        replies = await _replies_for(consumer, vid, 1)
+        assert [(x.intent.value, x.callout_id) for x in replies] == [("decline", e.callout_id)]
+    finally:
+        await consumer.stop()
