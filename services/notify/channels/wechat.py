@@ -21,8 +21,10 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+import orjson
 import xmltodict
 
 from services.notify.channels._common import limiter
@@ -43,6 +45,7 @@ log = get_logger(__name__)
 CLIENT_MSG_ID_WINDOW = timedelta(minutes=10)
 """How long WeChat deduplicates a ``client_msg_id`` per openid."""
 _TOKEN_EARLY_SECONDS = 300
+_JSON = {"content-type": "application/json"}
 
 
 class WeChatTemplate(ChannelProvider):
@@ -138,15 +141,18 @@ class WeChatTemplate(ChannelProvider):
 
     async def _send_one(self, m: OutboundMessage) -> SendResult:
         path, body = self._payload(m)
+        content = orjson.dumps(body)
         async with self._slots:
             stale: str | None = None
             for attempt in range(2):
                 try:
                     token = await self.access_token(force_refresh=stale is not None, stale=stale)
                     async with self._limiter:
-                        response = await self._http.post(f"{self._base}{path}", params={"access_token": token},
-                                                         json=body, timeout=self._timeout)
-                    data = response.json()
+                        response = await self._http.post(
+                            f"{self._base}{path}?access_token={quote(token, safe='')}", content=content,
+                            headers=_JSON, timeout=self._timeout,
+                        )
+                    data = orjson.loads(response.content)
                 except (httpx.HTTPError, ValueError, RuntimeError) as exc:
                     log.warning("wechat_request_failed", error_type=type(exc).__name__)
                     return SendResult(m.message_id, False, None, TRANSPORT_ERROR, retryable=True)
