@@ -17,6 +17,37 @@ from shared.settings import env_file_path
 __all__ = ["SimulatorSettings"]
 
 
+def approved_templates() -> dict[str, str]:
+    """The template texts "approved in the providers' consoles": notify's registered templates by code/id.
+
+    Source of the texts: :data:`services.notify.domain.templates.TEMPLATES` (Aliyun ``${name}``
+    syntax) and the template codes in :class:`shared.settings.NotifySettings`. Tencent takes the same
+    values positionally (``{1}``, ``{2}``… in order of first appearance), WeChat as ``{{name.DATA}}``.
+    """
+    import re
+
+    from services.notify.domain.templates import TEMPLATES
+    from shared.settings import NotifySettings
+
+    fields = NotifySettings.model_fields
+    aliyun = fields["aliyun_templates"].default
+    tencent = fields["tencent_templates"].default
+    wechat = fields["wechat_templates"].default
+    out: dict[str, str] = {}
+    for kind, body in TEMPLATES.items():
+        names = list(dict.fromkeys(re.findall(r"\$\{(\w+)\}", body)))
+        if kind.value in aliyun:
+            out[aliyun[kind.value]] = body
+        if kind.value in tencent:
+            positional = body
+            for i, name in enumerate(names, start=1):
+                positional = positional.replace("${" + name + "}", "{" + str(i) + "}")
+            out[tencent[kind.value]] = positional
+        if kind.value in wechat:
+            out[wechat[kind.value]] = re.sub(r"\$\{(\w+)\}", r"{{\1.DATA}}", body)
+    return out
+
+
 def _alias(name: str) -> AliasChoices:
     return AliasChoices(f"SIMULATOR_{name}", f"NOTIFY_{name}")
 
@@ -45,7 +76,7 @@ class SimulatorSettings(BaseSettings):
     wechat_token_lifetime_seconds: int = Field(default=7200, ge=1, description="access_token expires_in, s.")
     wechat_account_id: str = Field(default="gh_muster000001", description="ToUserName of event pushes.")
     templates: dict[str, str] = Field(
-        default_factory=dict,
+        default_factory=approved_templates,
         description="Template text per template code/id, with ${name} (Aliyun), {1} (Tencent) or "
                     "{{name.DATA}} (WeChat) placeholders; unknown templates show their values joined.",
     )
