@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.dispatch.adapters.projection import upsert_profile
 from services.dispatch.app import create_app
@@ -27,6 +28,7 @@ from services.dispatch.units import units
 from shared.db import create_pool, upgrade_async
 from shared.events import CertificateInfo, VolunteerProfileUpdated
 from shared.settings import DispatchSettings
+from shared.topics import DELIVERY, REPLY, ROSTER_PROFILE, ROSTER_TEAM, TopicSpec
 from tests.conftest import StackAddresses
 
 
@@ -64,13 +66,41 @@ def settings_for(db: DispatchDb, *, tick: float = 0.2) -> DispatchSettings:
     )
 
 
+_CONSUMER_TOPICS = {"roster-profiles": ROSTER_PROFILE, "roster-teams": ROSTER_TEAM, "replies": REPLY,
+                    "deliveries": DELIVERY}
+
+
+async def start_groups_at_end(bootstrap: str, groups: dict[str, TopicSpec]) -> None:
+    """Commit each new consumer group's offsets at its topic's current end.
+
+    The real topics hold every other test's and the demo's history; a test's fresh group starts
+    after it instead of replaying it (the service itself reads from the earliest offset).
+    """
+    for group, topic in groups.items():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+            consumer.assign(parts)
+            ends = await consumer.end_offsets(parts)
+            await consumer.commit({tp: off for tp, off in ends.items()})
+        finally:
+            await consumer.stop()
+
+
 @asynccontextmanager
 async def running_app(
-    db: DispatchDb, *, consumers: Iterable[str] = ("replies", "deliveries"), tick: float = 0.2,
+    db: DispatchDb, *, consumers: Iterable[str] = ("replies",), tick: float = 0.2,
     settings: DispatchSettings | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The dispatch app started in-process (migrations, pool, relay, real Kafka consumers, ticker)."""
-    app = create_app(settings or settings_for(db, tick=tick), consumers=list(consumers))
+    """The dispatch app started in-process (migrations, pool, relay, real Kafka consumers, ticker).
+
+    Its consumers are new groups started at the current end of their real topics.
+    """
+    settings = settings or settings_for(db, tick=tick)
+    names = list(consumers)
+    await start_groups_at_end(db.bootstrap, {f"{settings.consumer_prefix}.{n}": _CONSUMER_TOPICS[n] for n in names})
+    app = create_app(settings, consumers=names)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dispatch") as client:
