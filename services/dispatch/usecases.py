@@ -632,21 +632,27 @@ async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived) -> None:
 
 
 async def record_delivery(conn: asyncpg.Connection, item: Received) -> None:
-    """Consumer handler for ``notify.delivery.v1``: keep each message's status for the board and report."""
+    """Consumer handler for ``notify.delivery.v1``: keep each message's status for the board and report.
+
+    Messages about call-outs this dispatch does not know (another environment's, a test's) are not kept.
+    """
     if not isinstance(item, MessageSent | MessageDelivered | MessageFailed):
         log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
         return
     ev = item
     status = {"MessageSent": "sent", "MessageDelivered": "delivered", "MessageFailed": "failed"}[ev.event_type]
-    await conn.execute(
+    stored = await conn.execute(
         """INSERT INTO messages (event_id, message_id, callout_id, incident_id, volunteer_id, kind, channel, provider,
                status, error_code, fallback, occurred_at)
-           VALUES ($1,$2,$3,(SELECT incident_id FROM callouts WHERE callout_id = $3),$4,$5,$6,$7,$8,$9,$10,$11)
+           SELECT $1,$2,$3,c.incident_id,$4,$5,$6,$7,$8,$9,$10,$11 FROM callouts c WHERE c.callout_id = $3
            ON CONFLICT (event_id) DO NOTHING""",
         ev.event_id, ev.message_id, ev.callout_id, ev.volunteer_id, ev.kind.value, ev.channel.value, ev.provider,
         status, ev.error_code if isinstance(ev, MessageFailed) else None,
         ev.fallback if isinstance(ev, MessageFailed) else False, ev.occurred_at,
     )
+    if stored == "INSERT 0 0":
+        log.debug("dispatch.delivery_not_ours", callout_id=str(ev.callout_id), event_id=str(ev.event_id))
+        return
     if isinstance(ev, MessageFailed):
         log.warning("dispatch.delivery_failed", callout_id=str(ev.callout_id), channel=ev.channel.value,
                     error_code=ev.error_code, fallback=ev.fallback)

@@ -248,3 +248,7 @@ async def test_delivery_reports_on_board_and_report(dispatch_db: DispatchDb, cli
     figures = (await client.get(f"/incidents/{iid}/report", headers=op)).json()["figures"]
     assert figures["messages_by_channel"] == {"sms": 1, "wechat": 1} and figures["delivery_failures"] == 1
     assert figures["messages_by_status"] == {"sent": 1, "delivered": 1, "failed": 1}
+    async with db.pool.acquire() as conn, conn.transaction():  # a message about someone else's call-out
+        await usecases.record_delivery(conn, MessageSent(message_id=uuid4(), callout_id=uuid4(), volunteer_id=uuid4(),
+                                                         kind=MessageKind.CALLOUT, channel=Channel.SMS, provider="t"))
+        assert await conn.fetchval("SELECT count(*) FROM messages WHERE incident_id IS NULL") == 0
