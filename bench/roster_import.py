@@ -194,7 +194,7 @@ async def machine(pool: Any) -> dict[str, Any]:
     async with pool.acquire() as conn:
         pg = await conn.fetchval("SHOW server_version")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "services/roster", "bench"], cwd=ROOT,
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "services/roster", "bench/roster_import.py"], cwd=ROOT,
                                 capture_output=True, text=True).stdout.strip())
     return {"cores": os.cpu_count(), "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()], "memory_gb": round(mem_kb / 1024 / 1024, 1), "python": platform.python_version(),
             "postgresql": pg, "platform": platform.platform(), "git_commit": commit, "git_dirty_roster": dirty}
