@@ -359,6 +359,7 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
         for incident_id in state.incidents:
             await http.post(f"{DISPATCH}/incidents/{incident_id}/close", json={"outcome": "drill complete"},
                             headers=headers)
+        await _wait_replies_recorded(state, http, headers)
         await asyncio.sleep(3.0)  # stand-downs reach the phones
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -381,6 +382,26 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
 
     print_summary(result, paths)
     return bool(result["ok"])
+
+
+async def _wait_replies_recorded(state: DrillState, http: httpx.AsyncClient, headers: dict[str, str],
+                                 timeout: float = 30.0) -> None:
+    """Give replies still in flight (phone → provider → notify → Kafka → dispatch) a bounded time to land.
+
+    A reply that has not reached a board after ``timeout`` seconds counts as lost in the report.
+    """
+    deadline = time.monotonic() + timeout
+    recorded = 0
+    while time.monotonic() < deadline:
+        recorded = 0
+        for incident_id in state.incidents:
+            r = await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)
+            if r.status_code == 200:
+                recorded += sum(len(c.get("replies", [])) for c in r.json())
+        if recorded >= len(state.sent):
+            return
+        await asyncio.sleep(1.0)
+    _log(f"{len(state.sent) - recorded} replies not on the boards after {timeout}s")
 
 
 async def _all_sim_messages(http: httpx.AsyncClient) -> list[dict[str, Any]]:
