@@ -1,7 +1,8 @@
 """Reading registers: CSV in any encoding Excel in China writes, and XLSX.
 
 * CSV: UTF-8 (with or without BOM), GB18030 (a superset of GBK and GB2312, which Excel on
-  Chinese Windows writes); the delimiter (comma, semicolon, tab) is sniffed by :mod:`csv`.
+  Chinese Windows writes), UTF-16 with a BOM (Excel's "Unicode text"); the delimiter (comma,
+  semicolon, tab) is sniffed by :mod:`csv`.
 * XLSX (and XLS/ODS): read with ``python-calamine`` (Rust, fast); the first sheet is the register.
   Cells keep their types (numbers, dates) for :mod:`services.roster.domain.normalise`.
 
@@ -26,12 +27,14 @@ class SpreadsheetError(ValueError):
 
 
 def decode_text(data: bytes) -> str:
-    """Decode CSV bytes: UTF-8 (BOM stripped), else GB18030.
+    """Decode CSV bytes: UTF-16 when it starts with its BOM, UTF-8 (BOM stripped), else GB18030.
 
     Raises:
         SpreadsheetError: neither decoding fits.
 
     """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export: UTF-16 with BOM, tabs
+        return data.decode("utf-16")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     for enc in ("utf-8", "gb18030"):

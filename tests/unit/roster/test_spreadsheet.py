@@ -21,6 +21,11 @@ def test_gb18030_only_characters() -> None:
     assert read_table(text.encode("gb18030"), "r.csv")[1] == ["䶮"]
 
 
+def test_excel_unicode_text_utf16_with_tabs() -> None:
+    data = "姓名\t手机号码\r\n王小明\t13800138000\r\n".encode("utf-16")
+    assert read_table(data, "r.txt") == [["姓名", "手机号码"], ["王小明", "13800138000"]]
+
+
 def test_semicolon_and_crlf() -> None:
     data = "姓名;手机号码\r\n王小明;13800138000\r\n".encode()
     assert read_table(data, "r.csv") == [["姓名", "手机号码"], ["王小明", "13800138000"]]
