@@ -219,3 +219,28 @@ async def test_subtree_search_index_agrees_with_the_volunteers_table(client: htt
     assert made[0] in ids and made[1] not in ids and moved not in ids
     in_tashan = (await client.get("/volunteers", params={"unit": "330602001", "page_size": 1000})).json()
     assert moved in {v["id"] for v in in_tashan["items"]}
+
+
+async def test_import_adds_team_memberships_and_republishes_the_team(client: httpx.AsyncClient,
+                                                                     roster_pool: Any) -> None:
+    leader = (await client.post("/volunteers", json=body())).json()
+    name = f"平水救护队{uuid.uuid4().hex[:4]}"
+    team = (await client.post("/teams", json={"name": name, "team_type": "first_aid", "unit_code": "330603105",
+                                              "leader_id": leader["id"], "member_ids": [leader["id"]]})).json()
+    m = mobile()
+    csv = f"姓名,手机号码,区县,乡镇(街道),村(社区),技能,所属队伍\n新队员,{m},柯桥区,平水镇,王化村,救护员,{name}\n"
+    r = await client.post("/imports", files={"file": ("r.csv", csv.encode(), "text/csv")})
+    assert r.status_code == 200, r.text
+    t = (await client.get(f"/teams/{team['id']}")).json()
+    assert t["revision"] == 2 and len(t["member_ids"]) == 2
+    async with roster_pool.acquire() as conn:
+        vid = await conn.fetchval("SELECT id FROM volunteers WHERE mobile = $1", "+86" + m)
+        payloads = [r["payload"] for r in await conn.fetch(
+            "SELECT payload FROM outbox WHERE key = $1 AND topic = 'roster.team.v1' ORDER BY id", team["id"])]
+    assert str(vid) in t["member_ids"]
+    assert [parse_event(p).revision for p in payloads] == [1, 2]  # type: ignore[attr-defined]
+    v = (await client.get(f"/volunteers/{vid}")).json()
+    assert v["team_ids"] == [team["id"]]
+    again = await client.post("/imports", files={"file": ("r.csv", csv.encode(), "text/csv")})
+    assert again.json()["unchanged"] == 1
+    assert (await client.get(f"/teams/{team['id']}")).json()["revision"] == 2
