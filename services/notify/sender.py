@@ -116,6 +116,7 @@ class Sender:
         self._wake = asyncio.Event()
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight_messages = 0
         self._started_at = utcnow()
         self.stats = SenderStats()
         self._signature = settings.aliyun_sign_name if settings.sms_provider == "aliyun" else settings.tencent_sign_name
@@ -139,7 +140,7 @@ class Sender:
                     await self.resolve_in_doubt()
                     await self.fallback_unreceipted()
                     await self.sweep_early_receipts()
-                    while len(self._inflight) >= 2 * self._s.send_concurrency * max(len(self._providers), 1):
+                    while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size:
                         await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
                     n = await self.send_due(wait=False)
                     self.stats.rounds += 1
@@ -315,9 +316,13 @@ class Sender:
         tasks = []
         for name, items in by_provider.items():
             size = max(items[0].provider.max_batch, 1)
-            gate = self._gates.setdefault(name, asyncio.Semaphore(self._s.send_concurrency))
+            # Requests in flight per provider; a provider that takes one recipient per request (WeChat) gets more.
+            permits = self._s.send_concurrency if size > 1 else self._s.send_concurrency * 8
+            gate = self._gates.setdefault(name, asyncio.Semaphore(permits))
             for start in range(0, len(items), size):
-                tasks.append(asyncio.create_task(self._send_piece(items[start:start + size], gate)))
+                piece = items[start:start + size]
+                self._inflight_messages += len(piece)
+                tasks.append(asyncio.create_task(self._send_piece(piece, gate)))
         if wait:
             await asyncio.gather(*tasks)
         else:
@@ -335,9 +340,12 @@ class Sender:
 
     async def _send_piece(self, items: Sequence[Claimed], gate: asyncio.Semaphore) -> None:
         """One provider request's worth (``max_batch``), recorded as soon as the provider answers."""
-        async with gate:
-            results = await items[0].provider.send([c.outbound for c in items])
-        await self.record(items, results)
+        try:
+            async with gate:
+                results = await items[0].provider.send([c.outbound for c in items])
+            await self.record(items, results)
+        finally:
+            self._inflight_messages -= len(items)
 
     async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
         """Store the providers' answers for ``items`` (same order) and their events, in one transaction."""
