@@ -395,3 +395,26 @@ async def test_tencent_reply_callback_is_understood_too(notify_stack: NotifyStac
         assert [(x.intent.value, x.callout_id) for x in replies] == [("decline", e.callout_id)]
     finally:
         await consumer.stop()
+
+
+async def test_wechat_callbacks_signed_and_fresh_only(notify_stack: NotifyStack) -> None:
+    import time
+
+    from wechatpy.utils import WeChatSigner
+
+    ns = notify_stack
+    token = ns.settings.callback_token.get_secret_value()
+
+    def signed(ts: int, nonce: str) -> dict[str, str]:
+        signer = WeChatSigner()
+        signer.add_data(token, str(ts), nonce)
+        return {"signature": signer.signature, "timestamp": str(ts), "nonce": nonce}
+
+    fresh = await ns.http.get(f"{ns.url}/callbacks/wechat", params={**signed(int(time.time()), "n1"), "echostr": "e42"})
+    assert fresh.status_code == 200 and fresh.text == "e42"
+    replayed = await ns.http.get(f"{ns.url}/callbacks/wechat",
+                                 params={**signed(int(time.time()) - 3600, "n2"), "echostr": "e43"})
+    assert replayed.status_code == 403
+    malformed = await ns.http.post(f"{ns.url}/callbacks/wechat", params=signed(int(time.time()), "n3"),
+                                   content=b"<xml><not-closed>")
+    assert malformed.status_code == 400

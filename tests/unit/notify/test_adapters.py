@@ -64,3 +64,16 @@ def test_reply_link_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(timed.time, "time", lambda: real() + 120)
     with pytest.raises(ReplyLinkExpired):
         links.message_id(token)
+
+
+def test_callback_allow_list() -> None:
+    from typing import Any, cast
+
+    from services.notify.context import NotifyContext
+    from shared.settings import NotifySettings
+
+    settings = NotifySettings(kafka_bootstrap_servers="x:1", database_url="postgresql://u:p@h:1/d",
+                              callback_allow_ips=["127.0.0.1/32", "10.8.0.0/16"])
+    ctx = NotifyContext(settings, cast(Any, None), ContactCipher(Fernet.generate_key()), None, {})
+    assert ctx.allowed("127.0.0.1") and ctx.allowed("10.8.3.4")
+    assert not ctx.allowed("10.9.0.1") and not ctx.allowed(None) and not ctx.allowed("not-an-ip")
