@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import tempfile
@@ -96,9 +97,13 @@ async def main(n: int, wechat_share: float) -> dict[str, Any]:
         await proc.wait()
         Path(f.name).unlink()
         t_produced = time.perf_counter() - t0
-        t_accepted = t_sent = t_delivered = None
-        deadline = t0 + 120
+        t_accepted = t_sent = t_delivered = t_written = None
+        deadline = t0 + 180
         while time.perf_counter() < deadline:
+            if t_written is None:
+                async with ns.pool.acquire() as conn:
+                    if await conn.fetchval("SELECT count(*) FROM messages") >= n:
+                        t_written = time.perf_counter() - t0
             if t_accepted is None:
                 accepted = _accepted((await ns.http.get(f"{ns.sim.url}/sim/stats")).json()) - before
                 if accepted >= n:
@@ -125,11 +130,13 @@ async def main(n: int, wechat_share: float) -> dict[str, Any]:
         "callouts": n,
         "wechat_share": wechat_share,
         "produce_seconds": round(t_produced, 3),
+        "all_messages_written_seconds": None if t_written is None else round(t_written, 3),
         "all_accepted_by_simulator_seconds": None if t_accepted is None else round(t_accepted, 3),
         "all_recorded_sent_seconds": None if t_sent is None else round(t_sent, 3),
         "all_delivery_receipts_seconds": None if t_delivered is None else round(t_delivered, 3),
         "messages_per_second": None if t_accepted is None else round(n / t_accepted),
         "target_seconds": 5.0,
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "duplicates": duplicates,
         "failed": failed,
         "simulator_stats": stats,
