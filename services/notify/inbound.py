@@ -190,12 +190,20 @@ async def apply_early_receipts(
 
 
 async def _open_callouts(conn: asyncpg.Connection, volunteer_id: UUID, window_hours: float) -> list[Any]:
-    return list(await conn.fetch(
-        "SELECT callout_id, reply_code, requested_at, incident_id, drill FROM callouts "
-        "WHERE volunteer_id = $1 AND state <> 'closed' AND requested_at > now() - make_interval(secs => $2) "
+    """The call-outs a reply from ``volunteer_id`` can answer: the open ones, else the ones already closed.
+
+    A reply that crosses the stand-down (the need filled a second before the volunteer typed "1")
+    still answers the call-out they were messaged about; dispatch records it as a late reply. Only
+    call-outs requested within the reply window (hours) count.
+    """
+    rows = list(await conn.fetch(
+        "SELECT callout_id, reply_code, requested_at, incident_id, drill, state <> 'closed' AS open FROM callouts "
+        "WHERE volunteer_id = $1 AND requested_at > now() - make_interval(secs => $2) "
         "ORDER BY requested_at DESC",
         volunteer_id, window_hours * 3600,
     ))
+    still_open = [r for r in rows if r["open"]]
+    return still_open or rows
 
 
 async def record_reply(

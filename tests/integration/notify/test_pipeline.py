@@ -424,3 +424,27 @@ async def test_wechat_callbacks_signed_and_fresh_only(notify_stack: NotifyStack)
     malformed = await ns.http.post(f"{ns.url}/callbacks/wechat", params=signed(int(time.time()), "n3"),
                                    content=b"<xml><not-closed>")
     assert malformed.status_code == 400
+
+
+async def test_a_reply_just_after_the_stand_down_still_answers_its_call_out(notify_stack: NotifyStack) -> None:
+    """Regression (drill): a volunteer answered "1" a second after the requirement filled; notify had closed
+    the call-out on the stand-down and published the reply as unmatched, so it never reached the board."""
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    consumer = await _reply_consumer(ns)
+    try:
+        e = request(vid, reply_code="C4")
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await message_row(ns, e.callout_id) is not None
+        cancel = CallOutCancelled(callout_id=e.callout_id, incident_id=e.incident_id, volunteer_id=vid,
+                                  reason=CancelReason.FILLED, incident_title=e.incident_title)
+        await ns.publish(ns.callout_topic, str(vid), cancel)
+        assert await message_row(ns, e.callout_id, kind="stand_down") is not None
+        r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "1"})
+        assert r.status_code == 200, r.text
+        replies = await _replies_for(consumer, vid, 1)
+        assert len(replies) == 1 and replies[0].intent.value == "accept"
+        assert replies[0].callout_id == e.callout_id
+        assert replies[0].correlation_id == e.incident_id
+    finally:
+        await consumer.stop()
