@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -48,7 +49,9 @@ async def test_small_drill_report_matches_what_the_phones_saw(services, tmp_path
     assert called == kinds["callout"], "every call-out on the board reached exactly one phone"
     assigned = sum(r["filled"] for r in figures["requirements"])
     assert assigned == 3 and kinds["assigned"] >= 3
-    assert all(m["text"].startswith("演练") for m in items), "drill messages say 演练 first"
+    # The provider puts the SMS signature 【…】 in front; the body starts with 演练.
+    bodies = [re.sub(r"^【[^】]*】", "", m["text"]) for m in items]
+    assert bodies and all(b.startswith("演练") for b in bodies), "drill messages say 演练 first"
     assert {k: report["integrity"][k] for k in ("duplicate_messages", "lost_replies", "overfilled_requirements")} == {
         "duplicate_messages": 0, "lost_replies": 0, "overfilled_requirements": 0}
     assert ok, report["expectations"]
