@@ -189,21 +189,27 @@ async def apply_early_receipts(
     return len(early)
 
 
-async def _open_callouts(conn: asyncpg.Connection, volunteer_id: UUID, window_hours: float) -> list[Any]:
-    """The call-outs a reply from ``volunteer_id`` can answer: the open ones, else the ones already closed.
-
-    A reply that crosses the stand-down (the need filled a second before the volunteer typed "1")
-    still answers the call-out they were messaged about; dispatch records it as a late reply. Only
-    call-outs requested within the reply window (hours) count.
-    """
-    rows = list(await conn.fetch(
+async def _recent_callouts(conn: asyncpg.Connection, volunteer_id: UUID, window_hours: float) -> list[Any]:
+    """The volunteer's call-outs requested within the reply window (hours), newest first, with an ``open`` flag."""
+    return list(await conn.fetch(
         "SELECT callout_id, reply_code, requested_at, incident_id, drill, state <> 'closed' AS open FROM callouts "
         "WHERE volunteer_id = $1 AND requested_at > now() - make_interval(secs => $2) "
         "ORDER BY requested_at DESC",
         volunteer_id, window_hours * 3600,
     ))
-    still_open = [r for r in rows if r["open"]]
-    return still_open or rows
+
+
+def _answerable(rows: list[Any], code: str | None) -> list[Any]:
+    """Which call-outs a reply can answer.
+
+    A reply code names its call-out among all recent ones, open or not: the volunteer typed the code of
+    the message they read, and a stand-down may have crossed it on the way. Without a code, the open
+    call-outs; when none is open, the ones already closed (a "1" typed a second after the stand-down
+    still answers the call-out it was meant for; dispatch records it as a late reply).
+    """
+    if code is not None:
+        return rows
+    return [r for r in rows if r["open"]] or rows
 
 
 async def record_reply(
@@ -255,12 +261,13 @@ async def record_reply(
                 f"SELECT volunteer_id FROM contacts WHERE {column} = $1 ORDER BY updated_at DESC LIMIT 1",
                 sender_hash,
             )
-    open_rows = await _open_callouts(conn, volunteer_id, window_hours) if volunteer_id else []
+    recent = await _recent_callouts(conn, volunteer_id, window_hours) if volunteer_id else []
     if parsed is None:
-        parsed = parse_reply(text, [r["reply_code"] for r in open_rows])
+        parsed = parse_reply(text, [r["reply_code"] for r in recent])
     if callout_id is None and parsed.intent is not ReplyIntent.UNSUBSCRIBE:
         callout_id = match_callout(
-            [OpenCallOut(r["callout_id"], r["reply_code"], r["requested_at"]) for r in open_rows], parsed.code
+            [OpenCallOut(r["callout_id"], r["reply_code"], r["requested_at"]) for r in _answerable(recent, parsed.code)],
+            parsed.code,
         )
     meta = await conn.fetchrow("SELECT incident_id, drill FROM callouts WHERE callout_id = $1", callout_id) \
         if callout_id else None

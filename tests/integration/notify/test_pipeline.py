@@ -448,3 +448,31 @@ async def test_a_reply_just_after_the_stand_down_still_answers_its_call_out(noti
         assert replies[0].correlation_id == e.incident_id
     finally:
         await consumer.stop()
+
+
+async def test_a_reply_code_names_its_call_out_even_after_its_stand_down(notify_stack: NotifyStack) -> None:
+    """Regression (e2e drill): a volunteer still assigned to an earlier incident got a new call-out with code ZX,
+    answered "1ZX" just after its stand-down, and notify matched the reply to the earlier call-out."""
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    consumer = await _reply_consumer(ns)
+    try:
+        earlier = request(vid, reply_code="MS")
+        await ns.publish(ns.callout_topic, str(vid), earlier)
+        assert await message_row(ns, earlier.callout_id) is not None
+        r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "1"})
+        assert r.status_code == 200
+        assert [x.callout_id for x in await _replies_for(consumer, vid, 1)] == [earlier.callout_id]
+        later = request(vid, reply_code="ZX", incident_title="越城区火灾")
+        await ns.publish(ns.callout_topic, str(vid), later)
+        assert await message_row(ns, later.callout_id) is not None
+        cancel = CallOutCancelled(callout_id=later.callout_id, incident_id=later.incident_id, volunteer_id=vid,
+                                  reason=CancelReason.FILLED, incident_title=later.incident_title)
+        await ns.publish(ns.callout_topic, str(vid), cancel)
+        assert await message_row(ns, later.callout_id, kind="stand_down") is not None
+        r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "1ZX"})
+        assert r.status_code == 200
+        replies = await _replies_for(consumer, vid, 1)
+        assert len(replies) == 1 and replies[0].callout_id == later.callout_id
+    finally:
+        await consumer.stop()
