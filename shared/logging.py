@@ -1,8 +1,9 @@
 """structlog configured once: JSON lines when not on a terminal, personal data masked.
 
-Every log record passes :func:`mask_personal_data`, which masks mobile numbers and WeChat openids
-in every string value (see :mod:`shared.privacy`), so a handler that logs a raw callback body
-still writes no phone number.
+Every log record passes :func:`mask_personal_data`, which masks mobile numbers, WeChat openids and
+credentials carried in URLs (``access_token=``, callback path tokens) in every string value (see
+:mod:`shared.privacy`), so a handler that logs a raw callback body or a request URL still writes no
+phone number and no token.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def configure_logging(*, level: str = "INFO", service: str | None = None, json: 
     root.handlers[:] = [handler]
     root.setLevel(logging.getLevelName(level.upper()) if level.upper() != "DEBUG" else logging.DEBUG)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request line at INFO, query string included (WeChat's access_token travels there).
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["mask_mobile", "mask_openid", "mask_text", "mask_value"]
+__all__ = ["mask_mobile", "mask_openid", "mask_secrets", "mask_text", "mask_value"]
 
 _SEP = r"[ \t\-－\u00a0\u3000]?"
 # \d matches full-width digits too (Unicode decimal digits).
@@ -23,6 +23,19 @@ _MOBILE = re.compile(
     rf"(?<![\d\w])(?:(?:[+＋]|00|００)?(?:86|８６){_SEP})?(?P<num>[1１]{_SEP}[3-9３-９](?:{_SEP}\d){{9}})(?!\d)"
 )
 _OPENID = re.compile(r"(?<![A-Za-z0-9_-])o[A-Za-z0-9_-]{27}(?![A-Za-z0-9_-])")
+
+
+# Credentials that travel in URLs: WeChat's access_token query parameter (developers.weixin.qq.com,
+# "获取 Access token"), signed-callback parameters, and the secret path token of the SMS callbacks
+# (/callbacks/aliyun/<token>/..., /callbacks/tencent/<token>/...).
+_SECRET_QUERY = re.compile(r"(?P<k>(?:access_token|secret|appsecret|signature|msg_signature)=)[^&\s\"']+", re.IGNORECASE)
+_CALLBACK_TOKEN = re.compile(r"(?P<k>/callbacks/(?:aliyun|tencent)/)[^/\s\"']+")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide credentials carried in URLs: ``access_token=…``, ``signature=…``, callback path tokens."""
+    text = _SECRET_QUERY.sub(lambda m: m.group("k") + "****", text)
+    return _CALLBACK_TOKEN.sub(lambda m: m.group("k") + "****", text)
 
 
 def _digits(s: str) -> str:
@@ -46,7 +59,8 @@ def mask_openid(openid: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask every mobile number and openid inside ``text``."""
+    """Mask every mobile number, openid and URL credential inside ``text``."""
+    text = mask_secrets(text)
     text = _MOBILE.sub(lambda m: mask_mobile(m.group("num")), text)
     return _OPENID.sub(lambda m: mask_openid(m.group(0)), text)
 

@@ -79,3 +79,18 @@ def test_logging_survives_a_closed_stream():
         sys.stderr = original
     assert "consumer.dead_lettered" in buffer.getvalue()
     structlog.contextvars.clear_contextvars()
+
+
+def test_url_credentials_are_masked_in_logs(capsys):
+    """Regression (review): httpx's request lines put WeChat's access_token and the callback path token in the logs."""
+    configure_logging(level="INFO", service="test", json=True)
+    logging.getLogger("httpx").warning(
+        'HTTP Request: POST http://127.0.0.1:8190/cgi-bin/message/template/send?access_token=BuS398xYz_-1 "200 OK"'
+    )
+    get_logger("t").info("push", url="http://127.0.0.1:8103/callbacks/aliyun/NIGByPsk-K2Vw3xq=/report",
+                         wx="/callbacks/wechat?signature=96fb3abf&timestamp=1&nonce=2")
+    err = capsys.readouterr().err
+    assert "BuS398xYz_-1" not in err and "NIGByPsk-K2Vw3xq=" not in err and "96fb3abf" not in err
+    assert "access_token=****" in err and "/callbacks/aliyun/****/report" in err and "signature=****" in err
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+    structlog.contextvars.clear_contextvars()
