@@ -13,6 +13,10 @@ stamp re-publishes those rows on the next round: consumers deduplicate on ``even
 (:mod:`shared.consumer`). One relay per database holds an advisory lock, so two replicas of a
 service never interleave the same keys.
 
+An event the broker can never take (larger than the producer's ``max_request_size``, an invalid
+topic) is set aside in ``dead_letters`` and stamped, so it cannot stall every event behind it;
+transient errors (broker down, timeouts) leave the rows unpublished and the relay backs off.
+
 Errors: :class:`RelayCrash` is raised only by the test hook ``after_send`` to simulate a crash.
 """
 
@@ -26,6 +30,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
 
 from shared.events import Event
 from shared.logging import get_logger
@@ -45,6 +50,8 @@ __all__ = [
 log = get_logger(__name__)
 
 NOTIFY_CHANNEL = "outbox"
+# Errors no retry can cure: the event is set aside (see OutboxRelay._set_aside), the rest go on.
+_PERMANENT = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
 RELAY_LOCK_KEY = 0x6D75_7374  # "must": advisory lock id held by the one relay of a database
 
 OUTBOX_DDL = """
@@ -234,21 +241,53 @@ class OutboxRelay:
             if not rows:
                 return total
             batch = [OutboxRow(r["id"], r["topic"], r["key"], r["payload"], r["headers"]) for r in rows]
-            futures = []
+            sent: list[tuple[OutboxRow, asyncio.Future[Any]]] = []
+            undeliverable: list[tuple[OutboxRow, BaseException]] = []
             for row in batch:
                 headers = [(k, str(v).encode()) for k, v in row.headers.items()]
-                futures.append(
-                    await producer.send(row.topic, value=row.payload, key=row.key.encode(), headers=headers)
-                )
-            await asyncio.gather(*futures)
+                try:
+                    fut = await producer.send(row.topic, value=row.payload, key=row.key.encode(), headers=headers)
+                except _PERMANENT as exc:
+                    undeliverable.append((row, exc))
+                    continue
+                sent.append((row, fut))
+            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            acked: list[OutboxRow] = []
+            transient: BaseException | None = None
+            for (row, _), result in zip(sent, results, strict=True):
+                if isinstance(result, _PERMANENT):
+                    undeliverable.append((row, result))
+                elif isinstance(result, BaseException):
+                    transient = transient or result
+                else:
+                    acked.append(row)
             if self._after_send is not None:
-                await self._after_send(batch)
-            async with self._pool.acquire() as conn:
+                await self._after_send(acked)
+            async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
-                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r.id for r in batch]
+                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                    [r.id for r in acked] + [r.id for r, _ in undeliverable],
                 )
-            total += len(batch)
-            self.published += len(batch)
+                for row, exc in undeliverable:
+                    await self._set_aside(conn, row, exc)
+            total += len(acked)
+            self.published += len(acked)
+            if transient is not None:
+                raise transient
+
+    async def _set_aside(self, conn: asyncpg.Connection, row: OutboxRow, exc: BaseException) -> None:
+        """A row the broker will never take (too large, invalid topic): record it and move on.
+
+        It goes to ``dead_letters`` (consumer ``<service>.outbox-relay``, partition -1, offset = the row's
+        id) and is stamped, so one bad event cannot stop every event behind it. The row itself stays in
+        the outbox until pruning, for an operator to inspect.
+        """
+        error = f"{type(exc).__name__}: {exc}"
+        await conn.execute(
+            'INSERT INTO dead_letters (consumer, topic, partition, "offset", error) VALUES ($1, $2, -1, $3, $4)',
+            f"{self._name}.outbox-relay", row.topic, row.id, error[:2000],
+        )
+        log.error("outbox.undeliverable", topic=row.topic, row_id=row.id, error=error[:500])
 
     async def _prune(self) -> None:
         async with self._pool.acquire() as conn:

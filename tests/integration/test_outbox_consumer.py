@@ -185,3 +185,35 @@ async def test_poison_message_goes_to_dead_letter_and_next_is_processed(stack, t
 
 async def _dead(consumer: IdempotentConsumer, n: int) -> bool:
     return consumer.stats.dead_lettered >= n
+
+
+async def test_an_event_the_broker_cannot_take_is_set_aside_and_the_rest_go_on(stack, test_pool, unique):
+    """Regression (review): an event over the producer's size limit made the relay retry forever in id order,
+    so every later event (all call-outs) stalled behind it."""
+    topic = TopicSpec(f"test.oversize.{unique}", 1, False, "incident_id")
+    await ensure_topics(stack.bootstrap, (topic,))
+    huge = _event("x" * 2_000_000)  # over aiokafka's default max_request_size (1 MiB)
+    after = _event("after-the-huge-one")
+    async with test_pool.acquire() as conn, conn.transaction():
+        await outbox.add(conn, topic, "k", huge)
+        await outbox.add(conn, topic, "k", after)
+    relay = outbox.OutboxRelay(test_pool, stack.bootstrap, name="test")
+    try:
+        await asyncio.wait_for(relay.publish_pending(), timeout=60)
+    finally:
+        await relay.stop()
+    async with test_pool.acquire() as conn:
+        pending = await conn.fetchval("SELECT count(*) FROM outbox WHERE topic = $1 AND published_at IS NULL",
+                                      topic.name)
+        aside = await conn.fetchrow("SELECT error FROM dead_letters WHERE topic = $1", topic.name)
+    assert pending == 0
+    assert aside is not None and "MessageSizeTooLarge" in aside["error"]
+    raw = AIOKafkaConsumer(topic.name, bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest",
+                           enable_auto_commit=False, group_id=None)
+    await raw.start()
+    try:
+        batches = await raw.getmany(timeout_ms=5000)
+        values = [r.value for recs in batches.values() for r in recs]
+    finally:
+        await raw.stop()
+    assert len(values) == 1 and b"after-the-huge-one" in values[0]
