@@ -26,10 +26,9 @@ from shared.topics import TopicSpec, ensure_topics
 
 
 async def main(n: int) -> dict[str, float]:
-    from deploy.stack import stack_env
-
     import logging
 
+    from deploy.stack import stack_env
     from shared.logging import configure_logging
 
     configure_logging(level="WARNING")

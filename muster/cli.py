@@ -34,9 +34,12 @@ class ServiceName(StrEnum):
 
 
 def _print_env(env: dict[str, str]) -> None:
-    typer.echo(f"# settings the services use (also in {stack.env_file()})")
+    """Print the settings with secrets hidden: passwords in URLs and generated keys/tokens (full values in the file)."""
+    import re
+
+    typer.echo(f"# settings the services use (full values, secrets included, in {stack.env_file()})")
     for key, value in env.items():
-        shown = value
+        shown = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1****@", value)
         if any(word in key for word in ("SECRET", "KEY", "TOKEN")):
             shown = "<generated; see the env file>"
         typer.echo(f"{key}={shown}")

@@ -106,6 +106,7 @@ class IdempotentConsumer:
         dead_letters: publishes a record to a dead-letter topic.
         attempts: tries of a failing handler before the event is dead-lettered.
         transient_backoff: seconds to wait before a batch with a transient error is redelivered.
+
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class IdempotentConsumer:
 
         Raises:
             ValueError | pydantic.ValidationError: the record is not a valid event.
+
         """
         if record.value is None:
             headers = {k: v.decode(errors="replace") for k, v in record.headers}
@@ -180,6 +182,7 @@ class IdempotentConsumer:
         Raises:
             Exception: a transient error (see :func:`is_transient`), after ``transient_backoff`` seconds;
                 nothing of the batch was committed and it must be redelivered.
+
         """
         parsed: list[tuple[ConsumedRecord, Received]] = []
         poison: list[tuple[ConsumedRecord, str]] = []

@@ -39,6 +39,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, **kwar
 
     Raises:
         asyncpg.PostgresError | OSError: the database cannot be reached.
+
     """
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init_connection, **kwargs)
     assert pool is not None
@@ -61,6 +62,7 @@ def upgrade(service: str, dsn: str, revision: str = "head") -> None:
     Args:
         service: ``roster``, ``dispatch`` or ``notify``.
         dsn: ``postgresql://…`` URL of the service's database.
+
     """
     from alembic import command
 

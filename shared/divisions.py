@@ -44,6 +44,7 @@ def level_of(code: str) -> Level:
 
     Raises:
         ValueError: not a 6-, 9- or 12-digit code.
+
     """
     if not is_valid_code(code):
         raise ValueError(f"not a division code: {code!r}")
@@ -59,6 +60,7 @@ def ancestor(code: str, level: Level) -> str:
 
     Raises:
         ValueError: ``level`` is below the code's own level, or the code is invalid.
+
     """
     own = level_of(code)
     if _LEVEL_ORDER.index(level) < _LEVEL_ORDER.index(own):

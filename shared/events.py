@@ -77,6 +77,7 @@ class Event(BaseModel):
         correlation_id: the incident this event belongs to, where there is one.
         causation_id: the event that caused this one, where there is one.
         drill: true for events of a drill; messages caused by them say 演练.
+
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -394,6 +395,7 @@ def parse_event(data: bytes | str) -> Event:
 
     Raises:
         pydantic.ValidationError: not JSON, an unknown ``event_type``, or fields that do not fit.
+
     """
     result: Event = _ADAPTER.validate_json(data)
     return result

@@ -21,6 +21,7 @@ async def consumer_lag(bootstrap: str, group_id: str, topic: str) -> int | None:
 
     Raises:
         aiokafka.errors.KafkaError: the broker cannot be reached.
+
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -48,6 +49,7 @@ async def wait_for_lag_zero(bootstrap: str, group_id: str, topic: str, *, timeou
 
     Raises:
         TimeoutError: still behind after ``timeout`` seconds (the message says by how much).
+
     """
     t0 = time.monotonic()
     lag: int | None = None

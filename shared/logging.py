@@ -21,7 +21,7 @@ __all__ = ["configure_logging", "get_logger", "mask_personal_data"]
 
 
 def mask_personal_data(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: mask mobiles and openids in every value, the event name included."""
+    """Structlog processor: mask mobiles and openids in every value, the event name included."""
     for key, value in list(event_dict.items()):
         event_dict[key] = mask_value(value)
     return event_dict
@@ -55,6 +55,7 @@ def configure_logging(*, level: str = "INFO", service: str | None = None, json: 
         level: minimum level name, e.g. ``INFO``.
         service: bound to every record as ``service``.
         json: force JSON (True) or console (False) output; default JSON unless stderr is a terminal.
+
     """
     use_json = (not sys.stderr.isatty()) if json is None else json
     shared: list[Any] = [

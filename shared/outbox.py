@@ -116,6 +116,7 @@ async def add(conn: asyncpg.Connection, topic: TopicSpec, key: str, event: Event
         topic: where the event goes.
         key: the partition key (see :mod:`shared.topics`), e.g. the volunteer id.
         event: the event.
+
     """
     await conn.execute(
         "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
@@ -128,6 +129,7 @@ async def add_many(conn: asyncpg.Connection, items: Iterable[tuple[TopicSpec, st
 
     Returns:
         The number of rows written.
+
     """
     records = [
         (e.event_id, t.name, k, e.to_bytes(), event_headers(e)) for t, k, e in items
@@ -174,6 +176,7 @@ class OutboxRelay:
         batch_size: rows per round.
         after_send: test hook awaited after the broker acknowledged a round and before the rows are
             stamped; raising :class:`RelayCrash` there simulates a crash at the worst moment.
+
     """
 
     def __init__(
@@ -228,6 +231,7 @@ class OutboxRelay:
         Raises:
             aiokafka.errors.KafkaError | OSError: the broker did not acknowledge; rows stay unpublished.
             RelayCrash: from the ``after_send`` test hook.
+
         """
         producer = await self._start_producer()
         total = 0

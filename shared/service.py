@@ -63,6 +63,7 @@ class ServiceSpec:
         background: coroutines run for the service's lifetime (e.g. dispatch's deadline ticker).
         on_start: awaited after the pool opens and before consumers start (e.g. to build adapters).
         on_stop: awaited at shutdown before the pool closes.
+
     """
 
     name: str

@@ -46,6 +46,7 @@ class TopicSpec:
         partitions: number of partitions.
         compacted: ``cleanup.policy=compact`` (latest snapshot per key; a null value is a tombstone).
         key: what the partition key is, for documentation.
+
     """
 
     name: str
@@ -82,6 +83,7 @@ async def ensure_topics(bootstrap: str, specs: tuple[TopicSpec, ...] = ALL_TOPIC
 
     Returns:
         Names of the topics created by this call.
+
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 

@@ -33,6 +33,7 @@ class Skill:
         name_zh: the Chinese name used on registers and in messages (e.g. 救护员).
         aliases: other spellings people type in spreadsheets (Chinese and English).
         needs_certificate: a call-out for this skill requires a certificate valid at the incident's time.
+
     """
 
     code: str
@@ -61,6 +62,7 @@ def skill_by_code(code: str) -> Skill:
 
     Raises:
         KeyError: ``code`` is not in the vocabulary.
+
     """
     return _BY_CODE[code]
 

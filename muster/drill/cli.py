@@ -17,7 +17,8 @@ def run(
 ) -> None:
     """Run SCENARIO: start what is not running, seed the roster if empty, open the incidents in drill
     mode, play the volunteers' phones, follow the boards, close, and report. Exits 0 only when every
-    integrity count is 0 and the scenario's expectations hold."""
+    integrity count is 0 and the scenario's expectations hold.
+    """
     import asyncio
 
     from muster.drill.runner import run_drill

@@ -70,6 +70,7 @@ def integrity(
     Returns:
         ``{"duplicate_messages", "duplicate_stand_downs", "lost_callouts", "lost_replies",
         "overfilled_requirements", "details": {...}}``; all counts are non-negative ints.
+
     """
     messages = list(messages)
     callouts = list(callouts)

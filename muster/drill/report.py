@@ -36,6 +36,7 @@ def check_expectations(scenario: Scenario, incidents: list[dict[str, Any]]) -> l
 
     Returns:
         One ``{"name", "expected", "actual", "ok"}`` per expectation that the scenario states.
+
     """
     exp = scenario.expectations
     reqs = [r for inc in incidents for r in inc["figures"].get("requirements", [])]

@@ -42,6 +42,7 @@ class Response:
         eta_minutes: the ETA they give when accepting with one.
         no_show: accepted but never arrives.
         arrival_after_s: seconds after the assignment confirmation that they check in (None: never).
+
     """
 
     action: Action
@@ -74,6 +75,7 @@ def decide(model: ResponderModel, *, seed: int, key: str, level: Level, skill: s
 
     Returns:
         The :class:`Response`; probabilities are clamped to [0, 1] after the skill factor.
+
     """
     rng = _rng(seed, key)
     accept = min(1.0, model.accept.get(level, 0.0) * model.skill_factor.get(skill or "", 1.0))

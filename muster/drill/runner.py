@@ -53,6 +53,7 @@ def classify(text: str) -> str:
     Returns:
         ``callout`` (asks for 回复1…), ``assigned`` (已确认…出勤), ``stand_down`` (人员已满/无需前往/停止前往),
         or ``unknown``.
+
     """
     if "回复1" in text:
         return "callout"
@@ -324,10 +325,10 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
 
     Returns:
         True when every integrity count is 0 and the scenario's expectations hold.
-    """
-    from muster.drill.report import build_report, write_report
 
+    """
     from deploy.stack import stack_env
+    from muster.drill.report import build_report, write_report
 
     if start:
         await asyncio.to_thread(_ensure_stack)

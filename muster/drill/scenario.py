@@ -160,6 +160,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
     Raises:
         ScenarioError: unreadable YAML or invalid fields; the message lists each error with its path.
+
     """
     path = Path(path)
     try:

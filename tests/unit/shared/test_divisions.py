@@ -1,6 +1,14 @@
 import pytest
 
-from shared.divisions import ancestor, ancestors, distance_m, gcj02_to_wgs84, level_of, next_level, wgs84_to_gcj02
+from shared.divisions import (
+    ancestor,
+    ancestors,
+    distance_m,
+    gcj02_to_wgs84,
+    level_of,
+    next_level,
+    wgs84_to_gcj02,
+)
 from shared.vocabulary import Level
 
 
