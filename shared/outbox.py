@@ -10,8 +10,8 @@ The relay publishes rows in ``id`` order with an idempotent producer (``enable_i
 forces ``acks=all``; aiokafka keeps one in-flight batch per partition, so order per key holds),
 waits for every acknowledgement, then stamps ``published_at``. A crash between the send and the
 stamp re-publishes those rows on the next round: consumers deduplicate on ``event_id``
-(:mod:`shared.consumer`). One relay per database holds an advisory lock, so two replicas of a
-service never interleave the same keys.
+(:mod:`shared.consumer`). One relay per outbox (database and schema) holds an advisory lock, so two
+replicas of a service never interleave the same keys.
 
 An event the broker can never take (larger than the producer's ``max_request_size``, an invalid
 topic) is set aside in ``dead_letters`` and stamped, so it cannot stall every event behind it;
@@ -45,6 +45,8 @@ __all__ = [
     "add_many",
     "add_tombstone",
     "event_headers",
+    "release_relay_lock",
+    "try_relay_lock",
 ]
 
 log = get_logger(__name__)
@@ -52,7 +54,9 @@ log = get_logger(__name__)
 NOTIFY_CHANNEL = "outbox"
 # Errors no retry can cure: the event is set aside (see OutboxRelay._set_aside), the rest go on.
 _PERMANENT = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
-RELAY_LOCK_KEY = 0x6D75_7374  # "must": advisory lock id held by the one relay of a database
+# The one relay of an outbox holds the advisory lock (RELAY_LOCK_KEY, hashtext(schema)): one per outbox
+# table, so a test or benchmark with its own schema in the same database never blocks the service's relay.
+RELAY_LOCK_KEY = 0x6D75_7374  # "must"
 
 OUTBOX_DDL = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -92,6 +96,16 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 """
+
+
+async def try_relay_lock(conn: asyncpg.Connection) -> bool:
+    """Take the relay lock of the outbox in ``conn``'s current schema (session-level); False when held elsewhere."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))", RELAY_LOCK_KEY))
+
+
+async def release_relay_lock(conn: asyncpg.Connection) -> None:
+    """Release the lock taken by :func:`try_relay_lock` on the same connection."""
+    await conn.execute("SELECT pg_advisory_unlock($1, hashtext(current_schema()))", RELAY_LOCK_KEY)
 
 
 def event_headers(event: Event) -> dict[str, str]:
@@ -306,7 +320,7 @@ class OutboxRelay:
         while True:
             try:
                 async with self._pool.acquire() as listen_conn:
-                    locked = await listen_conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY)
+                    locked = await try_relay_lock(listen_conn)
                     if not locked:
                         await asyncio.sleep(2.0)
                         continue
@@ -330,7 +344,7 @@ class OutboxRelay:
                         if not listen_conn.is_closed():
                             with contextlib.suppress(Exception):
                                 await listen_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-                                await listen_conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
+                                await release_relay_lock(listen_conn)
             except asyncio.CancelledError:
                 await self.stop()
                 raise

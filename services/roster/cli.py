@@ -45,10 +45,10 @@ async def _open(settings: Any) -> Any:
 
 async def _publish(pool: Any, settings: Any) -> int | None:
     """Publish the outbox when no service relay holds the lock; None when a relay is running."""
-    from shared.outbox import RELAY_LOCK_KEY, OutboxRelay
+    from shared.outbox import OutboxRelay, release_relay_lock, try_relay_lock
 
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+        if not await try_relay_lock(conn):
             return None
         relay = OutboxRelay(pool, settings.kafka_bootstrap_servers, name="roster-cli",
                             batch_size=max(settings.outbox_batch_size, 2000))
@@ -56,7 +56,7 @@ async def _publish(pool: Any, settings: Any) -> int | None:
             return await relay.publish_pending()
         finally:
             await relay.stop()
-            await conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_KEY)
+            await release_relay_lock(conn)
 
 
 def _run(coro: Any) -> Any:

@@ -217,3 +217,41 @@ async def test_an_event_the_broker_cannot_take_is_set_aside_and_the_rest_go_on(s
     finally:
         await raw.stop()
     assert len(values) == 1 and b"after-the-huge-one" in values[0]
+
+
+async def test_a_relay_in_another_schema_is_not_blocked_by_the_services_relay(stack, test_pool, unique):
+    """Regression (drill): a benchmark ran its own outbox in a schema of notify's database; its relay took the
+    database-wide lock and notify's own relay published nothing for two minutes."""
+    from shared.db import create_pool
+
+    topic = TopicSpec(f"test.schemas.{unique}", 1, False, "incident_id")
+    await ensure_topics(stack.bootstrap, (topic,))
+    schema = f"relay_{unique}"
+    async with test_pool.acquire() as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    other = await create_pool(stack.test_dsn, min_size=1, max_size=4, server_settings={"search_path": schema})
+    async with other.acquire() as conn:
+        await conn.execute(outbox.OUTBOX_DDL)
+    holder = outbox.OutboxRelay(test_pool, stack.bootstrap, name="service")
+    mine = outbox.OutboxRelay(other, stack.bootstrap, name="bench")
+    tasks = [asyncio.create_task(holder.run())]
+    try:
+        await asyncio.sleep(1.0)  # the service's relay holds its lock
+        event = _event("from-the-other-schema")
+        async with other.acquire() as conn, conn.transaction():
+            await outbox.add(conn, topic, "k", event)
+        tasks.append(asyncio.create_task(mine.run()))
+
+        async def published() -> bool:
+            async with other.acquire() as conn:
+                return bool(await conn.fetchval("SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1",
+                                                event.event_id))
+
+        await _wait_for(published, timeout=15)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await holder.stop()
+        await mine.stop()
+        await other.close()
