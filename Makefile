@@ -46,8 +46,11 @@ e2e: stack
 faults: stack
 	MUSTER_REQUIRE_STACK=1 $(RUN) pytest -m faults $(PYTEST_ARGS)
 
-bench: up
-	$(RUN) python -m bench
+bench: up  ## the benchmarks of the README's table (several minutes; figures to bench/results/)
+	$(RUN) python -m bench.outbox_latency 200
+	$(RUN) python bench/dispatch_select.py
+	$(RUN) python -m bench.providers_fanout 10000
+	$(RUN) python -m bench.notify_fanout 10000
 
 lint: install
 	$(RUN) ruff check .
