@@ -13,11 +13,27 @@ What is understood (tables in ``tests/unit/notify/test_replies.py``):
 * unsubscribe: ``TD``, ``T``, 退订, ``unsubscribe``, ``stop`` (the carriers' standard opt-out words):
   withdraws SMS consent
 * a reply code (e.g. ``A7`` from a message 回复1A7接受) anywhere in the text picks the call-out.
+* "but" is not "no": 不过/但是 after a yes with a duration is an ETA (好的，不过要一小时 → 60 min);
+  不好意思, 差不多, 不到/不超过 + a duration are not negations either.
+
+Never guessed, always :attr:`~shared.events.ReplyIntent.UNRECOGNISED` (an operator reads them):
+
+* questions: ``?``/``？``, 吗, 什么/啥, 哪/哪里, 谁, 怎么/咋, 几点/几时, 多少, 请问, and the A-not-A forms
+  (是不是, 要不要, 能不能, 可不可以, 有没有, 到了没) — "到了吗？" is not an arrival, "是不是要带急救包" not a
+  decline. A question that also starts with the answer digit ``1``/``2`` ("1，几点集合？") is that answer.
+* corrections: 打错了/发错了/回错了/按错/点错, 误发/误回, 不是我, 请忽略, ``wrong`` ("好 不好意思 打错了").
+* a token shaped like a reply code (two characters of dispatch's code alphabet ``23456789ABCDEFGHJKMNPQRSTUVWXYZ``,
+  one a digit and one a letter, optionally after the answer digit: ``4M``, ``1 4M``, ``14M``) that is not
+  one of ``open_codes``: the volunteer quoted someone else's message, so ``1 4M`` is not an ETA of 4
+  minutes. A consequence: ``5m``, ``2h``, ``15m`` (shorthand minutes and hours shaped like a code) are
+  unrecognised too; ``20min``, ``1h``, ``20m``, ``15分钟`` are still ETAs.
 
 Full-width characters are folded to half-width (Unicode NFKC), letters to lower case, and emoji,
 punctuation and spaces are ignored except where listed above. Anything else is
 :attr:`~shared.events.ReplyIntent.UNRECOGNISED`: it is kept and shown to an operator, never dropped.
-Negation wins over agreement (不可以 is a decline, 不好意思去不了 too), so a "no" is never read as a "yes".
+Negation wins over agreement (不可以 is a decline, 不好意思去不了 too), so a "no" is never read as a "yes";
+the checks run in this order: unsubscribe, the bare answers ``1``/``2``, foreign codes, corrections,
+questions, decline, arrival, ETA, accept.
 """
 
 from __future__ import annotations
@@ -103,7 +119,23 @@ _MINUTES = re.compile(_NUM + r"\s*(?:分钟|分|mins?|minutes?|m)(?![a-z])")
 _BARE_NUMBER = re.compile(r"^(?:1\s+)?(\d{1,3})$")
 
 _ACCEPT_EXACT = frozenset({"是", "是的", "对", "行", "能", "去", "到", "嗯", "嗯嗯", "来", "我来"})
-_QUESTION = re.compile(r"吗|什么|哪|谁|怎么|几点|多少")
+# Questions, on the normalised text with _NOT_NEGATION words cut out (好，不好意思 is not 好不好). ([^不没])[不没]\1 is the A-not-A question: 是不是, 要不要,
+# 能不能, 可不可(以), 有没有, 去没去.
+_QUESTION = re.compile(r"吗|什么|啥|哪|谁|怎么|咋|几点|几时|多少|请问|为何|干嘛|了没有?$|([^不没])[不没]\1")
+_CORRECTION = re.compile(
+    r"(?:打|发|回|按|点|输|写|选|弄|搞)错|误发|误回|误点|不是我|忽略|(?<![a-z])wrong(?![a-z])"
+)
+# Dispatch's reply-code alphabet (services/dispatch/domain/waves.py REPLY_CODE_ALPHABET: no 0/1/I/L/O),
+# lower-cased as normalise() leaves it.
+_CODE_DIGITS = "23456789"
+_CODE_LETTERS = "abcdefghjkmnpqrstuvwxyz"
+_CODE_LIKE = re.compile(
+    rf"(?<![a-z0-9.])[12]?([{_CODE_DIGITS}][{_CODE_LETTERS}]|[{_CODE_LETTERS}][{_CODE_DIGITS}])(?![a-z0-9])"
+)
+# Words with 不 that are not a "no": sorry, "but" (不过去/不过来 are "not going/coming"), about, under.
+_NOT_NEGATION = re.compile(
+    r"不好意思|不过(?![去来])|差不多|不一会|要不了|不(?:到|超过)(?=\s*[\d零〇一二两俩三四五六七八九十半])"
+)
 _UNSUBSCRIBE = re.compile(r"^(?:td|t|退订|退订短信|取消订阅|unsubscribe|stop)$")
 _NOT_YET_ARRIVED = re.compile(r"(?:还)?(?:没|未)到")
 _ARRIVED = re.compile(r"(?<!马上)(?<!快)(?<!就)(?:已到|到了|已经到|到达|到位|在现场|现场了|arrived|i m here|im here)")
@@ -143,8 +175,9 @@ def _find_code(t: str, open_codes: Collection[str]) -> tuple[str | None, str]:
         for m in re.finditer(re.escape(c), t):
             before = t[m.start() - 1] if m.start() > 0 else " "
             after = t[m.end()] if m.end() < len(t) else " "
-            if c[0].isdigit() and before.isdigit():
-                continue
+            answer_digit = before in "12" and (m.start() < 2 or not t[m.start() - 2].isalnum())
+            if c[0].isdigit() and before.isdigit() and not (answer_digit and not c.isdigit()):
+                continue  # inside a number, unless "14M" = answer 1 + code 4M
             if c[-1].isdigit() and after.isdigit():
                 continue
             if (c[0].isalpha() and before.isascii() and before.isalpha()) or (
@@ -156,6 +189,12 @@ def _find_code(t: str, open_codes: Collection[str]) -> tuple[str | None, str]:
                 continue  # a bare number is an answer (1/2) or minutes, not only a code
             return code, re.sub(r"\s+", " ", rest)
     return None, t
+
+
+def _foreign_code(t: str, open_codes: Collection[str]) -> bool:
+    """``t`` (normalised) holds a token shaped like a reply code that is none of ``open_codes``."""
+    own = {unicodedata.normalize("NFKC", c).lower().strip() for c in open_codes}
+    return any(m.group(1) not in own for m in _CODE_LIKE.finditer(t))
 
 
 def parse_reply(text: str, open_codes: Collection[str] = ()) -> ParsedReply:
@@ -170,6 +209,7 @@ def parse_reply(text: str, open_codes: Collection[str] = ()) -> ParsedReply:
         The parsed reply; :attr:`ReplyIntent.UNRECOGNISED` when nothing fits (never raises).
 
     """
+    question = "?" in unicodedata.normalize("NFKC", text)
     t = normalise(text)
     code, t = _find_code(t, open_codes)
     compact = t.replace(" ", "")
@@ -181,9 +221,17 @@ def parse_reply(text: str, open_codes: Collection[str] = ()) -> ParsedReply:
         return ParsedReply(ReplyIntent.ACCEPT, code=code)
     if compact == "2":
         return ParsedReply(ReplyIntent.DECLINE, code=code)
+    if _foreign_code(t, open_codes) or _CORRECTION.search(t):
+        return ParsedReply(ReplyIntent.UNRECOGNISED, code=code)
+    if question or _QUESTION.search(_NOT_NEGATION.sub("|", t)):
+        if re.match(r"^1(?!\d)", compact):
+            return ParsedReply(ReplyIntent.ACCEPT, code=code)
+        if re.match(r"^2(?!\d)", compact):
+            return ParsedReply(ReplyIntent.DECLINE, code=code)
+        return ParsedReply(ReplyIntent.UNRECOGNISED, code=code)
     eta = _eta_minutes(t)
     not_yet = bool(_NOT_YET_ARRIVED.search(compact))
-    declined = bool(_DECLINE.search(t.replace("不好意思", ""))) and not not_yet
+    declined = bool(_DECLINE.search(_NOT_NEGATION.sub(" ", t))) and not not_yet
     if re.match(r"^2(?!\d)", compact) and eta is None:
         declined = True
     if declined:
@@ -197,8 +245,6 @@ def parse_reply(text: str, open_codes: Collection[str] = ()) -> ParsedReply:
         return ParsedReply(ReplyIntent.ETA, eta_minutes=eta, code=code)
     if re.match(r"^1(?!\d)", compact):
         return ParsedReply(ReplyIntent.ACCEPT, code=code)
-    if _QUESTION.search(compact):
-        return ParsedReply(ReplyIntent.UNRECOGNISED, code=code)
     if compact in _ACCEPT_EXACT or _ACCEPT.search(t) or not_yet:
         return ParsedReply(ReplyIntent.ACCEPT, code=code)
     return ParsedReply(ReplyIntent.UNRECOGNISED, code=code)

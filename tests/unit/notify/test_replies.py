@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.notify.domain.replies import normalise, parse_reply
+from services.notify.domain.replies import ParsedReply, normalise, parse_reply
 from shared.events import ReplyIntent
 
 A, D, E, ARR, U, X = (
@@ -46,6 +46,22 @@ TABLE: list[tuple[str, ReplyIntent, int | None]] = [
     # not understood: kept for an operator
     ("", X, None), ("？", X, None), ("😀", X, None), ("3", X, None), ("谁啊", X, None), ("这是什么", X, None),
     ("请问在哪里集合", X, None), ("hello", X, None),
+    # questions are kept for an operator, whatever words they contain ...
+    ("到了吗？", X, None), ("到了吗", X, None), ("你们到了吗", X, None), ("到了没", X, None), ("到哪了", X, None),
+    ("是不是要带急救包", X, None), ("要不要带装备", X, None), ("需要我去吗", X, None), ("能去吗？", X, None),
+    ("在哪集合？", X, None), ("几点到？", X, None), ("带啥", X, None), ("可不可以晚点到", X, None),
+    ("不去行不行", X, None), ("好的?", X, None), ("ok?", X, None), ("马上到了吗", X, None),
+    # ... unless they carry the answer digit
+    ("1，几点集合？", A, None), ("2 是不是人够了？", D, None),
+    # corrections
+    ("好 不好意思 打错了", X, None), ("发错了，不好意思", X, None), ("回错了", X, None), ("1 发错了", X, None),
+    ("sorry wrong number", X, None), ("请忽略", X, None),
+    # "but" after a yes, "about", "under": not a "no"
+    ("好的，不过要一小时", E, 60), ("好的 不过大概40分钟", E, 40), ("可以，不过要半小时", E, 30),
+    ("收到，不过要一个半小时到", E, 90), ("好的，但是要一小时", E, 60), ("差不多20分钟到", E, 20),
+    ("不到半小时", E, 30), ("好的，不过我要晚点到", A, None), ("好，不好意思，刚看到，马上到", A, None),
+    # ... while 不过去/不过来 still say "not coming"
+    ("我不过去了", D, None), ("忙不过来", D, None), ("好的，不过去不了", D, None),
 ]
 
 
@@ -66,6 +82,25 @@ def test_reply_codes_pick_the_callout(text: str, code: str | None, intent: Reply
     parsed = parse_reply(text, {"A7", "B2"})
     assert parsed.code == code
     assert parsed.intent is intent
+
+
+@pytest.mark.parametrize("text", ["1 4M", "4M", "14M", "1 4m", "2 4M", "1，M4", "1 4M 好的", "1 K9"])
+def test_someone_elses_code_is_not_an_eta_or_an_answer(text: str) -> None:
+    parsed = parse_reply(text, {"A7", "B2"})
+    assert (parsed.intent, parsed.eta_minutes, parsed.code) == (X, None, None), text
+
+
+@pytest.mark.parametrize(("text", "intent", "eta"), [("1 4M", A, None), ("14M", A, None), ("4M 20分钟", E, 20)])
+def test_the_volunteers_own_code_shaped_like_minutes_picks_the_callout(
+    text: str, intent: ReplyIntent, eta: int | None
+) -> None:
+    parsed = parse_reply(text, {"4M", "A7"})
+    assert (parsed.intent, parsed.eta_minutes, parsed.code) == (intent, eta, "4M"), text
+
+
+@pytest.mark.parametrize(("text", "eta"), [("1 20", 20), ("20m", 20), ("1h", 60), ("20min", 20), ("1.5h", 90)])
+def test_minutes_that_cannot_be_a_code_stay_etas(text: str, eta: int) -> None:
+    assert parse_reply(text, {"A7"}) == parse_reply(text) == ParsedReply(E, eta_minutes=eta)
 
 
 def test_a_code_is_not_found_inside_a_word() -> None:
