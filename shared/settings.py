@@ -67,6 +67,11 @@ class RosterSettings(ServiceSettings):
     divisions_file: Path | None = Field(
         default=None, description="Divisions CSV loaded at start when the units table is empty (default: bundled Shaoxing)."
     )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the roster HTTP API (``Authorization: Bearer <token>`` on every route but "
+        "/health/*); at least 16 characters; required to serve (the CLI, which talks to the database, does not need it).",
+    )
 
 
 class DispatchSettings(ServiceSettings):

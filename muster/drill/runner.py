@@ -99,8 +99,15 @@ def _ensure_stack() -> dict[str, str]:
     return env
 
 
+def _roster_headers() -> dict[str, str]:
+    """The roster API's bearer token (``ROSTER_ADMIN_TOKEN`` of the stack's env)."""
+    from deploy.stack import stack_env
+
+    return {"Authorization": f"Bearer {stack_env()['ROSTER_ADMIN_TOKEN']}"}
+
+
 async def _roster_size(http: httpx.AsyncClient) -> int:
-    r = await http.get(f"{ROSTER}/volunteers", params={"page_size": 1})
+    r = await http.get(f"{ROSTER}/volunteers", params={"page_size": 1}, headers=_roster_headers())
     r.raise_for_status()
     return int(r.json()["total"])
 
@@ -128,7 +135,8 @@ def _muster() -> list[str]:
 async def _load_directory(state: DrillState, http: httpx.AsyncClient) -> None:
     page, size = 1, 1000
     while True:
-        r = await http.get(f"{ROSTER}/volunteers", params={"page": page, "page_size": size})
+        r = await http.get(f"{ROSTER}/volunteers", params={"page": page, "page_size": size},
+                           headers=_roster_headers())
         r.raise_for_status()
         body = r.json()
         for v in body["items"]:

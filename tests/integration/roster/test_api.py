@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from services.roster.app import create_app
 from services.roster.consumers import handle_reply
@@ -19,14 +20,17 @@ from shared.vocabulary import Channel
 from tests.integration.roster.conftest import consume, headers_of
 
 VILLAGE = "330603105209"  # 王化村委会, 平水镇, 柯桥区
+TOKEN = f"roster-it-{uuid.uuid4().hex}"
 
 
 @pytest.fixture
 async def client(roster_pool: Any, stack: Any) -> AsyncIterator[httpx.AsyncClient]:
-    settings = RosterSettings(database_url=stack.test_dsn, kafka_bootstrap_servers=stack.bootstrap)  # type: ignore[call-arg]
+    settings = RosterSettings(database_url=stack.test_dsn, kafka_bootstrap_servers=stack.bootstrap,  # type: ignore[call-arg]
+                              admin_token=SecretStr(TOKEN))
     app = create_app(settings)
     app.state.runtime.pool = roster_pool  # the lifespan is not run: the scratch schema's pool stands in
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://roster") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://roster",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         yield c
 
 
@@ -244,3 +248,17 @@ async def test_import_adds_team_memberships_and_republishes_the_team(client: htt
     again = await client.post("/imports", files={"file": ("r.csv", csv.encode(), "text/csv")})
     assert again.json()["unchanged"] == 1
     assert (await client.get(f"/teams/{team['id']}")).json()["revision"] == 2
+
+
+async def test_contact_data_needs_the_bearer_token(client: httpx.AsyncClient) -> None:
+    r = await client.post("/volunteers", json=body())
+    assert r.status_code == 201, r.text
+    vid = r.json()["id"]
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer not-the-token-0123456789"}):
+        for method, path in (("GET", "/volunteers"), ("GET", f"/volunteers/{vid}"), ("DELETE", f"/volunteers/{vid}")):
+            refused = await client.request(method, path, headers=headers)
+            assert refused.status_code == 401, (method, path, refused.text)
+            assert "mobile" not in refused.text
+    still = await client.get(f"/volunteers/{vid}")  # the client's own header: the right token
+    assert still.status_code == 200 and still.json()["active"] is True
+    assert (await client.get("/health/live", headers={"Authorization": ""})).status_code == 200

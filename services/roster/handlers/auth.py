@@ -1,0 +1,59 @@
+"""Access to the roster's HTTP API: one bearer token, ``ROSTER_ADMIN_TOKEN``.
+
+Every route except ``/health/*`` needs ``Authorization: Bearer <token>`` (the roster holds every
+volunteer's mobile and WeChat openid, and imports and retirements change who is called out).
+The token comes from :attr:`shared.settings.RosterSettings.admin_token` (no default; the local
+stack generates one into ``stack.env``); it is compared in constant time (:func:`hmac.compare_digest`).
+
+Errors: 401 with ``WWW-Authenticate: Bearer`` and a ``detail`` saying what is wrong (no token, not
+a bearer token, wrong token); 401 too when the service has no token configured (it refuses
+everything rather than serve unauthenticated).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+__all__ = ["MIN_TOKEN_LENGTH", "check_token", "require_token"]
+
+MIN_TOKEN_LENGTH = 16
+_bearer = HTTPBearer(auto_error=False, description="`ROSTER_ADMIN_TOKEN` (see the stack's `stack.env`).")
+
+
+def check_token(configured: str | None, given: str | None) -> str | None:
+    """Why ``given`` does not open the API, or None when it does.
+
+    Args:
+        configured: the service's token (None when not configured: nothing opens the API).
+        given: the token sent by the client (None when no bearer token was sent).
+
+    Returns:
+        A message for the 401 answer, or None when ``given`` equals ``configured``.
+
+    """
+    if not configured:
+        return "the roster API has no token configured (set ROSTER_ADMIN_TOKEN)"
+    if not given:
+        return "missing bearer token: send 'Authorization: Bearer <ROSTER_ADMIN_TOKEN>'"
+    if not hmac.compare_digest(given.encode(), configured.encode()):
+        return "invalid bearer token"
+    return None
+
+
+async def require_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """FastAPI dependency: raises 401 unless the request carries the service's bearer token."""
+    secret = getattr(request.app.state.runtime.settings, "admin_token", None)
+    configured = secret.get_secret_value() if secret is not None else None
+    given = credentials.credentials if credentials is not None else None
+    if credentials is None and request.headers.get("authorization"):
+        problem: str | None = "the Authorization header must be 'Bearer <token>'"
+    else:
+        problem = check_token(configured, given)
+    if problem is not None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=problem, headers={"WWW-Authenticate": "Bearer"})
