@@ -12,6 +12,12 @@ a connection inside a transaction, so the stored state and the events (outbox) c
   (:func:`services.notify.domain.replies.parse_reply`), matched to the volunteer's open call-out, and
   published as ``ReplyReceived`` on ``notify.reply.v1`` keyed by volunteer id (or the masked sender
   when the phone is unknown). TD/退订 withdraws SMS consent; a decline closes the call-out locally.
+
+Personal data in replies: volunteers type phone numbers and ids into free text ("换号了 19991000398
+请联系"). The event's ``text`` is masked with :func:`shared.privacy.mask_text` (``199****0398``; openids
+``oUpF****eS6o``), so no other service receives them. Notify keeps the raw text in its own ``replies``
+table: it is the one service that holds phone numbers (Architecture: "only notify ever holds phone
+numbers and WeChat ids"), and an operator working on an unrecognised reply may need the new number.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from services.notify.domain.routing import OpenCallOut, choose_channel, match_ca
 from shared import outbox
 from shared.events import MessageDelivered, MessageFailed, MessageKind, ReplyIntent, ReplyReceived
 from shared.logging import get_logger
-from shared.privacy import mask_mobile, mask_openid
+from shared.privacy import mask_mobile, mask_openid, mask_text
 from shared.topics import DELIVERY, REPLY
 from shared.vocabulary import Channel
 
@@ -234,7 +240,8 @@ async def record_reply(
         provider: ``aliyun`` | ``tencent`` | ``wechat``.
         dedup_key: the provider's id of this reply; a second delivery is refused.
         channel: SMS or WeChat.
-        text: what the volunteer wrote (or the reply-page button's label), unchanged.
+        text: what the volunteer wrote (or the reply-page button's label), unchanged; stored raw in
+            ``replies``, published masked (mobiles and openids, :func:`shared.privacy.mask_text`).
         received_at: when the provider received it, UTC.
         cipher: hashes the sender for the look-up.
         sender: E.164 mobile (SMS) or openid; looked up when ``volunteer_id`` is not given.
@@ -244,7 +251,7 @@ async def record_reply(
         window_hours: how old an open call-out may be and still be answered by SMS.
 
     Returns:
-        The published event, or None when the reply is a replay (nothing changed).
+        The published event (``text`` masked), or None when the reply is a replay (nothing changed).
 
     """
     sender_hash: bytes | None = None
@@ -296,7 +303,7 @@ async def record_reply(
         )
     event = ReplyReceived(
         reply_id=reply_id, volunteer_id=volunteer_id, callout_id=callout_id, intent=parsed.intent,
-        eta_minutes=parsed.eta_minutes, text=text, channel=channel,
+        eta_minutes=parsed.eta_minutes, text=mask_text(text), channel=channel,
         sender=masked if volunteer_id is None else None, received_at=received_at,
         correlation_id=meta["incident_id"] if meta else None, drill=bool(meta["drill"]) if meta else False,
     )

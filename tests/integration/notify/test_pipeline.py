@@ -476,3 +476,35 @@ async def test_a_reply_code_names_its_call_out_even_after_its_stand_down(notify_
         assert len(replies) == 1 and replies[0].callout_id == later.callout_id
     finally:
         await consumer.stop()
+
+
+async def test_phone_numbers_and_openids_in_a_reply_are_masked_in_the_event_and_kept_raw_by_notify(
+    notify_stack: NotifyStack,
+) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    e = request(vid)
+    await ns.publish(ns.callout_topic, str(vid), e)
+    assert await message_row(ns, e.callout_id) is not None
+    new_number, other_openid = "19991000398", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+    text = f"换号了 {new_number} 请联系，微信 {other_openid}"
+    consumer = await _reply_consumer(ns)
+    try:
+        r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": text})
+        assert r.status_code == 200, r.text
+        raw: list[bytes] = []
+        deadline = asyncio.get_running_loop().time() + 15
+        while not raw and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                raw += [rec.value for rec in records
+                        if isinstance(ev := parse_event(rec.value), ReplyReceived) and ev.volunteer_id == vid]
+    finally:
+        await consumer.stop()
+    assert len(raw) == 1
+    assert new_number.encode() not in raw[0] and other_openid.encode() not in raw[0]
+    event = parse_event(raw[0])
+    assert isinstance(event, ReplyReceived)
+    assert event.text == "换号了 199****0398 请联系，微信 oUpF****eS6o"
+    async with ns.pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT text FROM replies WHERE reply_id = $1", event.reply_id)
+    assert stored == text
