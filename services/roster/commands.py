@@ -7,7 +7,8 @@ Errors (all :class:`RosterError`)::
 
     RosterError
     ├── NotFound          the volunteer or team does not exist           (HTTP 404)
-    ├── Conflict          the mobile or active team name is taken         (HTTP 409)
+    ├── Conflict          the mobile or active team name is taken, or     (HTTP 409)
+    │                     the volunteer to restore is active
     └── InvalidReference  a unit, team or volunteer named does not fit    (HTTP 422; ``field`` names it)
 """
 
@@ -22,12 +23,13 @@ from uuid import UUID
 import asyncpg
 
 from services.roster.adapters import repository as repo
-from services.roster.domain.importing import ImportPlan, ImportReport
+from services.roster.domain.importing import ImportPlan, ImportReport, RowError, merge_into
 from services.roster.domain.model import Team, Volunteer, contact_event, profile_event, team_event
 from services.roster.domain.units import Unit, UnitDirectory
 from shared import outbox
 from shared.events import Event, TeamUpdated
 from shared.logging import get_logger
+from shared.privacy import mask_text
 from shared.topics import ROSTER_CONTACT, ROSTER_PROFILE, ROSTER_TEAM, TopicSpec
 from shared.vocabulary import SKILLS, Level
 
@@ -41,6 +43,7 @@ __all__ = [
     "import_register",
     "load_divisions",
     "republish",
+    "restore_volunteer",
     "retire_team",
     "retire_volunteer",
     "update_team",
@@ -192,6 +195,27 @@ async def retire_volunteer(conn: asyncpg.Connection, volunteer_id: UUID) -> Volu
     return retired
 
 
+async def restore_volunteer(conn: asyncpg.Connection, volunteer_id: UUID) -> Volunteer:
+    """Make a retired volunteer active again (no teams; they are added back one by one) and publish them.
+
+    Raises:
+        NotFound: no such volunteer.
+        Conflict: the volunteer is active.
+
+    """
+    async with conn.transaction():
+        old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
+        if old is None:
+            raise NotFound(f"no volunteer {volunteer_id}")
+        if old.active:
+            raise Conflict(f"volunteer {volunteer_id} is active")
+        restored = replace(old, active=True, revision=old.revision + 1)
+        await repo.update_volunteers(conn, [restored])
+        await outbox.add_many(conn, volunteer_events(restored))
+    log.info("roster.volunteer_restored", volunteer_id=str(volunteer_id), revision=restored.revision)
+    return restored
+
+
 async def _bump_teams(conn: asyncpg.Connection, team_ids: Iterable[UUID]) -> None:
     """Raise the revision of teams whose members changed and publish their snapshots."""
     ids = sorted(set(team_ids))
@@ -303,8 +327,11 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
     """Apply a validated register: upsert by mobile, all or nothing.
 
     Nothing is written when the plan has errors or ``dry_run`` is set (the counts are still
-    computed). A row equal to the stored volunteer changes nothing (no revision, no event); a
-    retired volunteer named again is made active again. Team memberships listed are added.
+    computed). A row for a stored volunteer changes only what the sheet has columns for
+    (:func:`services.roster.domain.importing.merge_into`: certificates are upserted, never dropped);
+    a row equal to the stored volunteer changes nothing (no revision, no event). A row naming a
+    retired volunteer is an error (an import never re-activates anyone; restore them with
+    ``POST /volunteers/{id}/restore``). Team memberships listed are added.
 
     Returns:
         The plan's report with ``created``, ``updated``, ``unchanged`` and ``committed`` filled in.
@@ -326,11 +353,13 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
                 new.append(v)
                 memberships.extend((t, v.id) for t in row.team_ids)
                 continue
-            team_ids = tuple(sorted(set(old.team_ids) | set(row.team_ids)))
-            candidate = replace(
-                old, name=row.name, unit_code=row.unit_code, skills=row.skills, certificates=row.certificates,
-                team_ids=team_ids, wechat_openid=row.wechat_openid or old.wechat_openid, active=True,
-            )
+            if not old.active:
+                report.errors.append(RowError(
+                    row.row, plan.columns.get("mobile", "mobile"),
+                    f"retired volunteer {old.id}; restore them in the API first (POST /volunteers/{{id}}/restore)",
+                    value=mask_text(row.mobile)))
+                continue
+            candidate = merge_into(old, row, plan.columns)
             memberships.extend((t, old.id) for t in row.team_ids if t not in old.team_ids)
             if candidate.same_content(old):
                 report.unchanged += 1

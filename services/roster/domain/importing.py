@@ -32,7 +32,12 @@ unknown columns are dropped and listed in :attr:`ImportReport.ignored_columns`.
 The certificate on a row certifies the row's first skill that needs one
 (:attr:`shared.vocabulary.Skill.needs_certificate`), else its first skill.
 
-Mobiles are the upsert key: two rows with the same mobile in one file are an error.
+Mobiles are the upsert key: two rows with the same mobile in one file are an error. A row for a
+volunteer already on the roster (:func:`merge_into`) changes only what the sheet has columns for:
+skills when there is a skills column; the row's certificate is added, or replaces the one with the
+same skill and number, and the volunteer's other certificates stay; the WeChat openid when given;
+teams listed are added. A retired volunteer is not made active again by an import (the command
+layer reports the row).
 """
 
 from __future__ import annotations
@@ -40,13 +45,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
 from rapidfuzz import fuzz, process
 
-from services.roster.domain.model import Certificate
+from services.roster.domain.model import Certificate, Volunteer
 from services.roster.domain.normalise import (
     NormaliseError,
     clean_text,
@@ -60,7 +65,16 @@ from services.roster.domain.units import UnitDirectory
 from shared.privacy import mask_text
 from shared.vocabulary import Level, skill_by_code
 
-__all__ = ["ImportPlan", "ImportReport", "ImportRow", "RowError", "map_headers", "validate_register"]
+__all__ = [
+    "ImportPlan",
+    "ImportReport",
+    "ImportRow",
+    "RowError",
+    "map_headers",
+    "merge_certificates",
+    "merge_into",
+    "validate_register",
+]
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "name": ("姓名", "name", "full name", "volunteer name"),
@@ -158,8 +172,53 @@ class ImportReport:
 
 @dataclass
 class ImportPlan:
+    """Valid rows and the report; ``columns`` maps each field the sheet has to its header as written."""
+
     report: ImportReport
     rows: list[ImportRow]
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+def merge_certificates(existing: Sequence[Certificate], incoming: Sequence[Certificate]) -> tuple[Certificate, ...]:
+    """``existing`` with each of ``incoming`` upserted by (kind, number); order kept, new ones appended.
+
+    A certificate whose skill and number (None included) match one held replaces it (new dates);
+    any other is added. Certificates not named are kept.
+    """
+    out = list(existing)
+    for c in incoming:
+        i = next((i for i, o in enumerate(out) if (o.kind, o.number) == (c.kind, c.number)), None)
+        if i is None:
+            out.append(c)
+        else:
+            out[i] = c
+    return tuple(out)
+
+
+def merge_into(old: Volunteer, row: ImportRow, columns: Mapping[str, str] | Sequence[str]) -> Volunteer:
+    """``old`` as the sheet's ``row`` leaves them (revision and ``active`` untouched).
+
+    Args:
+        old: the volunteer on the roster with the row's mobile.
+        row: the validated row.
+        columns: the fields the sheet has a column for (e.g. :attr:`ImportPlan.columns`); a field
+            without a column keeps its stored value.
+
+    Returns:
+        The new state: name and unit from the row; skills from the row when the sheet has a skills
+        column; the row's certificate merged by :func:`merge_certificates`; the openid when the row
+        gives one; team ids the union of both.
+
+    """
+    return replace(
+        old,
+        name=row.name,
+        unit_code=row.unit_code,
+        skills=row.skills if "skills" in columns else old.skills,
+        certificates=merge_certificates(old.certificates, row.certificates),
+        team_ids=tuple(sorted(set(old.team_ids) | set(row.team_ids))),
+        wechat_openid=row.wechat_openid or old.wechat_openid,
+    )
 
 
 def _as_written(cell: object) -> str:
@@ -230,6 +289,7 @@ def validate_register(
     if header_errors:
         return ImportPlan(report, [])
     headers = [_as_written(h) for h in table[0]]
+    columns = {f: headers[i] for f, i in mapping.items()}
     team_index = {_team_key(k): v for k, v in (teams or {}).items()}
     team_names = {_team_key(k): k for k in (teams or {})}
     rows: list[ImportRow] = []
@@ -325,7 +385,7 @@ def validate_register(
             report.errors.extend(errors)
         elif unit_code is not None:
             rows.append(ImportRow(n, name, mobile, unit_code, skills, certs, tuple(team_ids), openid))
-    return ImportPlan(report, rows)
+    return ImportPlan(report, rows, columns)
 
 
 def _resolve_unit(units: UnitDirectory, cities: list[str], mapping: Mapping[str, int], cell: Any, err: Any) -> str | None:

@@ -81,3 +81,9 @@ async def update_volunteer(volunteer_id: UUID, body: VolunteerPatch, conn: Conn)
 async def retire_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
     """Retire a volunteer (kept, inactive; tombstones published). 404 when unknown or already retired."""
     return VolunteerOut.of(await commands.retire_volunteer(conn, volunteer_id))
+
+
+@router.post("/{volunteer_id}/restore")
+async def restore_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
+    """Make a retired volunteer active again (snapshots published; teams not restored). 404 unknown, 409 active."""
+    return VolunteerOut.of(await commands.restore_volunteer(conn, volunteer_id))

@@ -262,3 +262,15 @@ async def test_contact_data_needs_the_bearer_token(client: httpx.AsyncClient) ->
     still = await client.get(f"/volunteers/{vid}")  # the client's own header: the right token
     assert still.status_code == 200 and still.json()["active"] is True
     assert (await client.get("/health/live", headers={"Authorization": ""})).status_code == 200
+
+
+async def test_a_retired_volunteer_is_restored_through_the_api(client: httpx.AsyncClient) -> None:
+    r = await client.post("/volunteers", json=body())
+    vid = r.json()["id"]
+    assert (await client.post(f"/volunteers/{vid}/restore")).status_code == 409  # active
+    assert (await client.delete(f"/volunteers/{vid}")).status_code == 200
+    back = await client.post(f"/volunteers/{vid}/restore")
+    assert back.status_code == 200, back.text
+    assert back.json()["active"] is True and back.json()["revision"] == 3
+    assert (await client.get(f"/volunteers/{vid}")).json()["active"] is True
+    assert (await client.post(f"/volunteers/{uuid.uuid4()}/restore")).status_code == 404

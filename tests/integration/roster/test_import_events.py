@@ -151,3 +151,49 @@ async def test_xlsx_register_with_typed_cells(roster_pool: Any) -> None:
                                       "expires_on": "2027-02-28"}]
     assert by["+86" + mobiles[1]]["skills"] == ["psych_support", "logistics"]
     assert by["+86" + mobiles[1]]["unit_code"] == "330602001004"
+
+
+async def test_reimport_keeps_what_the_sheet_has_no_columns_for_and_adds_certificates(roster_pool: Any) -> None:
+    m = _mobiles(1)[0]
+    first = ("姓名,手机号码,区划代码,技能,证书编号,发证日期,有效期至\n"
+             f"王小明,{m},330603105209,救护员、水上救援,HZ001,2024-03-01,2027-02-28\n")
+    async with roster_pool.acquire() as conn:
+        assert (await commands.import_file(conn, first.encode(), "a.csv")).created == 1
+        # Name changed; no skills or certificate columns at all.
+        bare = f"姓名,手机号码,区划代码\n王晓明,{m},330603105209\n"
+        r = await commands.import_file(conn, bare.encode(), "b.csv")
+        assert (r.ok, r.updated) == (True, 1), r.errors
+        # A second certificate (another number) for the same volunteer, and new dates for the first.
+        second = ("姓名,手机号码,区划代码,技能,证书编号,发证日期,有效期至\n"
+                  f"王晓明,{m},330603105209,救护员,HZ002,2025-01-01,2028-12-31\n")
+        assert (await commands.import_file(conn, second.encode(), "c.csv")).updated == 1
+        renewed = second.replace("HZ002,2025-01-01,2028-12-31", "HZ001,2024-03-01,2030-02-28")
+        assert (await commands.import_file(conn, renewed.encode(), "d.csv")).updated == 1
+        row = await conn.fetchrow("SELECT name, skills, certificates FROM volunteers WHERE mobile = $1", "+86" + m)
+    assert row["name"] == "王晓明"
+    certs = {(c["kind"], c["number"]): c["expires_on"] for c in row["certificates"]}
+    assert certs == {("first_aid", "HZ001"): "2030-02-28", ("first_aid", "HZ002"): "2028-12-31"}
+    assert list(row["skills"]) == ["first_aid"]  # the skills column, where there is one, is the new list
+
+
+
+
+
+async def test_reimport_of_a_retired_volunteer_is_an_error_not_a_silent_reactivation(roster_pool: Any) -> None:
+    m = _mobiles(1)[0]
+    text = f"姓名,手机号码,区划代码\n王小明,{m},330603105209\n"
+    async with roster_pool.acquire() as conn:
+        await commands.import_file(conn, text.encode(), "a.csv")
+        vid = await conn.fetchval("SELECT id FROM volunteers WHERE mobile = $1", "+86" + m)
+        await commands.retire_volunteer(conn, vid)
+        before = await _outbox_count(roster_pool)
+        dry = await commands.import_file(conn, text.encode(), "a.csv", dry_run=True)
+        real = await commands.import_file(conn, text.encode(), "a.csv")
+        active = await conn.fetchval("SELECT active FROM volunteers WHERE id = $1", vid)
+    for report in (dry, real):
+        assert not report.ok and not report.committed
+        assert [(e.row, e.column) for e in report.errors] == [(2, "手机号码")]
+        assert "retired volunteer" in report.errors[0].reason and "restore" in report.errors[0].reason
+        assert m not in (report.errors[0].value or "")
+    assert active is False
+    assert await _outbox_count(roster_pool) == before

@@ -5,8 +5,8 @@ from datetime import date
 
 import pytest
 
-from services.roster.domain.importing import map_headers, validate_register
-from services.roster.domain.model import Certificate
+from services.roster.domain.importing import map_headers, merge_certificates, merge_into, validate_register
+from services.roster.domain.model import Certificate, Volunteer
 from services.roster.domain.units import DivisionsFileError, UnitDirectory, name_key, parse_divisions
 
 DIVISIONS = """code,name,level,parent_code,lon_gcj02,lat_gcj02
@@ -196,3 +196,47 @@ def test_a_village_and_a_community_sharing_a_name(written: str, code: str | None
     assert (m.unit.code if m.unit else None) == code
     if code is None:  # ambiguous: both offered
         assert len(m.suggestions) == 2
+
+
+def _stored(**over: object) -> Volunteer:
+    v = Volunteer(id=uuid.UUID(int=1), revision=4, name="王小明", mobile="+8613800138000", unit_code="330603105201",
+                  skills=("first_aid", "water_rescue"),
+                  certificates=(Certificate("first_aid", "HZ1", date(2020, 1, 1), date(2023, 1, 1)),
+                                Certificate("water_rescue", "W1", date(2021, 1, 1), None)),
+                  team_ids=(TEAM_ID,), wechat_openid="oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+    return Volunteer(**{**v.__dict__, **over})
+
+
+def test_a_sheet_without_skill_or_certificate_columns_leaves_them_alone() -> None:
+    plan = validate_register([["姓名", "手机号码", "区划代码"], ["王晓明", "13800138000", "330603105202"]], UNITS)
+    assert plan.report.errors == [] and "skills" not in plan.columns
+    old = _stored()
+    new = merge_into(old, plan.rows[0], plan.columns)
+    assert (new.name, new.unit_code) == ("王晓明", "330603105202")
+    assert new.skills == old.skills and new.certificates == old.certificates
+    assert new.team_ids == old.team_ids and new.wechat_openid == old.wechat_openid
+    assert (new.revision, new.active) == (old.revision, old.active)
+
+
+def test_a_row_certificate_is_upserted_by_skill_and_number() -> None:
+    header = ["姓名", "手机号码", "区划代码", "技能", "证书编号", "发证日期", "有效期至"]
+    plan = validate_register([header,
+                              ["王小明", "13800138000", "330603105201", "救护员", "HZ2", "2024-01-01", "2027-01-01"],
+                              ["李娜", "13800138001", "330603105201", "救护员", "HZ1", "2023-01-01", "2026-01-01"]],
+                             UNITS)
+    assert plan.report.errors == []
+    old = _stored()
+    added = merge_into(old, plan.rows[0], plan.columns)
+    assert added.certificates == (*old.certificates, Certificate("first_aid", "HZ2", date(2024, 1, 1), date(2027, 1, 1)))
+    assert added.skills == ("first_aid",)  # the sheet has a skills column: it is the new list
+    renewed = merge_into(old, plan.rows[1], plan.columns)
+    assert renewed.certificates == (Certificate("first_aid", "HZ1", date(2023, 1, 1), date(2026, 1, 1)),
+                                    old.certificates[1])
+
+
+def test_merge_certificates_keeps_order_and_matches_unnumbered_ones_by_skill() -> None:
+    a, b = Certificate("first_aid", None, date(2020, 1, 1)), Certificate("cpr_aed", "C1")
+    again = Certificate("first_aid", None, date(2024, 1, 1))
+    assert merge_certificates((a, b), (again,)) == (again, b)
+    assert merge_certificates((a,), (b, b)) == (a, b)
+    assert merge_certificates((), ()) == ()
