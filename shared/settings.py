@@ -148,8 +148,15 @@ class NotifySettings(ServiceSettings):
     callback_allow_ips: list[str] = Field(
         default=["127.0.0.1/32"], description="Networks allowed to post Aliyun/Tencent callbacks (CIDR, JSON list)."
     )
+    wechat_callback_allow_ips: list[str] = Field(
+        default=["127.0.0.1/32"],
+        description="Networks allowed to post WeChat callbacks (CIDR, JSON list; real: WeChat's callback IPs, "
+        "cgi-bin/getcallbackip).",
+    )
     wechat_callback_max_skew_seconds: float = Field(
-        default=300.0, gt=0, description="Oldest WeChat callback timestamp accepted, seconds (replays refused)."
+        default=300.0, gt=0,
+        description="Oldest (and newest) WeChat callback timestamp accepted, seconds; within it a signed "
+        "(timestamp, nonce) pair is accepted once.",
     )
     reply_link_secret: SecretStr | None = Field(
         default=None, description="Signing secret of the WeChat reply-page links (required to send WeChat)."

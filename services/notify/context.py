@@ -40,9 +40,11 @@ class NotifyContext:
     http: httpx.AsyncClient | None = None
     parsers: dict[str, ChannelProvider] = field(default_factory=dict)
     allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    wechat_allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.allow = [ipaddress.ip_network(n, strict=False) for n in self.settings.callback_allow_ips]
+        self.wechat_allow = [ipaddress.ip_network(n, strict=False) for n in self.settings.wechat_callback_allow_ips]
 
     def provider(self, name: str) -> ChannelProvider | None:
         """The provider called ``name`` (``aliyun`` | ``tencent`` | ``wechat``) to parse its callbacks, if configured."""
@@ -51,12 +53,15 @@ class NotifyContext:
                 return p
         return self.parsers.get(name)
 
-    def allowed(self, host: str | None) -> bool:
-        """``host`` (the callback's peer address) is in ``callback_allow_ips``."""
+    def allowed(self, host: str | None, *, wechat: bool = False) -> bool:
+        """``host`` (the callback's peer address) is in the allow-list; False for None or a malformed address.
+
+        The list is ``callback_allow_ips`` (Aliyun, Tencent), or ``wechat_callback_allow_ips`` when ``wechat``.
+        """
         if host is None:
             return False
         try:
             addr = ipaddress.ip_address(host)
         except ValueError:
             return False
-        return any(addr in net for net in self.allow)
+        return any(addr in net for net in (self.wechat_allow if wechat else self.allow))

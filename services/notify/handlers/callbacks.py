@@ -13,10 +13,17 @@ route                                        provider format (``/work/shared/ref
 
 Security: Aliyun and Tencent sign nothing, so their callbacks need the secret path token
 (``NOTIFY_CALLBACK_TOKEN``, compared in constant time; a wrong token answers 404) and a peer address
-in ``NOTIFY_CALLBACK_ALLOW_IPS`` (403). WeChat's are signed ``sha1(sorted(token, timestamp, nonce))``
-(checked with wechatpy's ``check_signature``), and a timestamp older than
-``wechat_callback_max_skew_seconds`` is refused (403). A refused callback is logged with the route,
-the reason and the peer address only: no body, no phone number.
+in ``NOTIFY_CALLBACK_ALLOW_IPS`` (403). WeChat's need a peer address in
+``NOTIFY_WECHAT_CALLBACK_ALLOW_IPS`` (403; WeChat publishes its addresses, ``cgi-bin/getcallbackip``)
+and are signed ``sha1(sorted(token, timestamp, nonce))`` (checked with wechatpy's ``check_signature``);
+a timestamp more than ``wechat_callback_max_skew_seconds`` away from now is refused (403). The
+signature does not cover the body, so a POST's ``(timestamp, nonce)`` is accepted once
+(``wechat_callback_nonces``, stored in the transaction that applies the push, pruned once the
+timestamp leaves the window): a second POST with the same pair and the same body (the provider
+retrying a push whose answer it did not get) answers ``success`` and changes nothing; with another
+body it is refused (403 ``replayed_nonce``). The GET server check changes nothing and is not recorded.
+A refused callback is logged with the route, the reason and the peer address only: no body, no phone
+number.
 
 Replays: a reply's ``(provider, dedup_key)`` is stored, so a second delivery answers success and
 changes nothing; receipts for settled messages change nothing. Malformed bodies answer 400 and change
@@ -25,10 +32,12 @@ nothing; a database failure answers 500 so that the provider retries.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from wechatpy.exceptions import InvalidSignatureException
@@ -159,6 +168,8 @@ def _wechat_refusal(request: Request, ctx: NotifyContext, signature: str, timest
     token = ctx.settings.callback_token
     if token is None:
         return _refuse(request, "wechat", "no_token_configured", 403)
+    if not ctx.allowed(request.client.host if request.client else None, wechat=True):
+        return _refuse(request, "wechat", "address_not_allowed", 403)
     try:
         check_signature(token.get_secret_value(), signature, timestamp, nonce)
     except InvalidSignatureException:
@@ -208,14 +219,51 @@ async def wechat_event(
         uplinks = provider.parse_uplinks(body, content_type)
     except ValueError:
         return _refuse(request, "wechat", "malformed", 400)
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        if receipts:
-            await apply_receipts(conn, provider.name, receipts, cipher=ctx.cipher,
-                                 sms_available=Channel.SMS in ctx.providers)
-        for u in uplinks:
-            await record_reply(
-                conn, provider=provider.name, dedup_key=u.dedup_key, channel=Channel.WECHAT, text=u.text,
-                received_at=u.received_at, cipher=ctx.cipher, sender=u.sender,
-                window_hours=ctx.settings.reply_window_hours,
-            )
+    ts, body_sha256 = int(timestamp), hashlib.sha256(body).digest()
+    async with ctx.pool.acquire() as conn:
+        await _prune_nonces(conn, ts_floor=int(time.time() - ctx.settings.wechat_callback_max_skew_seconds))
+        async with conn.transaction():
+            seen = await _first_use(conn, ts, nonce, body_sha256)
+            if seen is not None:
+                if seen:
+                    log.info("callback.wechat_retry_answered", route="wechat")
+                    return PlainTextResponse("success")
+                return _refuse(request, "wechat", "replayed_nonce", 403)
+            if receipts:
+                await apply_receipts(conn, provider.name, receipts, cipher=ctx.cipher,
+                                     sms_available=Channel.SMS in ctx.providers)
+            for u in uplinks:
+                await record_reply(
+                    conn, provider=provider.name, dedup_key=u.dedup_key, channel=Channel.WECHAT, text=u.text,
+                    received_at=u.received_at, cipher=ctx.cipher, sender=u.sender,
+                    window_hours=ctx.settings.reply_window_hours,
+                )
     return PlainTextResponse("success")
+
+
+async def _prune_nonces(conn: asyncpg.Connection, *, ts_floor: int) -> None:
+    """Forget WeChat nonces whose timestamp is before ``ts_floor`` (Unix s; refused as stale anyway)."""
+    await conn.execute(
+        "DELETE FROM wechat_callback_nonces WHERE (timestamp, nonce) IN (SELECT timestamp, nonce "
+        "FROM wechat_callback_nonces WHERE timestamp < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+        ts_floor,
+    )
+
+
+async def _first_use(conn: asyncpg.Connection, ts: int, nonce: str, body_sha256: bytes) -> bool | None:
+    """Record ``(ts, nonce)``: None when first seen; else whether the earlier push had the same body.
+
+    Inside the push's transaction: a push whose processing fails leaves no record, so its retry is
+    applied; a concurrent duplicate waits for the first to commit and then sees it.
+    """
+    inserted = await conn.fetchval(
+        "INSERT INTO wechat_callback_nonces (timestamp, nonce, body_sha256) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING RETURNING true",
+        ts, nonce, body_sha256,
+    )
+    if inserted:
+        return None
+    earlier: bytes | None = await conn.fetchval(
+        "SELECT body_sha256 FROM wechat_callback_nonces WHERE timestamp = $1 AND nonce = $2", ts, nonce
+    )
+    return earlier is not None and hmac.compare_digest(earlier, body_sha256)

@@ -77,3 +77,18 @@ def test_callback_allow_list() -> None:
     ctx = NotifyContext(settings, cast(Any, None), ContactCipher(Fernet.generate_key()), None, {})
     assert ctx.allowed("127.0.0.1") and ctx.allowed("10.8.3.4")
     assert not ctx.allowed("10.9.0.1") and not ctx.allowed(None) and not ctx.allowed("not-an-ip")
+
+
+def test_wechat_callback_allow_list_is_its_own() -> None:
+    from typing import Any, cast
+
+    from services.notify.context import NotifyContext
+    from shared.settings import NotifySettings
+
+    settings = NotifySettings(kafka_bootstrap_servers="x:1", database_url="postgresql://u:p@h:1/d",
+                              callback_allow_ips=["10.8.0.0/16"], wechat_callback_allow_ips=["101.226.0.0/16"])
+    ctx = NotifyContext(settings, cast(Any, None), ContactCipher(Fernet.generate_key()), None, {})
+    assert ctx.allowed("101.226.1.2", wechat=True) and not ctx.allowed("10.8.3.4", wechat=True)
+    assert ctx.allowed("10.8.3.4") and not ctx.allowed("101.226.1.2")
+    assert NotifySettings(kafka_bootstrap_servers="x:1", database_url="postgresql://u:p@h:1/d",
+                          ).wechat_callback_allow_ips == ["127.0.0.1/32"]

@@ -1,0 +1,100 @@
+"""WeChat callbacks on the real PostgreSQL: a signed (timestamp, nonce) is used once; the allow-list holds."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import Any
+
+import pytest
+from wechatpy.utils import WeChatSigner
+
+from services.notify.testing import NotifyStack, running_notify
+
+
+def _signed(token: str, ts: int, nonce: str) -> dict[str, str]:
+    signer = WeChatSigner()
+    signer.add_data(token, str(ts), nonce)
+    return {"signature": signer.signature, "timestamp": str(ts), "nonce": nonce}
+
+
+def _text_push(openid: str, text: str, msg_id: int, ts: int) -> bytes:
+    return (f"<xml><ToUserName><![CDATA[gh_muster]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>").encode()
+
+
+async def _replies(ns: NotifyStack, dedup_keys: list[str]) -> int:
+    async with ns.pool.acquire() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM replies WHERE dedup_key = ANY($1::text[])", dedup_keys))
+
+
+async def test_a_signed_nonce_is_used_once_and_an_exact_retry_answers_success(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    token = ns.settings.callback_token.get_secret_value()
+    openid = "o" + uuid.uuid4().hex[:27]
+    ts, nonce = int(time.time()), uuid.uuid4().hex[:16]
+    first_id, forged_id = random.randint(10**15, 10**16), random.randint(10**15, 10**16)
+    keys = [f"wechat:{first_id}", f"wechat:{forged_id}"]
+    params = _signed(token, ts, nonce)
+    headers = {"content-type": "text/xml"}
+    first = _text_push(openid, "收到", first_id, ts)
+
+    r = await ns.http.post(f"{ns.url}/callbacks/wechat", params=params, content=first, headers=headers)
+    assert (r.status_code, r.text) == (200, "success")
+    assert await _replies(ns, keys) == 1
+
+    # the provider retrying the same push (it did not get our answer): success, nothing new
+    retry = await ns.http.post(f"{ns.url}/callbacks/wechat", params=params, content=first, headers=headers)
+    assert (retry.status_code, retry.text) == (200, "success")
+
+    # a captured signature replayed with another body within the window: refused, nothing stored
+    forged = _text_push(openid, "2", forged_id, ts)
+    replay = await ns.http.post(f"{ns.url}/callbacks/wechat", params=params, content=forged, headers=headers)
+    assert replay.status_code == 403 and replay.json() == {"error": "replayed_nonce"}
+    assert await _replies(ns, keys) == 1
+
+    # the same body under a fresh nonce is a new push (the reply's own MsgId keeps it single)
+    fresh = await ns.http.post(f"{ns.url}/callbacks/wechat", params=_signed(token, ts, uuid.uuid4().hex[:16]),
+                               content=forged, headers=headers)
+    assert (fresh.status_code, fresh.text) == (200, "success")
+    assert await _replies(ns, keys) == 2
+
+
+async def test_nonces_past_the_window_are_pruned(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    token = ns.settings.callback_token.get_secret_value()
+    old_ts = int(time.time() - ns.settings.wechat_callback_max_skew_seconds) - 10
+    stale_nonce = uuid.uuid4().hex[:16]
+    async with ns.pool.acquire() as conn:
+        await conn.execute("INSERT INTO wechat_callback_nonces (timestamp, nonce, body_sha256) VALUES ($1, $2, $3)",
+                           old_ts, stale_nonce, b"\0" * 32)
+    ts = int(time.time())
+    body = _text_push("o" + uuid.uuid4().hex[:27], "1", random.randint(10**15, 10**16), ts)
+    r = await ns.http.post(f"{ns.url}/callbacks/wechat", params=_signed(token, ts, uuid.uuid4().hex[:16]),
+                           content=body, headers={"content-type": "text/xml"})
+    assert r.status_code == 200
+    async with ns.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM wechat_callback_nonces WHERE nonce = $1", stale_nonce) == 0
+
+
+@pytest.fixture(scope="module")
+async def walled_notify(stack: Any) -> Any:
+    async with running_notify(stack.bootstrap, stack.notify_dsn, wechat_callback_allow_ips=["10.99.0.0/16"]) as ns:
+        yield ns
+
+
+async def test_wechat_callbacks_from_outside_the_allow_list_are_refused(walled_notify: NotifyStack) -> None:
+    ns = walled_notify
+    token = ns.settings.callback_token.get_secret_value()
+    ts = int(time.time())
+    msg_id = random.randint(10**15, 10**16)
+    body = _text_push("o" + uuid.uuid4().hex[:27], "1", msg_id, ts)
+    post = await ns.http.post(f"{ns.url}/callbacks/wechat", params=_signed(token, ts, uuid.uuid4().hex[:16]),
+                              content=body, headers={"content-type": "text/xml"})
+    assert post.status_code == 403 and post.json() == {"error": "address_not_allowed"}
+    check = await ns.http.get(f"{ns.url}/callbacks/wechat",
+                              params={**_signed(token, ts, uuid.uuid4().hex[:16]), "echostr": "e1"})
+    assert check.status_code == 403
+    assert await _replies(ns, [f"wechat:{msg_id}"]) == 0
