@@ -16,7 +16,8 @@ Events: ``INCIDENT`` keyed by incident id; ``CALLOUT`` keyed by volunteer id; al
 ``correlation_id = incident_id`` and the drill mark; ``causation_id`` is the event that caused them.
 
 Errors: :class:`~services.dispatch.errors.InvalidInput`, :class:`~services.dispatch.errors.NotFound`,
-:class:`~services.dispatch.errors.Conflict` from operator actions (raised before anything is written).
+:class:`~services.dispatch.errors.Conflict`, :class:`~services.dispatch.errors.AccessDenied` from operator
+actions (raised before anything is written).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from .adapters.projection import (
 )
 from .domain.model import COUNTED_STATES, OPEN_STATES, CallOutState
 from .domain.replies import ReplyNote, apply_reply
-from .domain.selection import select_teams, select_volunteers
+from .domain.selection import select_teams, select_volunteers, within_unit
 from .domain.validation import check_requirement
 from .domain.waves import (
     CallWave,
@@ -76,7 +77,7 @@ from .domain.waves import (
     reply_code,
     wave_size,
 )
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import AccessDenied, Conflict, InvalidInput, NotFound
 
 __all__ = [
     "Actor",
@@ -672,11 +673,20 @@ async def add_volunteer(
     conn: asyncpg.Connection, incident_id: UUID, requirement_id: UUID, volunteer_id: UUID, actor: Actor,
     *, now: datetime | None = None,
 ) -> UUID:
-    """Call one volunteer by hand for a requirement (operator's override of selection rules, not of consent).
+    """Call one volunteer by hand for a requirement (an operator's override of selection, not of consent or scope).
+
+    Checked: the volunteer's home unit lies inside ``actor``'s unit (a county operator adds only
+    people of their county, see :func:`~services.dispatch.domain.selection.within_unit`); the
+    volunteer is active, not retired, and has consented to call-outs. Deliberately *not* checked:
+    the skill and its certificate, availability, distance and engagement elsewhere — adding someone
+    by hand is the operator's judgement. The audit entry (``callout.add``) records that the skill
+    check was skipped and whether the volunteer holds the requirement's skill.
 
     Raises:
         NotFound: no such incident, requirement or volunteer in the projection.
-        Conflict: incident closed; volunteer already called in it; volunteer inactive or without consent.
+        AccessDenied: (403) the volunteer's home unit is outside ``actor``'s unit.
+        InvalidInput: (422) the volunteer is inactive, retired, or has withdrawn consent (the reason named).
+        Conflict: incident closed; volunteer already called in it.
 
     """
     now = now or utcnow()
@@ -688,12 +698,21 @@ async def add_volunteer(
         )
         if req is None:
             raise NotFound(f"no requirement {requirement_id} in incident {incident_id}")
-        v = await conn.fetchrow("SELECT active, consent, retired FROM volunteers WHERE volunteer_id = $1",
-                                volunteer_id)
+        v = await conn.fetchrow(
+            "SELECT unit_code, active, consent, retired, skills FROM volunteers WHERE volunteer_id = $1", volunteer_id
+        )
         if v is None:
             raise NotFound(f"volunteer {volunteer_id} is not on the roster projection")
-        if not v["active"] or v["retired"] or not v["consent"]:
-            raise Conflict(f"volunteer {volunteer_id} is inactive or has not consented to call-outs")
+        if not within_unit(v["unit_code"], actor.unit_code):
+            raise AccessDenied(
+                f"volunteer {volunteer_id} belongs to {v['unit_code']}, outside {actor.name}'s unit {actor.unit_code}"
+            )
+        if v["retired"]:
+            raise InvalidInput(f"volunteer {volunteer_id} has retired from the roster")
+        if not v["active"]:
+            raise InvalidInput(f"volunteer {volunteer_id} is inactive")
+        if not v["consent"]:
+            raise InvalidInput(f"volunteer {volunteer_id} has withdrawn (or never gave) consent to call-outs")
         if await conn.fetchval("SELECT 1 FROM callouts WHERE incident_id = $1 AND volunteer_id = $2",
                                incident_id, volunteer_id):
             raise Conflict(f"volunteer {volunteer_id} was already called in this incident")
@@ -703,8 +722,11 @@ async def add_volunteer(
                                   manual=True)
         await timeline(conn, incident_id, now, "added_by_hand", callout_id=cid, volunteer_id=volunteer_id,
                        by=actor.name)
-        await audit(conn, actor, "callout.add", incident_id, None,
-                    {"callout_id": str(cid), "volunteer_id": str(volunteer_id), "requirement_id": str(requirement_id)})
+        await audit(conn, actor, "callout.add", incident_id, None, {
+            "callout_id": str(cid), "volunteer_id": str(volunteer_id), "requirement_id": str(requirement_id),
+            "volunteer_unit": v["unit_code"], "skill_check": "skipped: added by hand (operator's judgement)",
+            "holds_skill": (req["skill"] in v["skills"]) if req["skill"] else None,
+        })
     return cid
 
 

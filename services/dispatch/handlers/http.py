@@ -153,7 +153,15 @@ async def get_report(incident_id: UUID, request: Request, op: OperatorDep) -> di
 
 @router.post("/incidents/{incident_id}/callouts", status_code=201)
 async def add_volunteer(incident_id: UUID, body: AddVolunteerIn, request: Request, op: OperatorDep) -> dict[str, str]:
-    """Call one volunteer by hand for a requirement."""
+    """Call one volunteer by hand for a requirement (201 with ``{"callout_id"}``).
+
+    Both the incident's village and the volunteer's home unit must lie inside the operator's unit
+    (403 otherwise). A volunteer who is inactive, retired or has withdrawn consent is refused (422,
+    the reason named). The skill (and certificate) check is deliberately skipped: adding someone by
+    hand is the operator's judgement; the audit entry ``callout.add`` records that it was skipped and
+    whether the volunteer holds the skill. 404 unknown incident/requirement/volunteer; 409 incident
+    closed or volunteer already called in it. Nothing is written when an error is returned.
+    """
     async with _pool(request).acquire() as conn:
         await _writable(conn, op, incident_id)
         cid = await usecases.add_volunteer(conn, incident_id, body.requirement_id, body.volunteer_id, _actor(op))
