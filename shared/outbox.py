@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.partitioner import murmur2
 
 from shared.events import Event
 from shared.logging import get_logger
@@ -259,26 +260,17 @@ class OutboxRelay:
             if not rows:
                 return total
             batch = [OutboxRow(r["id"], r["topic"], r["key"], r["payload"], r["headers"]) for r in rows]
-            sent: list[tuple[OutboxRow, asyncio.Future[Any]]] = []
-            undeliverable: list[tuple[OutboxRow, BaseException]] = []
-            for row in batch:
-                headers = [(k, str(v).encode()) for k, v in row.headers.items()]
-                try:
-                    fut = await producer.send(row.topic, value=row.payload, key=row.key.encode(), headers=headers)
-                except _PERMANENT as exc:
-                    undeliverable.append((row, exc))
-                    continue
-                sent.append((row, fut))
+            sent, undeliverable = await self._send_batched(producer, batch)
             results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
             acked: list[OutboxRow] = []
             transient: BaseException | None = None
-            for (row, _), result in zip(sent, results, strict=True):
+            for (rows_sent, _), result in zip(sent, results, strict=True):
                 if isinstance(result, _PERMANENT):
-                    undeliverable.append((row, result))
+                    undeliverable.extend((row, result) for row in rows_sent)
                 elif isinstance(result, BaseException):
                     transient = transient or result
                 else:
-                    acked.append(row)
+                    acked.extend(rows_sent)
             if self._after_send is not None:
                 await self._after_send(acked)
             async with self._pool.acquire() as conn, conn.transaction():
@@ -292,6 +284,57 @@ class OutboxRelay:
             self.published += len(acked)
             if transient is not None:
                 raise transient
+
+    async def _send_batched(
+        self, producer: AIOKafkaProducer, rows: Sequence[OutboxRow]
+    ) -> tuple[list[tuple[list[OutboxRow], asyncio.Future[Any]]], list[tuple[OutboxRow, BaseException]]]:
+        """Append rows to one record batch per (topic, partition), in order, and submit the batches.
+
+        Partitions follow Kafka's default partitioner (murmur2 of the key, as the Java client), so a key
+        lands where any other client would put it. One ``send_batch`` per partition instead of one
+        ``send`` per row is what lets a 10,000-message wave out quickly; aiokafka keeps one batch in
+        flight per partition, so order per key holds.
+
+        Returns:
+            The submitted batches with their rows, and the rows no batch can take (too large).
+
+        """
+        submitted: list[tuple[list[OutboxRow], asyncio.Future[Any]]] = []
+        undeliverable: list[tuple[OutboxRow, BaseException]] = []
+        open_batches: dict[tuple[str, int], tuple[Any, list[OutboxRow]]] = {}
+        partitions: dict[str, list[int]] = {}
+
+        async def flush(tp: tuple[str, int]) -> None:
+            builder, members = open_batches.pop(tp)
+            submitted.append((members, await producer.send_batch(builder, tp[0], partition=tp[1])))
+
+        for row in rows:
+            if row.topic not in partitions:
+                known = await producer.partitions_for(row.topic)
+                if not known:
+                    undeliverable.append((row, InvalidTopicError(f"no partitions for {row.topic}")))
+                    continue
+                partitions[row.topic] = sorted(known)
+            key = row.key.encode()
+            parts = partitions[row.topic]
+            tp = (row.topic, parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)])
+            headers = [(k, str(v).encode()) for k, v in row.headers.items()]
+            for _ in range(2):
+                if tp not in open_batches:
+                    open_batches[tp] = (producer.create_batch(), [])
+                builder, members = open_batches[tp]
+                if builder.append(key=key, value=row.payload, timestamp=None, headers=headers) is not None:
+                    members.append(row)
+                    break
+                if not members:  # an empty batch cannot take it: larger than a whole request
+                    open_batches.pop(tp)
+                    undeliverable.append((row, MessageSizeTooLargeError(
+                        f"{len(row.payload or b'')} bytes do not fit a record batch")))
+                    break
+                await flush(tp)
+        for tp in list(open_batches):
+            await flush(tp)
+        return submitted, undeliverable
 
     async def _set_aside(self, conn: asyncpg.Connection, row: OutboxRow, exc: BaseException) -> None:
         """A row the broker will never take (too large, invalid topic): record it and move on.

@@ -85,4 +85,7 @@ async def test_restart_mid_wave_resumes_deadline_and_escalates_on_time(dispatch_
         req = await conn.fetchrow("SELECT status, filled, deadline_at FROM requirements WHERE incident_id = $1",
                                   incident_id)
     assert (req["status"], req["filled"], req["deadline_at"]) == ("filled", 1, None)
-    assert states == {"assigned": 1, "cancelled": 3}  # the town's open call-outs were stood down
+    # every other open call-out was stood down (how many depends on whether one more 3-s wave fired
+    # before the late accept landed, on a busy machine: the invariant is that none is left open)
+    assert states.get("assigned") == 1 and states.get("cancelled", 0) >= 3
+    assert set(states) <= {"assigned", "cancelled", "declined"}
