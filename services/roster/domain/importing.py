@@ -10,17 +10,17 @@ Columns (Chinese header, or an English alias; full-width brackets and spaces do 
 ===========  ===================================================  ============================
 field        headers                                              rule
 ===========  ===================================================  ============================
-name         姓名, name                                           required
+name         姓名, name                                           required, at most 64 characters
 mobile       手机号码, 手机号, 手机, 联系电话, mobile, phone        required, mainland mobile
 county       区县, 区(县), 县(市、区), district, county             name, within the city
 town         乡镇(街道), 乡镇, 街道, town, street                    name, within the county
 village      村(社区), 村, 社区, village, community                  name, within the town
 unit_code    区划代码, 行政区划代码, unit code, division code        12-digit village code
 skills       技能, 专长, skills                                    vocabulary, see normalise
-cert_number  证书编号, certificate number, cert no                 text
+cert_number  证书编号, certificate number, cert no                 text, at most 64 characters
 issued_on    发证日期, issued, issued on                           date
 expires_on   有效期至, 有效期, 到期日期, expires, expires on           date, not before issued_on
-teams        所属队伍, 队伍, team, teams                            names of existing teams
+teams        所属队伍, 队伍, team, teams                            names of existing teams (each at most 64)
 openid       微信OpenID, openid, wechat openid                     WeChat openid
 ===========  ===================================================  ============================
 
@@ -28,6 +28,11 @@ The home unit comes from ``unit_code`` when given, else from county → town →
 matched within its parent (with or without 村委会/居委会). Columns that must not be kept
 (身份证号 identity numbers, 住址 home addresses; PIPL Art. 6, collect no more than needed) and
 unknown columns are dropped and listed in :attr:`ImportReport.ignored_columns`.
+
+Length limits are the HTTP API's (:data:`~services.roster.domain.model.MAX_NAME`,
+:data:`~services.roster.domain.model.MAX_CERT_NUMBER`, :data:`~services.roster.domain.model.MAX_TEAM_NAME`;
+county, town and village names at most :data:`MAX_UNIT_NAME`), counted in characters after NFKC
+normalisation; a longer cell is an error on its row and column.
 
 The certificate on a row certifies the row's first skill that needs one
 (:attr:`shared.vocabulary.Skill.needs_certificate`), else its first skill.
@@ -51,7 +56,7 @@ from uuid import UUID
 
 from rapidfuzz import fuzz, process
 
-from services.roster.domain.model import Certificate, Volunteer
+from services.roster.domain.model import MAX_CERT_NUMBER, MAX_NAME, MAX_TEAM_NAME, Certificate, Volunteer
 from services.roster.domain.normalise import (
     NormaliseError,
     clean_text,
@@ -94,6 +99,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 _PERSONAL = ("身份证号", "身份证号码", "身份证", "证件号码", "住址", "家庭住址", "现住址", "地址", "户籍地址",
              "id number", "id card", "address", "home address")
 _SEQUENCE = ("序号", "no", "no.", "#")
+MAX_UNIT_NAME = 64  # characters; the longest Shaoxing division name has 9
+_MAX_SHOWN = 100  # characters of a bad cell repeated in the report
 
 
 def _header_key(h: str) -> str:
@@ -114,7 +121,7 @@ class RowError:
         column: the header as written in the file (or the field name when the column is missing).
         reason: what is wrong, in plain words.
         suggestion: what was probably meant (closest unit or skill name), when there is one.
-        value: the cell as written, phone numbers masked.
+        value: the cell as written, phone numbers masked, cut to 100 characters (then ending in "…").
 
     """
 
@@ -312,11 +319,20 @@ def validate_register(
             i = mapping.get(f)
             col = headers[i] if i is not None else f
             raw = clean_text(cell(f))
+            if len(raw) > _MAX_SHOWN:
+                raw = raw[:_MAX_SHOWN] + "…"
             errors.append(RowError(n, col, reason, suggestion, mask_text(raw) if raw else None))
+
+        def too_long(f: str, limit: int, value: str, what: str) -> bool:
+            if len(value) <= limit:
+                return False
+            err(f, f"{what} is {len(value)} characters long; at most {limit}")
+            return True
 
         name = re.sub(r"\s+", "", clean_text(cell("name")))
         if not name:
             err("name", "name is missing")
+        too_long("name", MAX_NAME, name, "the name")
         mobile = ""
         try:
             mobile = parse_mobile(cell("mobile"))
@@ -330,7 +346,11 @@ def validate_register(
         # Registers repeat the same few thousand unit cells: resolve each distinct one once.
         unit_cells = tuple(clean_text(cell(f)) for f in ("unit_code", "county", "town", "village"))
         cached = unit_cache.get(unit_cells)
-        if cached is None:
+        long_units = [f for f, v in zip(("county", "town", "village"), unit_cells[1:], strict=True)
+                      if len(v) > MAX_UNIT_NAME]
+        if long_units:
+            cached = (None, [(f, f"a {f} name is at most {MAX_UNIT_NAME} characters", None) for f in long_units])
+        elif cached is None:
             unit_errors: list[tuple[str, str, str | None]] = []
             code = _resolve_unit(units, cities, mapping, cell,
                                  lambda f, reason, suggestion=None, _e=unit_errors: _e.append((f, reason, suggestion)))
@@ -353,6 +373,7 @@ def validate_register(
                 dates[f] = None
         number = clean_text(cell("cert_number")) or None
         certs: tuple[Certificate, ...] = ()
+        too_long("cert_number", MAX_CERT_NUMBER, number or "", "the certificate number")
         if dates["issued_on"] and dates["expires_on"] and dates["expires_on"] < dates["issued_on"]:
             err("expires_on", "expires before it was issued")
         elif number or dates["issued_on"] or dates["expires_on"]:
@@ -366,7 +387,7 @@ def validate_register(
         team_ids: list[UUID] = []
         for t in re.split(r"[、,，;；]+", clean_text(cell("teams"))):
             t = t.strip()
-            if not t:
+            if not t or too_long("teams", MAX_TEAM_NAME, t, "a team name"):
                 continue
             tid = team_index.get(_team_key(t))
             if tid is None:

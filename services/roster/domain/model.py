@@ -29,7 +29,15 @@ from shared.events import (
 )
 from shared.vocabulary import Channel, TeamType
 
+# Length limits, characters, shared by the HTTP API (handlers/schemas.py) and the register import.
+MAX_NAME = 64  #: a volunteer's name
+MAX_CERT_NUMBER = 64  #: a certificate number
+MAX_TEAM_NAME = 64  #: a team's name
+
 __all__ = [
+    "MAX_CERT_NUMBER",
+    "MAX_NAME",
+    "MAX_TEAM_NAME",
     "Certificate",
     "Team",
     "Volunteer",

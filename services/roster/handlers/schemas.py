@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from services.roster.domain.model import Certificate, Team, Volunteer
+from services.roster.domain.model import MAX_CERT_NUMBER, MAX_NAME, MAX_TEAM_NAME, Certificate, Team, Volunteer
 from services.roster.domain.normalise import NormaliseError, parse_mobile
 from shared.events import Availability
 from shared.vocabulary import SKILLS, Channel, TeamType
@@ -68,7 +68,7 @@ class CertificateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: SkillCode
-    number: str | None = Field(default=None, max_length=64)
+    number: str | None = Field(default=None, max_length=MAX_CERT_NUMBER)
     issued_on: date | None = None
     expires_on: date | None = None
 
@@ -96,7 +96,7 @@ class _VolunteerFields(BaseModel):
 class VolunteerIn(_VolunteerFields):
     """A new volunteer."""
 
-    name: str = Field(min_length=1, max_length=64, examples=["王小明"])
+    name: str = Field(min_length=1, max_length=MAX_NAME, examples=["王小明"])
     mobile: Mobile
     unit_code: VillageCode = Field(description="Home village/community, 12-digit division code.")
     lat: Lat | None = None
@@ -115,7 +115,7 @@ class VolunteerIn(_VolunteerFields):
 class VolunteerPatch(_VolunteerFields):
     """Changes to a volunteer: only the fields given change."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     mobile: Mobile | None = None
     unit_code: VillageCode | None = None
     lat: Lat | None = None
@@ -187,7 +187,7 @@ class TeamIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, examples=["柯桥区水上救援队"])
+    name: str = Field(min_length=1, max_length=MAX_TEAM_NAME, examples=["柯桥区水上救援队"])
     team_type: TeamType
     unit_code: UnitCode = Field(description="Home unit at any level.")
     leader_id: UUID | None = None
@@ -201,7 +201,7 @@ class TeamPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_TEAM_NAME)
     team_type: TeamType | None = None
     unit_code: UnitCode | None = None
     leader_id: UUID | None = None

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from services.roster import commands
 from services.roster.adapters import repository as repo
-from services.roster.domain.model import Volunteer
+from services.roster.domain.model import MAX_NAME, Volunteer
 from services.roster.handlers.deps import connection
 from services.roster.handlers.schemas import Page, SkillCode, VolunteerIn, VolunteerOut, VolunteerPatch
 from shared.events import Availability
@@ -51,7 +51,7 @@ async def search_volunteers(
     certified_on: Annotated[date | None, Query(description="A certificate (of `skill` if given) valid on this day.")] = None,
     availability: Availability | None = None,
     active: bool = True,
-    name: Annotated[str | None, Query(max_length=64)] = None,
+    name: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Page[VolunteerOut]:

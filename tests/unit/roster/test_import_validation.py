@@ -240,3 +240,26 @@ def test_merge_certificates_keeps_order_and_matches_unnumbered_ones_by_skill() -
     assert merge_certificates((a, b), (again,)) == (again, b)
     assert merge_certificates((a,), (b, b)) == (a, b)
     assert merge_certificates((), ()) == ()
+
+
+def test_cells_longer_than_the_api_allows_are_errors_on_their_row_and_column() -> None:
+    from services.roster.domain.model import MAX_CERT_NUMBER, MAX_NAME, MAX_TEAM_NAME
+
+    ok = ["王小明", "13800138000", "柯桥区", "平水镇", "东光", "救护员", "HZ1", "", "", "柯桥区水上救援队"]
+    header = HEADER[1:11]
+    table = [
+        header,
+        ["名" * 5000, "13800138001", *ok[2:]],
+        ["李娜", "13800138002", *ok[2:6], "9" * (MAX_CERT_NUMBER + 1), "", "", ok[9]],
+        ["张三", "13800138003", *ok[2:9], "柯桥区水上救援队、" + "队" * (MAX_TEAM_NAME + 1)],
+        ["赵四", "13800138004", ok[2], ok[3], "村" * 200, *ok[5:]],
+        ["名" * MAX_NAME, "13800138005", *ok[2:6], "9" * MAX_CERT_NUMBER, "", "", ok[9]],  # at the limits: fine
+    ]
+    plan = validate_register(table, UNITS, TEAMS)
+    got = {(e.row, e.column) for e in plan.report.errors}
+    assert got == {(2, "姓名"), (3, "证书编号"), (4, "所属队伍"), (5, "村（社区）")}, plan.report.errors
+    by_row = {e.row: e for e in plan.report.errors}
+    assert "5000 characters" in by_row[2].reason and f"at most {MAX_NAME}" in by_row[2].reason
+    assert by_row[2].value is not None and len(by_row[2].value) <= 101  # the report does not repeat 5,000 characters
+    assert [r.row for r in plan.rows] == [6]
+    assert plan.rows[0].name == "名" * MAX_NAME
