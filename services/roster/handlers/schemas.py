@@ -14,7 +14,14 @@ from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from services.roster.domain.model import MAX_CERT_NUMBER, MAX_NAME, MAX_TEAM_NAME, Certificate, Team, Volunteer
+from services.roster.domain.model import (
+    MAX_CERT_NUMBER,
+    MAX_NAME,
+    MAX_TEAM_NAME,
+    Certificate,
+    Team,
+    Volunteer,
+)
 from services.roster.domain.normalise import NormaliseError, parse_mobile
 from shared.events import Availability
 from shared.vocabulary import SKILLS, Channel, TeamType
