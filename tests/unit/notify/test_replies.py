@@ -90,7 +90,7 @@ def test_someone_elses_code_is_not_an_eta_or_an_answer(text: str) -> None:
     assert (parsed.intent, parsed.eta_minutes, parsed.code) == (X, None, None), text
 
 
-@pytest.mark.parametrize(("text", "intent", "eta"), [("1 4M", A, None), ("14M", A, None), ("4M 20分钟", E, 20)])
+@pytest.mark.parametrize(("text", "intent", "eta"), [("1 4M", A, None), ("14M", A, None), ("24M", D, None), ("4M 20分钟", E, 20)])
 def test_the_volunteers_own_code_shaped_like_minutes_picks_the_callout(
     text: str, intent: ReplyIntent, eta: int | None
 ) -> None:
