@@ -10,7 +10,7 @@ Columns (Chinese header, or an English alias; full-width brackets and spaces do 
 ===========  ===================================================  ============================
 field        headers                                              rule
 ===========  ===================================================  ============================
-name         姓名, name                                           required, at most 64 characters
+name         姓名, name                                           required, at most 64, see clean_name
 mobile       手机号码, 手机号, 手机, 联系电话, mobile, phone        required, mainland mobile
 county       区县, 区(县), 县(市、区), district, county             name, within the city
 town         乡镇(街道), 乡镇, 街道, town, street                    name, within the county
@@ -75,6 +75,7 @@ __all__ = [
     "ImportReport",
     "ImportRow",
     "RowError",
+    "clean_name",
     "map_headers",
     "merge_certificates",
     "merge_into",
@@ -266,6 +267,20 @@ def map_headers(headers: Sequence[object]) -> tuple[dict[str, int], list[str], l
     return mapping, ignored, errors
 
 
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_GAP = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
+
+
+def clean_name(value: object) -> str:
+    """A name cell as kept: NFKC, runs of whitespace collapsed to one space, trimmed.
+
+    A space between two Chinese characters is dropped: registers pad two-character names to the
+    width of three (``李　娜``), and the ideographic space is no part of the name. Other spaces stay
+    (``John Smith``, ``Zhang 三``).
+    """
+    return _CJK_GAP.sub("", re.sub(r"\s+", " ", clean_text(value)).strip())
+
+
 def _team_key(name: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", name)).casefold()
 
@@ -329,7 +344,7 @@ def validate_register(
             err(f, f"{what} is {len(value)} characters long; at most {limit}")
             return True
 
-        name = re.sub(r"\s+", "", clean_text(cell("name")))
+        name = clean_name(cell("name"))
         if not name:
             err("name", "name is missing")
         too_long("name", MAX_NAME, name, "the name")

@@ -112,7 +112,7 @@ def test_english_headers_and_unit_codes() -> None:
     ]
     plan = validate_register(table, UNITS, {})
     assert plan.report.ignored_columns == ["Address"]
-    assert [r.name for r in plan.rows] == ["WangXiaoming"]
+    assert [r.name for r in plan.rows] == ["Wang Xiaoming"]
     assert plan.rows[0].skills == ("first_aid", "water_rescue")
     assert [(e.row, e.column) for e in plan.report.errors] == [(3, "Unit Code"), (4, "Unit Code")]
 
@@ -263,3 +263,17 @@ def test_cells_longer_than_the_api_allows_are_errors_on_their_row_and_column() -
     assert by_row[2].value is not None and len(by_row[2].value) <= 101  # the report does not repeat 5,000 characters
     assert [r.row for r in plan.rows] == [6]
     assert plan.rows[0].name == "名" * MAX_NAME
+
+
+@pytest.mark.parametrize(("written", "kept"), [
+    ("John Smith", "John Smith"),
+    ("  Mary   Ann\tO'Neil \n", "Mary Ann O'Neil"),
+    ("李 娜", "李娜"),  # a two-character name padded to three characters' width
+    ("李\u3000\u3000娜", "李娜"),
+    ("Zhang 三", "Zhang 三"),
+    ("阿依古丽 · 买买提", "阿依古丽 · 买买提"),
+])
+def test_names_keep_their_inner_spaces_collapsed(written: str, kept: str) -> None:
+    plan = validate_register([["姓名", "手机号码", "区划代码"], [written, "13800138000", "330603105202"]], UNITS)
+    assert plan.report.errors == []
+    assert plan.rows[0].name == kept
