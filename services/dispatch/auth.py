@@ -21,6 +21,7 @@ from shared.divisions import is_valid_code, level_of
 from shared.vocabulary import Level
 
 from .domain.selection import within_unit
+from .domain.validation import MAX_NAME_LENGTH, check_text
 from .errors import AccessDenied, InvalidInput
 
 __all__ = ["ROLES", "Operator", "authenticate", "create_token", "hash_token"]
@@ -75,11 +76,12 @@ async def create_token(conn: asyncpg.Connection, *, name: str, role: str, unit_c
     """Create an operator token and return it (shown once; only its hash is stored; the creation is audited).
 
     Raises:
-        InvalidInput: empty name, unknown role, or a unit not at the role's level.
+        InvalidInput: empty name or longer than 64 characters, unknown role, or a unit not at the role's level.
 
     """
     if not name.strip():
         raise InvalidInput("an operator needs a name")
+    check_text("name", name, MAX_NAME_LENGTH)
     check_role(role, unit_code)
     token = secrets.token_urlsafe(32)
     async with conn.transaction():

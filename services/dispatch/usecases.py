@@ -65,7 +65,14 @@ from .adapters.projection import (
 from .domain.model import COUNTED_STATES, OPEN_STATES, CallOutState
 from .domain.replies import ReplyNote, apply_reply
 from .domain.selection import select_teams, select_volunteers, within_unit
-from .domain.validation import check_requirement
+from .domain.validation import (
+    MAX_KIND_LENGTH,
+    MAX_OUTCOME_LENGTH,
+    MAX_REQUIREMENTS,
+    MAX_TITLE_LENGTH,
+    check_requirement,
+    check_text,
+)
 from .domain.waves import (
     CallWave,
     Escalate,
@@ -349,12 +356,15 @@ async def open_incident(
     The caller checked the point and the operator's scope. ``place`` is the unit's name as people say it.
 
     Raises:
-        InvalidInput: bad requirements, levels or policy (nothing is written).
+        InvalidInput: bad requirements (none, more than 20, unknown skill …), levels or policy; an empty
+            title or kind, or one longer than 100 / 40 characters (nothing is written).
 
     """
     now = now or utcnow()
     if not data.requirements:
         raise InvalidInput("an incident needs at least one requirement")
+    if len(data.requirements) > MAX_REQUIREMENTS:
+        raise InvalidInput(f"{len(data.requirements)} requirements; at most {MAX_REQUIREMENTS} in one incident")
     for r in data.requirements:
         check_requirement(skill=r.skill, team_type=r.team_type, count=r.count)
     if not level_allowed(data.start_level, data.max_level):
@@ -367,8 +377,8 @@ async def open_incident(
         deadline_s = deadline_seconds(data.mode, data.wave_deadline_seconds)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    if not data.title.strip() or not data.kind.strip():
-        raise InvalidInput("kind and title must not be empty")
+    check_text("title", data.title, MAX_TITLE_LENGTH)
+    check_text("kind", data.kind, MAX_KIND_LENGTH)
 
     incident_id = uuid4()
     specs = tuple(
@@ -794,12 +804,14 @@ async def close_incident(
     """Close an incident with an outcome: open call-outs cancelled (``incident_closed``), ``IncidentClosed``.
 
     Raises:
-        InvalidInput: empty outcome. NotFound, Conflict: no such incident; already closed.
+        InvalidInput: empty outcome, or longer than :data:`~services.dispatch.domain.validation.MAX_OUTCOME_LENGTH`
+            (500) characters. NotFound, Conflict: no such incident; already closed.
 
     """
     now = now or utcnow()
     if not outcome.strip():
         raise InvalidInput("closing an incident needs an outcome")
+    check_text("outcome", outcome, MAX_OUTCOME_LENGTH)
     async with conn.transaction():
         inc = await _open_incident_locked(conn, incident_id)
         before = await _requirement_states(conn, incident_id)

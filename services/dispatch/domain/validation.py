@@ -25,12 +25,38 @@ from shared.vocabulary import SKILLS, TeamType
 
 from ..errors import InvalidInput
 
-__all__ = ["CITY_PAD_M", "COUNTY_PAD_M", "MAX_COUNT", "Box", "check_point", "check_requirement"]
+__all__ = [
+    "CITY_PAD_M",
+    "COUNTY_PAD_M",
+    "MAX_CODE_LENGTH",
+    "MAX_COUNT",
+    "MAX_KIND_LENGTH",
+    "MAX_NAME_LENGTH",
+    "MAX_OUTCOME_LENGTH",
+    "MAX_REQUIREMENTS",
+    "MAX_TITLE_LENGTH",
+    "Box",
+    "check_point",
+    "check_requirement",
+    "check_text",
+]
 
 CITY_PAD_M = 10_000.0
 COUNTY_PAD_M = 8_000.0
 #: More than this many people (or teams) for one requirement is refused as absurd.
 MAX_COUNT = 2_000
+#: Longest free text accepted from operators, in characters (Unicode code points). A title and a kind
+#: travel in every call-out event and message (an SMS is 70 Chinese characters), an outcome in
+#: ``IncidentClosed``; unbounded text could exceed Kafka's message size and the providers' limits.
+MAX_TITLE_LENGTH = 100
+MAX_KIND_LENGTH = 40
+MAX_OUTCOME_LENGTH = 500
+#: An operator's name (tokens, audit log, timeline), characters.
+MAX_NAME_LENGTH = 64
+#: A skill code, team type or division code, characters.
+MAX_CODE_LENGTH = 40
+#: Requirements of one incident.
+MAX_REQUIREMENTS = 20
 _M_PER_DEG_LAT = 111_320.0
 
 
@@ -54,6 +80,19 @@ class Box:
 
     def contains(self, lat: float, lon: float) -> bool:
         return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
+
+
+def check_text(field: str, value: str, max_length: int) -> None:
+    """Refuse empty (blank) ``value`` or one longer than ``max_length`` characters.
+
+    Raises:
+        InvalidInput: naming ``field`` and the limit.
+
+    """
+    if not value.strip():
+        raise InvalidInput(f"{field} must not be empty")
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} is {len(value)} characters long; at most {max_length} are allowed")
 
 
 def check_requirement(*, skill: str | None, team_type: str | None, count: int) -> None:

@@ -3,7 +3,9 @@
 Every route needs ``Authorization: Bearer <token>`` (see :mod:`services.dispatch.auth`). Reads are
 open to every role inside its unit; writes to city/county/town operators inside their unit.
 Errors map from :mod:`services.dispatch.errors`: 401/403 access, 404 unknown, 409 conflict,
-422 bad input (pydantic's own 422 for malformed bodies). Nothing is written when an error is returned.
+422 bad input (pydantic's own 422 for malformed bodies, including text over its limit: title 100,
+kind 40, outcome 500 characters, skill/team type/unit code 40, at most 20 requirements; see
+:mod:`services.dispatch.domain.validation`). Nothing is written when an error is returned.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from shared.vocabulary import Level
 
 from .. import queries, usecases
 from ..auth import Operator, authenticate
+from ..domain.validation import (
+    MAX_CODE_LENGTH,
+    MAX_KIND_LENGTH,
+    MAX_OUTCOME_LENGTH,
+    MAX_REQUIREMENTS,
+    MAX_TITLE_LENGTH,
+)
 from ..errors import DispatchError, InvalidInput
 from ..units import units
 
@@ -32,8 +41,13 @@ router = APIRouter(tags=["incidents"])
 class RequirementIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    skill: str | None = Field(default=None, description="Skill code (shared.vocabulary.SKILLS).", examples=["first_aid"])
-    team_type: str | None = Field(default=None, description="Team type, instead of a skill.", examples=["water"])
+    skill: str | None = Field(
+        default=None, max_length=MAX_CODE_LENGTH, description="Skill code (shared.vocabulary.SKILLS).",
+        examples=["first_aid"],
+    )
+    team_type: str | None = Field(
+        default=None, max_length=MAX_CODE_LENGTH, description="Team type, instead of a skill.", examples=["water"]
+    )
     count: int = Field(description="How many people (or teams), 1..2000.", examples=[2])
 
 
@@ -50,13 +64,15 @@ class PolicyIn(BaseModel):
 class IncidentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(examples=["drowning"])
-    title: str = Field(examples=["柯桥区鉴湖溺水"])
+    kind: str = Field(max_length=MAX_KIND_LENGTH, description="Kind of incident, 1..40 characters.",
+                      examples=["drowning"])
+    title: str = Field(max_length=MAX_TITLE_LENGTH, description="Short title, 1..100 characters.",
+                       examples=["柯桥区鉴湖溺水"])
     lat: float = Field(description="WGS84 latitude, degrees.", examples=[30.0])
     lon: float = Field(description="WGS84 longitude, degrees.", examples=[120.5])
-    unit_code: str = Field(description="Village/community code (12 digits) the point lies in.")
+    unit_code: str = Field(max_length=MAX_CODE_LENGTH, description="Village/community code (12 digits) the point lies in.")
     mode: IncidentMode
-    requirements: list[RequirementIn]
+    requirements: list[RequirementIn] = Field(max_length=MAX_REQUIREMENTS, description="1..20 requirements.")
     start_level: Level = Level.VILLAGE
     policy: PolicyIn = Field(default_factory=PolicyIn)
 
@@ -71,7 +87,8 @@ class AddVolunteerIn(BaseModel):
 class CloseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: str = Field(examples=["rescued, handed to 120"])
+    outcome: str = Field(max_length=MAX_OUTCOME_LENGTH, description="What happened, 1..500 characters.",
+                         examples=["rescued, handed to 120"])
 
 
 def _pool(request: Request) -> asyncpg.Pool:

@@ -7,7 +7,7 @@ import pytest
 
 from services.dispatch.domain.model import CallOutState
 from services.dispatch.domain.report import CallOutFact, MessageFact, RequirementFact, incident_figures
-from services.dispatch.domain.validation import check_requirement
+from services.dispatch.domain.validation import MAX_TITLE_LENGTH, check_requirement, check_text
 from services.dispatch.errors import InvalidInput
 from services.dispatch.units import units
 from shared.divisions import gcj02_to_wgs84
@@ -89,3 +89,11 @@ def test_place_names_county_to_village() -> None:
 def test_centres_are_converted_to_wgs84() -> None:
     lat, lon = gcj02_to_wgs84(30.030192, 120.580364)
     assert units().centres["330600"] == pytest.approx((lat, lon))
+
+
+def test_text_limits_count_characters_not_bytes() -> None:
+    check_text("title", "溺" * MAX_TITLE_LENGTH, MAX_TITLE_LENGTH)  # 100 Chinese characters, 300 bytes: fine
+    with pytest.raises(InvalidInput, match=r"title is 101 characters long; at most 100"):
+        check_text("title", "溺" * (MAX_TITLE_LENGTH + 1), MAX_TITLE_LENGTH)
+    with pytest.raises(InvalidInput, match="must not be empty"):
+        check_text("kind", "  ", 40)
