@@ -362,7 +362,8 @@ class ReplyReceived(Event):
     callout_id: UUID | None = Field(description="The call-out it answers, where one could be matched.")
     intent: ReplyIntent
     eta_minutes: int | None = Field(default=None, ge=0, le=24 * 60)
-    text: str = Field(description="What the volunteer wrote, as received.")
+    text: str = Field(description="What the volunteer wrote, with phone numbers and openids masked "
+                                  "(notify keeps the raw text in its own database).")
     channel: Channel
     sender: str | None = Field(default=None, description="Masked sender (138****1234) when unknown.")
     received_at: AwareDatetime
