@@ -298,7 +298,8 @@ def validate_register(
         teams: existing active teams by name.
 
     Returns:
-        The plan: valid rows and a report listing every error (see the module docstring).
+        The plan: valid rows and a report listing every error (see the module docstring). A table
+        without a header row, or without any non-blank data row, is an error too (row 1 or 2, column ``-``).
 
     """
     report = ImportReport()
@@ -421,6 +422,8 @@ def validate_register(
             report.errors.extend(errors)
         elif unit_code is not None:
             rows.append(ImportRow(n, name, mobile, unit_code, skills, certs, tuple(team_ids), openid))
+    if report.rows == 0:
+        report.errors.append(RowError(2, "-", "no data rows (the file has a header row only, or blank rows)"))
     return ImportPlan(report, rows, columns)
 
 

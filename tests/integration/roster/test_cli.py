@@ -39,3 +39,13 @@ def test_dry_run_exits_zero_and_writes_nothing(tmp_path: Path, stack: Any) -> No
     assert "1 new, 0 updated, 0 unchanged would be imported" in result.output
     again = CliRunner().invoke(app, ["roster", "import", str(f), "--dry-run", "--json"])
     assert '"committed": false' in again.output and '"created": 1' in again.output
+
+
+def test_a_header_only_file_exits_non_zero(tmp_path: Path, stack: Any) -> None:
+    for rows in ([], [",,,,,,\n", "\n"]):
+        f = _register(tmp_path, rows, encoding="utf-8")
+        result = CliRunner().invoke(app, ["roster", "import", str(f)])
+        assert result.exit_code == 1, result.output
+        assert "no data rows" in result.output and "nothing imported" in result.output
+        dry = CliRunner().invoke(app, ["roster", "import", str(f), "--dry-run"])
+        assert dry.exit_code == 1, dry.output

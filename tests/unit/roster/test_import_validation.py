@@ -134,6 +134,14 @@ def test_empty_file() -> None:
     assert not plan.report.ok
 
 
+@pytest.mark.parametrize("data", [[], [["", "", "", ""], [None, None, None, None]], [["1", "", "", ""]]])
+def test_a_header_without_data_rows_is_an_error(data: list[list[object]]) -> None:
+    # A sequence number alone (序号) is no data.
+    plan = validate_register([["序号", "姓名", "手机号码", "区划代码"], *data], UNITS, {})
+    assert not plan.report.ok and plan.rows == [] and plan.report.rows == 0
+    assert [(e.row, e.column, e.reason.split(" (")[0]) for e in plan.report.errors] == [(2, "-", "no data rows")]
+
+
 def test_certificate_without_skill_is_an_error() -> None:
     table = [HEADER, row(1, "王", "13800138000", "柯桥区", "平水镇", "东光", "", "A1", "2024-01-01", "", "", "", "", "")]
     plan = validate_register(table, UNITS, {})
