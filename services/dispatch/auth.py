@@ -3,10 +3,13 @@
 Roles: ``city`` (unit 330600), ``county`` (a 6-digit district/county), ``town`` (a 9-digit
 town/street) operators open and act on incidents whose village lies inside their unit; a
 ``viewer`` reads incidents inside their unit (any level) and changes nothing. Tokens are random
-(``secrets.token_urlsafe``, 256 bits) and stored only as their SHA-256.
+(``secrets.token_urlsafe``, 256 bits) and stored only as their SHA-256. A token's *id* is the first
+:data:`TOKEN_ID_LENGTH` hex digits of that hash: safe to show, enough to name one token. A revoked token
+(``revoked_at`` set, :func:`revoke_tokens`) is refused like an unknown one (401) from the next request on.
 
-Errors: :class:`~services.dispatch.errors.AccessDenied` (401 no/unknown token, 403 role or scope),
-:class:`~services.dispatch.errors.InvalidInput` for a role that does not fit its unit.
+Errors: :class:`~services.dispatch.errors.AccessDenied` (401 no/unknown/revoked token, 403 role or scope),
+:class:`~services.dispatch.errors.InvalidInput` for a role that does not fit its unit,
+:class:`~services.dispatch.errors.NotFound` when a revocation matches no active token.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -22,10 +26,21 @@ from shared.vocabulary import Level
 
 from .domain.selection import within_unit
 from .domain.validation import MAX_NAME_LENGTH, check_text
-from .errors import AccessDenied, InvalidInput
+from .errors import AccessDenied, InvalidInput, NotFound
 
-__all__ = ["ROLES", "Operator", "authenticate", "create_token", "hash_token"]
+__all__ = [
+    "ROLES",
+    "TOKEN_ID_LENGTH",
+    "Operator",
+    "authenticate",
+    "create_token",
+    "hash_token",
+    "list_tokens",
+    "revoke_tokens",
+]
 
+#: Hex digits of a token's SHA-256 that make its id (48 bits).
+TOKEN_ID_LENGTH = 12
 #: Role → the level its unit must be at (None: any level, read only).
 ROLES: dict[str, Level | None] = {"city": Level.CITY, "county": Level.COUNTY, "town": Level.TOWN, "viewer": None}
 
@@ -95,6 +110,72 @@ async def create_token(conn: asyncpg.Connection, *, name: str, role: str, unit_c
             {"name": name, "role": role, "unit_code": unit_code},
         )
     return token
+
+
+async def list_tokens(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every operator token, oldest first, without the token itself.
+
+    Returns:
+        ``[{"id", "name", "role", "unit_code", "created_at", "revoked_at"}]``; ``id`` is the token's id
+        (:data:`TOKEN_ID_LENGTH` hex digits of its SHA-256); times are aware datetimes (UTC), ``revoked_at``
+        None while the token is valid.
+
+    """
+    rows = await conn.fetch(
+        "SELECT left(token_sha256, $1) AS id, name, role, unit_code, created_at, revoked_at FROM operators "
+        "ORDER BY created_at, token_sha256", TOKEN_ID_LENGTH,
+    )
+    return [dict(r) for r in rows]
+
+
+async def revoke_tokens(
+    conn: asyncpg.Connection, *, name: str | None = None, token_id: str | None = None, by: str = "cli"
+) -> list[dict[str, Any]]:
+    """Revoke the valid tokens of operator ``name`` (all of them), or the one token with id ``token_id``.
+
+    Sets ``revoked_at`` (now) and writes one audit entry (``operator.token_revoke``) per token, in one
+    transaction. A revoked token is refused (401) from the next request on.
+
+    Args:
+        conn: a connection to dispatch's database.
+        name: the operator's name as given at creation (exact match).
+        token_id: a token's id as shown by :func:`list_tokens` (:data:`TOKEN_ID_LENGTH` hex digits).
+        by: who revokes, for the audit log.
+
+    Returns:
+        The revoked tokens as :func:`list_tokens` shows them.
+
+    Raises:
+        InvalidInput: neither or both of ``name`` and ``token_id``, or a malformed id.
+        NotFound: no valid (unrevoked) token matches.
+
+    """
+    if (name is None) == (token_id is None):
+        raise InvalidInput("give exactly one of an operator name or a token id")
+    if token_id is not None and not (
+        len(token_id) == TOKEN_ID_LENGTH and all(c in "0123456789abcdef" for c in token_id.lower())
+    ):
+        raise InvalidInput(f"a token id is {TOKEN_ID_LENGTH} hex digits (see `muster incident token list`)")
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """UPDATE operators SET revoked_at = now()
+               WHERE revoked_at IS NULL AND ($1::text IS NULL OR name = $1)
+                 AND ($2::text IS NULL OR left(token_sha256, $3) = $2)
+               RETURNING left(token_sha256, $3) AS id, name, role, unit_code, created_at, revoked_at""",
+            name, token_id.lower() if token_id else None, TOKEN_ID_LENGTH,
+        )
+        if not rows:
+            what = f"operator {name!r}" if name is not None else f"id {token_id}"
+            raise NotFound(f"no valid token for {what} (unknown or already revoked)")
+        for r in rows:
+            await conn.execute(
+                "INSERT INTO audit_log (operator, role, action, incident_id, before, after) "
+                "VALUES ($1, 'admin', 'operator.token_revoke', NULL, $2, $3)",
+                by, {"id": r["id"], "name": r["name"], "role": r["role"], "unit_code": r["unit_code"],
+                     "revoked_at": None},
+                {"revoked_at": r["revoked_at"].isoformat()},
+            )
+    return [dict(r) for r in rows]
 
 
 async def authenticate(conn: asyncpg.Connection, authorization: str | None) -> Operator:

@@ -2,8 +2,10 @@
 
 ``open | show | list | close | stand-down | add | remove`` talk to the running dispatch service over HTTP (``--url``, default
 ``DISPATCH_URL`` or ``http://127.0.0.1:8102``) with the operator's bearer token (``--token`` or
-``MUSTER_TOKEN``). ``token create`` writes a new operator token straight into dispatch's database
-(settings from ``DISPATCH_*`` / the stack's env file) and prints it once.
+``MUSTER_TOKEN``). ``token create | list | revoke`` work straight on dispatch's database (settings
+from ``DISPATCH_*`` / the stack's env file): ``create`` prints a new token once, ``list`` shows every
+token's id, name, role, unit, created and revoked times (never the token), ``revoke --name NAME`` or
+``--id ID`` revokes (audited; a revoked token gets 401).
 
 Times are shown in Asia/Shanghai.
 """
@@ -13,14 +15,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
 import typer
 
+if TYPE_CHECKING:
+    import asyncpg
+
 __all__ = ["app"]
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Incidents: open, show, list, close; operator tokens.", no_args_is_help=True)
 token_app = typer.Typer(help="Operator bearer tokens.", no_args_is_help=True)
@@ -185,6 +193,63 @@ def remove_cmd(incident_id: str, callout_id: str, url: str | None = UrlOpt, toke
     typer.echo(f"stood down: {callout_id}")
 
 
+def _with_db(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``work(conn)`` (a coroutine function) on a connection to dispatch's database; exit 2 on a DispatchError."""
+    from shared.db import create_pool
+    from shared.settings import DispatchSettings
+
+    from .errors import DispatchError
+
+    async def run() -> T:
+        settings = DispatchSettings()
+        pool = await create_pool(settings.dsn, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await work(conn)
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(run())
+    except DispatchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _token_line(t: dict[str, Any]) -> str:
+    revoked = f"revoked {_local(t['revoked_at'].isoformat())}" if t["revoked_at"] else "valid"
+    return (f"{t['id']}  {t['name']}  {t['role']:<6} {t['unit_code']:<9} "
+            f"created {_local(t['created_at'].isoformat())}  {revoked}")
+
+
+@token_app.command("list")
+def token_list(as_json: bool = JsonOpt) -> None:
+    """List operator tokens: id, name, role, unit, created, revoked (never the token itself)."""
+    from .auth import list_tokens
+
+    rows = _with_db(list_tokens)
+    if as_json:
+        typer.echo(json.dumps([{**r, "created_at": r["created_at"].isoformat(),
+                                "revoked_at": r["revoked_at"] and r["revoked_at"].isoformat()} for r in rows],
+                              ensure_ascii=False, indent=1))
+        return
+    for r in rows:
+        typer.echo(_token_line(r))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: str | None = typer.Option(None, "--name", help="Revoke every valid token of this operator."),
+    token_id: str | None = typer.Option(None, "--id", help="Revoke one token by its id (see `token list`)."),
+) -> None:
+    """Revoke operator tokens (from the next request on they are refused with 401); audited."""
+    from .auth import revoke_tokens
+
+    rows = _with_db(lambda conn: revoke_tokens(conn, name=name, token_id=token_id))
+    for r in rows:
+        typer.echo(_token_line(r))
+
+
 @token_app.command("create")
 def token_create(
     name: str = typer.Option(..., help="Operator's name."),
@@ -192,23 +257,6 @@ def token_create(
     unit: str = typer.Option(..., "--unit", help="Unit code of the scope (330600, a county, a town)."),
 ) -> None:
     """Create an operator token and print it (only its hash is stored)."""
-    from shared.db import create_pool
-    from shared.settings import DispatchSettings
-
     from .auth import create_token
-    from .errors import DispatchError
 
-    async def run() -> str:
-        settings = DispatchSettings()
-        pool = await create_pool(settings.dsn, min_size=1, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                return await create_token(conn, name=name, role=role, unit_code=unit)
-        finally:
-            await pool.close()
-
-    try:
-        typer.echo(asyncio.run(run()))
-    except DispatchError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    typer.echo(_with_db(lambda conn: create_token(conn, name=name, role=role, unit_code=unit)))
