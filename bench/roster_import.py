@@ -167,7 +167,9 @@ async def search_figures(pool: Any, n: int, seed: int) -> dict[str, Any]:
     app.state.runtime.pool = pool
     http_ms: list[float] = []
     county_ms: list[float] = []
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://roster") as client:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://roster",
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
         for unit, skill in queries:
             t = time.perf_counter()
             r = await client.get("/volunteers", params={"unit": unit, "skill": skill, "page_size": 50})
