@@ -25,6 +25,9 @@ __all__ = [
     "DEFAULT_OVER_CALL_FACTOR",
     "LEVEL_ORDER",
     "REPLY_CODE_ALPHABET",
+    "REPLY_CODE_DIGITS",
+    "REPLY_CODE_LETTERS",
+    "REPLY_CODE_SPACE",
     "CallWave",
     "Decision",
     "Escalate",
@@ -40,8 +43,16 @@ __all__ = [
 DEFAULT_OVER_CALL_FACTOR = 2.0
 DEFAULT_DEADLINE_SECONDS: dict[IncidentMode, int] = {IncidentMode.EMERGENCY: 180, IncidentMode.EVENT: 1800}
 LEVEL_ORDER: tuple[Level, ...] = (Level.VILLAGE, Level.TOWN, Level.COUNTY, Level.CITY)
-#: Characters of reply codes: digits and capitals without the look-alikes 0/O, 1/I/L.
-REPLY_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+#: Letters of reply codes. Left out: the look-alikes I, L, O (of 1, 0) and every letter that notify's reply
+#: parser (services/notify/domain/replies.py) reads as a unit or a word: H and M (hours, minutes: "1 4M"
+#: would be an ETA of 4 minutes, "1H2" of an hour), N (no), Y and K (yes, ok), T (the opt-out T/TD).
+REPLY_CODE_LETTERS = "ABCDEFGJPQRSUVWXZ"
+#: Digits of reply codes (no 0 and 1: look-alikes of O and I; 1 and 2 are also the answers).
+REPLY_CODE_DIGITS = "23456789"
+#: Every character a reply code may hold.
+REPLY_CODE_ALPHABET = REPLY_CODE_LETTERS + REPLY_CODE_DIGITS
+#: Two-character codes: a letter, then a digit (17 × 8 = 136).
+REPLY_CODE_SPACE = len(REPLY_CODE_LETTERS) * len(REPLY_CODE_DIGITS)
 
 
 def wave_size(outstanding: int, factor: float = DEFAULT_OVER_CALL_FACTOR) -> int:
@@ -139,20 +150,27 @@ def decide(
 def reply_code(callout_id: UUID, taken: Collection[str]) -> str:
     """A two-character code for a call-out, unique among the volunteer's open call-outs (``taken``).
 
-    The first candidate comes from a hash of the call-out id, so codes look random but are
-    reproducible; on a clash the next free code in alphabet order is taken. 31² = 961 codes; a
-    volunteer with all of them open gets a three-character code.
+    A code is a letter of :data:`REPLY_CODE_LETTERS` then a digit of :data:`REPLY_CODE_DIGITS` (``A7``), so
+    typed after the answer digit (回复1A7接受 → ``1A7``) it is neither part of a number (``1 25`` would be
+    an ETA of 25 minutes) nor a unit or a word of the reply parser. The first candidate comes from a hash
+    of the call-out id, so codes look random but are reproducible; on a clash the next free code in
+    order is taken. A volunteer with all 136 two-character codes open gets a three-character one
+    (letter, digit, digit).
+
+    Raises:
+        ValueError: all 1,224 codes are taken.
+
     """
-    n = len(REPLY_CODE_ALPHABET)
-    space = n * n
-    start = int.from_bytes(hashlib.blake2b(callout_id.bytes, digest_size=4).digest(), "big") % space
-    for i in range(space):
-        k = (start + i) % space
-        code = REPLY_CODE_ALPHABET[k // n] + REPLY_CODE_ALPHABET[k % n]
+    letters, digits = REPLY_CODE_LETTERS, REPLY_CODE_DIGITS
+    nd = len(digits)
+    start = int.from_bytes(hashlib.blake2b(callout_id.bytes, digest_size=4).digest(), "big") % REPLY_CODE_SPACE
+    for i in range(REPLY_CODE_SPACE):
+        k = (start + i) % REPLY_CODE_SPACE
+        code = letters[k // nd] + digits[k % nd]
         if code not in taken:
             return code
-    for i in range(n * space):
-        code = REPLY_CODE_ALPHABET[i // space] + REPLY_CODE_ALPHABET[(i // n) % n] + REPLY_CODE_ALPHABET[i % n]
+    for i in range(REPLY_CODE_SPACE * nd):
+        code = letters[i // (nd * nd)] + digits[(i // nd) % nd] + digits[i % nd]
         if code not in taken:
             return code
-    raise ValueError("no free reply code")  # pragma: no cover - 30,000 open call-outs for one person
+    raise ValueError("no free reply code")  # pragma: no cover - 1,224 open call-outs for one person
