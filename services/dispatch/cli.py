@@ -114,7 +114,9 @@ def open_cmd(
     need: list[str] = typer.Option(..., help="SKILL:COUNT or team:TYPE:COUNT; repeat for several."),  # noqa: B008
     mode: str = typer.Option("emergency", help="emergency | event | drill."),
     start_level: str = typer.Option("village", help="village | town | county | city."),
-    max_level: str = typer.Option("city", help="Highest level to escalate to."),
+    max_level: str | None = typer.Option(
+        None, help="Highest level to escalate to (default: your token's scope level; above it is refused)."
+    ),
     factor: float = typer.Option(2.0, help="Over-call factor."),
     deadline: int | None = typer.Option(None, help="Wave deadline, seconds (required for drills)."),
     url: str | None = UrlOpt, token: str | None = TokenOpt, as_json: bool = JsonOpt,

@@ -32,7 +32,7 @@ import asyncpg
 
 from shared import outbox
 from shared.consumer import Received, is_transient
-from shared.divisions import ancestor
+from shared.divisions import ancestor, level_of
 from shared.events import (
     CallOutAssigned,
     CallOutCancelled,
@@ -129,7 +129,11 @@ class RequirementInput:
 
 @dataclass(frozen=True)
 class IncidentInput:
-    """An incident to open. ``lat``/``lon`` WGS84 degrees; ``unit_code`` the village (12 digits)."""
+    """An incident to open. ``lat``/``lon`` WGS84 degrees; ``unit_code`` the village (12 digits).
+
+    ``max_level`` is the highest level the search may escalate to; None means the opening operator's own
+    scope level (a county operator's search stops at the county, a city operator's at the city).
+    """
 
     kind: str
     title: str
@@ -139,7 +143,7 @@ class IncidentInput:
     mode: IncidentMode
     requirements: Sequence[RequirementInput]
     start_level: Level = Level.VILLAGE
-    max_level: Level = Level.CITY
+    max_level: Level | None = None
     over_call_factor: float = 2.0
     wave_deadline_seconds: int | None = None
 
@@ -354,8 +358,11 @@ async def open_incident(
     """Store an incident, call the first waves, write ``IncidentOpened`` and the call-outs, in one transaction.
 
     The caller checked the point and the operator's scope. ``place`` is the unit's name as people say it.
+    ``data.max_level`` defaults to the level of ``actor``'s unit (city 330600 → city, a county → county,
+    a town → town), so nobody escalates beyond their own scope by default.
 
     Raises:
+        AccessDenied: (403) ``data.max_level`` above the level of ``actor``'s unit.
         InvalidInput: bad requirements (none, more than 20, unknown skill …), levels or policy; an empty
             title or kind, or one longer than 100 / 40 characters (nothing is written).
 
@@ -367,8 +374,14 @@ async def open_incident(
         raise InvalidInput(f"{len(data.requirements)} requirements; at most {MAX_REQUIREMENTS} in one incident")
     for r in data.requirements:
         check_requirement(skill=r.skill, team_type=r.team_type, count=r.count)
-    if not level_allowed(data.start_level, data.max_level):
-        raise InvalidInput(f"start level {data.start_level} is above max level {data.max_level}")
+    scope = level_of(actor.unit_code)
+    max_level = data.max_level or scope
+    if not level_allowed(max_level, scope):
+        raise AccessDenied(
+            f"max level {max_level.value} is above {actor.name}'s scope ({scope.value} {actor.unit_code})"
+        )
+    if not level_allowed(data.start_level, max_level):
+        raise InvalidInput(f"start level {data.start_level} is above max level {max_level}")
     if not 1 <= data.over_call_factor <= 10:
         raise InvalidInput(f"over_call_factor must be between 1 and 10, got {data.over_call_factor}")
     if data.wave_deadline_seconds is not None and not 1 <= data.wave_deadline_seconds <= 86_400:
@@ -388,7 +401,7 @@ async def open_incident(
     )
     opened = IncidentOpened(
         incident_id=incident_id, kind=data.kind, title=data.title, mode=data.mode, lat=data.lat, lon=data.lon,
-        unit_code=data.unit_code, start_level=data.start_level, max_level=data.max_level, requirements=specs,
+        unit_code=data.unit_code, start_level=data.start_level, max_level=max_level, requirements=specs,
         occurred_at=now, correlation_id=incident_id, drill=data.mode is IncidentMode.DRILL,
     )
     async with conn.transaction():
@@ -397,7 +410,7 @@ async def open_incident(
                    max_level, over_call_factor, wave_deadline_seconds, opened_by, opened_at, opened_event_id)
                VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)""",
             incident_id, data.kind, data.title, data.mode.value, data.lat, data.lon, data.unit_code, place,
-            data.start_level.value, data.max_level.value, data.over_call_factor, deadline_s, actor.name, now,
+            data.start_level.value, max_level.value, data.over_call_factor, deadline_s, actor.name, now,
             opened.event_id,
         )
         await conn.executemany(

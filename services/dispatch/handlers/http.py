@@ -58,7 +58,11 @@ class PolicyIn(BaseModel):
     wave_deadline_seconds: int | None = Field(
         default=None, description="Seconds per wave; default 180 (emergency), 1800 (event); required for drills."
     )
-    max_level: Level = Field(default=Level.CITY, description="Highest level the search may escalate to.")
+    max_level: Level | None = Field(
+        default=None,
+        description="Highest level the search may escalate to; default the operator's own scope level (county "
+        "operator: county, city operator: city, town operator: town). Above the operator's scope: 403.",
+    )
 
 
 class IncidentIn(BaseModel):
@@ -113,7 +117,13 @@ def _actor(op: Operator) -> usecases.Actor:
 
 @router.post("/incidents", status_code=201)
 async def open_incident(body: IncidentIn, request: Request, op: OperatorDep) -> dict[str, Any]:
-    """Open an incident and call its first waves; returns the board."""
+    """Open an incident and call its first waves; returns the board (201).
+
+    The village must lie inside the operator's unit (403). ``policy.max_level`` defaults to the operator's
+    own scope level — a county operator's search escalates at most to the county, a town operator's to the
+    town, a city operator's to the city; a ``max_level`` above the operator's scope is refused (403).
+    422 for bad input (see :func:`services.dispatch.usecases.open_incident`).
+    """
     u = units()
     u.check_point(body.lat, body.lon, body.unit_code)
     op.require_write(body.unit_code)

@@ -1,0 +1,89 @@
+"""``policy.max_level`` on the real database: by default the operator's own scope, never above it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from services.dispatch.units import units
+
+from .conftest import DispatchDb, add_volunteers, running_app, token
+
+TABLES = ("incidents", "requirements", "callouts", "outbox", "audit_log", "timeline")
+SKILL = "psych_support"  # no other dispatch test uses it: the only holders are this file's
+XINCHANG, SHANGYU = "330624", "330604"  # 新昌县, 上虞区
+
+
+@pytest.fixture
+async def client(dispatch_db: DispatchDb) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(dispatch_db, consumers=(), tick=0.2) as c:
+        yield c
+
+
+async def counts(db: DispatchDb) -> dict[str, int]:
+    async with db.pool.acquire() as conn:
+        return {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES}
+
+
+def village_of(county: str, index: int = 0) -> str:
+    u = units()
+    return sorted(c for c in u.names if len(c) == 12 and c.startswith(county) and c[:9] in u.centres)[index]
+
+
+def body(village: str, **policy: Any) -> dict[str, Any]:
+    lat, lon = units().centres[village[:9]]
+    return {"kind": "fall", "title": "升级上限测试", "lat": lat, "lon": lon, "unit_code": village, "mode": "emergency",
+            "requirements": [{"skill": SKILL, "count": 1}], "policy": policy}
+
+
+async def test_a_county_operator_escalates_to_the_county_by_default(
+    dispatch_db: DispatchDb, client: httpx.AsyncClient
+) -> None:
+    db = dispatch_db
+    village = village_of(XINCHANG, 7)
+    await add_volunteers(db, village_of(SHANGYU, 7), 1, skill=SKILL)  # someone in the city, none in the county
+    county_op = await token(db, "county", XINCHANG)
+    r = await client.post("/incidents", headers=county_op, json=body(village))
+    assert r.status_code == 201, r.text
+    board = r.json()
+    assert board["incident"]["max_level"] == "county"
+    [req] = board["requirements"]
+    assert (req["status"], req["level"]) == ("unfilled", "county")  # the 上虞区 volunteer was not called
+    assert board["callouts_by_state"] == {}
+
+    city_op = await token(db)
+    r = await client.post("/incidents", headers=city_op, json=body(village))
+    assert r.status_code == 201, r.text
+    board = r.json()
+    assert board["incident"]["max_level"] == "city"
+    assert board["requirements"][0]["level"] == "city" and board["callouts_by_state"] == {"requested": 1}
+
+
+@pytest.mark.parametrize(("role", "unit", "default"), [("town", "town", "town"), ("county", XINCHANG, "county")])
+async def test_default_is_the_operator_scope_level(
+    dispatch_db: DispatchDb, client: httpx.AsyncClient, role: str, unit: str, default: str
+) -> None:
+    village = village_of(XINCHANG, 8)
+    headers = await token(dispatch_db, role, village[:9] if unit == "town" else unit)
+    r = await client.post("/incidents", headers=headers, json=body(village))
+    assert r.status_code == 201, r.text
+    assert r.json()["incident"]["max_level"] == default
+
+
+@pytest.mark.parametrize(
+    ("role", "max_level"), [("county", "city"), ("town", "county"), ("town", "city")],
+)
+async def test_max_level_above_the_operator_scope_is_refused(
+    dispatch_db: DispatchDb, client: httpx.AsyncClient, role: str, max_level: str
+) -> None:
+    village = village_of(XINCHANG, 9)
+    headers = await token(dispatch_db, role, XINCHANG if role == "county" else village[:9])
+    before = await counts(dispatch_db)
+    r = await client.post("/incidents", headers=headers, json=body(village, max_level=max_level))
+    assert r.status_code == 403 and "scope" in r.json()["detail"], r.text
+    assert await counts(dispatch_db) == before
+    r = await client.post("/incidents", headers=headers, json=body(village, max_level="village"))
+    assert r.status_code == 201 and r.json()["incident"]["max_level"] == "village", r.text
