@@ -112,6 +112,7 @@ def ensure_kafka_libs() -> Path:
 
     Raises:
         StackError: Maven is missing or the resolution failed.
+
     """
     libs = kafka_libs()
     marker = libs / ".complete"
@@ -217,6 +218,7 @@ async def wait_for_kafka(bootstrap: str, *, timeout: float = 90.0) -> None:
 
     Raises:
         StackError: not ready within ``timeout`` seconds.
+
     """
     import logging
 
@@ -485,6 +487,7 @@ def stack_up(settings: StackSettings | None = None) -> dict[str, str]:
 
     Returns:
         The environment the services use (see :func:`stack_env`).
+
     """
     settings = settings or StackSettings()
     state_dir().mkdir(parents=True, exist_ok=True)
@@ -537,6 +540,7 @@ def service_start(name: str, *, timeout: float = 60.0) -> None:
 
     Raises:
         StackError: it did not become ready within ``timeout`` seconds.
+
     """
     import httpx
 
