@@ -30,12 +30,12 @@ from services.notify.channels import build_providers, provider_by_name
 from services.notify.channels.base import ChannelConfigError, ChannelProvider
 from services.notify.context import NotifyContext
 from services.notify.handlers import callbacks, reply_page
-from services.notify.handlers.consumers import CallOutMessages, ContactProjection
+from services.notify.handlers.consumers import CallOutMessages, ContactProjection, close_incident_callouts
 from services.notify.sender import Sender
 from shared.consumer import IdempotentConsumer
 from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import NotifySettings
-from shared.topics import CALLOUT, ROSTER_CONTACT, TopicSpec
+from shared.topics import CALLOUT, INCIDENT, ROSTER_CONTACT, TopicSpec
 from shared.vocabulary import Channel
 
 __all__ = ["create_app"]
@@ -54,6 +54,7 @@ def create_app(
     *,
     callout_topic: TopicSpec = CALLOUT,
     contact_topic: TopicSpec = ROSTER_CONTACT,
+    incident_topic: TopicSpec = INCIDENT,
     consumer_prefix: str = "notify",
     providers_factory: ProvidersFactory = build_providers,
     migrate: bool = True,
@@ -64,6 +65,7 @@ def create_app(
         settings: notify's settings; read from the environment / stack.env when None.
         callout_topic: the call-out topic consumed (tests pass their own).
         contact_topic: the contact topic consumed (tests pass their own).
+        incident_topic: the incident topic consumed for closures (tests pass their own).
         consumer_prefix: prefix of the consumer (group) names ``<prefix>.callouts`` / ``<prefix>.contacts``.
         providers_factory: builds the providers (default: :func:`services.notify.channels.build_providers`).
         migrate: run the migrations at start.
@@ -87,6 +89,12 @@ def create_app(
         return BatchIdempotentConsumer(
             name=f"{consumer_prefix}.callouts", topic=callout_topic, handler=messages,
             batch_handler=messages.apply_batch, pool=runtime.require_pool, dead_letters=_unwired,
+        )
+
+    def closures(runtime: Runtime) -> IdempotentConsumer:
+        return IdempotentConsumer(
+            name=f"{consumer_prefix}.incidents", topic=incident_topic, handler=close_incident_callouts,
+            pool=runtime.require_pool, dead_letters=_unwired,
         )
 
     async def on_start(runtime: Runtime) -> None:
@@ -119,7 +127,7 @@ def create_app(
         name="notify",
         title="muster notify",
         routers=(callbacks.router, reply_page.router),
-        consumers=(contacts, callouts),
+        consumers=(contacts, callouts, closures),
         background=(sender,),
         on_start=on_start,
         on_stop=on_stop,

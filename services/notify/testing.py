@@ -71,6 +71,7 @@ class NotifyStack:
     settings: Any
     http: httpx.AsyncClient
     bootstrap: str
+    incident_topic: TopicSpec | None = None
 
     async def publish(self, topic: TopicSpec, key: str, event: Event) -> None:
         await self.producer.send_and_wait(
@@ -171,7 +172,8 @@ async def running_notify(bootstrap: str, notify_dsn: str, *, partitions: int = 3
     await asyncio.to_thread(migrate_schema, dsn)
     callout_topic = TopicSpec(f"test.notify.{uid}.callout", partitions, False, "volunteer_id")
     contact_topic = TopicSpec(f"test.notify.{uid}.contact", 3, True, "volunteer_id")
-    await ensure_topics(bootstrap, (callout_topic, contact_topic))
+    incident_topic = TopicSpec(f"test.notify.{uid}.incident", 1, False, "incident_id")
+    await ensure_topics(bootstrap, (callout_topic, contact_topic, incident_topic))
     port = _free_port()
     notify_url = f"http://127.0.0.1:{port}"
     sim_context = simulator_process(notify_url) if separate_simulator else running_simulator(notify_url=notify_url)
@@ -184,7 +186,7 @@ async def running_notify(bootstrap: str, notify_dsn: str, *, partitions: int = 3
             wechat_receipt_timeout_seconds=3.0, sms_provider="aliyun", **overrides,
         )
         app = create_app(settings, callout_topic=callout_topic, contact_topic=contact_topic,
-                         consumer_prefix=f"test-notify-{uid}", migrate=False)
+                         incident_topic=incident_topic, consumer_prefix=f"test-notify-{uid}", migrate=False)
         runtime: Runtime = app.state.runtime
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
         await producer.start()
@@ -202,7 +204,7 @@ async def running_notify(bootstrap: str, notify_dsn: str, *, partitions: int = 3
 
                     backup_relay = asyncio.create_task(publish_loop())
                 yield NotifyStack(url, sim, runtime, pool, producer, callout_topic, contact_topic, settings, http,
-                                  bootstrap)
+                                  bootstrap, incident_topic)
         finally:
             if backup_relay is not None:
                 backup_relay.cancel()

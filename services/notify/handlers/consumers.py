@@ -38,12 +38,13 @@ from shared.events import (
     CallOutAssigned,
     CallOutCancelled,
     CallOutRequested,
+    IncidentClosed,
     MessageKind,
     VolunteerContactUpdated,
 )
 from shared.logging import get_logger
 
-__all__ = ["CallOutMessages", "ContactProjection", "message_id_for"]
+__all__ = ["CallOutMessages", "ContactProjection", "close_incident_callouts", "message_id_for"]
 
 log = get_logger(__name__)
 
@@ -127,6 +128,20 @@ INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, c
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT ON CONSTRAINT messages_one_per_callout_kind DO NOTHING
 """
+
+
+async def close_incident_callouts(conn: asyncpg.Connection, item: Received) -> None:
+    """On ``IncidentClosed`` (topic ``dispatch.incident.v1``), close notify's view of the incident's call-outs.
+
+    Assigned and arrived volunteers get no stand-down when an incident closes, so without this their
+    call-outs would stay open in notify for the whole reply window and a later reply without a code
+    (to a newer call-out) would be matched to them. No message is sent; other incident events are
+    ignored (recorded as processed by the consumer).
+    """
+    if isinstance(item, IncidentClosed):
+        await conn.execute(
+            "UPDATE callouts SET state = 'closed' WHERE incident_id = $1 AND state <> 'closed'", item.incident_id
+        )
 
 
 class CallOutMessages:

@@ -15,10 +15,12 @@ from aiokafka import AIOKafkaConsumer
 from services.notify.handlers.consumers import message_id_for
 from services.notify.testing import NotifyStack
 from shared.events import (
+    CallOutAssigned,
     CallOutCancelled,
     CallOutRequested,
     CancelReason,
     Event,
+    IncidentClosed,
     Level,
     MessageKind,
     ReplyReceived,
@@ -508,3 +510,37 @@ async def test_phone_numbers_and_openids_in_a_reply_are_masked_in_the_event_and_
     async with ns.pool.acquire() as conn:
         stored = await conn.fetchval("SELECT text FROM replies WHERE reply_id = $1", event.reply_id)
     assert stored == text
+
+
+async def test_after_an_incident_closes_a_reply_without_code_answers_the_newer_call_out(notify_stack: NotifyStack) -> None:
+    """Regression (marathon drill): a volunteer assigned and arrived at an earlier, closed incident got a new call-out,
+    which filled and was stood down; their "好的" (no code) was matched to the earlier incident's call-out,
+    which notify still held open."""
+    ns = notify_stack
+    assert ns.incident_topic is not None
+    vid, m, _ = await add_volunteer(ns)
+    consumer = await _reply_consumer(ns)
+    try:
+        earlier = request(vid, reply_code="A2")
+        await ns.publish(ns.callout_topic, str(vid), earlier)
+        assert await message_row(ns, earlier.callout_id) is not None
+        await ns.publish(ns.callout_topic, str(vid), CallOutAssigned(
+            callout_id=earlier.callout_id, incident_id=earlier.incident_id, volunteer_id=vid,
+            incident_title=earlier.incident_title, place="现场"))
+        closed = IncidentClosed(incident_id=earlier.incident_id, outcome="done")
+        await ns.publish(ns.incident_topic, str(earlier.incident_id), closed)
+        assert await ns.wait_row("SELECT 1 FROM callouts WHERE callout_id = $1 AND state = 'closed'",
+                                 earlier.callout_id) is not None
+        later = request(vid, reply_code="B3", incident_title="越城区火灾")
+        await ns.publish(ns.callout_topic, str(vid), later)
+        assert await message_row(ns, later.callout_id) is not None
+        await ns.publish(ns.callout_topic, str(vid), CallOutCancelled(
+            callout_id=later.callout_id, incident_id=later.incident_id, volunteer_id=vid,
+            reason=CancelReason.FILLED, incident_title=later.incident_title))
+        assert await message_row(ns, later.callout_id, kind="stand_down") is not None
+        r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "好的"})
+        assert r.status_code == 200
+        replies = await _replies_for(consumer, vid, 1)
+        assert len(replies) == 1 and replies[0].callout_id == later.callout_id
+    finally:
+        await consumer.stop()
