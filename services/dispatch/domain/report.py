@@ -74,7 +74,9 @@ def incident_figures(
     """
     calls = list(callouts)
     reqs = list(requirements)
-    accepted_times = [c.accepted_at for c in calls if c.accepted_at is not None]
+    # A reply's time is the provider's (Aliyun's SmsUp send_time has whole seconds), so it can read a
+    # fraction of a second before the call-out it answers; an acceptance is never earlier than its request.
+    accepted_times = [max(c.accepted_at, c.requested_at) for c in calls if c.accepted_at is not None]
     first = min(accepted_times) if accepted_times else None
     by_level: dict[str, dict[str, float]] = defaultdict(lambda: {"called": 0, "accepted": 0, "rate": 0.0})
     for c in calls:
