@@ -8,11 +8,14 @@ For each batch, in **one** database transaction:
 
 1. every record is parsed; one that cannot be parsed (not JSON, unknown type, wrong fields) goes
    to the dead-letter topic ``<topic>.dlq`` with the error in its headers, and the batch goes on;
-2. ``INSERT INTO processed_events (consumer, event_id) … ON CONFLICT DO NOTHING`` decides whether
-   the event was seen before (a redelivery): if so it is skipped;
-3. the handler runs inside a savepoint. If it raises (a bug, a bad value), it is retried
-   ``attempts`` times, then the event goes to the dead-letter topic with the error and is
-   recorded as processed, so one bad event never blocks its partition;
+2. one ``INSERT INTO processed_events (consumer, event_id) SELECT unnest(…) ON CONFLICT DO NOTHING
+   RETURNING`` decides which events were seen before (redeliveries, or a second copy in the same
+   batch): those are skipped;
+3. with a ``batch_handler``, the new events are applied by one call inside a savepoint (a fan-out of
+   10,000 call-outs becomes a few statements); if it raises a non-transient error, or without a batch
+   handler, each event runs through ``handler`` inside its own savepoint. If that raises (a bug, a bad
+   value), it is retried ``attempts`` times, then the event goes to the dead-letter topic with the
+   error and is recorded as processed, so one bad event never blocks its partition;
 4. a transient error (database or network gone) is not caught: the transaction rolls back, the
    batch is redelivered after ``transient_backoff`` seconds, and nothing was applied twice.
 
@@ -34,7 +37,7 @@ from shared.events import Event, parse_event
 from shared.logging import get_logger
 from shared.topics import TopicSpec, dead_letter
 
-__all__ = ["ConsumedRecord", "IdempotentConsumer", "Received", "Tombstone", "is_transient"]
+__all__ = ["BatchHandler", "ConsumedRecord", "IdempotentConsumer", "Received", "Tombstone", "is_transient"]
 
 log = get_logger(__name__)
 
@@ -51,6 +54,7 @@ class Tombstone:
 
 Received = Event | Tombstone
 Handler = Callable[[asyncpg.Connection, Received], Awaitable[None]]
+BatchHandler = Callable[[asyncpg.Connection, Sequence[Received]], Awaitable[None]]
 
 
 class ConsumedRecord(Protocol):
@@ -102,6 +106,8 @@ class IdempotentConsumer:
         name: the consumer's name in ``processed_events`` (e.g. ``dispatch.replies``); also its group id.
         topic: the topic consumed.
         handler: ``async (conn, event_or_tombstone) -> None``; runs inside the batch's transaction.
+        batch_handler: optional ``async (conn, new_events) -> None`` applying a batch's new events (in topic
+            order) at once; ``handler`` remains the per-event fallback when it fails.
         pool: returns the service's asyncpg pool (called per batch, so the pool can be built later).
         dead_letters: publishes a record to a dead-letter topic.
         attempts: tries of a failing handler before the event is dead-lettered.
@@ -115,6 +121,7 @@ class IdempotentConsumer:
         name: str,
         topic: TopicSpec,
         handler: Handler,
+        batch_handler: BatchHandler | None = None,
         pool: Callable[[], asyncpg.Pool],
         dead_letters: DeadLetterSink,
         attempts: int = 3,
@@ -123,6 +130,7 @@ class IdempotentConsumer:
         self.name = name
         self.topic = topic
         self._handler = handler
+        self._batch_handler = batch_handler
         self._pool = pool
         self._dead_letters = dead_letters
         self._attempts = attempts
@@ -195,22 +203,44 @@ class IdempotentConsumer:
             async with self._pool().acquire() as conn, conn.transaction():
                 for record, error in poison:
                     await self._dead_letter(conn, record, error)
-                for record, item in parsed:
-                    await self._apply(conn, record, item)
+                if parsed:
+                    await self._apply_batch(conn, parsed)
         except Exception as exc:
             if is_transient(exc):
                 log.warning("consumer.transient_error", consumer=self.name, error=repr(exc), retry_in=self._backoff)
                 await asyncio.sleep(self._backoff)
             raise
 
-    async def _apply(self, conn: asyncpg.Connection, record: ConsumedRecord, item: Received) -> None:
-        first = await conn.fetchval(
-            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
-            self.name, item.event_id,
+    async def _apply_batch(self, conn: asyncpg.Connection, parsed: list[tuple[ConsumedRecord, Received]]) -> None:
+        rows = await conn.fetch(
+            "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            self.name, [item.event_id for _, item in parsed],
         )
-        if not first:
-            self.stats.duplicates += 1
+        fresh = {r["event_id"] for r in rows}
+        todo: list[tuple[ConsumedRecord, Received]] = []
+        for record, item in parsed:
+            if item.event_id in fresh:
+                fresh.discard(item.event_id)  # a second copy inside the same batch is a duplicate too
+                todo.append((record, item))
+            else:
+                self.stats.duplicates += 1
+        if not todo:
             return
+        if self._batch_handler is not None:
+            try:
+                async with conn.transaction():  # a savepoint: a failed batch leaves nothing behind
+                    await self._batch_handler(conn, [item for _, item in todo])
+                self.stats.applied += len(todo)
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.warning("consumer.batch_failed", consumer=self.name, size=len(todo), error=repr(exc))
+        for record, item in todo:
+            await self._apply_one(conn, record, item)
+
+    async def _apply_one(self, conn: asyncpg.Connection, record: ConsumedRecord, item: Received) -> None:
         last: BaseException | None = None
         for attempt in range(1, self._attempts + 1):
             try:

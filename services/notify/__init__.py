@@ -6,8 +6,8 @@ Shape (the same in every service):
   channel choice, retry delays, reply-to-call-out matching (:mod:`.domain.routing`).
 * ``handlers/`` — thin: Kafka consumers (:mod:`.handlers.consumers`), provider callbacks
   (:mod:`.handlers.callbacks`), the WeChat reply page (:mod:`.handlers.reply_page`).
-* ``adapters/`` — encryption at rest (:mod:`.adapters.crypto`), reply-page links (:mod:`.adapters.reply_links`),
-  the batch consumer (:mod:`.adapters.batch_consumer`); ``channels/`` — the provider plugins.
+* ``adapters/`` — encryption at rest (:mod:`.adapters.crypto`), reply-page links (:mod:`.adapters.reply_links`);
+  ``channels/`` — the provider plugins. Consumers use :class:`shared.consumer.IdempotentConsumer` with batch handlers.
 * :mod:`.sender` (background task) and :mod:`.inbound` (receipts, replies): the pipeline's I/O.
 * :mod:`.app` — the composition root; :mod:`.cli` — ``muster notify``; :mod:`.testing` — the harness for tests
   and the benchmark.

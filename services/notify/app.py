@@ -23,7 +23,6 @@ from collections.abc import Callable
 import httpx
 from fastapi import FastAPI
 
-from services.notify.adapters.batch_consumer import BatchIdempotentConsumer
 from services.notify.adapters.crypto import ContactCipher
 from services.notify.adapters.reply_links import ReplyLinks
 from services.notify.channels import build_providers, provider_by_name
@@ -79,14 +78,14 @@ def create_app(
 
     def contacts(runtime: Runtime) -> IdempotentConsumer:
         projection = ContactProjection(cipher)
-        return BatchIdempotentConsumer(
+        return IdempotentConsumer(
             name=f"{consumer_prefix}.contacts", topic=contact_topic, handler=projection,
             batch_handler=projection.apply_batch, pool=runtime.require_pool, dead_letters=_unwired,
         )
 
     def callouts(runtime: Runtime) -> IdempotentConsumer:
         messages = CallOutMessages()
-        return BatchIdempotentConsumer(
+        return IdempotentConsumer(
             name=f"{consumer_prefix}.callouts", topic=callout_topic, handler=messages,
             batch_handler=messages.apply_batch, pool=runtime.require_pool, dead_letters=_unwired,
         )

@@ -1,7 +1,6 @@
 """Kafka handlers: the contact projection and the call-out → message step.
 
-Both run inside :class:`services.notify.adapters.batch_consumer.BatchIdempotentConsumer` (an
-:class:`shared.consumer.IdempotentConsumer`: group = consumer name, at-least-once delivery,
+Both run inside :class:`shared.consumer.IdempotentConsumer` with a batch handler (group = consumer name, at-least-once delivery,
 ``NACK_ON_ERROR``; the event ids are recorded in ``processed_events`` in the same transaction), so a
 redelivered event has no second effect. Each handler has a per-event ``__call__`` and an
 ``apply_batch`` that writes a whole Kafka batch with a few statements (``unnest`` arrays). Beyond that, ``messages`` has

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from services.notify.adapters.batch_consumer import BatchIdempotentConsumer
 from services.notify.testing import NotifyStack
-from shared.consumer import Received
+from shared.consumer import IdempotentConsumer, Received
 from shared.events import VolunteerContactUpdated
 from shared.topics import TopicSpec
 
@@ -46,7 +45,7 @@ async def test_bad_event_is_dead_lettered_alone_and_redelivery_changes_nothing(n
             await one(conn, item)
 
     topic = TopicSpec("test.batch", 1, False, "volunteer_id")
-    consumer = BatchIdempotentConsumer(name=f"probe-{table}", topic=topic, handler=one, batch_handler=many,
+    consumer = IdempotentConsumer(name=f"probe-{table}", topic=topic, handler=one, batch_handler=many,
                                        pool=lambda: ns.pool, dead_letters=sink)
     good1, bad, good2 = (VolunteerContactUpdated(volunteer_id=uuid.uuid4(), revision=r) for r in (1, 13, 2))
     records = [Record(topic.name, 0, i, str(e.volunteer_id).encode(), e.to_bytes())
