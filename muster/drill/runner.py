@@ -287,13 +287,14 @@ async def _open(plan: IncidentPlan, http: httpx.AsyncClient, headers: dict[str, 
     return str(r.json()["incident"]["incident_id"])
 
 
-async def _refresh_callouts(state: DrillState, http: httpx.AsyncClient, headers: dict[str, str]) -> None:
-    for incident_id in state.incidents:
-        board = await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)
+async def _refresh_callouts(state: DrillState, http: httpx.AsyncClient, headers: dict[str, str],
+                            boards: dict[str, dict[str, Any]]) -> None:
+    """Index each volunteer's latest open call-out (level, skill) from the boards just fetched."""
+    for incident_id, board in boards.items():
         r = await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)
-        if r.status_code != 200 or board.status_code != 200:
+        if r.status_code != 200:
             continue
-        skills = {q["requirement_id"]: q.get("skill") for q in board.json()["requirements"]}
+        skills = {q["requirement_id"]: q.get("skill") for q in board["requirements"]}
         for c in r.json():
             vid = str(c["volunteer_id"])
             entry = state.callout_index.setdefault(vid, {})
@@ -312,11 +313,11 @@ async def _follow_boards(state: DrillState, scenario: Scenario, http: httpx.Asyn
     deadline = time.monotonic() + scenario.timeout_seconds
     boards: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        await _refresh_callouts(state, http, headers)
         for incident_id in state.incidents:
             r = await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)
             if r.status_code == 200:
                 boards[incident_id] = r.json()
+        await _refresh_callouts(state, http, headers, boards)
         if boards and len(boards) == len(state.incidents) and all(_settled(b) for b in boards.values()):
             _log("every requirement is filled or flagged unfilled")
             return boards
