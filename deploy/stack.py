@@ -71,15 +71,29 @@ def cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Ports of the local stack (``MUSTER_KAFKA_PORT`` default 9092, ``MUSTER_PG_PORT`` default 55432)."""
+    """Ports of the local stack on 127.0.0.1, each overridable by environment variable.
+
+    ``MUSTER_KAFKA_PORT`` 9092, ``MUSTER_KAFKA_CONTROLLER_PORT`` 9093, ``MUSTER_PG_PORT`` 55432, and the HTTP ports
+    ``MUSTER_ROSTER_PORT`` 8101, ``MUSTER_DISPATCH_PORT`` 8102, ``MUSTER_NOTIFY_PORT`` 8103,
+    ``MUSTER_SIMULATOR_PORT`` 8190. With another ``MUSTER_STATE_DIR`` and other ports a second stack runs beside
+    the first (the fault drills use this while benchmarks run).
+    """
 
     kafka_port: int = int(os.environ.get("MUSTER_KAFKA_PORT", "9092"))
     kafka_controller_port: int = int(os.environ.get("MUSTER_KAFKA_CONTROLLER_PORT", "9093"))
     pg_port: int = int(os.environ.get("MUSTER_PG_PORT", "55432"))
+    roster_port: int = int(os.environ.get("MUSTER_ROSTER_PORT", "8101"))
+    dispatch_port: int = int(os.environ.get("MUSTER_DISPATCH_PORT", "8102"))
+    notify_port: int = int(os.environ.get("MUSTER_NOTIFY_PORT", "8103"))
+    simulator_port: int = int(os.environ.get("MUSTER_SIMULATOR_PORT", "8190"))
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    def url(self, service: str) -> str:
+        """Base URL of ``roster``, ``dispatch``, ``notify`` or ``simulator``, e.g. ``http://127.0.0.1:8102``."""
+        return f"http://127.0.0.1:{getattr(self, f'{service}_port')}"
 
 
 def _log(msg: str) -> None:
@@ -475,6 +489,20 @@ def stack_env(settings: StackSettings | None = None) -> dict[str, str]:
         env[name] = f"postgresql://muster_{svc}:{pw}@127.0.0.1:{settings.pg_port}/muster_{svc}"
     for var in STACK_SECRETS:
         env[var] = stack_secret(var.lower())
+    # Where each service listens and where it finds the others (the simulator stands in for the providers).
+    sim, notify = settings.url("simulator"), settings.url("notify")
+    env |= {
+        "ROSTER_HTTP_PORT": str(settings.roster_port),
+        "DISPATCH_HTTP_PORT": str(settings.dispatch_port),
+        "NOTIFY_HTTP_PORT": str(settings.notify_port),
+        "SIMULATOR_PORT": str(settings.simulator_port),
+        "NOTIFY_ALIYUN_BASE_URL": sim,
+        "NOTIFY_TENCENT_BASE_URL": sim,
+        "NOTIFY_WECHAT_BASE_URL": sim,
+        "NOTIFY_PUBLIC_BASE_URL": notify,
+        "SIMULATOR_NOTIFY_URL": notify,
+        "DISPATCH_URL": settings.url("dispatch"),
+    }
     return env
 
 
@@ -509,12 +537,12 @@ def stack_down() -> None:
 # --------------------------------------------------------------------------- the services
 
 
-# Processes `muster stack up --services` runs in the background: name → (command args, health URL).
+# Processes `muster stack up --services` runs in the background: name → (command args, health path).
 SERVICE_PROCESSES: dict[str, tuple[list[str], str]] = {
-    "simulator": (["simulator", "serve"], "http://127.0.0.1:8190/sim/stats"),
-    "roster": (["serve", "roster"], "http://127.0.0.1:8101/health/ready"),
-    "dispatch": (["serve", "dispatch"], "http://127.0.0.1:8102/health/ready"),
-    "notify": (["serve", "notify"], "http://127.0.0.1:8103/health/ready"),
+    "simulator": (["simulator", "serve"], "/sim/stats"),
+    "roster": (["serve", "roster"], "/health/ready"),
+    "dispatch": (["serve", "dispatch"], "/health/ready"),
+    "notify": (["serve", "notify"], "/health/ready"),
 }
 
 
@@ -544,7 +572,8 @@ def service_start(name: str, *, timeout: float = 60.0) -> None:
     """
     import httpx
 
-    args, health = SERVICE_PROCESSES[name]
+    args, health_path = SERVICE_PROCESSES[name]
+    health = StackSettings().url(name) + health_path
     sdir = _service_dir()
     sdir.mkdir(parents=True, exist_ok=True)
     pidfile = sdir / f"{name}.pid"

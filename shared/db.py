@@ -62,6 +62,7 @@ def upgrade(service: str, dsn: str, revision: str = "head") -> None:
     Args:
         service: ``roster``, ``dispatch`` or ``notify``.
         dsn: ``postgresql://…`` URL of the service's database.
+        revision: Alembic revision to reach (``head`` = the newest).
 
     """
     from alembic import command

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,13 +12,15 @@ app = typer.Typer(help="Drills: mobilise the network on the real stack and repor
 
 @app.command("run")
 def run(
-    scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario YAML (see scenarios/)."),
-    report: Path | None = typer.Option(None, help="Where to write the JSON report (HTML beside it)."),
-    no_start: bool = typer.Option(False, "--no-start", help="Do not start the stack and services."),
+    scenario: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Scenario YAML (see scenarios/).")],
+    report: Annotated[Path | None, typer.Option(help="Where to write the JSON report (HTML beside it).")] = None,
+    no_start: Annotated[bool, typer.Option("--no-start", help="Do not start the stack and services.")] = False,
 ) -> None:
-    """Run SCENARIO: start what is not running, seed the roster if empty, open the incidents in drill
-    mode, play the volunteers' phones, follow the boards, close, and report. Exits 0 only when every
-    integrity count is 0 and the scenario's expectations hold.
+    """Run SCENARIO end to end on the real stack and exit 0 only when the drill passed.
+
+    Starts what is not running, seeds the roster if empty, opens the incidents in drill mode, plays the
+    volunteers' phones, follows the boards, closes, and reports. Exits 0 only when every integrity count
+    is 0 and the scenario's expectations hold; 1 when not; 2 when the scenario file is invalid.
     """
     import asyncio
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from deploy.stack import StackSettings
 from muster.drill.integrity import BoardCallOut, PhoneMessage, SentReply, integrity
 from muster.drill.responders import ARRIVED_TEXTS, decide
 from muster.drill.scenario import IncidentPlan, Scenario
@@ -40,9 +41,9 @@ from shared.vocabulary import Level
 
 __all__ = ["DrillState", "classify", "run_drill"]
 
-ROSTER = "http://127.0.0.1:8101"
-DISPATCH = "http://127.0.0.1:8102"
-SIMULATOR = "http://127.0.0.1:8190"
+ROSTER = StackSettings().url("roster")
+DISPATCH = StackSettings().url("dispatch")
+SIMULATOR = StackSettings().url("simulator")
 
 _REPLY_CODE = re.compile(r"回复1([0-9A-Za-z]*)\s*接受")
 
