@@ -167,9 +167,10 @@ async def kafka_floor(n: int, *, bootstrap: str, payload_bytes: int | None = Non
         timeout: seconds to wait for the last message before giving up.
 
     Returns:
-        ``{"n", "produced", "consumed", "distinct", "payload_bytes", "partitions", "wall_seconds",
-        "produce_seconds", "p50_ms", "p99_ms", "max_ms"}``; ``wall_seconds`` is first send → last message
-        consumed, ``produce_seconds`` first send → every send acknowledged, latencies per message in ms.
+        ``{"n", "produced", "consumed", "distinct", "payload_bytes", "partitions", "topic", "wall_seconds",
+        "produce_seconds", "p50_ms", "p99_ms", "max_ms"}`` (``topic`` is deleted on return);
+        ``wall_seconds`` is first send → last message consumed, ``produce_seconds`` first send → every
+        send acknowledged, latencies per message in ms.
 
     Raises:
         FloorIncomplete: fewer than ``n`` distinct messages came back within ``timeout``.
@@ -209,7 +210,7 @@ async def kafka_floor(n: int, *, bootstrap: str, payload_bytes: int | None = Non
         last = max(received[i] for i in range(n))
         lat = [(received[i] - sent_at[i]) * 1000 for i in range(n)]
         return {"n": n, "produced": len(futures), "consumed": total[0], "distinct": len(received),
-                "payload_bytes": len(value), "partitions": partitions,
+                "payload_bytes": len(value), "partitions": partitions, "topic": topic,
                 "wall_seconds": round(last - t0, 4), "produce_seconds": round(produced_at - t0, 4),
                 **percentiles(lat)}
     finally:
@@ -336,9 +337,10 @@ async def pg_floor(n: int, *, dsn: str) -> dict[str, Any]:
         dsn: a PostgreSQL URL whose role may create a schema (the stack's ``MUSTER_TEST_DATABASE_URL``).
 
     Returns:
-        ``{"n", "copy_seconds", "copy_rows", "executemany_seconds", "executemany_rows", "wall_seconds",
-        "method"}``; ``wall_seconds`` is the faster method's time (begin → commit, seconds) and
-        ``method`` says which; ``*_rows`` are the rows counted back after commit.
+        ``{"n", "schema", "copy_seconds", "copy_rows", "executemany_seconds", "executemany_rows",
+        "wall_seconds", "method"}`` (``schema`` is dropped on return); ``wall_seconds`` is the faster
+        method's time (begin → commit, seconds) and ``method`` says which; ``*_rows`` are the rows
+        counted back after commit.
 
     """
     import asyncpg
@@ -347,7 +349,7 @@ async def pg_floor(n: int, *, dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(f"CREATE SCHEMA {schema}")
-        result: dict[str, Any] = {"n": n}
+        result: dict[str, Any] = {"n": n, "schema": schema}
         for method in ("copy", "executemany"):
             table = f"callouts_{method}"
             await conn.execute(_CALLOUTS_DDL.format(schema=schema, table=table))
