@@ -5,6 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
 SCENARIO ?= scenarios/keqiao_drowning.yaml
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: install stack up down status drill test unit integration e2e faults bench lint asyncapi
 
@@ -46,11 +47,8 @@ e2e: stack
 faults: stack
 	MUSTER_REQUIRE_STACK=1 $(RUN) pytest -m faults $(PYTEST_ARGS)
 
-bench: up  ## the benchmarks of the README's table (several minutes; figures to bench/results/)
-	$(RUN) python -m bench.outbox_latency 200
-	$(RUN) python bench/dispatch_select.py
-	$(RUN) python -m bench.providers_fanout 10000
-	$(RUN) python -m bench.notify_fanout 10000
+bench: up  ## issue #7 in one run: fan-out, reply path, selection, each beside its floor (about 10 min; bench/results/run-latest.*)
+	$(RUN) python -m bench.run $(BENCH_ARGS)
 
 lint: install
 	$(RUN) ruff check .
