@@ -5,7 +5,8 @@ Three measurements, each on the real stack and each cleaning up what it creates:
 * :func:`kafka_floor` — raw aiokafka: one producer sends ``n`` messages (about the size of a
   ``CallOutRequested`` event, keyed by a fresh volunteer id each) to a fresh topic with as many
   partitions as ``dispatch.callout.v1``; one consumer reads them back. Wall time from the first send
-  to the last message consumed, and per-message latency (send call → consumed).
+  to the last message consumed, and per-message latency (send call → consumed). Two ways, one
+  ``send`` per message and hand-filled batches per partition (as the outbox relay); the faster counts.
 * :func:`pg_floor` — raw asyncpg: ``n`` rows shaped like dispatch's ``callouts`` rows (same columns,
   primary key, unique key and indexes; no foreign keys) written in one transaction into a fresh schema,
   once with ``copy_records_to_table`` and once with ``executemany``. The floor is the faster one.
@@ -154,33 +155,45 @@ async def _warm_up(producer: Any, topic: str, partitions: int, value: bytes) -> 
         log.setLevel(level)
 
 
-async def kafka_floor(n: int, *, bootstrap: str, payload_bytes: int | None = None,
-                      partitions: int | None = None, timeout: float = 120.0) -> dict[str, Any]:
-    """Raw aiokafka produce → consume of ``n`` messages through the broker at ``bootstrap``.
+async def _send_each(producer: Any, topic: str, value: bytes, keys: list[bytes], sent_at: list[float],
+                     partitions: int) -> int:
+    """One ``send`` per message (aiokafka batches them by partition with ``linger_ms``); returns messages sent."""
+    futures = []
+    for i, key in enumerate(keys):
+        sent_at[i] = time.perf_counter()
+        futures.append(await producer.send(topic, value, key=key, headers=[("seq", str(i).encode())]))
+    await asyncio.gather(*futures)
+    return len(futures)
 
-    Args:
-        n: messages to send (each keyed by a fresh volunteer-like UUID, so they spread over partitions);
-            one warm-up message per partition goes first (metadata, connections) and is not counted.
-        bootstrap: ``host:port`` of the broker muster uses.
-        payload_bytes: message value size in bytes; default :func:`callout_payload_bytes`.
-        partitions: partitions of the fresh topic; default that of ``dispatch.callout.v1`` (12).
-        timeout: seconds to wait for the last message before giving up.
 
-    Returns:
-        ``{"n", "produced", "consumed", "distinct", "payload_bytes", "partitions", "topic", "wall_seconds",
-        "produce_seconds", "p50_ms", "p99_ms", "max_ms"}`` (``topic`` is deleted on return);
-        ``wall_seconds`` is first send → last message consumed, ``produce_seconds`` first send → every
-        send acknowledged, latencies per message in ms.
+async def _send_batched(producer: Any, topic: str, value: bytes, keys: list[bytes], sent_at: list[float],
+                        partitions: int) -> int:
+    """One record batch per partition (murmur2 of the key, as the outbox relay does), ``send_batch`` each."""
+    from aiokafka.partitioner import murmur2
 
-    Raises:
-        FloorIncomplete: fewer than ``n`` distinct messages came back within ``timeout``.
+    futures = []
+    batches: dict[int, Any] = {}
+    appended = 0
+    for i, key in enumerate(keys):
+        sent_at[i] = time.perf_counter()
+        part = (murmur2(key) & 0x7FFFFFFF) % partitions
+        headers = [("seq", str(i).encode())]
+        builder = batches.setdefault(part, producer.create_batch())
+        if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full: submit it
+            futures.append(await producer.send_batch(batches.pop(part), topic, partition=part))
+            builder = batches.setdefault(part, producer.create_batch())
+            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise FloorIncomplete(f"a {len(value)}-byte message does not fit an empty record batch")
+        appended += 1
+    for part, builder in batches.items():
+        futures.append(await producer.send_batch(builder, topic, partition=part))
+    await asyncio.gather(*futures)
+    return appended
 
-    """
-    from shared.topics import CALLOUT
 
-    partitions = partitions or CALLOUT.partitions
-    size = payload_bytes or callout_payload_bytes()
-    value = b'{"pad":"' + b"x" * max(0, size - 10) + b'"}'
+async def _kafka_once(n: int, *, bootstrap: str, value: bytes, partitions: int, method: str,
+                      timeout: float) -> dict[str, Any]:
+    send = _send_each if method == "send" else _send_batched
     topic = await _fresh_topic(bootstrap, partitions)
     producer = _producer(bootstrap)
     consumer = None
@@ -194,23 +207,18 @@ async def kafka_floor(n: int, *, bootstrap: str, payload_bytes: int | None = Non
         reader = asyncio.create_task(_consume(consumer, received, total, n, done))
         keys = [str(uuid.uuid4()).encode() for _ in range(n)]
         sent_at: list[float] = [0.0] * n
-        futures = []
         t0 = time.perf_counter()
-        for i in range(n):
-            sent_at[i] = time.perf_counter()
-            futures.append(await producer.send(topic, value, key=keys[i], headers=[("seq", str(i).encode())]))
-        await asyncio.gather(*futures)
+        produced = await send(producer, topic, value, keys, sent_at, partitions)
         produced_at = time.perf_counter()
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except TimeoutError as exc:
-            raise FloorIncomplete(f"kafka floor: {len(received)} of {n} consumed in {timeout} s") from exc
+            raise FloorIncomplete(f"kafka floor ({method}): {len(received)} of {n} consumed in {timeout} s") from exc
         finally:
             reader.cancel()
         last = max(received[i] for i in range(n))
         lat = [(received[i] - sent_at[i]) * 1000 for i in range(n)]
-        return {"n": n, "produced": len(futures), "consumed": total[0], "distinct": len(received),
-                "payload_bytes": len(value), "partitions": partitions, "topic": topic,
+        return {"produced": produced, "consumed": total[0], "distinct": len(received), "topic": topic,
                 "wall_seconds": round(last - t0, 4), "produce_seconds": round(produced_at - t0, 4),
                 **percentiles(lat)}
     finally:
@@ -218,6 +226,44 @@ async def kafka_floor(n: int, *, bootstrap: str, payload_bytes: int | None = Non
         if consumer is not None:
             await consumer.stop()
         await _drop_topic(bootstrap, topic)
+
+
+async def kafka_floor(n: int, *, bootstrap: str, payload_bytes: int | None = None,
+                      partitions: int | None = None, timeout: float = 120.0) -> dict[str, Any]:
+    """Raw aiokafka produce → consume of ``n`` messages through the broker at ``bootstrap``, two ways.
+
+    ``send``: one ``producer.send`` per message (aiokafka groups them per partition within ``linger_ms``);
+    ``batch``: one record batch per partition filled by hand and submitted with ``send_batch`` (how the
+    outbox relay publishes a wave). Each way gets its own fresh topic; the floor is the faster one.
+
+    Args:
+        n: messages to send (each keyed by a fresh volunteer-like UUID, so they spread over partitions);
+            one warm-up message per partition goes first (metadata, connections) and is not counted.
+        bootstrap: ``host:port`` of the broker muster uses.
+        payload_bytes: message value size in bytes; default :func:`callout_payload_bytes`.
+        partitions: partitions of the fresh topic; default that of ``dispatch.callout.v1`` (12).
+        timeout: seconds to wait for the last message before giving up.
+
+    Returns:
+        ``{"n", "payload_bytes", "partitions", "method", "send": {...}, "batch": {...}}`` plus the faster
+        way's ``"produced", "consumed", "distinct", "topic", "wall_seconds", "produce_seconds", "p50_ms",
+        "p99_ms", "max_ms"`` at the top level (each way's in its own dict; topics are deleted on return).
+        ``wall_seconds`` is first send → last message consumed, ``produce_seconds`` first send → every
+        send acknowledged; latencies per message (handed to the client → consumed) in ms.
+
+    Raises:
+        FloorIncomplete: fewer than ``n`` distinct messages came back within ``timeout``.
+
+    """
+    from shared.topics import CALLOUT
+
+    partitions = partitions or CALLOUT.partitions
+    size = payload_bytes or callout_payload_bytes()
+    value = b'{"pad":"' + b"x" * max(0, size - 10) + b'"}'
+    ways = {m: await _kafka_once(n, bootstrap=bootstrap, value=value, partitions=partitions, method=m,
+                                 timeout=timeout) for m in ("send", "batch")}
+    best = min(ways, key=lambda m: ways[m]["wall_seconds"])
+    return {"n": n, "payload_bytes": len(value), "partitions": partitions, "method": best, **ways[best], **ways}
 
 
 async def roundtrip_floor(count: int = 500, *, bootstrap: str, rate: float = 100.0,

@@ -4,8 +4,9 @@
 measures, in this order and in one process:
 
 1. **The floor** (:mod:`bench.floor`): raw aiokafka produce → consume of N = 100, 1,000, 10,000
-   messages through the same broker, raw asyncpg writes of N call-out rows (COPY and executemany;
-   the faster counts), and single-message produce → consume latency at each reply rate.
+   messages through the same broker (one ``send`` each and hand-filled batches; the faster counts),
+   raw asyncpg writes of N call-out rows (COPY and executemany; the faster counts), and
+   single-message produce → consume latency at each reply rate.
    Each floor is run three times (once with ``--quick``) and the run with the median wall time kept.
 2. **Candidate selection** (:func:`bench.dispatch_select.run`): selection alone and the whole first
    wave (writes included) of 1,000 from 100,000 volunteers, beside a raw fetch of the same rows.
@@ -334,7 +335,8 @@ def _rows(plan: Plan, kafka: dict[int, dict[str, Any]], pg: dict[int, dict[str, 
     for n in sorted(kafka):
         k, p = kafka[n], pg[n]
         rows.append(Row(f"floor: kafka {n:,} msgs produce→consume", None, "s", k["wall_seconds"],
-                        f"raw aiokafka; p50 {k['p50_ms']:.1f} ms, p99 {k['p99_ms']:.1f} ms per msg"))
+                        f"raw aiokafka, {k['method']} (send {k['send']['wall_seconds']:.3f} s, batch "
+                        f"{k['batch']['wall_seconds']:.3f} s); p50 {k['p50_ms']:.1f} ms, p99 {k['p99_ms']:.1f} ms per msg"))
         rows.append(Row(f"floor: pg write {n:,} call-out rows", None, "s", p["wall_seconds"],
                         f"raw asyncpg; COPY {p['copy_seconds']:.3f} s, executemany {p['executemany_seconds']:.3f} s"))
     for rate, rt in roundtrip.items():
