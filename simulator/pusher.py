@@ -102,38 +102,44 @@ class CallbackPusher:
                 await task
 
     async def _run(self, stream: str, queue: asyncio.Queue[Push]) -> None:
+        """Form each push when a slot is free, from everything queued by then (up to the batch size).
+
+        Waiting for the slot first is what makes a busy receiver get fewer, fuller pushes: items that
+        queue up while every slot is taken leave together in one request (as a provider's callback
+        queue does), instead of one request each waiting for its turn.
+        """
         batch_size = 1 if stream in ("wechat_event", "tencent_reply") else self._max_batch
         while True:
             first = await queue.get()
             if self._delay and stream not in ("aliyun_up", "tencent_reply"):
                 await asyncio.sleep(self._delay)
+            await self._slots.acquire()
             batch = [first]
-            while not queue.empty():
+            while len(batch) < batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
-            for start in range(0, len(batch), batch_size):
-                part = batch[start : start + batch_size]
-                task = asyncio.create_task(self._push(stream, part[0].provider, [p.item for p in part]))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+            task = asyncio.create_task(self._push(stream, first.provider, [p.item for p in batch]))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
     async def _push(self, stream: str, provider: str, items: list[Any]) -> None:
+        """Deliver one push (its slot already taken by :meth:`_run`, released here), re-pushing per schedule."""
         url, content, headers = self._build(stream, items)
         delays = (0.0, *SCHEDULES[provider])
         try:
-            async with self._slots:
-                for attempt, minutes in enumerate(delays):
-                    if minutes:
-                        await asyncio.sleep(minutes * self._minute)
-                    if await self._attempt(url, content, headers):
-                        key = "uplinks_sent" if stream in ("aliyun_up", "tencent_reply") else "receipts_sent"
-                        self._state.stats[key] += len(items)
-                        self._state.stats["callback_pushes"] += 1
-                        return
-                    self._state.stats["callback_failures"] += 1
-                    log.info("callback_push_failed", stream=stream, attempt=attempt + 1, items=len(items))
-                self._state.stats["callbacks_given_up"] += len(items)
-                log.warning("callback_push_given_up", stream=stream, items=len(items))
+            for attempt, minutes in enumerate(delays):
+                if minutes:
+                    await asyncio.sleep(minutes * self._minute)
+                if await self._attempt(url, content, headers):
+                    key = "uplinks_sent" if stream in ("aliyun_up", "tencent_reply") else "receipts_sent"
+                    self._state.stats[key] += len(items)
+                    self._state.stats["callback_pushes"] += 1
+                    return
+                self._state.stats["callback_failures"] += 1
+                log.info("callback_push_failed", stream=stream, attempt=attempt + 1, items=len(items))
+            self._state.stats["callbacks_given_up"] += len(items)
+            log.warning("callback_push_given_up", stream=stream, items=len(items))
         finally:
+            self._slots.release()
             self._pending -= len(items)
             if self._pending == 0:
                 self._idle.set()
