@@ -544,3 +544,18 @@ async def test_after_an_incident_closes_a_reply_without_code_answers_the_newer_c
         assert len(replies) == 1 and replies[0].callout_id == later.callout_id
     finally:
         await consumer.stop()
+
+
+async def test_providers_share_the_aiohttp_transport_client(notify_stack: NotifyStack) -> None:
+    """The composition root hands the providers httpx on aiohttp's transport, not plain httpx.
+
+    Regression (profiled during the fan-out benchmark, issue #7): notify built a plain ``httpx.AsyncClient``,
+    and a WeChat send spent most of its CPU in httpcore's pool; ``provider_http_client`` existed but was unused.
+    """
+    from httpx_aiohttp import HttpxAiohttpClient
+
+    ctx = notify_stack.runtime.extras["notify"]
+    assert isinstance(ctx.http, HttpxAiohttpClient)
+    # ...and WeChat sends through it (the one hand-written adapter that uses the shared client).
+    wechat = next(p for p in ctx.providers.values() if p.name == "wechat")
+    assert wechat._http is ctx.http
