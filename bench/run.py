@@ -291,6 +291,8 @@ def _rows(plan: Plan, kafka: dict[int, dict[str, Any]], pg: dict[int, dict[str, 
     for n in plan.sizes:
         f = per_size.get(float(n))
         note = fanout_note or ("" if f is not None else f"not run: no figures for N={n} in bench.fanout's result")
+        if f is not None:
+            note = ", ".join(f"{k} {f[k]}" for k in ("duplicates", "missing") if k in f)
         k, p = kafka[n], pg[n]
         base = p["wall_seconds"]
         rows.append(Row(f"fan-out N={n:,}: wall time", f and _num(f, "wall_seconds", "wall_s"), "s",
@@ -307,6 +309,8 @@ def _rows(plan: Plan, kafka: dict[int, dict[str, Any]], pg: dict[int, dict[str, 
             grew = r.get("lag_grew", r.get("dispatch_replies_lag_grew"))
             held = r.get("held")
             bits = [f"lag grew: {'yes' if grew else 'no' if grew is False else '?'}"]
+            if isinstance(r.get("sent"), int) and isinstance(r.get("seen"), int) and r["sent"] != r["seen"]:
+                bits.append(f"{r['seen']} of {r['sent']} seen")
             if held is not None:
                 bits.append(f"held: {'yes' if held else 'no'}")
             note = ", ".join(bits)

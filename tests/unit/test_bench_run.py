@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bench.run import Plan, Row, _by_key, _guarded, _module_run, _rows, render
 
-_KAFKA = {n: {"wall_seconds": 0.5, "p50_ms": 20.0, "p99_ms": 40.0, "max_ms": 41.0} for n in (100, 1_000)}
+_WAY = {"wall_seconds": 0.5, "p50_ms": 20.0, "p99_ms": 40.0, "max_ms": 41.0}
+_KAFKA = {n: {**_WAY, "method": "batch", "send": {**_WAY, "wall_seconds": 0.9}, "batch": _WAY} for n in (100, 1_000)}
 _PG = {n: {"wall_seconds": 0.1, "copy_seconds": 0.1, "executemany_seconds": 0.3} for n in (100, 1_000)}
 _RT = {100.0: {"p50_ms": 5.0, "p99_ms": 10.0, "count": 500}}
 _PLAN = Plan(sizes=(100,), rates=(100,))
@@ -28,19 +29,22 @@ def test_by_key_reads_a_list_a_wrapped_list_and_a_dict_keyed_by_size() -> None:
 
 
 def test_fanout_and_reply_figures_are_set_against_their_floors() -> None:
-    fanout = {"sizes": [{"n": 100, "wall_seconds": 1.2, "p50_ms": 300.0, "p99_ms": 900.0}]}
-    reply = {"rates": [{"rate": 100, "p50_ms": 50.0, "p99_ms": 200.0, "lag_grew": False}], "highest_rate_held": 100}
+    fanout = {"sizes": [{"n": 100, "wall_seconds": 1.2, "p50_ms": 300.0, "p99_ms": 900.0, "duplicates": 0,
+                         "missing": 2}]}
+    reply = {"rates": [{"rate": 100, "p50_ms": 50.0, "p99_ms": 200.0, "lag_grew": False, "sent": 500, "seen": 498}],
+             "highest_rate_held": 100}
 
     rows = _rows(_PLAN, _KAFKA, _PG, _RT, None, "not run: skipped", fanout, None, reply, None)
 
     wall = _row(rows, "fan-out N=100: wall time")
     assert (wall.value, wall.floor) == (1.2, 0.6)  # pg 0.1 s + kafka 0.5 s
     assert round(wall.ratio or 0, 6) == 2.0
+    assert wall.note == "duplicates 0, missing 2"
     p50 = _row(rows, "fan-out N=100: p50 per message")
     assert (p50.value, p50.floor) == (300.0, 120.0)  # pg 100 ms + kafka p50 20 ms
     r99 = _row(rows, "reply at 100/s: p99")
     assert (r99.value, r99.floor, r99.ratio) == (200.0, 10.0, 20.0)
-    assert "lag grew: no" in r99.note
+    assert r99.note == "lag grew: no, 498 of 500 seen"
     assert _row(rows, "reply path: highest rate held").value == 100.0
 
 
