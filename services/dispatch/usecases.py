@@ -92,6 +92,7 @@ __all__ = [
     "IncidentInput",
     "RequirementInput",
     "add_volunteer",
+    "apply_reply_batch",
     "apply_reply_event",
     "close_incident",
     "open_incident",
@@ -581,6 +582,35 @@ async def apply_reply_event(conn: asyncpg.Connection, item: Received) -> None:
         await _record_reply(conn, ev, None, None, False, "error")
 
 
+async def apply_reply_batch(conn: asyncpg.Connection, items: Sequence[Received]) -> None:
+    """Batch handler for ``notify.reply.v1``: :func:`apply_reply_event` for each event, in topic order.
+
+    The same effect, fewer round trips: one look-up of the batch's reply ids seen before (instead of
+    one per reply) and no savepoint per reply. The consumer runs the batch in one savepoint
+    (:class:`shared.consumer.IdempotentConsumer`); if any reply fails with a non-transient error the
+    batch is rolled back to it and the consumer applies the events one by one with
+    :func:`apply_reply_event`, which records a failing reply as unmatched with the note ``error``.
+    A reply id twice in one batch (re-published under a new event id) is applied once. An incident
+    row is read and locked once per batch: the lock holds until the batch commits and applying a
+    reply never changes the incident row, so later replies of the batch reuse it.
+    """
+    replies: list[ReplyReceived] = []
+    for item in items:
+        if isinstance(item, ReplyReceived):
+            replies.append(item)
+        else:
+            log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
+    seen = {r["reply_id"] for r in await conn.fetch(
+        "SELECT reply_id FROM replies WHERE reply_id = ANY($1::uuid[])", [ev.reply_id for ev in replies])}
+    locked: dict[UUID, _Incident] = {}
+    for ev in replies:
+        if ev.reply_id in seen:
+            log.info("dispatch.reply_duplicate", reply_id=str(ev.reply_id), event_id=str(ev.event_id))
+            continue
+        seen.add(ev.reply_id)
+        await _apply_reply(conn, ev, locked=locked)
+
+
 async def _record_reply(
     conn: asyncpg.Connection, ev: ReplyReceived, callout_id: UUID | None, incident_id: UUID | None, applied: bool,
     note: str,
@@ -595,7 +625,9 @@ async def _record_reply(
     )
 
 
-async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived) -> None:
+async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived,
+                       locked: dict[UUID, _Incident] | None = None) -> None:
+    """Apply one reply (see :func:`apply_reply_event`); ``locked``: incidents already locked in this transaction."""
     now = utcnow()
 
     async def record(callout_id: UUID | None, incident_id: UUID | None, applied: bool, note: str) -> None:
@@ -609,7 +641,11 @@ async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived) -> None:
         await record(None, None, False, "unmatched" if ev.callout_id is None else "unknown_callout")
         log.info("dispatch.reply_unmatched", reply_id=str(ev.reply_id), callout_id=str(ev.callout_id))
         return
-    inc = await _incident(conn, head["incident_id"], lock=True)
+    inc = locked.get(head["incident_id"]) if locked is not None else None
+    if inc is None:
+        inc = await _incident(conn, head["incident_id"], lock=True)
+        if locked is not None:
+            locked[inc.incident_id] = inc
     req = await conn.fetchrow("SELECT * FROM requirements WHERE requirement_id = $1 FOR UPDATE",
                               head["requirement_id"])
     c = await conn.fetchrow("SELECT * FROM callouts WHERE callout_id = $1 FOR UPDATE", ev.callout_id)
@@ -655,31 +691,51 @@ async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived) -> None:
         await _fill_check(conn, inc, req, filled, now=now, causation=ev.event_id)
 
 
-async def record_delivery(conn: asyncpg.Connection, item: Received) -> None:
-    """Consumer handler for ``notify.delivery.v1``: keep each message's status for the board and report.
+_DELIVERY_STATUS = {"MessageSent": "sent", "MessageDelivered": "delivered", "MessageFailed": "failed"}
 
+
+async def record_delivery(conn: asyncpg.Connection, item: Received) -> None:
+    """Consumer handler for ``notify.delivery.v1``: one event (see :func:`record_deliveries`)."""
+    await record_deliveries(conn, [item])
+
+
+async def record_deliveries(conn: asyncpg.Connection, items: Sequence[Received]) -> None:
+    """Batch handler for ``notify.delivery.v1``: keep each message's status for the board and report.
+
+    One ``INSERT … SELECT FROM unnest(…)`` for the whole batch (a 10,000-person fan-out brings 20,000
+    of these events: sent, then delivered); an event already stored (same ``event_id``) changes nothing.
     Messages about call-outs this dispatch does not know (another environment's, a test's) are not kept.
+    Events of other types on the topic are logged and skipped.
     """
-    if not isinstance(item, MessageSent | MessageDelivered | MessageFailed):
-        log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
+    events: list[MessageSent | MessageDelivered | MessageFailed] = []
+    for item in items:
+        if isinstance(item, MessageSent | MessageDelivered | MessageFailed):
+            events.append(item)
+        else:
+            log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
+    if not events:
         return
-    ev = item
-    status = {"MessageSent": "sent", "MessageDelivered": "delivered", "MessageFailed": "failed"}[ev.event_type]
-    stored = await conn.execute(
+    await conn.execute(
         """INSERT INTO messages (event_id, message_id, callout_id, incident_id, volunteer_id, kind, channel, provider,
                status, error_code, fallback, occurred_at)
-           SELECT $1,$2,$3,c.incident_id,$4,$5,$6,$7,$8,$9,$10,$11 FROM callouts c WHERE c.callout_id = $3
+           SELECT u.event_id, u.message_id, u.callout_id, c.incident_id, u.volunteer_id, u.kind, u.channel,
+                  u.provider, u.status, u.error_code, u.fallback, u.occurred_at
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::text[], $10::bool[], $11::timestamptz[])
+                AS u(event_id, message_id, callout_id, volunteer_id, kind, channel, provider, status, error_code,
+                     fallback, occurred_at)
+           JOIN callouts c ON c.callout_id = u.callout_id
            ON CONFLICT (event_id) DO NOTHING""",
-        ev.event_id, ev.message_id, ev.callout_id, ev.volunteer_id, ev.kind.value, ev.channel.value, ev.provider,
-        status, ev.error_code if isinstance(ev, MessageFailed) else None,
-        ev.fallback if isinstance(ev, MessageFailed) else False, ev.occurred_at,
+        [e.event_id for e in events], [e.message_id for e in events], [e.callout_id for e in events],
+        [e.volunteer_id for e in events], [e.kind.value for e in events], [e.channel.value for e in events],
+        [e.provider for e in events], [_DELIVERY_STATUS[e.event_type] for e in events],
+        [e.error_code if isinstance(e, MessageFailed) else None for e in events],
+        [e.fallback if isinstance(e, MessageFailed) else False for e in events], [e.occurred_at for e in events],
     )
-    if stored == "INSERT 0 0":
-        log.debug("dispatch.delivery_not_ours", callout_id=str(ev.callout_id), event_id=str(ev.event_id))
-        return
-    if isinstance(ev, MessageFailed):
-        log.warning("dispatch.delivery_failed", callout_id=str(ev.callout_id), channel=ev.channel.value,
-                    error_code=ev.error_code, fallback=ev.fallback)
+    for e in events:
+        if isinstance(e, MessageFailed):
+            log.warning("dispatch.delivery_failed", callout_id=str(e.callout_id), channel=e.channel.value,
+                        error_code=e.error_code, fallback=e.fallback)
 
 
 # --------------------------------------------------------------------------- operator actions

@@ -10,7 +10,8 @@ consumer                      topic                        effect
 ============================  ===========================  ======================================
 ``<p>.roster-profiles``       roster.volunteer-profile.v1  projection upsert / retire (tombstone)
 ``<p>.roster-teams``          roster.team.v1               team upsert / retire (tombstone)
-``<p>.replies``               notify.reply.v1              record + apply replies
+``<p>.replies``               notify.reply.v1              record + apply replies (batch handler:
+                                                           one savepoint per batch, per-event fallback)
 ``<p>.deliveries``            notify.delivery.v1           message status for board and report
 ============================  ===========================  ======================================
 """
@@ -38,19 +39,20 @@ def consumer_factories(
 ) -> list[Callable[[Runtime], IdempotentConsumer]]:
     """Factories of dispatch's consumers, named ``<prefix>.<what>`` (the group ids); ``only`` picks some by ``<what>``."""
     table = (
-        ("roster-profiles", ROSTER_PROFILE, apply_profile),
-        ("roster-teams", ROSTER_TEAM, apply_team),
-        ("replies", REPLY, usecases.apply_reply_event),
-        ("deliveries", DELIVERY, usecases.record_delivery),
+        ("roster-profiles", ROSTER_PROFILE, apply_profile, None),
+        ("roster-teams", ROSTER_TEAM, apply_team, None),
+        ("replies", REPLY, usecases.apply_reply_event, usecases.apply_reply_batch),
+        ("deliveries", DELIVERY, usecases.record_delivery, usecases.record_deliveries),
     )
 
-    def factory(name: str, topic: object, handler: object) -> Callable[[Runtime], IdempotentConsumer]:
+    def factory(name: str, topic: object, handler: object, batch: object) -> Callable[[Runtime], IdempotentConsumer]:
         def build(runtime: Runtime) -> IdempotentConsumer:
             return IdempotentConsumer(
                 name=f"{prefix}.{name}", topic=topic, handler=handler,  # type: ignore[arg-type]
+                batch_handler=batch,  # type: ignore[arg-type]
                 pool=runtime.require_pool, dead_letters=_no_dead_letters,
             )
 
         return build
 
-    return [factory(n, t, h) for n, t, h in table if only is None or n in only]
+    return [factory(n, t, h, b) for n, t, h, b in table if only is None or n in only]

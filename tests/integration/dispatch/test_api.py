@@ -223,9 +223,12 @@ async def test_team_requirement_called_through_leader(dispatch_db: DispatchDb, c
     assert [t["kind"] for t in board["timeline"]].count("escalated") == 2
 
 
-async def test_delivery_reports_on_board_and_report(dispatch_db: DispatchDb, client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batch"])
+async def test_delivery_reports_on_board_and_report(dispatch_db: DispatchDb, client: httpx.AsyncClient,
+                                                    batched: bool) -> None:
+    """Delivery events reach the board and the report once each, by the per-event and the batch handler."""
     db = dispatch_db
-    town, villages = a_town_with_villages(1, index=60)
+    town, villages = a_town_with_villages(1, index=61 if batched else 60)
     await add_volunteers(db, villages[0], 2)
     op = await token(db, "county", town[:6])
     r = await client.post("/incidents", headers=op, json=incident_body(villages[0]))
@@ -239,10 +242,16 @@ async def test_delivery_reports_on_board_and_report(dispatch_db: DispatchDb, cli
 
     events = [msg(MessageSent, m1, c1, Channel.SMS), msg(MessageDelivered, m1, c1, Channel.SMS),
               msg(MessageFailed, m2, c2, Channel.WECHAT, error_code="43004", fallback=True)]
+    foreign = MessageSent(message_id=uuid4(), callout_id=uuid4(), volunteer_id=uuid4(),
+                          kind=MessageKind.CALLOUT, channel=Channel.SMS, provider="t")
     async with db.pool.acquire() as conn:
-        for ev in [*events, events[0]]:  # the last one again: recorded once
+        if batched:  # one batch, with a redelivered event and one about someone else's call-out
             async with conn.transaction():
-                await usecases.record_delivery(conn, ev)
+                await usecases.record_deliveries(conn, [*events, events[0], foreign])
+        else:
+            for ev in [*events, events[0]]:  # the last one again: recorded once
+                async with conn.transaction():
+                    await usecases.record_delivery(conn, ev)
     board = (await client.get(f"/incidents/{iid}", headers=op)).json()
     assert board["messages_by_channel"] == {"sms": 1, "wechat": 1} and board["delivery_failures"] == 1
     figures = (await client.get(f"/incidents/{iid}/report", headers=op)).json()["figures"]
