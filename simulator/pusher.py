@@ -54,6 +54,11 @@ class CallbackPusher:
         build: ``build(stream, items) -> (url, content, headers)`` renders a push in the provider's format.
         delay: seconds between accepting a message and pushing its receipt.
         minute: real seconds per documented minute in the retry schedules.
+        max_batch: items per push at most (Aliyun and Tencent arrays; WeChat and Tencent replies push one).
+        concurrency: pushes in flight at once *per stream*. Each stream (receipts, uplinks…) has its own
+            slots, as a provider's report and reply callbacks are separate queues, and a push waiting
+            for its re-push time holds no slot: a flood of receipts being re-pushed for minutes never
+            holds back a volunteer's reply.
 
     """
 
@@ -69,7 +74,8 @@ class CallbackPusher:
         self._queues: dict[str, asyncio.Queue[Push]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -81,6 +87,7 @@ class CallbackPusher:
         queue = self._queues.get(push.stream)
         if queue is None:
             queue = self._queues[push.stream] = asyncio.Queue()
+            self._slots[push.stream] = asyncio.Semaphore(self._concurrency)
             self._workers.append(asyncio.create_task(self._run(push.stream, queue)))
         self._pending += 1
         self._idle.clear()
@@ -109,11 +116,12 @@ class CallbackPusher:
         queue does), instead of one request each waiting for its turn.
         """
         batch_size = 1 if stream in ("wechat_event", "tencent_reply") else self._max_batch
+        slots = self._slots[stream]
         while True:
             first = await queue.get()
             if self._delay and stream not in ("aliyun_up", "tencent_reply"):
                 await asyncio.sleep(self._delay)
-            await self._slots.acquire()
+            await slots.acquire()
             batch = [first]
             while len(batch) < batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
@@ -122,13 +130,23 @@ class CallbackPusher:
             task.add_done_callback(self._inflight.discard)
 
     async def _push(self, stream: str, provider: str, items: list[Any]) -> None:
-        """Deliver one push (its slot already taken by :meth:`_run`, released here), re-pushing per schedule."""
+        """Deliver one push, re-pushing per schedule.
+
+        The first attempt runs in the slot :meth:`_run` took; the slot is given back while waiting for a
+        re-push and taken again for it.
+        """
         url, content, headers = self._build(stream, items)
         delays = (0.0, *SCHEDULES[provider])
+        slots = self._slots[stream]
+        holding = True
         try:
             for attempt, minutes in enumerate(delays):
                 if minutes:
+                    slots.release()
+                    holding = False
                     await asyncio.sleep(minutes * self._minute)
+                    await slots.acquire()
+                    holding = True
                 if await self._attempt(url, content, headers):
                     key = "uplinks_sent" if stream in ("aliyun_up", "tencent_reply") else "receipts_sent"
                     self._state.stats[key] += len(items)
@@ -139,7 +157,8 @@ class CallbackPusher:
             self._state.stats["callbacks_given_up"] += len(items)
             log.warning("callback_push_given_up", stream=stream, items=len(items))
         finally:
-            self._slots.release()
+            if holding:
+                slots.release()
             self._pending -= len(items)
             if self._pending == 0:
                 self._idle.set()

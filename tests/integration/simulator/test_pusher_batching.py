@@ -1,8 +1,11 @@
-"""The callback pusher under a slow receiver: what queues while every slot is busy leaves in one push.
+"""The callback pusher under a slow or failing receiver (both found by ``bench/reply_path.py``).
 
-Found by ``bench/reply_path.py``: replies arriving one by one while notify was busy each became their
-own SmsUp push waiting for a slot (1,300 pushes of one reply queued at 100 replies/s), so a busy
-notify got ever more requests instead of fuller ones.
+* Replies arriving one by one while notify was busy each became their own SmsUp push waiting for a
+  slot (1,300 pushes of one reply queued at 100 replies/s): what queues while every slot is busy
+  must leave in one push.
+* Receipts being re-pushed (minutes apart, notify having timed out under load) held the pusher's
+  shared slots while they waited, so volunteers' replies queued behind them for minutes: a push
+  waiting for its re-push holds no slot, and receipts and replies have separate slots.
 """
 
 from __future__ import annotations
@@ -96,3 +99,75 @@ async def test_batches_never_exceed_the_provider_limit(receiver: tuple[_SlowRece
         finally:
             await pusher.aclose()
     assert rec.sizes == [1, 100, 100, 50]
+
+
+class _FlakyReceiver:
+    """Answers 500 to the first push on each path in ``fail_first``; records ``(path, body, status)`` in order."""
+
+    def __init__(self) -> None:
+        self.fail_first: set[str] = set()
+        self.log: list[tuple[str, bytes, int]] = []
+        self.failed = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        path = request.path
+        if path in self.fail_first:
+            self.fail_first.discard(path)
+            self.log.append((path, body, 500))
+            self.failed.set()
+            return web.Response(status=500)
+        self.log.append((path, body, 200))
+        return web.json_response({"code": 0, "msg": "接收成功"})
+
+
+@pytest.fixture
+async def flaky_server() -> AsyncIterator[tuple[_FlakyReceiver, str]]:
+    rec = _FlakyReceiver()
+    app = web.Application()
+    app.router.add_post("/{path:.*}", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield rec, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def _run_flaky(base: str, rec: _FlakyReceiver, first: Push, second: Push) -> list[tuple[str, bytes, int]]:
+    """Push ``first`` (refused once, re-pushed after 1 documented minute = 1.5 s here), then ``second``."""
+    async with aiohttp.ClientSession() as http:
+        pusher = CallbackPusher(
+            http=http, state=SimState(), delay=0.0, minute=1.5, concurrency=1,
+            build=lambda stream, items: (f"{base}/{stream}", orjson.dumps(items), {}),
+        )
+        try:
+            pusher.submit(first)
+            await asyncio.wait_for(rec.failed.wait(), 5)
+            pusher.submit(second)
+            await pusher.drain(timeout=15)
+        finally:
+            await pusher.aclose()
+    return rec.log
+
+
+async def test_a_receipt_waiting_for_its_re_push_does_not_hold_back_a_reply(
+    flaky_server: tuple[_FlakyReceiver, str],
+) -> None:
+    rec, base = flaky_server
+    rec.fail_first = {"/aliyun_report"}
+    log = await _run_flaky(base, rec, Push("aliyun_report", "aliyun", {"r": 1}), Push("aliyun_up", "aliyun", {"u": 1}))
+    assert [(p, s) for p, _, s in log] == [("/aliyun_report", 500), ("/aliyun_up", 200), ("/aliyun_report", 200)]
+
+
+async def test_a_push_waiting_for_its_re_push_gives_its_slot_to_the_next(
+    flaky_server: tuple[_FlakyReceiver, str],
+) -> None:
+    rec, base = flaky_server
+    rec.fail_first = {"/aliyun_up"}
+    log = await _run_flaky(base, rec, Push("aliyun_up", "aliyun", {"u": 1}), Push("aliyun_up", "aliyun", {"u": 2}))
+    assert [(orjson.loads(b), s) for _, b, s in log] == [([{"u": 1}], 500), ([{"u": 2}], 200), ([{"u": 1}], 200)]
