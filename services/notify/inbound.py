@@ -276,8 +276,9 @@ async def record_reply(
             [OpenCallOut(r["callout_id"], r["reply_code"], r["requested_at"]) for r in _answerable(recent, parsed.code)],
             parsed.code,
         )
-    meta = await conn.fetchrow("SELECT incident_id, drill FROM callouts WHERE callout_id = $1", callout_id) \
-        if callout_id else None
+    meta = next((r for r in recent if r["callout_id"] == callout_id), None) if callout_id else None
+    if callout_id and meta is None:  # named by the caller (reply page) and older than the window
+        meta = await conn.fetchrow("SELECT incident_id, drill FROM callouts WHERE callout_id = $1", callout_id)
     reply_id = uuid4()
     stored = await conn.fetchval(
         """
