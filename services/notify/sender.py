@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -130,6 +132,7 @@ class Sender:
     async def run(self) -> None:
         """Run until cancelled: resolve in-doubt messages, then send what is due, woken by NOTIFY."""
         listen: asyncpg.Connection | None = None
+        housekept = -math.inf
         try:
             while True:
                 try:
@@ -137,9 +140,13 @@ class Sender:
                         listen = await self._pool.acquire()
                         await listen.add_listener("notify_messages", self.wake)
                     self._wake.clear()
-                    await self.resolve_in_doubt()
-                    await self.fallback_unreceipted()
-                    await self.sweep_early_receipts()
+                    # Housekeeping once per poll interval, not on every wake: a fan-out wakes the loop
+                    # hundreds of times a second, and these three queries cost more than the sends.
+                    if time.monotonic() - housekept >= self._s.send_poll_seconds:
+                        housekept = time.monotonic()
+                        await self.resolve_in_doubt()
+                        await self.fallback_unreceipted()
+                        await self.sweep_early_receipts()
                     while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size:
                         await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
                     n = await self.send_due(wait=False)
