@@ -31,6 +31,7 @@ Output: the table (Markdown) on stdout, and in ``bench/results/``: ``run-<UTC st
 ``run-latest.json`` (``{"benchmark", "machine", "figures"}``, machine facts and commit from
 :mod:`bench.machine`) and ``run-latest.md`` (the table, for the README). ``--quick`` (the smoke
 run) uses small sizes and writes ``run-quick-*`` instead, so it never replaces the latest full run.
+While it runs, ``run-partial.json`` holds the figures measured so far (removed when the run ends well).
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ def _median_run(results: list[dict[str, Any]], key: str = "wall_seconds") -> dic
     return chosen
 
 
-async def run(plan: Plan | None = None, *, bootstrap: str | None = None, dsn: str | None = None) -> dict[str, Any]:
+async def run(plan: Plan | None = None, *, bootstrap: str | None = None, dsn: str | None = None,
+              checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run every benchmark of ``plan`` and return ``{"plan", "floor", "selection", "fanout", "reply_path", "rows"}``.
 
     Args:
@@ -207,6 +209,8 @@ async def run(plan: Plan | None = None, *, bootstrap: str | None = None, dsn: st
         bootstrap: Kafka ``host:port``; default the stack's (``deploy.stack.stack_env``).
         dsn: PostgreSQL URL for the floor and selection (a scratch database); default the stack's
             ``MUSTER_TEST_DATABASE_URL``.
+        checkpoint: called with the figures measured so far after each part (floor, selection, fan-out),
+            so an interrupted run keeps what it had.
 
     Returns:
         The figures: ``floor`` (``kafka``/``pg`` per N, ``roundtrip`` per rate), the others' raw results (or
@@ -241,6 +245,12 @@ async def run(plan: Plan | None = None, *, bootstrap: str | None = None, dsn: st
         _log(f"roundtrip floor {rate:g}/s × {count} …")
         roundtrip[rate] = await roundtrip_floor(count, bootstrap=bootstrap, rate=rate)
 
+    partial: dict[str, Any] = {"floor": {"kafka": {str(k): v for k, v in kafka.items()},
+                                         "pg": {str(k): v for k, v in pg.items()},
+                                         "roundtrip": {f"{k:g}": v for k, v in roundtrip.items()}}}
+    if checkpoint:
+        checkpoint(partial)
+
     # 2. selection
     selection: Any = None
     selection_note: str | None = "not run: skipped"
@@ -250,6 +260,9 @@ async def run(plan: Plan | None = None, *, bootstrap: str | None = None, dsn: st
         selection, selection_note = await _guarded(
             "selection", lambda: dispatch_select.run(plan.selection_runs, dsn=dsn))
 
+    if checkpoint:
+        checkpoint(partial | {"selection": selection or {"not_run": selection_note}})
+
     # 3. fan-out, 4. reply path (others' modules, by interface only)
     fanout: Any = None
     fanout_note: str | None = "not run: skipped"
@@ -257,6 +270,9 @@ async def run(plan: Plan | None = None, *, bootstrap: str | None = None, dsn: st
         fn = _module_run("fanout")
         fanout, fanout_note = (None, fn) if isinstance(fn, str) else await _guarded(
             "fan-out", lambda: _call(fn, sizes=plan.sizes))
+    if checkpoint:
+        checkpoint(partial | {"selection": selection or {"not_run": selection_note},
+                              "fanout": fanout or {"not_run": fanout_note}})
     reply: Any = None
     reply_note: str | None = "not run: skipped"
     if "reply" not in plan.skip:
@@ -271,8 +287,7 @@ async def run(plan: Plan | None = None, *, bootstrap: str | None = None, dsn: st
                  "skip": sorted(plan.skip)},
         "started_at": started, "loadavg_1_5_15_before": load_before,
         "loadavg_1_5_15_after": [round(x, 2) for x in os.getloadavg()],
-        "floor": {"kafka": {str(k): v for k, v in kafka.items()}, "pg": {str(k): v for k, v in pg.items()},
-                  "roundtrip": {f"{k:g}": v for k, v in roundtrip.items()}},
+        "floor": partial["floor"],
         "selection": selection if selection is not None else {"not_run": selection_note},
         "fanout": fanout if fanout is not None else {"not_run": fanout_note},
         "reply_path": reply if reply is not None else {"not_run": reply_note},
@@ -363,8 +378,16 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(level="WARNING")
     plan = Plan.quick(skip) if args.quick else Plan(skip=skip)
-    figures = asyncio.run(run(plan))
+    partial_path = RESULTS / f"{plan.name}-partial.json"
+
+    def checkpoint(so_far: dict[str, Any]) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        partial_path.write_text(json.dumps({"benchmark": plan.name, "partial": True, "figures": so_far},
+                                           indent=2, ensure_ascii=False, default=str))
+
+    figures = asyncio.run(run(plan, checkpoint=checkpoint))
     path = save(plan.name, figures)
+    partial_path.unlink(missing_ok=True)
     facts = json.loads(path.read_text())["machine"]
     table = render([Row(**{k: v for k, v in r.items() if k != "ratio"}) for r in figures["rows"]], facts)
     (RESULTS / f"{plan.name}-latest.md").write_text(table)
