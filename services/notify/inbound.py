@@ -7,6 +7,9 @@ a connection inside a transaction, so the stored state and the events (outbox) c
   ``MessageFailed`` and, for WeChat when the volunteer has SMS, a fallback to SMS. A receipt for a
   message already settled changes nothing (provider retries are harmless). A receipt that arrives
   before the send's result was stored is kept in ``early_receipts`` and applied when it is.
+* :func:`record_replies` — one provider push of replies (up to 100 SMS uplinks): what
+  :func:`record_reply` does for each, in order, with a few statements per push instead of a few
+  per reply (the reply path's cost under load, ``bench/reply_path.py``).
 * :func:`record_reply` — one reply: refused as a replay when ``(provider, dedup_key)`` was seen,
   else stored (always, even unrecognised or from an unknown phone), parsed
   (:func:`services.notify.domain.replies.parse_reply`), matched to the volunteer's open call-out, and
@@ -43,7 +46,7 @@ from shared.vocabulary import Channel
 if TYPE_CHECKING:
     from services.notify.sender import Sender
 
-__all__ = ["ReceiptOutcome", "apply_early_receipts", "apply_receipts", "record_reply"]
+__all__ = ["ReceiptOutcome", "apply_early_receipts", "apply_receipts", "record_replies", "record_reply"]
 
 log = get_logger(__name__)
 
@@ -312,3 +315,131 @@ async def record_reply(
     log.info("reply.received", reply_id=str(reply_id), volunteer_id=str(volunteer_id) if volunteer_id else None,
              callout_id=str(callout_id) if callout_id else None, intent=parsed.intent.value)
     return event
+
+
+async def record_replies(
+    conn: asyncpg.Connection,
+    *,
+    provider: str,
+    channel: Channel,
+    uplinks: Sequence[Any],
+    cipher: ContactCipher,
+    window_hours: float = 24.0,
+) -> list[ReplyReceived]:
+    """Store, parse, match and publish one push of replies: :func:`record_reply` for each, in push order.
+
+    The same rules with six statements per push: the push's dedup keys already stored, the senders'
+    contacts, their call-outs within the window, one ``INSERT … unnest`` of the replies, one update of
+    the declined call-outs (and of the opt-outs), and one outbox COPY. Replies are matched in order
+    against the call-outs as the earlier replies of the push left them (a decline closes its
+    call-out for the replies after it). A dedup key already stored, or twice in the push, is a
+    replay: nothing is stored or published for it; one stored concurrently by a retried push is
+    dropped at the insert, with its effects.
+
+    Args:
+        conn: a connection inside the callback's transaction.
+        provider: ``aliyun`` | ``tencent`` | ``wechat``.
+        channel: SMS or WeChat.
+        uplinks: the push's replies (:class:`services.notify.channels.base.Uplink`: ``sender`` E.164 or
+            openid, ``text``, ``received_at`` UTC, ``dedup_key``).
+        cipher: hashes the senders for the look-up.
+        window_hours: how old an open call-out may be and still be answered.
+
+    Returns:
+        The published events (``text`` masked), in push order; replays left out.
+
+    """
+    if not uplinks:
+        return []
+    stored_before = {r["dedup_key"] for r in await conn.fetch(
+        "SELECT dedup_key FROM replies WHERE provider = $1 AND dedup_key = ANY($2::text[])",
+        provider, [u.dedup_key for u in uplinks],
+    )}
+    fresh: list[Any] = []
+    for u in uplinks:
+        if u.dedup_key in stored_before:
+            log.info("reply.replay_ignored", provider=provider)
+            continue
+        stored_before.add(u.dedup_key)  # a second copy in the same push is a replay too
+        fresh.append(u)
+    if not fresh:
+        return []
+    sms = channel is Channel.SMS
+    hashes = [cipher.mobile_hash(u.sender) if sms else cipher.openid_hash(u.sender) for u in fresh]
+    column = "mobile_hash" if sms else "openid_hash"
+    owners = {r["h"]: r["volunteer_id"] for r in await conn.fetch(
+        f"SELECT DISTINCT ON ({column}) {column} AS h, volunteer_id FROM contacts WHERE {column} = ANY($1::bytea[]) "
+        f"ORDER BY {column}, updated_at DESC",
+        list(set(hashes)),
+    )}
+    vids = list({v for v in owners.values()})
+    recent: dict[UUID, list[dict[str, Any]]] = {}
+    for r in await conn.fetch(
+        "SELECT volunteer_id, callout_id, reply_code, requested_at, incident_id, drill, state <> 'closed' AS open "
+        "FROM callouts WHERE volunteer_id = ANY($1::uuid[]) AND requested_at > now() - make_interval(secs => $2) "
+        "ORDER BY requested_at DESC",
+        vids, window_hours * 3600,
+    ):
+        recent.setdefault(r["volunteer_id"], []).append(dict(r))
+    rows: list[tuple[Any, ...]] = []
+    events: list[ReplyReceived] = []
+    declines: dict[UUID, UUID] = {}  # reply id → call-out it closes
+    opt_outs: dict[UUID, UUID] = {}  # reply id → volunteer
+    for u, sender_hash in zip(fresh, hashes, strict=True):
+        volunteer_id = owners.get(sender_hash)
+        masked = mask_mobile(u.sender) if sms else mask_openid(u.sender)
+        mine = recent.get(volunteer_id, []) if volunteer_id else []
+        parsed = parse_reply(u.text, [r["reply_code"] for r in mine])
+        callout_id = None
+        if parsed.intent is not ReplyIntent.UNSUBSCRIBE:
+            callout_id = match_callout(
+                [OpenCallOut(r["callout_id"], r["reply_code"], r["requested_at"]) for r in _answerable(mine, parsed.code)],
+                parsed.code,
+            )
+        meta = next((r for r in mine if r["callout_id"] == callout_id), None) if callout_id else None
+        reply_id = uuid4()
+        rows.append((reply_id, provider, u.dedup_key, channel.value, volunteer_id, callout_id, sender_hash,
+                     masked if volunteer_id is None else None, u.text, parsed.intent.value, parsed.eta_minutes,
+                     u.received_at))
+        if parsed.intent is ReplyIntent.UNSUBSCRIBE and volunteer_id is not None:
+            opt_outs[reply_id] = volunteer_id
+        if parsed.intent is ReplyIntent.DECLINE and meta is not None:
+            declines[reply_id] = meta["callout_id"]
+            meta["open"] = False  # the replies after it see it closed, as they would one by one
+        events.append(ReplyReceived(
+            reply_id=reply_id, volunteer_id=volunteer_id, callout_id=callout_id, intent=parsed.intent,
+            eta_minutes=parsed.eta_minutes, text=mask_text(u.text), channel=channel,
+            sender=masked if volunteer_id is None else None, received_at=u.received_at,
+            correlation_id=meta["incident_id"] if meta else None, drill=bool(meta["drill"]) if meta else False,
+        ))
+    stored = {r["reply_id"] for r in await conn.fetch(
+        """
+        INSERT INTO replies (reply_id, provider, dedup_key, channel, volunteer_id, callout_id, sender_hash,
+                             sender_masked, text, intent, eta_minutes, received_at)
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::bytea[],
+                             $8::text[], $9::text[], $10::text[], $11::int[], $12::timestamptz[])
+        ON CONFLICT ON CONSTRAINT replies_dedup DO NOTHING RETURNING reply_id
+        """,
+        *[list(col) for col in zip(*rows, strict=True)],
+    )}
+    if len(stored) < len(rows):
+        log.info("reply.replay_ignored", provider=provider, count=len(rows) - len(stored))
+    if closing := [cid for rid, cid in declines.items() if rid in stored]:
+        await conn.execute(
+            "UPDATE callouts SET state = 'closed', closed_at = now() WHERE callout_id = ANY($1::uuid[]) "
+            "AND state = 'open'",
+            closing,
+        )
+    if leaving := [vid for rid, vid in opt_outs.items() if rid in stored]:
+        await conn.execute(
+            "UPDATE contacts SET sms_consent = false, sms_opt_out_at = now() WHERE volunteer_id = ANY($1::uuid[])",
+            leaving,
+        )
+    published = [e for e in events if e.reply_id in stored]
+    await outbox.add_many(conn, [
+        (REPLY, str(e.volunteer_id) if e.volunteer_id else (e.sender or "unknown"), e) for e in published
+    ])
+    for e in published:
+        log.info("reply.received", reply_id=str(e.reply_id), volunteer_id=str(e.volunteer_id) if e.volunteer_id else None,
+                 callout_id=str(e.callout_id) if e.callout_id else None, intent=e.intent.value)
+    return published

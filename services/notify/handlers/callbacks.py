@@ -45,7 +45,7 @@ from wechatpy.utils import check_signature
 
 from services.notify.channels.base import ChannelProvider
 from services.notify.context import NotifyContext
-from services.notify.inbound import apply_receipts, record_reply
+from services.notify.inbound import apply_receipts, record_replies, record_reply
 from shared.logging import get_logger
 from shared.vocabulary import Channel
 
@@ -109,12 +109,8 @@ async def _uplinks(request: Request, ctx: NotifyContext, provider: ChannelProvid
     except ValueError:
         return _refuse(request, route, "malformed", 400)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        for u in uplinks:
-            await record_reply(
-                conn, provider=provider.name, dedup_key=u.dedup_key, channel=provider.channel, text=u.text,
-                received_at=u.received_at, cipher=ctx.cipher, sender=u.sender,
-                window_hours=ctx.settings.reply_window_hours,
-            )
+        await record_replies(conn, provider=provider.name, channel=provider.channel, uplinks=uplinks,
+                             cipher=ctx.cipher, window_hours=ctx.settings.reply_window_hours)
     if isinstance(ok, str):
         return PlainTextResponse(ok)
     return JSONResponse(ok)
