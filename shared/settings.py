@@ -91,7 +91,8 @@ class NotifySettings(ServiceSettings):
     kafka_bootstrap_servers: str = Field(validation_alias=_kafka_alias("NOTIFY_"))
     http_port: int = 8103
     encryption_key: SecretStr | None = Field(
-        default=None, description="Fernet key for phone numbers and openids at rest (required to serve)."
+        default=None, description="Key for phone numbers and openids at rest: a Fernet key (32 bytes, URL-safe base64), "
+        "from which the AES-GCM and look-up keys are derived (required to serve)."
     )
 
     # --- provider adapters (services/notify/channels) -------------------------------------------------

@@ -11,7 +11,7 @@ second event for the same call-out (a re-published copy with a new event id) mak
 topic                             consumer (group id)          effect
 ================================  ===========================  ========================================
 ``roster.volunteer-contact.v1``   ``notify.contacts``          upsert ``contacts`` (newer revision wins;
-                                                               mobile/openid Fernet-encrypted + HMAC),
+                                                               mobile/openid AES-GCM-sealed + HMAC),
                                                                tombstone → row deleted
 ``dispatch.callout.v1``           ``notify.callouts``          ``CallOutRequested`` → message ``callout``;
                                                                ``CallOutAssigned`` → ``assigned``;

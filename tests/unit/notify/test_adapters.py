@@ -42,6 +42,25 @@ def test_another_key_cannot_decrypt() -> None:
         ContactCipher(Fernet.generate_key()).decrypt(token)
 
 
+def test_an_altered_value_is_refused() -> None:
+    cipher = ContactCipher(Fernet.generate_key())
+    token = bytearray(cipher.encrypt("+8613812341234") or b"")
+    token[-1] ^= 1
+    with pytest.raises(InvalidToken):
+        cipher.decrypt(bytes(token))
+
+
+def test_values_stored_as_fernet_tokens_still_decrypt() -> None:
+    """Contacts projected before the switch to AES-GCM were stored as Fernet tokens under the same key."""
+    key = Fernet.generate_key()
+    old = Fernet(key).encrypt(b"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+    cipher = ContactCipher(key)
+    assert cipher.decrypt(old) == "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+    new = cipher.encrypt("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o")
+    assert new is not None and new[:1] == b"\x02" and new != old
+    assert cipher.encrypt("+8613812341234") != cipher.encrypt("+8613812341234")  # a fresh nonce each time
+
+
 def test_reply_link_round_trip_and_forgery() -> None:
     links = ReplyLinks("secret", "https://notify.example.org/", max_age_seconds=3600)
     mid = uuid.uuid4()
@@ -92,3 +111,20 @@ def test_wechat_callback_allow_list_is_its_own() -> None:
     assert ctx.allowed("10.8.3.4") and not ctx.allowed("101.226.1.2")
     assert NotifySettings(kafka_bootstrap_servers="x:1", database_url="postgresql://u:p@h:1/d",
                           ).wechat_callback_allow_ips == ["127.0.0.1/32"]
+
+
+@pytest.mark.parametrize("value", ["2017-01-01T00:00:00", "2017-01-01", "2017-01-01 00:00:00+08:00",
+                                   "2017-13-01 00:00:00", "２０１７-01-01 00:00:00", " 2017-01-01 00:00:00"])
+def test_provider_local_times_other_than_the_documented_shape_are_refused(value: str) -> None:
+    from services.notify.channels._common import parse_local_time
+
+    with pytest.raises(ValueError):
+        parse_local_time(value)
+
+
+def test_provider_local_time_is_shanghai_wall_time() -> None:
+    from datetime import UTC, datetime
+
+    from services.notify.channels._common import parse_local_time
+
+    assert parse_local_time("2017-01-01 08:00:05") == datetime(2017, 1, 1, 0, 0, 5, tzinfo=UTC)
