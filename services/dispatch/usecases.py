@@ -585,8 +585,9 @@ async def apply_reply_event(conn: asyncpg.Connection, item: Received) -> None:
 async def apply_reply_batch(conn: asyncpg.Connection, items: Sequence[Received]) -> None:
     """Batch handler for ``notify.reply.v1``: :func:`apply_reply_event` for each event, in topic order.
 
-    The same effect, fewer round trips: one look-up of the batch's reply ids seen before (instead of
-    one per reply) and no savepoint per reply. The consumer runs the batch in one savepoint
+    The same effect, fewer round trips: one look-up of the batch's reply ids seen before and one of
+    their call-outs' requirement and incident (instead of one each per reply), and no savepoint per
+    reply. The consumer runs the batch in one savepoint
     (:class:`shared.consumer.IdempotentConsumer`); if any reply fails with a non-transient error the
     batch is rolled back to it and the consumer applies the events one by one with
     :func:`apply_reply_event`, which records a failing reply as unmatched with the note ``error``.
@@ -603,12 +604,15 @@ async def apply_reply_batch(conn: asyncpg.Connection, items: Sequence[Received])
     seen = {r["reply_id"] for r in await conn.fetch(
         "SELECT reply_id FROM replies WHERE reply_id = ANY($1::uuid[])", [ev.reply_id for ev in replies])}
     locked: dict[UUID, _Incident] = {}
+    heads = {r["callout_id"]: r for r in await conn.fetch(
+        "SELECT callout_id, requirement_id, incident_id FROM callouts WHERE callout_id = ANY($1::uuid[])",
+        [ev.callout_id for ev in replies if ev.callout_id is not None])}
     for ev in replies:
         if ev.reply_id in seen:
             log.info("dispatch.reply_duplicate", reply_id=str(ev.reply_id), event_id=str(ev.event_id))
             continue
         seen.add(ev.reply_id)
-        await _apply_reply(conn, ev, locked=locked)
+        await _apply_reply(conn, ev, locked=locked, heads=heads)
 
 
 async def _record_reply(
@@ -625,9 +629,13 @@ async def _record_reply(
     )
 
 
-async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived,
-                       locked: dict[UUID, _Incident] | None = None) -> None:
-    """Apply one reply (see :func:`apply_reply_event`); ``locked``: incidents already locked in this transaction."""
+async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived, locked: dict[UUID, _Incident] | None = None,
+                       heads: dict[UUID, asyncpg.Record] | None = None) -> None:
+    """Apply one reply (see :func:`apply_reply_event`).
+
+    ``locked``: incidents already locked in this transaction; ``heads``: call-outs' requirement and
+    incident ids read ahead (they never change).
+    """
     now = utcnow()
 
     async def record(callout_id: UUID | None, incident_id: UUID | None, applied: bool, note: str) -> None:
@@ -635,8 +643,10 @@ async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived,
 
     head = None
     if ev.callout_id is not None:
-        head = await conn.fetchrow("SELECT requirement_id, incident_id FROM callouts WHERE callout_id = $1",
-                                   ev.callout_id)
+        head = heads.get(ev.callout_id) if heads is not None else None
+        if head is None:
+            head = await conn.fetchrow("SELECT requirement_id, incident_id FROM callouts WHERE callout_id = $1",
+                                       ev.callout_id)
     if head is None:
         await record(None, None, False, "unmatched" if ev.callout_id is None else "unknown_callout")
         log.info("dispatch.reply_unmatched", reply_id=str(ev.reply_id), callout_id=str(ev.callout_id))
