@@ -206,7 +206,7 @@ async def _wait_delivered(http: httpx.AsyncClient, after: int, titles: dict[str,
 
 
 async def _targets(http: httpx.AsyncClient, headers: dict[str, str], db: asyncpg.Pool,
-                   directory: dict[str, str], need: int, tag: str, accept_share: float,
+                   directory: Directory, need: int, tag: str, accept_share: float,
                    rng: random.Random) -> tuple[list[UUID], list[Reply]]:
     """Open incidents until call-outs that reached a phone by SMS take ``need`` replies; the schedule."""
     incidents: list[UUID] = []
@@ -229,9 +229,10 @@ async def _targets(http: httpx.AsyncClient, headers: dict[str, str], db: asyncpg
             raise RuntimeError(f"{title} called no one: is the roster seeded?")
         by_volunteer = {str(r["volunteer_id"]): r for r in rows}
         msgs = await _wait_delivered(http, after, {title: incident_id}, len(rows))
+        phones = await directory.phones(http, list(by_volunteer))
         sms = 0
         for m in msgs:
-            vid = directory.get(m["recipient"])
+            vid = phones.get(m["recipient"])
             if m.get("channel") != "sms" or vid is None or vid not in by_volunteer:
                 continue
             row = by_volunteer.pop(vid)  # one reply per call-out, even if a message came twice
@@ -246,13 +247,37 @@ async def _targets(http: httpx.AsyncClient, headers: dict[str, str], db: asyncpg
     return incidents, schedule(targets)[:need]
 
 
-async def _directory(http: httpx.AsyncClient) -> dict[str, str]:
-    """Phone (E.164) / openid → volunteer id, from the roster API."""
-    from muster.drill.runner import DrillState, _load_directory
+class Directory:
+    """Phones (E.164) / openids → volunteer ids, from the roster API.
 
-    state = DrillState()
-    await _load_directory(state, http)
-    return state.phone_to_volunteer
+    Up to ``few`` volunteers are looked up one by one (``GET /volunteers/{id}``); more load the whole
+    roster once (the drill runner's paged directory), kept for the rest of the run.
+    """
+
+    def __init__(self, few: int = 200) -> None:
+        self._few = few
+        self._by_volunteer: dict[str, list[str]] = {}
+        self._whole = False
+
+    async def phones(self, http: httpx.AsyncClient, volunteer_ids: list[str]) -> dict[str, str]:
+        """Phone / openid → volunteer id for ``volunteer_ids`` (those the roster knows)."""
+        from muster.drill.runner import ROSTER, DrillState, _load_directory, _roster_headers
+
+        missing = [v for v in volunteer_ids if v not in self._by_volunteer]
+        if missing and not self._whole and len(missing) > self._few:
+            state = DrillState()
+            await _load_directory(state, http)
+            for phone, vid in state.phone_to_volunteer.items():
+                self._by_volunteer.setdefault(vid, []).append(phone)
+            self._whole = True
+        elif missing and not self._whole:
+            headers = _roster_headers()
+            for vid in missing:
+                r = await http.get(f"{ROSTER}/volunteers/{vid}", headers=headers)
+                if r.status_code == 200:
+                    body = r.json()
+                    self._by_volunteer[vid] = [x for x in (body.get("mobile"), body.get("wechat_openid")) if x]
+        return {phone: vid for vid in volunteer_ids for phone in self._by_volunteer.get(vid, [])}
 
 
 # ------------------------------------------------------------------------------------------- timed
@@ -491,7 +516,7 @@ async def run(rates: tuple[float, ...] = (100, 500, 1000), seconds: float = 60.0
         async with httpx.AsyncClient(timeout=30.0) as http:
             await _wait_projections(bootstrap)
             headers = {"Authorization": f"Bearer {await _operator_token()}"}
-            directory = await _directory(http)
+            directory = Directory()
             for rate in rates:
                 need = math.ceil(rate * seconds)
                 tag = f"{int(rate)}-{uuid.uuid4().hex[:4]}"
