@@ -98,23 +98,33 @@ class FaultLog:
 # ------------------------------------------------------------------------------------------- recovery
 
 
-async def services_ready(http: httpx.AsyncClient) -> bool:
-    """True when roster, dispatch and notify all answer ``/health/ready`` with 200."""
+async def services_ready(http: httpx.AsyncClient | None = None) -> bool:
+    """True when roster, dispatch and notify all answer ``/health/ready`` with 200 (own client: never starved)."""
     settings = StackSettings()
-    for name in SERVICES:
-        try:
-            r = await http.get(f"{settings.url(name)}/health/ready", timeout=3.0)
-        except httpx.HTTPError:
-            return False
-        if r.status_code != 200:
-            return False
+    async with httpx.AsyncClient(timeout=5.0) as own:
+        for name in SERVICES:
+            try:
+                r = await own.get(f"{settings.url(name)}/health/ready")
+            except httpx.HTTPError:
+                return False
+            if r.status_code != 200:
+                return False
     return True
+
+
+async def _in_thread(coro_fn: Any, *args: Any, timeout: float = 30.0) -> Any:
+    """Run ``coro_fn(*args)`` on its own event loop in a thread, waiting at most ``timeout`` seconds.
+
+    aiokafka clients can hang while closing after the broker restarted; in a thread, such a hang is left
+    behind instead of blocking the drill.
+    """
+    return await asyncio.wait_for(asyncio.to_thread(lambda: asyncio.run(coro_fn(*args))), timeout)
 
 
 async def lags(bootstrap: str) -> dict[str, int | None]:
     """Lag of every group of :data:`GROUPS` (messages; None = never committed, or the broker did not answer)."""
     try:
-        values = await asyncio.wait_for(consumer_lags(bootstrap, GROUPS), 30)
+        values = await _in_thread(consumer_lags, bootstrap, GROUPS)
     except Exception:  # noqa: BLE001 - broker away or restarting: not caught up yet
         return {f"{g}@{t}": None for g, t in GROUPS}
     return {f"{g}@{t}": v for (g, t), v in values.items()}
@@ -138,7 +148,7 @@ async def wait_recovered(http: httpx.AsyncClient, bootstrap: str, *, since: floa
     while time.monotonic() < deadline:
         if await services_ready(http):
             try:
-                offsets = await asyncio.wait_for(consumer_offsets(bootstrap, GROUPS), 30)
+                offsets = await _in_thread(consumer_offsets, bootstrap, GROUPS)
             except Exception:  # noqa: BLE001 - broker away or restarting: not caught up yet
                 await asyncio.sleep(0.5)
                 continue
@@ -152,6 +162,7 @@ async def wait_recovered(http: httpx.AsyncClient, bootstrap: str, *, since: floa
             if not behind:
                 return round(time.monotonic() - since, 2)
         await asyncio.sleep(0.5)
+    log(f"not recovered after {timeout}s; behind: {behind}")
     raise TimeoutError(f"not recovered after {timeout}s; behind: {behind}")
 
 
