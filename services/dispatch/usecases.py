@@ -177,8 +177,11 @@ class _Incident:
 
 
 async def _incident(conn: asyncpg.Connection, incident_id: UUID, *, lock: bool = False) -> _Incident:
+    # FOR NO KEY UPDATE, not FOR UPDATE: the ticker writes a wave's call-outs while holding a requirement,
+    # and their foreign key takes KEY SHARE on this row; FOR UPDATE conflicted with it and deadlocked the
+    # ticker against a close or a reply that holds this row and waits for the requirement (fault drill).
     r = await conn.fetchrow(
-        "SELECT * FROM incidents WHERE incident_id = $1" + (" FOR UPDATE" if lock else ""), incident_id
+        "SELECT * FROM incidents WHERE incident_id = $1" + (" FOR NO KEY UPDATE" if lock else ""), incident_id
     )
     if r is None:
         raise NotFound(f"no incident {incident_id}")
