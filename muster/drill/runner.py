@@ -41,6 +41,8 @@ from shared.vocabulary import Level
 
 __all__ = ["DrillState", "classify", "run_drill"]
 
+REPLY_CONCURRENCY = 32
+"""Phones' reply requests in flight at once (the rest wait their turn, in order)."""
 ROSTER = StackSettings().url("roster")
 DISPATCH = StackSettings().url("dispatch")
 SIMULATOR = StackSettings().url("simulator")
@@ -84,6 +86,9 @@ class DrillState:
     callout_index: dict[str, dict[str, Any]] = field(default_factory=dict)  # volunteer id → latest open call-out
     answered: set[tuple[str, str]] = field(default_factory=set)  # (volunteer id, message out id)
     errors: list[str] = field(default_factory=list)
+    # Phones' requests in flight at once. Unbounded, thousands queued on one client while notify was down
+    # (fault drill), and httpcore's pool then matched them to connections without yielding to the loop.
+    reply_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(REPLY_CONCURRENCY))
 
     def offset(self) -> float:
         return time.monotonic() - self.started
@@ -195,13 +200,14 @@ async def _reply(state: DrillState, http: httpx.AsyncClient, msg: dict[str, Any]
     await asyncio.sleep(delay)
     vid = state.phone_to_volunteer.get(msg["recipient"], "?")
     try:
-        if msg.get("channel") == "wechat" and msg.get("url"):
-            data = {"action": action or "accept"}
-            if eta is not None:
-                data["eta_minutes"] = str(eta)
-            r = await http.post(msg["url"], data=data)
-        else:
-            r = await http.post(f"{SIMULATOR}/sim/phones/{msg['recipient']}/reply", json={"text": text})
+        async with state.reply_slots:
+            if msg.get("channel") == "wechat" and msg.get("url"):
+                data = {"action": action or "accept"}
+                if eta is not None:
+                    data["eta_minutes"] = str(eta)
+                r = await http.post(msg["url"], data=data)
+            else:
+                r = await http.post(f"{SIMULATOR}/sim/phones/{msg['recipient']}/reply", json={"text": text})
         r.raise_for_status()
         state.sent.append({"volunteer_id": vid, "text": text, "at": state.offset(), "channel": msg.get("channel")})
     except httpx.HTTPError as exc:

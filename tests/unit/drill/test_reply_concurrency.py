@@ -1,0 +1,39 @@
+"""The drill's phones keep a bounded number of reply requests in flight (no I/O: a recording client)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from muster.drill.runner import REPLY_CONCURRENCY, DrillState, _reply
+
+
+class SlowClient:
+    """Answers every POST after a pause, counting how many were in flight at once."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most = 0
+        self.posts = 0
+
+    async def post(self, url: str, **_: Any) -> httpx.Response:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        self.posts += 1
+        return httpx.Response(200, request=httpx.Request("POST", url))
+
+
+async def test_replies_beyond_the_cap_wait_their_turn_and_all_go_out() -> None:
+    """Regression: the fault drill queued thousands of replies on one client while notify was down."""
+    state, client = DrillState(), SlowClient()
+    n = REPLY_CONCURRENCY * 5
+    await asyncio.gather(*(
+        _reply(state, client, {"recipient": f"+86137{i:08d}", "channel": "sms"}, "1", 0.0)  # type: ignore[arg-type]
+        for i in range(n)
+    ))
+    assert client.posts == n and len(state.sent) == n and not state.errors
+    assert client.most == REPLY_CONCURRENCY
