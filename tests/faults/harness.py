@@ -130,7 +130,7 @@ async def lags(bootstrap: str) -> dict[str, int | None]:
     return {f"{g}@{t}": v for (g, t), v in values.items()}
 
 
-async def wait_recovered(http: httpx.AsyncClient, bootstrap: str, *, since: float, timeout: float = 150.0,
+async def wait_recovered(http: httpx.AsyncClient, bootstrap: str, *, since: float, timeout: float = 300.0,
                          idle: bool = False) -> float:
     """Wait until every service is ready and every group has caught up; return seconds since ``since`` (monotonic).
 

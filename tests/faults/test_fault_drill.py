@@ -23,10 +23,9 @@ The simulator is restarted with ``SIMULATOR_CALLBACK_MINUTE_SECONDS=8``: the pro
 failed callback after 1, 5 and 10 minutes (Aliyun) or 1 and 1 minutes (Tencent), compressed so that
 the retries span a restart of notify, as the real minutes would.
 
-Known problem (29 Nov, load 8–15 on the 2-core machine): during the Kafka outage the test process
-starved its own event loop: the phones' reply requests queued by the thousand on one httpx client and
-httpcore's pool assignment (O(queued × connections) per request) ran without yielding, so the 20 s
-sleep never ended. The drill has not yet passed end to end; see the branch's report.
+A recovery (services ready, every group past the fault's backlog) is allowed 300 s: on this 2-core
+machine with other stacks running, a killed Python service took up to a minute to start and its
+consumers minutes to drain the backlog. The figures record the time each recovery took.
 """
 
 from __future__ import annotations
@@ -58,7 +57,7 @@ SEED = int(os.environ.get("MUSTER_FAULTS_SEED", "8"))
 KILL_ROUNDS = int(os.environ.get("MUSTER_FAULTS_KILL_ROUNDS", "2"))
 CALLBACK_MINUTE_SECONDS = "8"
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(1500)]
 
 
 def _restore_stack() -> None:
