@@ -37,7 +37,7 @@ from shared.events import Event, parse_event
 from shared.logging import get_logger
 from shared.topics import TopicSpec, dead_letter
 
-__all__ = ["BatchHandler", "ConsumedRecord", "IdempotentConsumer", "Received", "Tombstone", "is_transient"]
+__all__ = ["TRANSIENT_ERRORS", "BatchHandler", "ConsumedRecord", "IdempotentConsumer", "Received", "Tombstone", "is_transient"]
 
 log = get_logger(__name__)
 
@@ -72,7 +72,7 @@ class DeadLetterSink(Protocol):
     async def __call__(self, topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None: ...
 
 
-_TRANSIENT = (
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
@@ -88,7 +88,7 @@ _TRANSIENT = (
 
 def is_transient(exc: BaseException) -> bool:
     """True for errors that go away by themselves (database restarting, network, timeouts)."""
-    return isinstance(exc, _TRANSIENT)
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 @dataclass

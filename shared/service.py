@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 
-from shared.consumer import IdempotentConsumer
+from shared.consumer import TRANSIENT_ERRORS, IdempotentConsumer
 from shared.db import create_pool, upgrade_async
 from shared.logging import configure_logging, get_logger
 from shared.outbox import OutboxRelay
@@ -128,6 +128,16 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
 
     app = FastAPI(title=spec.title, lifespan=lifespan)
     app.state.runtime = runtime
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database or broker is restarting: a 503 with Retry-After (RFC 9110 §15.6.4) tells a provider's
+        # callback, an operator's console or a volunteer's reply page to try again, where a 500 says "bug".
+        log.warning("http.unavailable", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse({"error": "unavailable", "retry_after_seconds": 2}, status_code=503,
+                            headers={"Retry-After": "2"})
+
+    for transient in TRANSIENT_ERRORS:
+        app.add_exception_handler(transient, unavailable)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

@@ -43,6 +43,8 @@ __all__ = ["DrillState", "classify", "run_drill"]
 
 REPLY_CONCURRENCY = 32
 """Phones' reply requests in flight at once (the rest wait their turn, in order)."""
+REPLY_TRIES = 6
+"""A volunteer whose reply page says 503 (or does not load) tries again, up to this many times in all."""
 ROSTER = StackSettings().url("roster")
 DISPATCH = StackSettings().url("dispatch")
 SIMULATOR = StackSettings().url("simulator")
@@ -200,14 +202,25 @@ async def _reply(state: DrillState, http: httpx.AsyncClient, msg: dict[str, Any]
     await asyncio.sleep(delay)
     vid = state.phone_to_volunteer.get(msg["recipient"], "?")
     try:
-        async with state.reply_slots:
-            if msg.get("channel") == "wechat" and msg.get("url"):
-                data = {"action": action or "accept"}
-                if eta is not None:
-                    data["eta_minutes"] = str(eta)
-                r = await http.post(msg["url"], data=data)
-            else:
-                r = await http.post(f"{SIMULATOR}/sim/phones/{msg['recipient']}/reply", json={"text": text})
+        for attempt in range(REPLY_TRIES):
+            try:
+                async with state.reply_slots:
+                    if msg.get("channel") == "wechat" and msg.get("url"):
+                        data = {"action": action or "accept"}
+                        if eta is not None:
+                            data["eta_minutes"] = str(eta)
+                        r = await http.post(msg["url"], data=data)
+                    else:
+                        r = await http.post(f"{SIMULATOR}/sim/phones/{msg['recipient']}/reply", json={"text": text})
+            except httpx.ConnectError:  # the page did not load: nothing was sent, the volunteer taps again
+                if attempt == REPLY_TRIES - 1:
+                    raise
+                await asyncio.sleep(2.0 * (attempt + 1))
+                continue
+            if r.status_code != 503 or attempt == REPLY_TRIES - 1:
+                break
+            # "busy, try again" (the service's database is restarting): nothing was recorded; tap again
+            await asyncio.sleep(float(r.headers.get("Retry-After", "2")) * (attempt + 1))
         r.raise_for_status()
         state.sent.append({"volunteer_id": vid, "text": text, "at": state.offset(), "channel": msg.get("channel")})
     except httpx.HTTPError as exc:

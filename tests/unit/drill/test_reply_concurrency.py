@@ -37,3 +37,23 @@ async def test_replies_beyond_the_cap_wait_their_turn_and_all_go_out() -> None:
     ))
     assert client.posts == n and len(state.sent) == n and not state.errors
     assert client.most == REPLY_CONCURRENCY
+
+
+class BusyThenOkClient:
+    """Answers 503 with Retry-After: 0 twice, then 200."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    async def post(self, url: str, **_: Any) -> httpx.Response:
+        self.posts += 1
+        code = 503 if self.posts <= 2 else 200
+        return httpx.Response(code, headers={"Retry-After": "0"}, request=httpx.Request("POST", url))
+
+
+async def test_a_busy_reply_page_is_tried_again_and_the_reply_counted_once() -> None:
+    """Regression (fault drill): replies posted while PostgreSQL restarted were given up after one 500/503."""
+    state, client = DrillState(), BusyThenOkClient()
+    msg = {"recipient": "+8613700000001", "channel": "wechat", "url": "http://notify/r/x"}
+    await _reply(state, client, msg, "1", 0.0, action="accept")  # type: ignore[arg-type]
+    assert client.posts == 3 and len(state.sent) == 1 and not state.errors

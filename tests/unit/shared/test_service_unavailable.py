@@ -1,0 +1,46 @@
+"""A service answers 503 with Retry-After, not 500, while its database is restarting (no I/O: ASGI in process)."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import APIRouter
+
+from shared.service import ServiceSpec, build_app
+from shared.settings import DispatchSettings
+
+router = APIRouter()
+
+
+@router.post("/restarting")
+async def restarting() -> None:
+    raise asyncpg.CannotConnectNowError("the database system is shutting down")
+
+
+@router.post("/reset")
+async def reset() -> None:
+    raise ConnectionResetError(104, "Connection reset by peer")
+
+
+@router.post("/bug")
+async def bug() -> None:
+    raise ValueError("a bug")
+
+
+@pytest.fixture
+def client() -> httpx.AsyncClient:
+    settings = DispatchSettings(database_url="postgresql://u:p@127.0.0.1:1/db", kafka_bootstrap_servers="127.0.0.1:1")
+    app = build_app(ServiceSpec(name="dispatch", title="t", routers=(router,)), settings, migrate=False)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t")
+
+
+@pytest.mark.parametrize("path", ["/restarting", "/reset"])
+async def test_database_gone_is_503_with_retry_after(client: httpx.AsyncClient, path: str) -> None:
+    """Regression (fault drill): a reply page posted during a PostgreSQL restart got a 500."""
+    r = await client.post(path)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "2" and r.json()["error"] == "unavailable"
+
+
+async def test_a_bug_is_still_a_500(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/bug")).status_code == 500
