@@ -43,8 +43,9 @@ __all__ = ["DrillState", "classify", "run_drill"]
 
 REPLY_CONCURRENCY = 32
 """Phones' reply requests in flight at once (the rest wait their turn, in order)."""
-REPLY_TRIES = 6
-"""A volunteer whose reply page says 503 (or does not load) tries again, up to this many times in all."""
+REPLY_TRIES = 10
+"""A volunteer whose reply page says 503 (or does not load) tries again, up to this many times in all,
+waiting 2, 4, 6 … up to 15 s between tries (about 90 s in all: a service restarting on a loaded machine)."""
 ROSTER = StackSettings().url("roster")
 DISPATCH = StackSettings().url("dispatch")
 SIMULATOR = StackSettings().url("simulator")
@@ -215,12 +216,12 @@ async def _reply(state: DrillState, http: httpx.AsyncClient, msg: dict[str, Any]
             except httpx.ConnectError:  # the page did not load: nothing was sent, the volunteer taps again
                 if attempt == REPLY_TRIES - 1:
                     raise
-                await asyncio.sleep(2.0 * (attempt + 1))
+                await asyncio.sleep(min(2.0 * (attempt + 1), 15.0))
                 continue
             if r.status_code != 503 or attempt == REPLY_TRIES - 1:
                 break
             # "busy, try again" (the service's database is restarting): nothing was recorded; tap again
-            await asyncio.sleep(float(r.headers.get("Retry-After", "2")) * (attempt + 1))
+            await asyncio.sleep(min(float(r.headers.get("Retry-After", "2")) * (attempt + 1), 15.0))
         r.raise_for_status()
         state.sent.append({"volunteer_id": vid, "text": text, "at": state.offset(), "channel": msg.get("channel")})
     except httpx.HTTPError as exc:
