@@ -87,3 +87,10 @@ def test_integrity_is_zero_for_a_clean_drill():
         "duplicate_messages": 0, "duplicate_stand_downs": 0, "lost_callouts": 0, "lost_replies": 0,
         "overfilled_requirements": 0,
     }
+
+
+def test_one_batch_to_phones_the_drill_cannot_name_is_not_a_duplicate():
+    """Regression (fault drill): an Aliyun batch carries one OutId; unnamed phones all keyed as None added up."""
+    callouts = [BoardCallOut("c1", "v1", "requested", replies_recorded=0, stood_down=False)]
+    messages = [PhoneMessage("v1", "callout", "batch-1")] + [PhoneMessage(None, "assigned", "batch-1")] * 5
+    assert integrity(messages, [], callouts, [])["duplicate_messages"] == 0
