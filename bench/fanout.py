@@ -107,7 +107,7 @@ async def _last_seq(http: httpx.AsyncClient, sim: str) -> int:
 async def _settle(http: httpx.AsyncClient, sim: str, bootstrap: str, quiet_seconds: float = 2.0,
                   timeout: float = 300.0) -> None:
     """Wait until notify's and dispatch's consumer groups are at lag 0 and the simulator took nothing new."""
-    from shared.lag import consumer_lag
+    from shared.lag import consumer_lags
     from shared.topics import CALLOUT, DELIVERY, REPLY
 
     groups = (("notify.callouts", CALLOUT.name), ("dispatch.deliveries", DELIVERY.name),
@@ -118,7 +118,7 @@ async def _settle(http: httpx.AsyncClient, sim: str, bootstrap: str, quiet_secon
         seq = await _last_seq(http, sim)
         if seq != last:
             last, since = seq, time.monotonic()
-        lags = [await consumer_lag(bootstrap, g, t) for g, t in groups]
+        lags = list((await consumer_lags(bootstrap, groups)).values())
         if all(x in (0, None) for x in lags) and time.monotonic() - since >= quiet_seconds:
             return
         await asyncio.sleep(0.5)

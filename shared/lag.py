@@ -24,25 +24,7 @@ async def consumer_lag(bootstrap: str, group_id: str, topic: str) -> int | None:
         aiokafka.errors.KafkaError: the broker cannot be reached.
 
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group_id)
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata for a new topic
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        ends = await consumer.end_offsets(tps)
-        mine = {tp: meta.offset for tp, meta in committed.items() if tp.topic == topic}
-        if not mine and any(ends.values()):
-            return None
-        return sum(max(0, ends[tp] - mine.get(tp, 0)) for tp in tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    return (await consumer_lags(bootstrap, [(group_id, topic)]))[(group_id, topic)]
 
 
 async def wait_for_lag_zero(bootstrap: str, group_id: str, topic: str, *, timeout: float = 120.0) -> float:

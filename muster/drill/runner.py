@@ -167,7 +167,7 @@ async def _wait_projections(bootstrap: str, timeout: float = 180) -> None:
     Caught up = both consumer groups at lag 0 twice in a row, one second apart (the roster's relay
     may still be publishing a fresh seed; a second look makes sure it stopped).
     """
-    from shared.lag import consumer_lag
+    from shared.lag import consumer_lags
     from shared.topics import ROSTER_CONTACT, ROSTER_PROFILE
 
     groups = (("dispatch.roster-profiles", ROSTER_PROFILE.name), ("notify.contacts", ROSTER_CONTACT.name))
@@ -175,7 +175,7 @@ async def _wait_projections(bootstrap: str, timeout: float = 180) -> None:
     quiet = 0
     lags: list[int | None] = []
     while time.monotonic() < deadline:
-        lags = [await consumer_lag(bootstrap, g, t) for g, t in groups]
+        lags = list((await consumer_lags(bootstrap, groups)).values())
         quiet = quiet + 1 if all(x == 0 for x in lags) else 0
         if quiet >= 2:
             _log("dispatch and notify projections have caught up with the roster")
