@@ -72,7 +72,7 @@ class DeadLetterSink(Protocol):
     async def __call__(self, topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None: ...
 
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
