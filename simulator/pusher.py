@@ -1,13 +1,16 @@
 """Pushes delivery receipts and uplinks to notify's callbacks, batched, retried as each provider documents.
 
-Retry schedules (documented minutes, scaled by ``callback_minute_seconds``):
+Retry schedules (Aliyun's and Tencent's in documented minutes, scaled by ``callback_minute_seconds``;
+WeChat's in real seconds, ``wechat_retry_seconds``, unscaled: its document gives seconds, not minutes):
 
 =========  ==========================================  =============================================
 provider   batch                                       re-pushes after a non-200 or a timeout
 =========  ==========================================  =============================================
 aliyun     SmsReport / SmsUp JSON arrays (≤100 here)   1, 5, 10 minutes, then gives up (101867.html)
 tencent    status JSON array ≤100 / reply one object   2 more times (1, 1 minutes here) (382/59178)
-wechat     one XML event per push                      3 more times (WeChat waits 5 s each; 0.1 min here)
+wechat     one XML event per push                      3 more times, 5 s apart (WeChat waits 5 s for an
+                                                       answer, then retries, 3 times in all: "接收事件推送",
+                                                       developers.weixin.qq.com/doc/offiaccount)
 =========  ==========================================  =============================================
 """
 
@@ -31,8 +34,9 @@ log = get_logger(__name__)
 SCHEDULES: dict[str, tuple[float, ...]] = {
     "aliyun": (1.0, 5.0, 10.0),
     "tencent": (1.0, 1.0),
-    "wechat": (0.1, 0.1, 0.1),
 }
+WECHAT_RETRIES = 3
+"""WeChat re-pushes an unanswered event 3 more times, ``wechat_retry_seconds`` (5 s) apart."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,9 @@ class CallbackPusher:
             ``fail_callbacks`` fault.
         build: ``build(stream, items) -> (url, content, headers)`` renders a push in the provider's format.
         delay: seconds between accepting a message and pushing its receipt.
-        minute: real seconds per documented minute in the retry schedules.
+        minute: real seconds per documented minute in Aliyun's and Tencent's retry schedules.
+        wechat_retry_seconds: real seconds between WeChat's re-pushes (5 s as documented; not scaled
+            by ``minute``, so a compressed schedule does not make WeChat give up in under a second).
         max_batch: items per push at most (Aliyun and Tencent arrays; WeChat and Tencent replies push one).
         concurrency: pushes in flight at once *per stream*. Each stream (receipts, uplinks…) has its own
             slots, as a provider's report and reply callbacks are separate queues, and a push waiting
@@ -64,12 +70,14 @@ class CallbackPusher:
 
     def __init__(self, *, http: aiohttp.ClientSession, state: SimState,
                  build: Callable[[str, list[Any]], tuple[str, bytes, dict[str, str]]],
-                 delay: float, minute: float, max_batch: int = 100, concurrency: int = 32) -> None:
+                 delay: float, minute: float, max_batch: int = 100, concurrency: int = 32,
+                 wechat_retry_seconds: float = 5.0) -> None:
         self._http = http
         self._state = state
         self._build = build
         self._delay = delay
         self._minute = minute
+        self._wechat_retry_seconds = wechat_retry_seconds
         self._max_batch = max_batch
         self._queues: dict[str, asyncio.Queue[Push]] = {}
         self._workers: list[asyncio.Task[None]] = []
@@ -136,15 +144,18 @@ class CallbackPusher:
         re-push and taken again for it.
         """
         url, content, headers = self._build(stream, items)
-        delays = (0.0, *SCHEDULES[provider])
+        if provider == "wechat":
+            delays = (0.0, *[self._wechat_retry_seconds] * WECHAT_RETRIES)
+        else:
+            delays = (0.0, *[minutes * self._minute for minutes in SCHEDULES[provider]])
         slots = self._slots[stream]
         holding = True
         try:
-            for attempt, minutes in enumerate(delays):
-                if minutes:
+            for attempt, wait in enumerate(delays):
+                if wait:
                     slots.release()
                     holding = False
-                    await asyncio.sleep(minutes * self._minute)
+                    await asyncio.sleep(wait)
                     await slots.acquire()
                     holding = True
                 if await self._attempt(url, content, headers):

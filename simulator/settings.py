@@ -86,6 +86,11 @@ class SimulatorSettings(BaseSettings):
         description="Real seconds per documented minute in the providers' retry schedules (Aliyun re-pushes "
                     "after 1, 5 and 10 minutes; scaled so tests finish).",
     )
+    wechat_retry_seconds: float = Field(
+        default=5.0, gt=0,
+        description="Real seconds between WeChat's 3 re-pushes of an unanswered event (5 s as documented; "
+                    "not scaled by callback_minute_seconds).",
+    )
     aliyun_max_skew_seconds: int = Field(default=900, description="x-acs-date / Timestamp tolerance (15 min).")
     tencent_max_skew_seconds: int = Field(default=300, description="X-TC-Timestamp tolerance (5 min).")
     log_path: Path | None = Field(default=None, description="Append-only JSONL log of delivered messages.")

@@ -171,3 +171,31 @@ async def test_a_push_waiting_for_its_re_push_gives_its_slot_to_the_next(
     rec.fail_first = {"/aliyun_up"}
     log = await _run_flaky(base, rec, Push("aliyun_up", "aliyun", {"u": 1}), Push("aliyun_up", "aliyun", {"u": 2}))
     assert [(orjson.loads(b), s) for _, b, s in log] == [([{"u": 1}], 500), ([{"u": 2}], 200), ([{"u": 1}], 200)]
+
+
+async def test_wechat_re_pushes_keep_their_documented_seconds_under_a_compressed_minute(
+    flaky_server: tuple[_FlakyReceiver, str],
+) -> None:
+    """WeChat's event re-pushes are seconds apart (5 s documented), not a tenth of a compressed minute.
+
+    With the fault drill's compressed minute (8 s), the old schedule (0.1 minute) re-pushed a receipt
+    after 0.8 s, and all 3 re-pushes were over before a killed notify came back: the receipt was lost
+    and the call-out went out again by SMS.
+    """
+    rec, base = flaky_server
+    rec.fail_first = {"/wechat_event"}
+    async with aiohttp.ClientSession() as http:
+        pusher = CallbackPusher(
+            http=http, state=SimState(), delay=0.0, minute=0.01, concurrency=1, wechat_retry_seconds=0.6,
+            build=lambda stream, items: (f"{base}/{stream}", orjson.dumps(items), {}),
+        )
+        try:
+            pusher.submit(Push("wechat_event", "wechat", {"msgid": 1}))
+            await asyncio.wait_for(rec.failed.wait(), 5)
+            failed_at = asyncio.get_running_loop().time()
+            await pusher.drain(timeout=10)
+            repushed_after = asyncio.get_running_loop().time() - failed_at
+        finally:
+            await pusher.aclose()
+    assert [s for _, _, s in rec.log] == [500, 200]
+    assert repushed_after >= 0.6, repushed_after  # the old schedule: 0.1 × 0.01 s = 1 ms
