@@ -80,6 +80,10 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+    # A pooled connection whose session the server terminated mid-operation (a restart) raises this on its
+    # next use: "cannot switch to state N; another operation (2) is in progress" (asyncpg#784,
+    # sqlalchemy#13241). The pool discards it on release; the next try gets a fresh connection.
+    asyncpg.InternalClientError,
     ConnectionError,
     OSError,
     TimeoutError,

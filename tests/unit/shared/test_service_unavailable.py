@@ -23,6 +23,12 @@ async def reset() -> None:
     raise ConnectionResetError(104, "Connection reset by peer")
 
 
+@router.post("/broken-connection")
+async def broken_connection() -> None:
+    # What a pooled connection raised after PostgreSQL terminated its session mid-operation (fault drill run 5).
+    raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+
+
 @router.post("/bug")
 async def bug() -> None:
     raise ValueError("a bug")
@@ -35,7 +41,7 @@ def client() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t")
 
 
-@pytest.mark.parametrize("path", ["/restarting", "/reset"])
+@pytest.mark.parametrize("path", ["/restarting", "/reset", "/broken-connection"])
 async def test_database_gone_is_503_with_retry_after(client: httpx.AsyncClient, path: str) -> None:
     """Regression (fault drill): a reply page posted during a PostgreSQL restart got a 500."""
     r = await client.post(path)
