@@ -200,27 +200,37 @@ async def _operator_token() -> str:
 
 async def _reply(state: DrillState, http: httpx.AsyncClient, msg: dict[str, Any], text: str, delay: float,
                  action: str | None = None, eta: int | None = None) -> None:
+    """Send one reply as the volunteer would, trying again while the service cannot take it.
+
+    A WeChat reply is a tap on notify's reply page, which is idempotent (one reply per message, action and
+    ETA: ``page:{message_id}:{action}:{minutes}``): a page that fails in any way (did not load, cut off
+    mid-request by a restart, 5xx) is tapped again. An SMS reply is sent by the simulated phone: tried again
+    only when it certainly did not leave (no connection, 503), as a phone does not resend an SMS by itself.
+    """
     await asyncio.sleep(delay)
     vid = state.phone_to_volunteer.get(msg["recipient"], "?")
+    page = msg.get("channel") == "wechat" and bool(msg.get("url"))
+    unsent = httpx.TransportError if page else httpx.ConnectError
     try:
         for attempt in range(REPLY_TRIES):
             try:
                 async with state.reply_slots:
-                    if msg.get("channel") == "wechat" and msg.get("url"):
+                    if page:
                         data = {"action": action or "accept"}
                         if eta is not None:
                             data["eta_minutes"] = str(eta)
                         r = await http.post(msg["url"], data=data)
                     else:
                         r = await http.post(f"{SIMULATOR}/sim/phones/{msg['recipient']}/reply", json={"text": text})
-            except httpx.ConnectError:  # the page did not load: nothing was sent, the volunteer taps again
+            except unsent:  # the page did not load (or broke off): the volunteer taps again
                 if attempt == REPLY_TRIES - 1:
                     raise
                 await asyncio.sleep(min(2.0 * (attempt + 1), 15.0))
                 continue
-            if r.status_code != 503 or attempt == REPLY_TRIES - 1:
+            again = r.status_code == 503 or (page and r.status_code >= 500)
+            if not again or attempt == REPLY_TRIES - 1:
                 break
-            # "busy, try again" (the service's database is restarting): nothing was recorded; tap again
+            # "busy, try again" (the service's database is restarting): tap again
             await asyncio.sleep(min(float(r.headers.get("Retry-After", "2")) * (attempt + 1), 15.0))
         r.raise_for_status()
         state.sent.append({"volunteer_id": vid, "text": text, "at": state.offset(), "channel": msg.get("channel")})

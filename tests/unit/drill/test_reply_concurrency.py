@@ -57,3 +57,32 @@ async def test_a_busy_reply_page_is_tried_again_and_the_reply_counted_once() -> 
     msg = {"recipient": "+8613700000001", "channel": "wechat", "url": "http://notify/r/x"}
     await _reply(state, client, msg, "1", 0.0, action="accept")  # type: ignore[arg-type]
     assert client.posts == 3 and len(state.sent) == 1 and not state.errors
+
+
+class CutOffThenOkClient:
+    """The first POST is cut off mid-request (a service killed), the second gets a 500, the third a 200."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    async def post(self, url: str, **_: Any) -> httpx.Response:
+        self.posts += 1
+        if self.posts == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        code = 500 if self.posts == 2 else 200
+        return httpx.Response(code, headers={"Retry-After": "0"}, request=httpx.Request("POST", url))
+
+
+async def test_a_reply_page_cut_off_or_failing_is_tapped_again() -> None:
+    """Regression (fault drill run 5): page replies cut off by a kill or answered 500 were never retried."""
+    state, client = DrillState(), CutOffThenOkClient()
+    msg = {"recipient": "openid-x", "channel": "wechat", "url": "http://notify/r/x"}
+    await _reply(state, client, msg, "1", 0.0, action="accept")  # type: ignore[arg-type]
+    assert client.posts == 3 and len(state.sent) == 1 and not state.errors
+
+
+async def test_an_sms_reply_that_may_have_left_is_not_sent_again() -> None:
+    """A phone's SMS cut off mid-request may have gone: the phone does not resend it by itself."""
+    state, client = DrillState(), CutOffThenOkClient()
+    await _reply(state, client, {"recipient": "+8613700000002", "channel": "sms"}, "1", 0.0)  # type: ignore[arg-type]
+    assert client.posts == 1 and not state.sent and len(state.errors) == 1
