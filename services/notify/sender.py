@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,7 +41,7 @@ import asyncpg
 from services.notify.adapters.crypto import ContactCipher
 from services.notify.adapters.reply_links import ReplyLinks
 from services.notify.channels.base import ChannelProvider, OutboundMessage, SendResult
-from services.notify.domain.routing import ContactView, choose_channel, retry_delay
+from services.notify.domain.routing import ContactView, choose_channel, receipt_overdue_reason, retry_delay
 from services.notify.domain.templates import MessageContent, render
 from shared import outbox
 from shared.events import CancelReason, MessageFailed, MessageKind, MessageSent, utcnow
@@ -67,6 +68,7 @@ class SenderStats:
     failed: int = 0
     fallbacks: int = 0
     in_doubt_resolved: int = 0
+    receipts_overdue: int = 0  # WeChat messages past the receipt time-out not sent again (see fallback_unreceipted)
     rounds: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -473,20 +475,45 @@ class Sender:
             return applied
 
     async def fallback_unreceipted(self) -> int:
-        """WeChat messages without a delivery receipt after the time-out go out again by SMS. Returns how many."""
+        """WeChat messages past the receipt time-out: sent again by SMS, or marked why not. Returns how many sent again.
+
+        The rule is :func:`services.notify.domain.routing.receipt_overdue_reason`. A message not sent again
+        stays ``sent`` (a late receipt still marks it delivered) with ``receipt_overdue`` = the reason.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""
-                SELECT {_MESSAGE_COLUMNS}
-                FROM messages m JOIN contacts c ON c.volunteer_id = m.volunteer_id
-                WHERE m.status = 'sent' AND m.channel = 'wechat'
+                SELECT {_MESSAGE_COLUMNS}, cl.state AS callout_state, m.sent_at < $2 AS sent_before_listening,
+                       EXISTS (SELECT 1 FROM replies r WHERE r.callout_id = m.callout_id) AS answered
+                FROM messages m LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id
+                     LEFT JOIN callouts cl ON cl.callout_id = m.callout_id
+                WHERE m.status = 'sent' AND m.channel = 'wechat' AND m.receipt_overdue IS NULL
                   AND m.sent_at < now() - make_interval(secs => $1)
-                  AND c.mobile_enc IS NOT NULL AND c.sms_consent
                 ORDER BY m.sent_at LIMIT 500
                 FOR UPDATE OF m SKIP LOCKED
                 """,
-                self._s.wechat_receipt_timeout_seconds,
+                self._s.wechat_receipt_timeout_seconds, self._started_at,
             )
+            kept: list[tuple[Any, str]] = []
+            again = 0
             for row in rows:
-                await self._fall_back(conn, row, Channel.WECHAT, row["provider"] or "wechat", "no_receipt")
-            return len(rows)
+                reason = receipt_overdue_reason(
+                    kind=row["kind"], callout_state=row["callout_state"], answered=row["answered"],
+                    sent_before_listening=row["sent_before_listening"],
+                    sms_possible=row["mobile_enc"] is not None and bool(row["sms_consent"]),
+                )
+                if reason is None:
+                    await self._fall_back(conn, row, Channel.WECHAT, row["provider"] or "wechat", "no_receipt")
+                    again += 1
+                else:
+                    kept.append((row, reason))
+            if kept:
+                await conn.execute(
+                    "UPDATE messages m SET receipt_overdue = u.reason, updated_at = now() "
+                    "FROM unnest($1::uuid[], $2::text[]) AS u(message_id, reason) WHERE m.message_id = u.message_id",
+                    [r["message_id"] for r, _ in kept], [reason for _, reason in kept],
+                )
+                self.stats.receipts_overdue += len(kept)
+                log.info("message.receipt_overdue", count=len(kept),
+                         reasons=dict(Counter(reason for _, reason in kept)))
+            return again

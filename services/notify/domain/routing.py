@@ -7,6 +7,9 @@ Channel rule (issue #5): WeChat when the volunteer has an openid and follows the
 ``sms_consent`` or a TD/退订 reply). A channel that already failed for a message is not chosen again,
 which is how a WeChat message falls back to SMS.
 
+Missing WeChat delivery receipt (:func:`receipt_overdue_reason`): sent again by SMS only when that can
+tell the volunteer something. See the function for the rule and why.
+
 Retries (only on errors the provider marks retryable: rate limits, system busy, timeouts):
 exponential backoff ``base * 2**(attempt-1)`` seconds, capped, at most ``max_attempts`` tries.
 """
@@ -20,7 +23,7 @@ from uuid import UUID
 
 from shared.vocabulary import Channel
 
-__all__ = ["ContactView", "OpenCallOut", "choose_channel", "match_callout", "retry_delay"]
+__all__ = ["ContactView", "OpenCallOut", "choose_channel", "match_callout", "receipt_overdue_reason", "retry_delay"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,47 @@ def choose_channel(contact: ContactView | None, *, exclude: Collection[Channel] 
         return Channel.WECHAT
     if contact.mobile and contact.sms_consent and Channel.SMS not in exclude:
         return Channel.SMS
+    return None
+
+
+def receipt_overdue_reason(
+    *, kind: str, callout_state: str | None, answered: bool, sent_before_listening: bool, sms_possible: bool
+) -> str | None:
+    """Why a WeChat message past its receipt time-out is *not* sent again by SMS; None: send it by SMS.
+
+    WeChat reports a template message's fate in a TEMPLATESENDJOBFINISH event (``success``,
+    ``failed:user block``, ``failed: system failed``), pushed to our callback and re-pushed only 3 times
+    5 s apart ("接收事件推送", WeChat Official Account documents). A *failed* event falls back to SMS at
+    once; this decides what no event at all means, once ``wechat_receipt_timeout_seconds`` has passed:
+
+    - ``"answered"``: a ``callout`` the volunteer has replied to, or has accepted (``callout_state``
+      ``assigned``): the reply proves the message arrived.
+    - ``"closed"``: the call-out is closed (filled, stood down, incident closed): a call-out or
+      assignment sent again now would be followed by its stand-down.
+    - ``"listener_gap"``: the message was sent before this notify process started listening
+      (``sent_before_listening``): its event may have been pushed, and given up, while no notify was
+      there to answer (a crash or restart), so the silence says nothing about delivery. Sending again
+      would reach most volunteers twice (fault drill run 5: 181 call-outs); the call-out stays ``sent``
+      without receipt, and a volunteer who does not answer is covered by the call-out's deadline and the
+      next wave, as any silent volunteer is.
+    - ``"no_sms"``: no mobile, or SMS consent withdrawn: nothing to fall back to.
+
+    Args:
+        kind: ``callout`` | ``assigned`` | ``stand_down`` | ``reminder``.
+        callout_state: notify's view of the call-out: ``open`` | ``assigned`` | ``closed``; None if unknown.
+        answered: a reply to this call-out was recorded.
+        sent_before_listening: the message's ``sent_at`` is before this process started.
+        sms_possible: the volunteer has a mobile and SMS consent.
+
+    """
+    if kind == "callout" and (answered or callout_state == "assigned"):
+        return "answered"
+    if kind in ("callout", "assigned", "reminder") and callout_state == "closed":
+        return "closed"
+    if sent_before_listening:
+        return "listener_gap"
+    if not sms_possible:
+        return "no_sms"
     return None
 
 

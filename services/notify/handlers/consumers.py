@@ -216,17 +216,28 @@ class CallOutMessages:
             e.callout_id,
         )
         # A call-out that has not left yet is simply not sent: no stand-down for a message never received.
-        withheld = await conn.fetchval(
+        # One that went by WeChat without a receipt and waits to go again by SMS is not sent again either,
+        # but may have reached the phone by WeChat: it is stood down.
+        withheld = await conn.fetchrow(
             """
-            UPDATE messages SET status = 'failed', error_code = 'cancelled_before_send', updated_at = now()
-            WHERE callout_id = $1 AND kind = 'callout' AND status = 'pending' AND channel IS NULL AND attempts = 0
-            RETURNING message_id
+            WITH unsent AS (
+                SELECT message_id, error_code FROM messages
+                WHERE callout_id = $1 AND kind = 'callout' AND status = 'pending' AND channel IS NULL AND attempts = 0
+                FOR UPDATE
+            )
+            UPDATE messages m SET status = 'failed', updated_at = now(),
+                error_code = CASE WHEN unsent.error_code = 'no_receipt' THEN 'cancelled_before_resend'
+                                  ELSE 'cancelled_before_send' END
+            FROM unsent WHERE m.message_id = unsent.message_id
+            RETURNING unsent.error_code = 'no_receipt' AS maybe_received
             """,
             e.callout_id,
         )
         if withheld is not None:
-            log.info("message.withheld", callout_id=str(e.callout_id), reason=e.reason.value)
-            return
+            log.info("message.withheld", callout_id=str(e.callout_id), reason=e.reason.value,
+                     maybe_received=withheld["maybe_received"])
+            if not withheld["maybe_received"]:
+                return
         content = {"title": e.incident_title, "reason": e.reason.value, "was_assigned": e.was_assigned}
         await conn.execute(
             _INSERT_MESSAGE,

@@ -389,6 +389,133 @@ async def test_wechat_without_delivery_receipt_falls_back_to_sms_after_the_timeo
     assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
 
 
+async def _hold_sender(ns: NotifyStack) -> None:
+    """Stop the sender task (no send, no time-out sweep) until :func:`_resume_sender`."""
+    task = next(t for t in ns.runtime.tasks if t.get_name().endswith("sender"))
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    ns.runtime.tasks.remove(task)
+
+
+def _resume_sender(ns: NotifyStack) -> None:
+    ns.runtime.tasks.append(asyncio.create_task(ns.runtime.extras["sender"].run(), name="notify-sender"))
+
+
+async def _overdue(ns: NotifyStack, callout_id: uuid.UUID) -> Any:
+    """The call-out message once the time-out sweep has decided not to send it again (or None after 20 s)."""
+    return await ns.wait_row("SELECT * FROM messages WHERE callout_id = $1 AND kind = 'callout' "
+                             "AND receipt_overdue IS NOT NULL", callout_id, timeout=20)
+
+
+async def test_wechat_without_receipt_is_not_sent_again_once_the_volunteer_answered(notify_stack: NotifyStack) -> None:
+    """Regression (fault drill run 5): an answered call-out whose receipt was lost went out again by SMS."""
+    ns = notify_stack
+    vid, m, o = await add_volunteer(ns, wechat=True)
+    await ns.http.post(f"{ns.sim.url}/sim/faults", json={"withhold_receipts": [o]})
+    e = request(vid)
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        [got] = await ns.wait_phone(o, 1)  # type: ignore[arg-type]
+        await _hold_sender(ns)  # the answer is recorded before the time-out, however slow the machine
+        try:
+            assert (await ns.http.post(got["url"], data={"action": "accept"})).status_code == 200
+        finally:
+            _resume_sender(ns)
+        row = await _overdue(ns, e.callout_id)
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert row is not None and row["receipt_overdue"] == "answered" and row["status"] == "sent"
+    assert await ns.phone(m) == []  # type: ignore[arg-type]
+
+
+async def test_wechat_without_receipt_is_not_sent_again_once_the_call_out_closed(notify_stack: NotifyStack) -> None:
+    """A call-out filled before its receipt time-out is not sent by SMS (its stand-down would follow it)."""
+    ns = notify_stack
+    vid, m, o = await add_volunteer(ns, wechat=True)
+    await ns.http.post(f"{ns.sim.url}/sim/faults", json={"withhold_receipts": [o]})
+    e = request(vid)
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await message_row(ns, e.callout_id, status=("sent",)) is not None
+        await _hold_sender(ns)  # the stand-down is consumed before the time-out, however slow the machine
+        try:
+            await ns.publish(ns.callout_topic, str(vid), CallOutCancelled(
+                callout_id=e.callout_id, incident_id=e.incident_id, volunteer_id=vid, reason=CancelReason.FILLED,
+                incident_title=e.incident_title))
+            assert await ns.wait_row("SELECT 1 FROM callouts WHERE callout_id = $1 AND state = 'closed'",
+                                     e.callout_id) is not None
+        finally:
+            _resume_sender(ns)
+        row = await _overdue(ns, e.callout_id)
+        stood_down = await ns.wait_phone(o, 2)  # type: ignore[arg-type]
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert row is not None and row["receipt_overdue"] == "closed"
+    assert len(stood_down) == 2  # the call-out and its stand-down, both by WeChat
+    assert await ns.phone(m) == []  # type: ignore[arg-type]
+
+
+async def _restart_sender(ns: NotifyStack) -> None:
+    """Stop the sender and start a new Sender, as a restarted notify process would have."""
+    from services.notify.sender import Sender
+
+    await _hold_sender(ns)
+    ctx = ns.runtime.extras["notify"]
+    ns.runtime.extras["sender"] = Sender(ctx.pool, ctx.providers, ctx.settings, ctx.cipher, ctx.links)
+    _resume_sender(ns)
+
+
+async def test_wechat_sent_before_a_restart_is_not_sent_again_for_a_receipt_lost_meanwhile(
+    notify_stack: NotifyStack,
+) -> None:
+    """Regression (fault drill run 5): receipts pushed while notify was killed were lost, and 181 call-outs
+    that had reached the phone by WeChat went out again by SMS after the time-out."""
+    ns = notify_stack
+    vid, m, o = await add_volunteer(ns, wechat=True)
+    await ns.http.post(f"{ns.sim.url}/sim/faults", json={"withhold_receipts": [o]})  # pushed while nobody listened
+    e = request(vid)
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await message_row(ns, e.callout_id, status=("sent",)) is not None
+        await _restart_sender(ns)
+        row = await _overdue(ns, e.callout_id)
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert row is not None and row["receipt_overdue"] == "listener_gap" and row["status"] == "sent"
+    assert await ns.phone(m) == []  # type: ignore[arg-type]
+    assert len(await ns.phone(o)) == 1  # type: ignore[arg-type]
+
+
+async def test_a_call_out_stood_down_while_waiting_to_go_again_by_sms_is_stood_down_not_resent(
+    notify_stack: NotifyStack,
+) -> None:
+    """Gone by WeChat without a receipt, then filled before the SMS left: no SMS call-out; the stand-down
+    goes out, as the WeChat message may have reached the phone (before: withheld with no stand-down)."""
+    ns = notify_stack
+    vid, m, o = await add_volunteer(ns, wechat=True)
+    await ns.http.post(f"{ns.sim.url}/sim/faults", json={"withhold_receipts": [o]})
+    e = request(vid)
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await message_row(ns, e.callout_id, status=("sent",)) is not None
+        await _hold_sender(ns)  # between the fallback and the SMS send
+        sender = ns.runtime.extras["sender"]
+        await asyncio.sleep(ns.settings.wechat_receipt_timeout_seconds + 0.5)
+        assert await sender.fallback_unreceipted() == 1
+        await ns.publish(ns.callout_topic, str(vid), CallOutCancelled(
+            callout_id=e.callout_id, incident_id=e.incident_id, volunteer_id=vid, reason=CancelReason.FILLED,
+            incident_title=e.incident_title))
+        row = await ns.wait_row("SELECT error_code FROM messages WHERE callout_id = $1 AND kind = 'callout' "
+                                "AND status = 'failed'", e.callout_id)
+        assert row is not None and row["error_code"] == "cancelled_before_resend"
+    finally:
+        _resume_sender(ns)
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert len(await ns.wait_phone(o, 2)) == 2  # type: ignore[arg-type]  # the call-out, then its stand-down
+    assert await ns.phone(m) == []  # type: ignore[arg-type]
+
+
 async def test_tencent_reply_callback_is_understood_too(notify_stack: NotifyStack) -> None:
     ns = notify_stack
     vid, m, _ = await add_volunteer(ns)
