@@ -379,15 +379,23 @@ class Sender:
             if retry:
                 await self._reschedule(conn, [c.row for c in retry], error="retryable")
 
-    async def _mark_sent(self, conn: asyncpg.Connection, accepted: Sequence[tuple[Claimed, SendResult]]) -> None:
+    async def _mark_sent(self, conn: asyncpg.Connection, accepted: Sequence[tuple[Claimed, SendResult]], *,
+                         in_doubt: bool = False) -> None:
+        """Record ``accepted`` as sent, with their ``MessageSent`` events.
+
+        ``sent_at`` is now or, for a message found sent when resolving it in doubt, when its request went out
+        (``sending_since``): its receipt was due from then, possibly while no notify was listening
+        (:meth:`fallback_unreceipted`).
+        """
         await conn.execute(
             """
-            UPDATE messages m SET status = 'sent', provider_message_id = u.pid, sent_at = now(), error_code = NULL,
+            UPDATE messages m SET status = 'sent', provider_message_id = u.pid, error_code = NULL,
+                sent_at = CASE WHEN $3 THEN coalesce(m.sending_since, now()) ELSE now() END,
                 sending_since = NULL, updated_at = now()
             FROM unnest($1::uuid[], $2::text[]) AS u(message_id, pid)
             WHERE m.message_id = u.message_id AND m.status = 'sending'
             """,
-            [c.row["message_id"] for c, _ in accepted], [r.provider_message_id for _, r in accepted],
+            [c.row["message_id"] for c, _ in accepted], [r.provider_message_id for _, r in accepted], in_doubt,
         )
         await outbox.add_many(conn, [
             (DELIVERY, str(c.row["volunteer_id"]),
@@ -436,7 +444,7 @@ class Sender:
                 answer = await provider.query(out, row["sending_since"])
                 claimed = Claimed(row, channel, provider, out, contact)
                 if answer is not None and answer.accepted:
-                    await self._mark_sent(conn, [(claimed, answer)])
+                    await self._mark_sent(conn, [(claimed, answer)], in_doubt=True)
                 elif answer is not None:
                     await conn.execute(
                         "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "

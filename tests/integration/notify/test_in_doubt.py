@@ -78,3 +78,43 @@ async def test_a_send_interrupted_after_the_provider_accepted_is_not_sent_twice(
         assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
     finally:
         runtime.tasks.append(asyncio.create_task(app_sender.run(), name="notify-sender"))
+
+
+async def test_a_wechat_send_found_sent_after_a_restart_is_not_sent_again_by_sms(notify_stack: NotifyStack) -> None:
+    """Regression (fault drill run 6): notify died after WeChat took an assignment and a stand-down; their
+    receipts were pushed while it was dead. Resolved in doubt after the restart, they were stamped sent *then*,
+    so the receipt time-out counted from the restart and both went out again by SMS."""
+    ns = notify_stack
+    runtime = ns.runtime
+    app_sender: Sender = runtime.extras["sender"]
+    task = next(t for t in runtime.tasks if t.get_name().endswith("sender"))
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    runtime.tasks.remove(task)
+    ctx = runtime.extras["notify"]
+    try:
+        providers = dict(ctx.providers)
+        wechat = next(p for p in providers.values() if p.name == "wechat")
+        dying = Sender(ns.pool, {**providers, wechat.channel: DiesAfterSending(wechat)}, ns.settings, ctx.cipher,
+                       ctx.links)
+        vid, m, o = await add_volunteer(ns, wechat=True)
+        await ns.http.post(f"{ns.sim.url}/sim/faults", json={"withhold_receipts": [o]})  # pushed to a dead notify
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await ns.wait_row("SELECT 1 FROM messages WHERE callout_id = $1", e.callout_id) is not None
+        with contextlib.suppress(SystemError):
+            await dying.send_due()
+        assert len(await ns.wait_phone(o, 1)) == 1  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        restarted = Sender(ns.pool, providers, ns.settings, ctx.cipher, ctx.links)
+        assert await restarted.resolve_in_doubt() >= 1
+        await asyncio.sleep(ns.settings.wechat_receipt_timeout_seconds + 0.5)
+        assert await restarted.fallback_unreceipted() == 0
+        row = await ns.wait_row("SELECT * FROM messages WHERE callout_id = $1", e.callout_id)
+        assert row["status"] == "sent" and row["receipt_overdue"] == "listener_gap", dict(row)
+        assert await ns.phone(m) == []  # type: ignore[arg-type]
+        assert len(await ns.phone(o)) == 1  # type: ignore[arg-type]  # WeChat deduplicated the re-send
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+        runtime.tasks.append(asyncio.create_task(app_sender.run(), name="notify-sender"))
