@@ -170,8 +170,18 @@ def _java() -> str:
     return java
 
 
-def kafka_start(settings: StackSettings) -> None:
-    """Start the broker unless one is already running; wait until it answers metadata requests."""
+def kafka_start(settings: StackSettings, *, ready_timeout: float = 90.0) -> None:
+    """Start the broker unless one is already running; wait until it answers metadata requests.
+
+    Args:
+        settings: ports and state directory.
+        ready_timeout: seconds to wait for the started broker to answer (a restart loads every partition's
+            log: on a loaded 2-core machine with a test suite's topics this took two minutes).
+
+    Raises:
+        StackError: the broker did not answer within ``ready_timeout`` seconds (with the log's tail).
+
+    """
     kdir = _kafka_dir()
     pidfile = kdir / "broker.pid"
     if _pid_alive(pidfile):
@@ -217,7 +227,7 @@ def kafka_start(settings: StackSettings) -> None:
         )
     pidfile.write_text(str(proc2.pid))
     try:
-        asyncio.run(wait_for_kafka(settings.bootstrap, timeout=90))
+        asyncio.run(wait_for_kafka(settings.bootstrap, timeout=ready_timeout))
     except Exception as exc:
         tail = logfile.read_text(errors="replace")[-3000:]
         raise StackError(f"kafka did not become ready: {exc}\n{tail}") from exc

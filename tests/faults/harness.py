@@ -49,6 +49,8 @@ from shared.topics import (
 from shared.vocabulary import Channel
 
 SERVICES = ("roster", "dispatch", "notify")
+RECOVERY_TIMEOUT = 300.0
+"""Seconds a fault's recovery may take (a broker restart, a killed service) on a loaded 2-core machine."""
 
 #: Every consumer group of the three services and the topic it reads (services/*/app.py, consumers).
 GROUPS: tuple[tuple[str, str], ...] = (
@@ -130,7 +132,7 @@ async def lags(bootstrap: str) -> dict[str, int | None]:
     return {f"{g}@{t}": v for (g, t), v in values.items()}
 
 
-async def wait_recovered(http: httpx.AsyncClient, bootstrap: str, *, since: float, timeout: float = 300.0,
+async def wait_recovered(http: httpx.AsyncClient, bootstrap: str, *, since: float, timeout: float = RECOVERY_TIMEOUT,
                          idle: bool = False) -> float:
     """Wait until every service is ready and every group has caught up; return seconds since ``since`` (monotonic).
 
@@ -222,7 +224,7 @@ async def kafka_outage(faults: FaultLog, http: httpx.AsyncClient, bootstrap: str
         await asyncio.sleep(seconds)
     finally:
         t1 = time.monotonic()
-        await asyncio.to_thread(local_stack.kafka_start, StackSettings())
+        await asyncio.to_thread(local_stack.kafka_start, StackSettings(), ready_timeout=RECOVERY_TIMEOUT)
     record.down_s = round(time.monotonic() - t0, 2)
     record.detail["start_s"] = round(time.monotonic() - t1, 2)
     record.recovery_s = await wait_recovered(http, bootstrap, since=t1)
