@@ -32,6 +32,7 @@ class PhoneMessage:
     volunteer_id: str | None
     kind: str  # callout | assigned | stand_down | reminder | unknown
     out_id: str | None  # the idempotency key notify sent (OutId / SessionContext / client_msg_id)
+    text: str = ""  # what the phone showed
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ def integrity(
     # One provider request may carry one OutId for a whole batch (Aliyun SendBatchSms): a key is
     # duplicated only when it reached the same phone twice.
     # A message to a phone the drill cannot name is not keyed: None for several phones in one batch is not
-    # "the same phone twice" (the fault drill counted 56 such false duplicates).
-    by_key = Counter((m.volunteer_id, m.out_id) for m in messages if m.out_id and m.volunteer_id is not None)
+    # "the same phone twice" (the fault drill counted 56 such false duplicates). Nor are two different
+    # messages to one phone in one batch (a stand-down from one incident and a call-out from another: run 8
+    # counted 5): the key is the request's key and the text.
+    by_key = Counter((m.volunteer_id, m.out_id, m.text) for m in messages if m.out_id and m.volunteer_id is not None)
     callouts_per_volunteer = Counter(c.volunteer_id for c in callouts)
     standdowns_per_volunteer = Counter(c.volunteer_id for c in callouts if c.stood_down)
 

@@ -460,7 +460,8 @@ async def _all_sim_messages(http: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 def _integrity(state: DrillState, final: dict[str, dict[str, Any]], sim_log: list[dict[str, Any]]) -> dict[str, Any]:
     messages = [
-        PhoneMessage(state.phone_to_volunteer.get(m["recipient"]), classify(m.get("text", "")), m.get("out_id"))
+        PhoneMessage(state.phone_to_volunteer.get(m["recipient"]), classify(m.get("text", "")), m.get("out_id"),
+                     m.get("text", ""))
         for m in sim_log
     ]
     sent = [SentReply(s["volunteer_id"], s["text"]) for s in state.sent]

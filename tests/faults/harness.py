@@ -168,6 +168,37 @@ async def wait_recovered(http: httpx.AsyncClient, bootstrap: str, *, since: floa
     raise TimeoutError(f"not recovered after {timeout}s; behind: {behind}")
 
 
+async def wait_quiet(http: httpx.AsyncClient, bootstrap: str, notify_dsn: str, *,
+                     timeout: float = RECOVERY_TIMEOUT) -> float:
+    """Wait until nothing from an earlier run is still on its way to a phone; return the seconds waited.
+
+    Quiet: every group at lag 0 and notify has no message pending or being sent that is due within 30 s.
+    Before this, stand-downs of an earlier drill closed when it failed reached phones during the next
+    drill's window and were counted as its duplicates (run 8: 79).
+
+    Raises:
+        TimeoutError: not quiet within ``timeout`` seconds.
+
+    """
+    import asyncpg
+
+    started = time.monotonic()
+    await wait_recovered(http, bootstrap, since=started, timeout=timeout, idle=True)
+    conn = await asyncpg.connect(notify_dsn)
+    try:
+        while True:
+            busy = await conn.fetchval(
+                "SELECT count(*) FROM messages WHERE status IN ('pending', 'sending') "
+                "AND next_attempt_at < now() + interval '30 seconds'")
+            if busy == 0:
+                return round(time.monotonic() - started, 2)
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{busy} messages of earlier runs still on their way after {timeout}s")
+            await asyncio.sleep(1.0)
+    finally:
+        await conn.close()
+
+
 async def wait_service_ready(http: httpx.AsyncClient, name: str, *, timeout: float = 120.0) -> None:
     url = f"{StackSettings().url(name)}/health/ready"
     deadline = time.monotonic() + timeout

@@ -198,6 +198,7 @@ async def test_call_out_survives_kills_broker_and_database_outages_and_poison(fa
         headers = {"Authorization": f"Bearer {await runner._operator_token()}"}  # noqa: SLF001
         await runner._load_directory(state, http)  # noqa: SLF001
         await runner._wait_projections(bootstrap)  # noqa: SLF001
+        harness.log(f"stack quiet after {await harness.wait_quiet(http, bootstrap, fault_stack.notify_dsn)}s")
         (await http.post(f"{runner.SIMULATOR}/sim/reset")).raise_for_status()
         dlq_starts = await harness.dlq_end_offsets(bootstrap)
         sim_log = harness.sim_log_path()

@@ -94,3 +94,14 @@ def test_one_batch_to_phones_the_drill_cannot_name_is_not_a_duplicate():
     callouts = [BoardCallOut("c1", "v1", "requested", replies_recorded=0, stood_down=False)]
     messages = [PhoneMessage("v1", "callout", "batch-1")] + [PhoneMessage(None, "assigned", "batch-1")] * 5
     assert integrity(messages, [], callouts, [])["duplicate_messages"] == 0
+
+
+def test_two_different_messages_to_one_phone_in_one_batch_are_not_a_duplicate():
+    """Regression (fault drill run 8): one SendBatchSms carried a stand-down and another incident's call-out."""
+    callouts = [BoardCallOut("c1", "v1", "cancelled", 0, True), BoardCallOut("c2", "v1", "requested", 0, False)]
+    messages = [PhoneMessage("v1", "callout", "old", "演练：A 需救护员"),
+                PhoneMessage("v1", "stand_down", "batch-1", "演练：A 人员已满"),
+                PhoneMessage("v1", "callout", "batch-1", "演练：B 需救护员")]
+    assert integrity(messages, [], callouts, [])["duplicate_messages"] == 0
+    resent = [*messages, PhoneMessage("v1", "callout", "batch-1", "演练：B 需救护员")]  # the same one again
+    assert integrity(resent, [], callouts, [])["duplicate_messages"] == 1
