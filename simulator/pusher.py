@@ -77,6 +77,7 @@ class CallbackPusher:
         self._concurrency = concurrency
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._pending = 0
+        self._pending_by_stream: dict[str, int] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.timeout_seconds = 10.0
@@ -90,6 +91,7 @@ class CallbackPusher:
             self._slots[push.stream] = asyncio.Semaphore(self._concurrency)
             self._workers.append(asyncio.create_task(self._run(push.stream, queue)))
         self._pending += 1
+        self._pending_by_stream[push.stream] = self._pending_by_stream.get(push.stream, 0) + 1
         self._idle.clear()
         queue.put_nowait(push)
 
@@ -99,7 +101,13 @@ class CallbackPusher:
 
     @property
     def pending(self) -> int:
+        """Items queued or being pushed (re-pushes waiting on their schedule included)."""
         return self._pending
+
+    @property
+    def pending_by_stream(self) -> dict[str, int]:
+        """:attr:`pending` per stream (``aliyun_report``, ``wechat_event``, ``aliyun_up``…), streams with none left out."""
+        return {k: v for k, v in self._pending_by_stream.items() if v}
 
     async def aclose(self) -> None:
         for task in [*self._workers, *self._inflight]:
@@ -160,6 +168,7 @@ class CallbackPusher:
             if holding:
                 slots.release()
             self._pending -= len(items)
+            self._pending_by_stream[stream] -= len(items)
             if self._pending == 0:
                 self._idle.set()
 

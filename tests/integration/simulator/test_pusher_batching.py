@@ -171,3 +171,28 @@ async def test_a_push_waiting_for_its_re_push_gives_its_slot_to_the_next(
     rec.fail_first = {"/aliyun_up"}
     log = await _run_flaky(base, rec, Push("aliyun_up", "aliyun", {"u": 1}), Push("aliyun_up", "aliyun", {"u": 2}))
     assert [(orjson.loads(b), s) for _, b, s in log] == [([{"u": 1}], 500), ([{"u": 2}], 200), ([{"u": 1}], 200)]
+
+
+async def test_pending_is_counted_per_stream_until_delivered(flaky_server: tuple[_FlakyReceiver, str]) -> None:
+    """``/sim/stats`` shows what is still pending per stream (the reply-path bench waits for the set-up's receipts)."""
+    rec, base = flaky_server
+    rec.fail_first = {"/aliyun_report"}
+    async with aiohttp.ClientSession() as http:
+        pusher = CallbackPusher(
+            http=http, state=SimState(), delay=0.0, minute=1.5, concurrency=1,
+            build=lambda stream, items: (f"{base}/{stream}", orjson.dumps(items), {}),
+        )
+        try:
+            pusher.submit(Push("aliyun_report", "aliyun", {"r": 1}))
+            pusher.submit(Push("aliyun_report", "aliyun", {"r": 2}))
+            await asyncio.wait_for(rec.failed.wait(), 5)  # both in one push, refused: waiting for the re-push
+            pusher.submit(Push("aliyun_up", "aliyun", {"u": 1}))
+            assert pusher.pending_by_stream == {"aliyun_report": 2, "aliyun_up": 1}
+            while not any(p == "/aliyun_up" for p, _, _ in rec.log):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            assert pusher.pending_by_stream == {"aliyun_report": 2}
+            await pusher.drain(timeout=15)
+            assert pusher.pending_by_stream == {} and pusher.pending == 0
+        finally:
+            await pusher.aclose()
