@@ -196,3 +196,26 @@ async def test_pending_is_counted_per_stream_until_delivered(flaky_server: tuple
             assert pusher.pending_by_stream == {} and pusher.pending == 0
         finally:
             await pusher.aclose()
+
+
+async def test_the_receipt_delay_runs_from_each_receipts_submission_not_once_per_push(
+    flaky_server: tuple[_FlakyReceiver, str],
+) -> None:
+    """WeChat pushes one receipt per request; the delay was slept once per push, in turn (10 a second at 0.1 s).
+
+    Ten receipts submitted together with a 1 s delay all leave about 1 s later; one after another
+    they would need 10 s, past the drain's 5 s.
+    """
+    rec, base = flaky_server
+    async with aiohttp.ClientSession() as http:
+        pusher = CallbackPusher(
+            http=http, state=SimState(), delay=1.0, minute=0.01,
+            build=lambda stream, items: (f"{base}/{stream}", orjson.dumps(items), {}),
+        )
+        try:
+            for n in range(10):
+                pusher.submit(Push("wechat_event", "wechat", {"n": n}))
+            await pusher.drain(timeout=5)
+        finally:
+            await pusher.aclose()
+    assert sorted(orjson.loads(b)[0]["n"] for _, b, _ in rec.log) == list(range(10))
