@@ -45,6 +45,7 @@ __all__ = [
     "add",
     "add_many",
     "add_tombstone",
+    "columns",
     "event_headers",
     "release_relay_lock",
     "try_relay_lock",
@@ -155,6 +156,22 @@ async def add_many(conn: asyncpg.Connection, items: Iterable[tuple[TopicSpec, st
         "outbox", records=records, columns=["event_id", "topic", "key", "payload", "headers"]
     )
     return len(records)
+
+
+def columns(items: Iterable[tuple[TopicSpec, str, Event]]) -> tuple[list[Any], list[str], list[str], list[bytes],
+                                                                  list[dict[str, str]]]:
+    """The outbox columns of events, for a writer that inserts them in a statement of its own.
+
+    ``INSERT INTO outbox (event_id, topic, key, payload, headers) SELECT … FROM unnest($…::uuid[],
+    $…::text[], $…::text[], $…::bytea[], $…::jsonb[])`` (``WITH ORDINALITY … ORDER BY`` keeps the
+    order): e.g. a data-modifying CTE that writes the state change and its events in one round trip.
+
+    Returns:
+        ``(event_ids, topics, keys, payloads, headers)``, each in the order of ``items``.
+
+    """
+    rows = [(e.event_id, t.name, k, e.to_bytes(), event_headers(e)) for t, k, e in items]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows]
 
 
 async def add_tombstone(
