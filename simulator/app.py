@@ -142,7 +142,8 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
             pusher = CallbackPusher(http=http, state=state, build=build, delay=settings.receipt_delay_seconds,
-                                    minute=settings.callback_minute_seconds)
+                                    minute=settings.callback_minute_seconds,
+                                    batch_seconds=settings.callback_batch_seconds)
             runtime["pusher"] = pusher
             log_file = None
             if settings.log_path is not None:

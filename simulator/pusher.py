@@ -9,6 +9,10 @@ aliyun     SmsReport / SmsUp JSON arrays (≤100 here)   1, 5, 10 minutes, then 
 tencent    status JSON array ≤100 / reply one object   2 more times (1, 1 minutes here) (382/59178)
 wechat     one XML event per push                      3 more times (WeChat waits 5 s each; 0.1 min here)
 =========  ==========================================  =============================================
+
+Batching (not documented by the providers): an item of an array stream waits ``batch_seconds``
+(``SIMULATOR_CALLBACK_BATCH_SECONDS``, 50 ms by default) for others to share its push, and
+whatever queued while every push slot was busy leaves together.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ SCHEDULES: dict[str, tuple[float, ...]] = {
 }
 
 
+#: Streams whose push carries one item (WeChat's event XML, Tencent's reply object).
+_ONE_ITEM = frozenset({"wechat_event", "tencent_reply"})
+
+
 @dataclass(frozen=True)
 class Push:
     """One item waiting to be pushed: ``stream`` groups items that may share a request."""
@@ -54,6 +62,9 @@ class CallbackPusher:
             ``fail_callbacks`` fault.
         build: ``build(stream, items) -> (url, content, headers)`` renders a push in the provider's format.
         delay: seconds between accepting a message and pushing its receipt.
+        batch_seconds: how long an item of an array stream (Aliyun's SmsReport and SmsUp, Tencent's
+            status) waits after it was submitted for others to share its push (0: none; a receipt's
+            ``delay`` counts towards it). One-item streams (WeChat events, Tencent replies) never wait.
         minute: real seconds per documented minute in the retry schedules.
         max_batch: items per push at most (Aliyun and Tencent arrays; WeChat and Tencent replies push one).
         concurrency: pushes in flight at once *per stream*. Each stream (receipts, uplinks…) has its own
@@ -65,11 +76,13 @@ class CallbackPusher:
 
     def __init__(self, *, http: aiohttp.ClientSession, state: SimState,
                  build: Callable[[str, list[Any]], tuple[str, bytes, dict[str, str]]],
-                 delay: float, minute: float, max_batch: int = 100, concurrency: int = 32) -> None:
+                 delay: float, minute: float, max_batch: int = 100, concurrency: int = 32,
+                 batch_seconds: float = 0.0) -> None:
         self._http = http
         self._state = state
         self._build = build
         self._delay = delay
+        self._batch_seconds = batch_seconds
         self._minute = minute
         self._max_batch = max_batch
         self._queues: dict[str, asyncio.Queue[tuple[float, Push]]] = {}
@@ -94,8 +107,10 @@ class CallbackPusher:
         self._pending += 1
         self._pending_by_stream[push.stream] = self._pending_by_stream.get(push.stream, 0) + 1
         self._idle.clear()
-        delayed = self._delay and push.stream not in ("aliyun_up", "tencent_reply")
-        queue.put_nowait((time.monotonic() + self._delay if delayed else 0.0, push))
+        wait = self._delay if push.stream not in ("aliyun_up", "tencent_reply") else 0.0
+        if push.stream not in _ONE_ITEM:
+            wait = max(wait, self._batch_seconds)
+        queue.put_nowait((time.monotonic() + wait if wait else 0.0, push))
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every queued push was delivered or given up."""
@@ -123,12 +138,14 @@ class CallbackPusher:
 
         Waiting for the slot first is what makes a busy receiver get fewer, fuller pushes: items that
         queue up while every slot is taken leave together in one request (as a provider's callback
-        queue does), instead of one request each waiting for its turn. A receipt leaves no earlier
-        than ``delay`` seconds after it was submitted, counted from its own submission: the wait
-        overlaps with the items before it (it was a sleep per push, so one-item WeChat pushes left
-        at most 1 / ``delay`` a second: 10 a second, 1,400 WeChat receipts of a wave took 2 minutes).
+        queue does), instead of one request each waiting for its turn. An item leaves no earlier
+        than its wait (a receipt's ``delay``, an array stream's ``batch_seconds``) after it was
+        submitted, counted from its own submission: the wait overlaps with the items before it (it
+        was a sleep per push, so one-item WeChat pushes left at most 1 / ``delay`` a second: 10 a
+        second, 1,400 WeChat receipts of a wave took 2 minutes). Items submitted during the first
+        one's wait leave with it.
         """
-        batch_size = 1 if stream in ("wechat_event", "tencent_reply") else self._max_batch
+        batch_size = 1 if stream in _ONE_ITEM else self._max_batch
         slots = self._slots[stream]
         while True:
             due, first = await queue.get()

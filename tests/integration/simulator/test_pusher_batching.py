@@ -219,3 +219,23 @@ async def test_the_receipt_delay_runs_from_each_receipts_submission_not_once_per
         finally:
             await pusher.aclose()
     assert sorted(orjson.loads(b)[0]["n"] for _, b, _ in rec.log) == list(range(10))
+
+
+async def test_uplinks_submitted_within_the_batch_time_share_one_push(flaky_server: tuple[_FlakyReceiver, str]) -> None:
+    """With ``batch_seconds`` an uplink waits for others (a free slot no longer means one push per reply)."""
+    rec, base = flaky_server
+    async with aiohttp.ClientSession() as http:
+        pusher = CallbackPusher(
+            http=http, state=SimState(), delay=0.0, minute=0.01, batch_seconds=0.5,
+            build=lambda stream, items: (f"{base}/{stream}", orjson.dumps(items), {}),
+        )
+        try:
+            for n in range(5):  # one by one, as replies arrive from separate phones
+                pusher.submit(Push("aliyun_up", "aliyun", {"n": n}))
+                await asyncio.sleep(0.01)
+            pusher.submit(Push("tencent_reply", "tencent", {"n": 5}))  # one object per push: never waits for others
+            await pusher.drain(timeout=5)
+        finally:
+            await pusher.aclose()
+    assert [(p, [x["n"] for x in orjson.loads(b)]) for p, b, _ in rec.log] == [
+        ("/tencent_reply", [5]), ("/aliyun_up", [0, 1, 2, 3, 4])]
