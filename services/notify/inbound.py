@@ -1,7 +1,8 @@
 """What comes back from the phones: delivery receipts and replies, stored and published.
 
 Called by the callback routes and the reply page (:mod:`services.notify.handlers.callbacks`), each on
-a connection inside a transaction, so the stored state and the events (outbox) commit together.
+a connection inside a transaction, so the stored state and the events (outbox) commit together;
+:func:`record_replies` writes in one statement, so its caller needs no transaction.
 
 * :func:`apply_receipts` — delivery receipts → ``delivered`` + ``MessageDelivered``, or a failure:
   ``MessageFailed`` and, for WeChat when the volunteer has SMS, a fallback to SMS. A receipt for a
