@@ -19,15 +19,18 @@ Per rate, in three steps:
    uplink). ``accept_share`` of the call-outs are answered as a volunteer who goes does: "1A7"
    (accept), later "A7 20分钟到" (ETA), later "A7到了" (arrived), three replies that each change the
    call-out; the others get one decline "2A7" (seeded draw). A volunteer called by several
-   incidents has several open call-outs, so every reply carries the call-out's reply code.
+   incidents has several open call-outs, so every reply carries the call-out's reply code. Then
+   the bench waits until the set-up's traffic has gone through (the same quiet as in step 3: its
+   delivery receipts included), so the timed window measures the replies and what they cause.
 2. Timed. Phones reply on an open-loop schedule: reply *i* is sent at ``t0 + i / rate`` whether or
    not the system keeps up (aiohttp, up to 512 connections; the generator's own lateness is
    reported). First every call-out's first reply, then the accepted ones' ETAs in the same order,
    then their arrivals, so a call-out's replies are ``accept_share × call-outs / rate`` seconds apart
    or more (17 s in a 60 s window), as a person's are.
 3. Tear-down (not timed). The incidents are closed and the bench waits until the stand-downs went
-   out (notify's call-out consumer at lag 0, nothing pending in notify's or dispatch's outbox or
-   notify's send queue, no callback pending in the simulator) before the next rate.
+   out (notify's call-out consumer and dispatch's reply and delivery consumers at lag 0, nothing
+   pending in notify's or dispatch's outbox or notify's send queue, no callback pending in the
+   simulator) before the next rate.
 
 The end point of one reply's latency: polling the HTTP board (``GET /incidents/{id}/callouts``,
 thousands of call-outs per incident) 100 times a second would be heavier than the path it
@@ -76,7 +79,7 @@ import asyncpg
 import httpx
 
 from deploy.stack import StackSettings
-from shared.topics import CALLOUT, REPLY
+from shared.topics import CALLOUT, DELIVERY, REPLY
 
 __all__ = ["run"]
 
@@ -338,6 +341,13 @@ async def _poll(db: asyncpg.Pool, w: Window, stop: asyncio.Event, interval: floa
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - t)))
 
 
+async def _sim_stats(http: httpx.AsyncClient) -> dict[str, Any]:
+    """The simulator's ``/sim/stats`` (``callbacks_pending``, ``callbacks_pending_by_stream``, counters)."""
+    r = await http.get(f"{SIMULATOR}/sim/stats")
+    r.raise_for_status()
+    return dict(r.json())
+
+
 async def _sample(bootstrap: str, group: str, http: httpx.AsyncClient, notify_db: asyncpg.Pool,
                   w: Window, stop: asyncio.Event, every: float, t0: float, verbose: bool = False) -> None:
     from shared.lag import consumer_lag
@@ -347,12 +357,15 @@ async def _sample(bootstrap: str, group: str, http: httpx.AsyncClient, notify_db
         lag, pending, outbox = None, None, None
         with contextlib.suppress(Exception):
             lag = await consumer_lag(bootstrap, group, REPLY.name)
+        by_stream: dict[str, int] | None = None
         with contextlib.suppress(Exception):
-            pending = int((await http.get(f"{SIMULATOR}/sim/stats")).json().get("callbacks_pending", 0))
+            stats = await _sim_stats(http)
+            pending, by_stream = int(stats.get("callbacks_pending", 0)), stats.get("callbacks_pending_by_stream")
         with contextlib.suppress(Exception):
             outbox = int(await notify_db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
         w.samples.append({"t": round(t - t0, 2), "dispatch_replies_lag": lag, "sim_callbacks_pending": pending,
-                          "notify_outbox_backlog": outbox, "in_flight": len(w.sent_at) - len(w.seen_at)})
+                          "sim_callbacks_pending_by_stream": by_stream, "notify_outbox_backlog": outbox,
+                          "in_flight": len(w.sent_at) - len(w.seen_at)})
         if verbose:
             _log(f"sample {w.samples[-1]}")
         with contextlib.suppress(TimeoutError):
@@ -428,13 +441,22 @@ def _round(v: float | None) -> float | None:
 # ------------------------------------------------------------------------------------------- tear-down
 
 
-async def _quiet(bootstrap: str, db: asyncpg.Pool, notify_db: asyncpg.Pool, *, timeout: float = 300.0) -> bool:
+async def _quiet(bootstrap: str, db: asyncpg.Pool, notify_db: asyncpg.Pool, http: httpx.AsyncClient, *,
+                 timeout: float = 300.0) -> bool:
     """Wait until the call-outs, confirmations and stand-downs went out: every queue on the way empty twice.
 
-    Queues: notify's call-out consumer and dispatch's reply consumer (lag), both outboxes, notify's
-    send queue (``messages`` pending and not yet tried; a few retried on a backoff, e.g. a volunteer
-    with no contact, never leave it). Delivery receipts the simulator is still re-pushing on its
-    retry schedule (minutes) are not waited for; their count is in each sample.
+    Queues: notify's call-out consumer and dispatch's reply and delivery consumers (lag), both
+    outboxes, notify's send queue (``messages`` pending and not yet tried; a few retried on a
+    backoff, e.g. a volunteer with no contact, never leave it), and the simulator's callbacks
+    (``/sim/stats`` ``callbacks_pending``: the set-up's delivery receipts, thousands of them, still
+    queued or waiting for a re-push). A timed window that started with those still flowing into
+    notify measured the set-up's receipts as much as the replies (2,400 pending at t = 0 in the
+    11:30 run); a provider's re-push schedule is scaled to seconds on the simulator
+    (``SIMULATOR_CALLBACK_MINUTE_SECONDS``), so they drain.
+
+    Returns:
+        True when quiet; False after ``timeout`` seconds (the last checks are logged).
+
     """
     from shared.lag import consumer_lag
 
@@ -445,10 +467,12 @@ async def _quiet(bootstrap: str, db: asyncpg.Pool, notify_db: asyncpg.Pool, *, t
         checks = {
             "notify.callouts lag": await consumer_lag(bootstrap, "notify.callouts", CALLOUT.name),
             "dispatch.replies lag": await consumer_lag(bootstrap, "dispatch.replies", REPLY.name),
+            "dispatch.deliveries lag": await consumer_lag(bootstrap, "dispatch.deliveries", DELIVERY.name),
             "dispatch outbox": await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"),
             "notify outbox": await notify_db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"),
             "notify messages to send": await notify_db.fetchval(  # not those retried on a backoff (no contact…)
                 "SELECT count(*) FROM messages WHERE status = 'pending' AND attempts = 0"),
+            "simulator callbacks pending": (await _sim_stats(http)).get("callbacks_pending_by_stream"),
         }
         quiet = quiet + 1 if not any(checks.values()) else 0
         if quiet >= 2:
@@ -522,7 +546,7 @@ async def run(rates: tuple[float, ...] = (100, 500, 1000), seconds: float = 60.0
                 tag = f"{int(rate)}-{uuid.uuid4().hex[:4]}"
                 _log(f"rate {rate:g}/s for {seconds:g} s: setting up {need} call-outs")
                 incidents, targets = await _targets(http, headers, db, directory, need, tag, accept_share, rng)
-                if not await _quiet(bootstrap, db, notify_db):
+                if not await _quiet(bootstrap, db, notify_db, http):
                     _log("starting anyway")
                 _log(f"rate {rate:g}/s: timed window starts ({len(targets)} replies)")
                 figures = await _drive(targets, rate, db=db, notify_db=notify_db, http=http, bootstrap=bootstrap,
@@ -534,7 +558,7 @@ async def run(rates: tuple[float, ...] = (100, 500, 1000), seconds: float = 60.0
                 _log(f"rate {rate:g}/s: sent {figures['sent']}, seen {figures['seen']}, p50 {figures['p50_ms']} ms, "
                      f"p99 {figures['p99_ms']} ms, held {figures['held']}; closing {len(incidents)} incidents")
                 await _close(http, headers, incidents)
-                await _quiet(bootstrap, db, notify_db)
+                await _quiet(bootstrap, db, notify_db, http)
     finally:
         await guard.close()  # releases the run lock
         await db.close()

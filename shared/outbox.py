@@ -8,9 +8,10 @@ covers a lost notification after a reconnect).
 
 The relay publishes rows in ``id`` order with an idempotent producer (``enable_idempotence=True``
 forces ``acks=all``; aiokafka keeps one in-flight batch per partition, so order per key holds),
-waits for every acknowledgement, then stamps ``published_at``. A crash between the send and the
-stamp re-publishes those rows on the next round: consumers deduplicate on ``event_id``
-(:mod:`shared.consumer`). One relay per outbox (database and schema) holds an advisory lock, so two
+waits for every acknowledgement, then stamps ``published_at`` (one statement; it reads and stamps on
+the connection that holds its lock and listens, so a round costs two database round trips). A crash
+between the send and the stamp re-publishes those rows on the next round: consumers deduplicate on
+``event_id`` (:mod:`shared.consumer`). One relay per outbox (database and schema) holds an advisory lock, so two
 replicas of a service never interleave the same keys.
 
 An event the broker can never take (larger than the producer's ``max_request_size``, an invalid
@@ -45,6 +46,7 @@ __all__ = [
     "add",
     "add_many",
     "add_tombstone",
+    "columns",
     "event_headers",
     "release_relay_lock",
     "try_relay_lock",
@@ -157,6 +159,22 @@ async def add_many(conn: asyncpg.Connection, items: Iterable[tuple[TopicSpec, st
     return len(records)
 
 
+def columns(items: Iterable[tuple[TopicSpec, str, Event]]) -> tuple[list[Any], list[str], list[str], list[bytes],
+                                                                  list[dict[str, str]]]:
+    """The outbox columns of events, for a writer that inserts them in a statement of its own.
+
+    ``INSERT INTO outbox (event_id, topic, key, payload, headers) SELECT … FROM unnest($…::uuid[],
+    $…::text[], $…::text[], $…::bytea[], $…::jsonb[])`` (``WITH ORDINALITY … ORDER BY`` keeps the
+    order): e.g. a data-modifying CTE that writes the state change and its events in one round trip.
+
+    Returns:
+        ``(event_ids, topics, keys, payloads, headers)``, each in the order of ``items``.
+
+    """
+    rows = [(e.event_id, t.name, k, e.to_bytes(), event_headers(e)) for t, k, e in items]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows]
+
+
 async def add_tombstone(
     conn: asyncpg.Connection, topic: TopicSpec, key: str, *, event_id: Any, event_type: str, producer: str
 ) -> None:
@@ -240,23 +258,29 @@ class OutboxRelay:
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
 
-    async def publish_pending(self) -> int:
+    async def publish_pending(self, conn: asyncpg.Connection | None = None) -> int:
         """Publish every unpublished row, oldest first; return how many were published.
+
+        Args:
+            conn: the connection to read and stamp the rows on (:meth:`run` passes the one it holds the
+                relay lock and listens on: no pool round trips per round); default one from the pool.
 
         Raises:
             aiokafka.errors.KafkaError | OSError: the broker did not acknowledge; rows stay unpublished.
             RelayCrash: from the ``after_send`` test hook.
 
         """
+        if conn is None:
+            async with self._pool.acquire() as pooled:
+                return await self.publish_pending(pooled)
         producer = await self._start_producer()
         total = 0
         while True:
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "SELECT id, topic, key, payload, headers FROM outbox WHERE published_at IS NULL "
-                    "ORDER BY id LIMIT $1",
-                    self._batch_size,
-                )
+            rows = await conn.fetch(
+                "SELECT id, topic, key, payload, headers FROM outbox WHERE published_at IS NULL "
+                "ORDER BY id LIMIT $1",
+                self._batch_size,
+            )
             if not rows:
                 return total
             batch = [OutboxRow(r["id"], r["topic"], r["key"], r["payload"], r["headers"]) for r in rows]
@@ -273,13 +297,14 @@ class OutboxRelay:
                     acked.extend(rows_sent)
             if self._after_send is not None:
                 await self._after_send(acked)
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                    [r.id for r in acked] + [r.id for r, _ in undeliverable],
-                )
-                for row, exc in undeliverable:
-                    await self._set_aside(conn, row, exc)
+            stamp = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+            if undeliverable:
+                async with conn.transaction():
+                    await conn.execute(stamp, [r.id for r in acked] + [r.id for r, _ in undeliverable])
+                    for row, exc in undeliverable:
+                        await self._set_aside(conn, row, exc)
+            elif acked:  # one statement: no transaction needed
+                await conn.execute(stamp, [r.id for r in acked])
             total += len(acked)
             self.published += len(acked)
             if transient is not None:
@@ -372,7 +397,7 @@ class OutboxRelay:
                         rounds = 0
                         while True:
                             self._wake.clear()
-                            n = await self.publish_pending()
+                            n = await self.publish_pending(listen_conn)
                             if n:
                                 log.debug("outbox.published", count=n)
                             backoff = 0.5

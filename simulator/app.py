@@ -37,7 +37,9 @@ The phone API (for tests and the drill):
   "wechat": N}, "invalid_numbers": [...], "not_following": [openid...], "refused": [openid...],
   "withhold_receipts": [recipient...], "fail_callbacks": N, "expire_wechat_tokens": true}``; ``DELETE``
   clears. Rate limits refuse the next N send requests (Tencent: the next N numbers).
-* ``GET /sim/stats`` → counters; ``POST /sim/reset`` clears messages, faults, counters and tokens.
+* ``GET /sim/stats`` → counters, ``callbacks_pending`` and ``callbacks_pending_by_stream`` (receipts and
+  uplinks queued or waiting for a re-push, per pusher stream); ``POST /sim/reset`` clears messages,
+  faults, counters and tokens.
 
 Every delivered message is also appended to a JSONL file (``SIMULATOR_LOG_PATH``), one object per line
 in the phone API's shape: the simulator's own log, for fault tests.
@@ -141,7 +143,8 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
             pusher = CallbackPusher(http=http, state=state, build=build, delay=settings.receipt_delay_seconds,
                                     minute=settings.callback_minute_seconds,
-                                    wechat_retry_seconds=settings.wechat_retry_seconds)
+                                    wechat_retry_seconds=settings.wechat_retry_seconds,
+                                    batch_seconds=settings.callback_batch_seconds)
             runtime["pusher"] = pusher
             log_file = None
             if settings.log_path is not None:
@@ -589,7 +592,8 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     @app.get("/sim/stats")
     async def stats() -> dict[str, Any]:
         pusher = runtime.get("pusher")
-        return {**state.stats_view(), "callbacks_pending": pusher.pending if pusher else 0}
+        return {**state.stats_view(), "callbacks_pending": pusher.pending if pusher else 0,
+                "callbacks_pending_by_stream": pusher.pending_by_stream if pusher else {}}
 
     @app.post("/sim/reset")
     async def reset() -> dict[str, str]:

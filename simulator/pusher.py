@@ -12,12 +12,17 @@ wechat     one XML event per push                      3 more times, 5 s apart (
                                                        answer, then retries, 3 times in all: "接收事件推送",
                                                        developers.weixin.qq.com/doc/offiaccount)
 =========  ==========================================  =============================================
+
+Batching (not documented by the providers): an item of an array stream waits ``batch_seconds``
+(``SIMULATOR_CALLBACK_BATCH_SECONDS``, 50 ms by default) for others to share its push, and
+whatever queued while every push slot was busy leaves together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +44,10 @@ WECHAT_RETRIES = 3
 """WeChat re-pushes an unanswered event 3 more times, ``wechat_retry_seconds`` (5 s) apart."""
 
 
+#: Streams whose push carries one item (WeChat's event XML, Tencent's reply object).
+_ONE_ITEM = frozenset({"wechat_event", "tencent_reply"})
+
+
 @dataclass(frozen=True)
 class Push:
     """One item waiting to be pushed: ``stream`` groups items that may share a request."""
@@ -57,6 +66,9 @@ class CallbackPusher:
             ``fail_callbacks`` fault.
         build: ``build(stream, items) -> (url, content, headers)`` renders a push in the provider's format.
         delay: seconds between accepting a message and pushing its receipt.
+        batch_seconds: how long an item of an array stream (Aliyun's SmsReport and SmsUp, Tencent's
+            status) waits after it was submitted for others to share its push (0: none; a receipt's
+            ``delay`` counts towards it). One-item streams (WeChat events, Tencent replies) never wait.
         minute: real seconds per documented minute in Aliyun's and Tencent's retry schedules.
         wechat_retry_seconds: real seconds between WeChat's re-pushes (5 s as documented; not scaled
             by ``minute``, so a compressed schedule does not make WeChat give up in under a second).
@@ -71,20 +83,22 @@ class CallbackPusher:
     def __init__(self, *, http: aiohttp.ClientSession, state: SimState,
                  build: Callable[[str, list[Any]], tuple[str, bytes, dict[str, str]]],
                  delay: float, minute: float, max_batch: int = 100, concurrency: int = 32,
-                 wechat_retry_seconds: float = 5.0) -> None:
+                 batch_seconds: float = 0.0, wechat_retry_seconds: float = 5.0) -> None:
         self._http = http
         self._state = state
         self._build = build
         self._delay = delay
+        self._batch_seconds = batch_seconds
         self._minute = minute
         self._wechat_retry_seconds = wechat_retry_seconds
         self._max_batch = max_batch
-        self._queues: dict[str, asyncio.Queue[Push]] = {}
+        self._queues: dict[str, asyncio.Queue[tuple[float, Push]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._concurrency = concurrency
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._pending = 0
+        self._pending_by_stream: dict[str, int] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.timeout_seconds = 10.0
@@ -98,8 +112,12 @@ class CallbackPusher:
             self._slots[push.stream] = asyncio.Semaphore(self._concurrency)
             self._workers.append(asyncio.create_task(self._run(push.stream, queue)))
         self._pending += 1
+        self._pending_by_stream[push.stream] = self._pending_by_stream.get(push.stream, 0) + 1
         self._idle.clear()
-        queue.put_nowait(push)
+        wait = self._delay if push.stream not in ("aliyun_up", "tencent_reply") else 0.0
+        if push.stream not in _ONE_ITEM:
+            wait = max(wait, self._batch_seconds)
+        queue.put_nowait((time.monotonic() + wait if wait else 0.0, push))
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every queued push was delivered or given up."""
@@ -107,7 +125,13 @@ class CallbackPusher:
 
     @property
     def pending(self) -> int:
+        """Items queued or being pushed (re-pushes waiting on their schedule included)."""
         return self._pending
+
+    @property
+    def pending_by_stream(self) -> dict[str, int]:
+        """:attr:`pending` per stream (``aliyun_report``, ``wechat_event``, ``aliyun_up``…), streams with none left out."""
+        return {k: v for k, v in self._pending_by_stream.items() if v}
 
     async def aclose(self) -> None:
         for task in [*self._workers, *self._inflight]:
@@ -116,23 +140,28 @@ class CallbackPusher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self, stream: str, queue: asyncio.Queue[Push]) -> None:
+    async def _run(self, stream: str, queue: asyncio.Queue[tuple[float, Push]]) -> None:
         """Form each push when a slot is free, from everything queued by then (up to the batch size).
 
         Waiting for the slot first is what makes a busy receiver get fewer, fuller pushes: items that
         queue up while every slot is taken leave together in one request (as a provider's callback
-        queue does), instead of one request each waiting for its turn.
+        queue does), instead of one request each waiting for its turn. An item leaves no earlier
+        than its wait (a receipt's ``delay``, an array stream's ``batch_seconds``) after it was
+        submitted, counted from its own submission: the wait overlaps with the items before it (it
+        was a sleep per push, so one-item WeChat pushes left at most 1 / ``delay`` a second: 10 a
+        second, 1,400 WeChat receipts of a wave took 2 minutes). Items submitted during the first
+        one's wait leave with it.
         """
-        batch_size = 1 if stream in ("wechat_event", "tencent_reply") else self._max_batch
+        batch_size = 1 if stream in _ONE_ITEM else self._max_batch
         slots = self._slots[stream]
         while True:
-            first = await queue.get()
-            if self._delay and stream not in ("aliyun_up", "tencent_reply"):
-                await asyncio.sleep(self._delay)
+            due, first = await queue.get()
+            if (wait := due - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
             await slots.acquire()
             batch = [first]
             while len(batch) < batch_size and not queue.empty():
-                batch.append(queue.get_nowait())
+                batch.append(queue.get_nowait()[1])
             task = asyncio.create_task(self._push(stream, first.provider, [p.item for p in batch]))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
@@ -171,6 +200,7 @@ class CallbackPusher:
             if holding:
                 slots.release()
             self._pending -= len(items)
+            self._pending_by_stream[stream] -= len(items)
             if self._pending == 0:
                 self._idle.set()
 

@@ -81,6 +81,12 @@ class SimulatorSettings(BaseSettings):
                     "{{name.DATA}} (WeChat) placeholders; unknown templates show their values joined.",
     )
     receipt_delay_seconds: float = Field(default=0.1, ge=0, description="Delay before a receipt is pushed, s.")
+    callback_batch_seconds: float = Field(
+        default=0.05, ge=0,
+        description="How long an uplink or receipt waits for others to share its push (Aliyun's and Tencent's "
+                    "callbacks are JSON arrays), s. Providers do not document their batching; 0 pushes each "
+                    "item as soon as a slot is free.",
+    )
     callback_minute_seconds: float = Field(
         default=0.1, gt=0,
         description="Real seconds per documented minute in the providers' retry schedules (Aliyun re-pushes "

@@ -22,7 +22,7 @@ actions (raised before anything is written).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -185,6 +185,10 @@ async def _incident(conn: asyncpg.Connection, incident_id: UUID, *, lock: bool =
     )
     if r is None:
         raise NotFound(f"no incident {incident_id}")
+    return _incident_of(r)
+
+
+def _incident_of(r: asyncpg.Record) -> _Incident:
     return _Incident(
         r["incident_id"], r["kind"], r["title"], IncidentMode(r["mode"]), r["lat"], r["lon"], r["unit_code"],
         r["place"], Level(r["max_level"]), r["over_call_factor"], r["wave_deadline_seconds"], r["status"],
@@ -510,7 +514,7 @@ async def _handle_due(conn: asyncpg.Connection, req: asyncpg.Record, now: dateti
 
 
 async def _fill_check(
-    conn: asyncpg.Connection, inc: _Incident, req: asyncpg.Record, filled: int, *, now: datetime,
+    conn: asyncpg.Connection, inc: _Incident, req: Mapping[str, Any], filled: int, *, now: datetime,
     causation: UUID | None,
 ) -> None:
     """After ``filled`` changed: mark filled and stand down the rest, or reopen when it dropped below."""
@@ -588,15 +592,13 @@ async def apply_reply_event(conn: asyncpg.Connection, item: Received) -> None:
 async def apply_reply_batch(conn: asyncpg.Connection, items: Sequence[Received]) -> None:
     """Batch handler for ``notify.reply.v1``: :func:`apply_reply_event` for each event, in topic order.
 
-    The same effect, fewer round trips: one look-up of the batch's reply ids seen before and one of
-    their call-outs' requirement and incident (instead of one each per reply), and no savepoint per
-    reply. The consumer runs the batch in one savepoint
-    (:class:`shared.consumer.IdempotentConsumer`); if any reply fails with a non-transient error the
-    batch is rolled back to it and the consumer applies the events one by one with
-    :func:`apply_reply_event`, which records a failing reply as unmatched with the note ``error``.
-    A reply id twice in one batch (re-published under a new event id) is applied once. An incident
-    row is read and locked once per batch: the lock holds until the batch commits and applying a
-    reply never changes the incident row, so later replies of the batch reuse it.
+    The same effect with a fixed number of statements per batch instead of four to seven per reply
+    (the reply path's cost under load, ``bench/reply_path.py``): see :func:`_apply_replies`. The
+    consumer runs the batch in one savepoint (:class:`shared.consumer.IdempotentConsumer`); if any
+    reply fails with a non-transient error the batch is rolled back to it and the consumer applies
+    the events one by one with :func:`apply_reply_event`, which records a failing reply as unmatched
+    with the note ``error``. A reply id recorded before, or twice in one batch (re-published under a
+    new event id), is applied once.
     """
     replies: list[ReplyReceived] = []
     for item in items:
@@ -604,18 +606,18 @@ async def apply_reply_batch(conn: asyncpg.Connection, items: Sequence[Received])
             replies.append(item)
         else:
             log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
+    if not replies:
+        return
     seen = {r["reply_id"] for r in await conn.fetch(
         "SELECT reply_id FROM replies WHERE reply_id = ANY($1::uuid[])", [ev.reply_id for ev in replies])}
-    locked: dict[UUID, _Incident] = {}
-    heads = {r["callout_id"]: r for r in await conn.fetch(
-        "SELECT callout_id, requirement_id, incident_id FROM callouts WHERE callout_id = ANY($1::uuid[])",
-        [ev.callout_id for ev in replies if ev.callout_id is not None])}
+    fresh: list[ReplyReceived] = []
     for ev in replies:
         if ev.reply_id in seen:
             log.info("dispatch.reply_duplicate", reply_id=str(ev.reply_id), event_id=str(ev.event_id))
             continue
         seen.add(ev.reply_id)
-        await _apply_reply(conn, ev, locked=locked, heads=heads)
+        fresh.append(ev)
+    await _apply_replies(conn, fresh)
 
 
 async def _record_reply(
@@ -632,76 +634,168 @@ async def _record_reply(
     )
 
 
-async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived, locked: dict[UUID, _Incident] | None = None,
-                       heads: dict[UUID, asyncpg.Record] | None = None) -> None:
-    """Apply one reply (see :func:`apply_reply_event`).
+async def _apply_reply(conn: asyncpg.Connection, ev: ReplyReceived) -> None:
+    """Apply one reply (see :func:`apply_reply_event`): :func:`_apply_replies` with one reply."""
+    await _apply_replies(conn, [ev])
 
-    ``locked``: incidents already locked in this transaction; ``heads``: call-outs' requirement and
-    incident ids read ahead (they never change).
+
+_CALLOUT_COLUMNS = ("state", "last_reply_at", "accepted_at", "arrived_at", "eta_minutes", "cancel_reason")
+
+
+class _ReplyWrites:
+    """What a run of replies changes, kept in memory and written with one statement per table.
+
+    ``callouts`` and ``requirements`` are the locked rows as dicts, changed in place as each reply is
+    decided, so a later reply of the batch sees what the earlier ones did; ``dirty_*`` name the rows
+    to write back.
     """
-    now = utcnow()
 
-    async def record(callout_id: UUID | None, incident_id: UUID | None, applied: bool, note: str) -> None:
-        await _record_reply(conn, ev, callout_id, incident_id, applied, note)
+    def __init__(self) -> None:
+        self.replies: list[tuple[Any, ...]] = []
+        self.events: list[tuple[TopicSpec, str, Any]] = []
+        self.timeline: list[tuple[UUID, datetime, str, dict[str, Any]]] = []
+        self.dirty_callouts: set[UUID] = set()
+        self.dirty_requirements: set[UUID] = set()
 
-    head = None
-    if ev.callout_id is not None:
-        head = heads.get(ev.callout_id) if heads is not None else None
+    def record(self, ev: ReplyReceived, callout_id: UUID | None, incident_id: UUID | None, applied: bool,
+               note: str) -> None:
+        self.replies.append((ev.reply_id, ev.event_id, callout_id, incident_id, ev.volunteer_id, ev.intent.value,
+                             ev.text, ev.eta_minutes, ev.channel.value, ev.sender, ev.received_at, applied, note))
+
+    async def flush(self, conn: asyncpg.Connection, callouts: dict[UUID, dict[str, Any]],
+                    requirements: dict[UUID, dict[str, Any]]) -> None:
+        """Write everything kept so far (replies, call-outs, filled counts, events, timeline), in that order."""
+        if self.replies:
+            await conn.execute(
+                """INSERT INTO replies (reply_id, event_id, callout_id, incident_id, volunteer_id, intent, text,
+                       eta_minutes, channel, sender, received_at, applied, note)
+                   SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[],
+                                        $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[],
+                                        $12::bool[], $13::text[])
+                   ON CONFLICT (reply_id) DO NOTHING""",
+                *[list(col) for col in zip(*self.replies, strict=True)],
+            )
+        if self.dirty_callouts:
+            rows = [callouts[cid] for cid in sorted(self.dirty_callouts)]
+            await conn.execute(
+                """UPDATE callouts c SET state = u.state, last_reply_at = u.last_reply_at,
+                       accepted_at = u.accepted_at, arrived_at = u.arrived_at, eta_minutes = u.eta_minutes,
+                       cancel_reason = u.cancel_reason
+                   FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
+                               $6::int[], $7::text[])
+                        AS u(callout_id, state, last_reply_at, accepted_at, arrived_at, eta_minutes, cancel_reason)
+                   WHERE c.callout_id = u.callout_id""",
+                [r["callout_id"] for r in rows], *[[r[k] for r in rows] for k in _CALLOUT_COLUMNS],
+            )
+        if self.dirty_requirements:
+            reqs = [requirements[rid] for rid in sorted(self.dirty_requirements)]
+            await conn.execute(
+                "UPDATE requirements r SET filled = u.filled FROM unnest($1::uuid[], $2::int[]) AS u(id, filled) "
+                "WHERE r.requirement_id = u.id",
+                [r["requirement_id"] for r in reqs], [r["filled"] for r in reqs],
+            )
+        await outbox.add_many(conn, self.events)
+        if self.timeline:
+            await conn.execute(
+                "INSERT INTO timeline (incident_id, at, kind, detail) "
+                "SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::jsonb[])",
+                [t[0] for t in self.timeline], [t[1] for t in self.timeline], [t[2] for t in self.timeline],
+                [{k: (str(v) if isinstance(v, UUID) else v) for k, v in t[3].items()} for t in self.timeline],
+            )
+        self.replies, self.events, self.timeline = [], [], []
+        self.dirty_callouts, self.dirty_requirements = set(), set()
+
+
+async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceived]) -> None:
+    """Apply replies in order, each as :func:`apply_reply_event` describes, with a few statements in all.
+
+    Reads: the call-outs' requirement and incident ids, then the rows locked in the order every other
+    writer takes them — incidents (``FOR NO KEY UPDATE``), then requirements, then call-outs
+    (``FOR UPDATE``), each set by id. Each reply is decided by the pure
+    :func:`~services.dispatch.domain.replies.apply_reply` against the rows as the earlier replies left
+    them (in memory). Writes: one ``INSERT … unnest`` of the replies, one ``UPDATE … FROM unnest`` of
+    the changed call-outs and one of the changed filled counts, one outbox COPY of the confirmations
+    and stand-downs (in reply order, so per volunteer in order), one timeline insert. A reply that
+    fills a requirement (or reopens one) writes what came before it, stands down the requirement's
+    waiting call-outs (:func:`_fill_check`) and re-reads the locked rows before the next reply.
+    Replies must be new (not recorded before) and distinct.
+    """
+    if not replies:
+        return
+    heads = {r["callout_id"]: r for r in await conn.fetch(
+        "SELECT callout_id, requirement_id, incident_id FROM callouts WHERE callout_id = ANY($1::uuid[])",
+        list({ev.callout_id for ev in replies if ev.callout_id is not None}))}
+    incidents = {r["incident_id"]: _incident_of(r) for r in await conn.fetch(
+        "SELECT * FROM incidents WHERE incident_id = ANY($1::uuid[]) ORDER BY incident_id FOR NO KEY UPDATE",
+        sorted({h["incident_id"] for h in heads.values()}))} if heads else {}
+
+    async def load() -> tuple[dict[UUID, dict[str, Any]], dict[UUID, dict[str, Any]]]:
+        reqs = {r["requirement_id"]: dict(r) for r in await conn.fetch(
+            "SELECT requirement_id, count, filled, status FROM requirements WHERE requirement_id = ANY($1::uuid[]) "
+            "ORDER BY requirement_id FOR UPDATE",
+            sorted({h["requirement_id"] for h in heads.values()}))}
+        calls = {r["callout_id"]: dict(r) for r in await conn.fetch(
+            "SELECT callout_id, volunteer_id, state, last_reply_at, accepted_at, arrived_at, eta_minutes, "
+            "cancel_reason FROM callouts WHERE callout_id = ANY($1::uuid[]) ORDER BY callout_id FOR UPDATE",
+            sorted(heads))}
+        return reqs, calls
+
+    requirements, callouts = await load() if heads else ({}, {})
+    out = _ReplyWrites()
+    for ev in replies:
+        now = utcnow()
+        head = heads.get(ev.callout_id) if ev.callout_id is not None else None
         if head is None:
-            head = await conn.fetchrow("SELECT requirement_id, incident_id FROM callouts WHERE callout_id = $1",
-                                       ev.callout_id)
-    if head is None:
-        await record(None, None, False, "unmatched" if ev.callout_id is None else "unknown_callout")
-        log.info("dispatch.reply_unmatched", reply_id=str(ev.reply_id), callout_id=str(ev.callout_id))
-        return
-    inc = locked.get(head["incident_id"]) if locked is not None else None
-    if inc is None:
-        inc = await _incident(conn, head["incident_id"], lock=True)
-        if locked is not None:
-            locked[inc.incident_id] = inc
-    req = await conn.fetchrow("SELECT * FROM requirements WHERE requirement_id = $1 FOR UPDATE",
-                              head["requirement_id"])
-    c = await conn.fetchrow("SELECT * FROM callouts WHERE callout_id = $1 FOR UPDATE", ev.callout_id)
-    if ev.volunteer_id is not None and ev.volunteer_id != c["volunteer_id"]:
-        await record(ev.callout_id, inc.incident_id, False, "volunteer_mismatch")
-        return
-    outcome = apply_reply(
-        state=CallOutState(c["state"]), intent=ev.intent, eta_minutes=ev.eta_minutes,
-        outstanding=req["count"] - req["filled"], incident_open=inc.status == "open",
-        received_at=ev.received_at, last_reply_at=c["last_reply_at"],
-    )
-    await record(ev.callout_id, inc.incident_id, outcome.applied, outcome.note.value)
-    log.info("dispatch.reply_applied", incident_id=str(inc.incident_id), callout_id=str(ev.callout_id),
-             intent=ev.intent.value, note=outcome.note.value)
-    if not outcome.applied:
-        return
-    new = outcome.state
-    await conn.execute(
-        """UPDATE callouts SET state = $2, last_reply_at = $3,
-               accepted_at = CASE WHEN $4 THEN $3 WHEN $2 = 'declined' THEN NULL ELSE accepted_at END,
-               arrived_at = CASE WHEN $2 = 'arrived' THEN $3 ELSE arrived_at END,
-               eta_minutes = coalesce($5, eta_minutes),
-               cancel_reason = CASE WHEN $2 = 'cancelled' THEN 'filled' ELSE cancel_reason END
-           WHERE callout_id = $1""",
-        c["callout_id"], new.value, ev.received_at, outcome.filled_delta > 0, outcome.eta_minutes,
-    )
-    vid = c["volunteer_id"]
-    if outcome.confirm:
-        await outbox.add(conn, CALLOUT, str(vid), CallOutAssigned(
-            callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, incident_title=inc.title,
-            place=inc.place, occurred_at=now, **inc.env(ev.event_id)))
-    if outcome.stand_down:
-        await outbox.add(conn, CALLOUT, str(vid), CallOutCancelled(
-            callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, reason=CancelReason.FILLED,
-            incident_title=inc.title, occurred_at=now, **inc.env(ev.event_id)))
-    if outcome.note in (ReplyNote.ASSIGNED, ReplyNote.WITHDRAWN, ReplyNote.ARRIVED):
-        await timeline(conn, inc.incident_id, now, outcome.note.value, callout_id=c["callout_id"],
-                       volunteer_id=vid, requirement_id=req["requirement_id"])
-    if outcome.filled_delta:
-        filled = req["filled"] + outcome.filled_delta
-        await conn.execute("UPDATE requirements SET filled = $2 WHERE requirement_id = $1",
-                           req["requirement_id"], filled)
-        await _fill_check(conn, inc, req, filled, now=now, causation=ev.event_id)
+            out.record(ev, None, None, False, "unmatched" if ev.callout_id is None else "unknown_callout")
+            log.info("dispatch.reply_unmatched", reply_id=str(ev.reply_id), callout_id=str(ev.callout_id))
+            continue
+        inc = incidents[head["incident_id"]]
+        req = requirements[head["requirement_id"]]
+        c = callouts[head["callout_id"]]
+        if ev.volunteer_id is not None and ev.volunteer_id != c["volunteer_id"]:
+            out.record(ev, ev.callout_id, inc.incident_id, False, "volunteer_mismatch")
+            continue
+        outcome = apply_reply(
+            state=CallOutState(c["state"]), intent=ev.intent, eta_minutes=ev.eta_minutes,
+            outstanding=req["count"] - req["filled"], incident_open=inc.status == "open",
+            received_at=ev.received_at, last_reply_at=c["last_reply_at"],
+        )
+        out.record(ev, ev.callout_id, inc.incident_id, outcome.applied, outcome.note.value)
+        log.info("dispatch.reply_applied", incident_id=str(inc.incident_id), callout_id=str(ev.callout_id),
+                 intent=ev.intent.value, note=outcome.note.value)
+        if not outcome.applied:
+            continue
+        new = outcome.state
+        c.update(
+            state=new.value, last_reply_at=ev.received_at,
+            accepted_at=(ev.received_at if outcome.filled_delta > 0
+                         else None if new is CallOutState.DECLINED else c["accepted_at"]),
+            arrived_at=ev.received_at if new is CallOutState.ARRIVED else c["arrived_at"],
+            eta_minutes=outcome.eta_minutes if outcome.eta_minutes is not None else c["eta_minutes"],
+            cancel_reason="filled" if new is CallOutState.CANCELLED else c["cancel_reason"],
+        )
+        out.dirty_callouts.add(c["callout_id"])
+        vid = c["volunteer_id"]
+        if outcome.confirm:
+            out.events.append((CALLOUT, str(vid), CallOutAssigned(
+                callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, incident_title=inc.title,
+                place=inc.place, occurred_at=now, **inc.env(ev.event_id))))
+        if outcome.stand_down:
+            out.events.append((CALLOUT, str(vid), CallOutCancelled(
+                callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid,
+                reason=CancelReason.FILLED, incident_title=inc.title, occurred_at=now, **inc.env(ev.event_id))))
+        if outcome.note in (ReplyNote.ASSIGNED, ReplyNote.WITHDRAWN, ReplyNote.ARRIVED):
+            out.timeline.append((inc.incident_id, now, outcome.note.value, {
+                "callout_id": c["callout_id"], "volunteer_id": vid, "requirement_id": req["requirement_id"]}))
+        if outcome.filled_delta:
+            req["filled"] += outcome.filled_delta
+            out.dirty_requirements.add(req["requirement_id"])
+            filled = req["filled"]
+            if (filled >= req["count"]) != (req["status"] == "filled"):  # fills it, or reopens it
+                await out.flush(conn, callouts, requirements)
+                await _fill_check(conn, inc, req, filled, now=now, causation=ev.event_id)
+                requirements, callouts = await load()  # the stand-downs changed call-outs of this batch
+    await out.flush(conn, callouts, requirements)
 
 
 _DELIVERY_STATUS = {"MessageSent": "sent", "MessageDelivered": "delivered", "MessageFailed": "failed"}

@@ -1,7 +1,8 @@
 """What comes back from the phones: delivery receipts and replies, stored and published.
 
 Called by the callback routes and the reply page (:mod:`services.notify.handlers.callbacks`), each on
-a connection inside a transaction, so the stored state and the events (outbox) commit together.
+a connection inside a transaction, so the stored state and the events (outbox) commit together;
+:func:`record_replies` writes in one statement, so its caller needs no transaction.
 
 * :func:`apply_receipts` — delivery receipts → ``delivered`` + ``MessageDelivered``, or a failure:
   ``MessageFailed`` and, for WeChat when the volunteer has SMS, a fallback to SMS. A receipt for a
@@ -328,16 +329,20 @@ async def record_replies(
 ) -> list[ReplyReceived]:
     """Store, parse, match and publish one push of replies: :func:`record_reply` for each, in push order.
 
-    The same rules with six statements per push: the push's dedup keys already stored, the senders'
-    contacts, their call-outs within the window, one ``INSERT … unnest`` of the replies, one update of
-    the declined call-outs (and of the opt-outs), and one outbox COPY. Replies are matched in order
-    against the call-outs as the earlier replies of the push left them (a decline closes its
-    call-out for the replies after it). A dedup key already stored, or twice in the push, is a
-    replay: nothing is stored or published for it; one stored concurrently by a retried push is
-    dropped at the insert, with its effects.
+    The same rules with two statements per push (each a round trip on the notify event loop that
+    serves every callback; the reply path's cost under load, ``bench/reply_path.py``): one read of
+    the push's dedup keys already stored, the senders' contacts and their call-outs within the
+    window; and one write — the replies (``INSERT … unnest … ON CONFLICT DO NOTHING``), the
+    declined call-outs closed and the opt-outs recorded (for the replies that insert stored), and
+    their ``ReplyReceived`` events in the outbox, in push order — as data-modifying CTEs of one
+    statement, so they commit together without a transaction of their own (inside the caller's,
+    they commit with it). Replies are matched in order against the call-outs as the earlier
+    replies of the push left them (a decline closes its call-out for the replies after it). A
+    dedup key already stored, or twice in the push, is a replay: nothing is stored or published for
+    it; one stored concurrently by a retried push is dropped at the insert, with its effects.
 
     Args:
-        conn: a connection inside the callback's transaction.
+        conn: a connection (in a transaction or not).
         provider: ``aliyun`` | ``tencent`` | ``wechat``.
         channel: SMS or WeChat.
         uplinks: the push's replies (:class:`services.notify.channels.base.Uplink`: ``sender`` E.164 or
@@ -351,41 +356,51 @@ async def record_replies(
     """
     if not uplinks:
         return []
-    stored_before = {r["dedup_key"] for r in await conn.fetch(
-        "SELECT dedup_key FROM replies WHERE provider = $1 AND dedup_key = ANY($2::text[])",
-        provider, [u.dedup_key for u in uplinks],
-    )}
-    fresh: list[Any] = []
+    sms = channel is Channel.SMS
+    column = "mobile_hash" if sms else "openid_hash"
+    hash_of = {u.sender: cipher.mobile_hash(u.sender) if sms else cipher.openid_hash(u.sender) for u in uplinks}
+    stored_before: set[str] = set()
+    owners: dict[bytes | None, UUID] = {}
+    recent: dict[UUID, list[dict[str, Any]]] = {}
+    for r in await conn.fetch(
+        f"""
+        WITH own AS (
+            SELECT DISTINCT ON ({column}) {column} AS h, volunteer_id FROM contacts
+            WHERE {column} = ANY($3::bytea[]) ORDER BY {column}, updated_at DESC
+        )
+        SELECT 'dup' AS kind, dedup_key, NULL::bytea AS h, NULL::uuid AS volunteer_id, NULL::uuid AS callout_id,
+               NULL::text AS reply_code, NULL::timestamptz AS requested_at, NULL::uuid AS incident_id,
+               NULL::bool AS drill, NULL::bool AS open
+        FROM replies WHERE provider = $1 AND dedup_key = ANY($2::text[])
+        UNION ALL
+        SELECT 'own', NULL, h, volunteer_id, NULL, NULL, NULL, NULL, NULL, NULL FROM own
+        UNION ALL
+        SELECT 'call', NULL, NULL, volunteer_id, callout_id, reply_code, requested_at, incident_id, drill,
+               state <> 'closed'
+        FROM callouts WHERE volunteer_id IN (SELECT volunteer_id FROM own)
+          AND requested_at > now() - make_interval(secs => $4)
+        """,
+        provider, [u.dedup_key for u in uplinks], list(set(hash_of.values())), window_hours * 3600,
+    ):
+        if r["kind"] == "dup":
+            stored_before.add(r["dedup_key"])
+        elif r["kind"] == "own":
+            owners[r["h"]] = r["volunteer_id"]
+        else:
+            recent.setdefault(r["volunteer_id"], []).append(
+                {k: r[k] for k in ("callout_id", "reply_code", "requested_at", "incident_id", "drill", "open")})
+    for mine in recent.values():
+        mine.sort(key=lambda c: c["requested_at"], reverse=True)  # newest first, as record_reply reads them
+    rows: list[tuple[Any, ...]] = []
+    events: list[ReplyReceived] = []
+    declines: dict[UUID, UUID] = {}  # reply id → call-out it closes
+    opt_outs: dict[UUID, UUID] = {}  # reply id → volunteer
     for u in uplinks:
         if u.dedup_key in stored_before:
             log.info("reply.replay_ignored", provider=provider)
             continue
         stored_before.add(u.dedup_key)  # a second copy in the same push is a replay too
-        fresh.append(u)
-    if not fresh:
-        return []
-    sms = channel is Channel.SMS
-    hashes = [cipher.mobile_hash(u.sender) if sms else cipher.openid_hash(u.sender) for u in fresh]
-    column = "mobile_hash" if sms else "openid_hash"
-    owners = {r["h"]: r["volunteer_id"] for r in await conn.fetch(
-        f"SELECT DISTINCT ON ({column}) {column} AS h, volunteer_id FROM contacts WHERE {column} = ANY($1::bytea[]) "
-        f"ORDER BY {column}, updated_at DESC",
-        list(set(hashes)),
-    )}
-    vids = list({v for v in owners.values()})
-    recent: dict[UUID, list[dict[str, Any]]] = {}
-    for r in await conn.fetch(
-        "SELECT volunteer_id, callout_id, reply_code, requested_at, incident_id, drill, state <> 'closed' AS open "
-        "FROM callouts WHERE volunteer_id = ANY($1::uuid[]) AND requested_at > now() - make_interval(secs => $2) "
-        "ORDER BY requested_at DESC",
-        vids, window_hours * 3600,
-    ):
-        recent.setdefault(r["volunteer_id"], []).append(dict(r))
-    rows: list[tuple[Any, ...]] = []
-    events: list[ReplyReceived] = []
-    declines: dict[UUID, UUID] = {}  # reply id → call-out it closes
-    opt_outs: dict[UUID, UUID] = {}  # reply id → volunteer
-    for u, sender_hash in zip(fresh, hashes, strict=True):
+        sender_hash = hash_of[u.sender]
         volunteer_id = owners.get(sender_hash)
         masked = mask_mobile(u.sender) if sms else mask_openid(u.sender)
         mine = recent.get(volunteer_id, []) if volunteer_id else []
@@ -412,33 +427,44 @@ async def record_replies(
             sender=masked if volunteer_id is None else None, received_at=u.received_at,
             correlation_id=meta["incident_id"] if meta else None, drill=bool(meta["drill"]) if meta else False,
         ))
+    if not rows:
+        return []
+    event_ids, topics, keys, payloads, headers = outbox.columns(
+        (REPLY, str(e.volunteer_id) if e.volunteer_id else (e.sender or "unknown"), e) for e in events)
     stored = {r["reply_id"] for r in await conn.fetch(
         """
-        INSERT INTO replies (reply_id, provider, dedup_key, channel, volunteer_id, callout_id, sender_hash,
-                             sender_masked, text, intent, eta_minutes, received_at)
-        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::bytea[],
-                             $8::text[], $9::text[], $10::text[], $11::int[], $12::timestamptz[])
-        ON CONFLICT ON CONSTRAINT replies_dedup DO NOTHING RETURNING reply_id
+        WITH ins AS (
+            INSERT INTO replies (reply_id, provider, dedup_key, channel, volunteer_id, callout_id, sender_hash,
+                                 sender_masked, text, intent, eta_minutes, received_at)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[],
+                                 $7::bytea[], $8::text[], $9::text[], $10::text[], $11::int[], $12::timestamptz[])
+            ON CONFLICT ON CONSTRAINT replies_dedup DO NOTHING RETURNING reply_id
+        ), closing AS (
+            UPDATE callouts SET state = 'closed', closed_at = now()
+            WHERE callout_id IN (SELECT d.callout_id FROM unnest($13::uuid[], $14::uuid[]) AS d(reply_id, callout_id)
+                                 JOIN ins USING (reply_id))
+              AND state = 'open'
+        ), leaving AS (
+            UPDATE contacts SET sms_consent = false, sms_opt_out_at = now()
+            WHERE volunteer_id IN (SELECT o.volunteer_id FROM unnest($15::uuid[], $16::uuid[]) AS o(reply_id, volunteer_id)
+                                   JOIN ins USING (reply_id))
+        ), published AS (
+            INSERT INTO outbox (event_id, topic, key, payload, headers)
+            SELECT e.event_id, e.topic, e.key, e.payload, e.headers
+            FROM unnest($17::uuid[], $18::uuid[], $19::text[], $20::text[], $21::bytea[], $22::jsonb[])
+                 WITH ORDINALITY AS e(reply_id, event_id, topic, key, payload, headers, n)
+            WHERE e.reply_id IN (SELECT reply_id FROM ins)
+            ORDER BY e.n
+        )
+        SELECT reply_id FROM ins
         """,
         *[list(col) for col in zip(*rows, strict=True)],
+        list(declines), list(declines.values()), list(opt_outs), list(opt_outs.values()),
+        [e.reply_id for e in events], event_ids, topics, keys, payloads, headers,
     )}
     if len(stored) < len(rows):
         log.info("reply.replay_ignored", provider=provider, count=len(rows) - len(stored))
-    if closing := [cid for rid, cid in declines.items() if rid in stored]:
-        await conn.execute(
-            "UPDATE callouts SET state = 'closed', closed_at = now() WHERE callout_id = ANY($1::uuid[]) "
-            "AND state = 'open'",
-            closing,
-        )
-    if leaving := [vid for rid, vid in opt_outs.items() if rid in stored]:
-        await conn.execute(
-            "UPDATE contacts SET sms_consent = false, sms_opt_out_at = now() WHERE volunteer_id = ANY($1::uuid[])",
-            leaving,
-        )
     published = [e for e in events if e.reply_id in stored]
-    await outbox.add_many(conn, [
-        (REPLY, str(e.volunteer_id) if e.volunteer_id else (e.sender or "unknown"), e) for e in published
-    ])
     for e in published:
         log.info("reply.received", reply_id=str(e.reply_id), volunteer_id=str(e.volunteer_id) if e.volunteer_id else None,
                  callout_id=str(e.callout_id) if e.callout_id else None, intent=e.intent.value)

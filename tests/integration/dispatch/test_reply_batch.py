@@ -36,15 +36,15 @@ def _reply(vid: UUID, cid: UUID, intent: ReplyIntent, *, reply_id: UUID | None =
                          eta_minutes=eta, channel=Channel.SMS, received_at=now(), producer="test")
 
 
-async def _incident(db: DispatchDb, client: httpx.AsyncClient, index: int, n: int) -> tuple[str, dict[str, str],
-                                                                                             dict[str, Any]]:
+async def _incident(db: DispatchDb, client: httpx.AsyncClient, index: int, n: int, count: int | None = None,
+                    factor: float = 1) -> tuple[str, dict[str, str], dict[str, Any]]:
     _town, villages = a_town_with_villages(1, index=index)
     await add_volunteers(db, villages[0], n)
     op = await token(db)
     r = await client.post("/incidents", headers=op, json={
         "kind": "drowning", "title": "批量回复", **_point(villages[0]), "unit_code": villages[0], "mode": "drill",
-        "requirements": [{"skill": "first_aid", "count": n}],
-        "policy": {"over_call_factor": 1, "max_level": "village", "wave_deadline_seconds": 600},
+        "requirements": [{"skill": "first_aid", "count": count or n}],
+        "policy": {"over_call_factor": factor, "max_level": "village", "wave_deadline_seconds": 600},
     })
     assert r.status_code == 201, r.text
     iid = r.json()["incident"]["incident_id"]
@@ -121,6 +121,58 @@ async def test_the_consumer_uses_the_batch_handler_and_falls_back_on_a_failing_r
     final = {c["volunteer_id"]: c for c in (await client.get(f"/incidents/{iid}/callouts", headers=op)).json()}
     assert final[str(v1)]["state"] == "assigned" and final[str(v2)]["state"] == "assigned"
     assert [len(c["replies"]) for c in final.values()] == [1, 1]
+
+
+async def test_a_batch_that_fills_and_reopens_a_requirement_ends_as_one_by_one_does(
+    dispatch_db: DispatchDb, client: httpx.AsyncClient,
+) -> None:
+    """Mid-batch fill (stand-downs of call-outs later in the batch) and reopen: the same board, events, timeline.
+
+    The batch handler decides replies in memory and writes once; a fill stands down call-outs that
+    later replies of the same batch answer, so it must write and re-read there. Two incidents get the
+    same script, one as a batch, one reply per transaction through :func:`usecases.apply_reply_event`.
+    """
+    script = [  # (volunteer by position, intent, eta)
+        (0, ReplyIntent.ACCEPT, None), (1, ReplyIntent.ETA, 15),  # fills 2 of 2: 2 and 3 are stood down
+        (2, ReplyIntent.ACCEPT, None),  # after the stand-down
+        (0, ReplyIntent.DECLINE, None),  # withdrawn: reopens, filled 1
+        (3, ReplyIntent.ARRIVED, None),  # still stood down
+        (1, ReplyIntent.ARRIVED, None), (0, ReplyIntent.ACCEPT, None),  # declined → assigned again: fills again
+    ]
+    outcomes = []
+    for index, batched in ((73, True), (74, False)):
+        iid, op, calls = await _incident(dispatch_db, client, index, 4, count=2, factor=2)
+        people = [(UUID(v), UUID(c["callout_id"])) for v, c in calls.items()]
+        events = [_reply(*people[who], intent, eta=eta) for who, intent, eta in script]
+        if batched:
+            async with dispatch_db.pool.acquire() as conn, conn.transaction():
+                await usecases.apply_reply_batch(conn, events)
+        else:
+            for ev in events:
+                async with dispatch_db.pool.acquire() as conn, conn.transaction():
+                    await usecases.apply_reply_event(conn, ev)
+        final = {c["volunteer_id"]: c for c in (await client.get(f"/incidents/{iid}/callouts", headers=op)).json()}
+        board = (await client.get(f"/incidents/{iid}", headers=op)).json()
+        who = {str(v): i for i, (v, _) in enumerate(people)}
+        async with dispatch_db.pool.acquire() as conn:
+            sent = [(r["t"], who[r["key"]]) for r in await conn.fetch(
+                "SELECT headers->>'event_type' AS t, key FROM outbox WHERE headers->>'correlation_id' = $1 "
+                "AND topic = 'dispatch.callout.v1' AND headers->>'event_type' <> 'CallOutRequested' ORDER BY id",
+                iid)]
+            kinds = [(r["kind"], who.get(r["v"])) for r in await conn.fetch(
+                "SELECT kind, detail->>'volunteer_id' AS v FROM timeline WHERE incident_id = $1 "
+                "AND kind NOT IN ('opened', 'wave') ORDER BY id", UUID(iid))]
+        outcomes.append({
+            "callouts": [(final[str(v)]["state"], final[str(v)]["eta_minutes"],
+                          [(x["note"], x["applied"]) for x in final[str(v)]["replies"]]) for v, _ in people],
+            "requirement": (board["requirements"][0]["filled"], board["requirements"][0]["status"]),
+            "events": sent, "timeline": kinds,
+        })
+    batch, one_by_one = outcomes
+    assert batch == one_by_one
+    assert batch["requirement"] == (2, "filled")
+    assert batch["callouts"][2][0] == "cancelled" and batch["callouts"][2][2] == [("after_stand_down", False)]
+    assert ("CallOutCancelled", 3) in batch["events"]
 
 
 class _BrokenOnce:

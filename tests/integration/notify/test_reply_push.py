@@ -9,9 +9,14 @@ reply from an unknown phone is kept with a masked sender.
 
 from __future__ import annotations
 
+import asyncio
 import random
+from datetime import UTC, datetime
 
+from services.notify import inbound
+from services.notify.channels.base import Uplink
 from services.notify.testing import NotifyStack
+from shared.vocabulary import Channel
 
 from .test_pipeline import _replies_for, _reply_consumer, add_volunteer, message_row, mobile, request
 
@@ -63,3 +68,39 @@ async def test_a_push_of_replies_is_matched_in_order_and_stored_once(notify_stac
         assert states == {newer.callout_id: "closed", older.callout_id: "open"}
     finally:
         await consumer.stop()
+
+
+async def test_a_reply_stored_meanwhile_by_a_retried_push_is_dropped_with_its_effects(notify_stack: NotifyStack) -> None:
+    """Two pushes of one reply read before either stored it: the second is dropped at the insert.
+
+    Its decline closes nothing more and its ``ReplyReceived`` is not written to the outbox (the
+    writes are one statement, each effect joined to the rows the insert stored).
+    """
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    call = request(vid, reply_code="D4")
+    await ns.publish(ns.callout_topic, str(vid), call)
+    assert await message_row(ns, call.callout_id) is not None
+    up = Uplink(provider="aliyun", sender=m, text="2D4", received_at=datetime.now(UTC),
+                dedup_key=f"aliyun:{random.randint(10**9, 10**10)}")
+    cipher = ns.runtime.extras["notify"].cipher
+    async with ns.pool.acquire() as first, ns.pool.acquire() as second:
+        tx = first.transaction()
+        await tx.start()
+        published = await inbound.record_replies(first, provider="aliyun", channel=Channel.SMS, uplinks=[up],
+                                                 cipher=cipher)
+        retried = asyncio.create_task(inbound.record_replies(second, provider="aliyun", channel=Channel.SMS,
+                                                             uplinks=[up], cipher=cipher))
+        await asyncio.sleep(0.5)  # it read nothing stored (not committed yet) and waits at the insert
+        assert not retried.done()
+        await tx.commit()
+        again = await retried
+    assert [e.callout_id for e in published] == [call.callout_id] and again == []
+    async with ns.pool.acquire() as conn:
+        events = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE topic = 'notify.reply.v1' "
+            "AND convert_from(payload, 'UTF8')::jsonb->>'callout_id' = $1", str(call.callout_id))
+        stored = await conn.fetchval("SELECT count(*) FROM replies WHERE dedup_key = $1", up.dedup_key)
+        state = await conn.fetchval("SELECT state FROM callouts WHERE callout_id = $1", call.callout_id)
+    assert (events, stored, state) == (1, 1, "closed")

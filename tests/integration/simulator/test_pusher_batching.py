@@ -199,3 +199,71 @@ async def test_wechat_re_pushes_keep_their_documented_seconds_under_a_compressed
             await pusher.aclose()
     assert [s for _, _, s in rec.log] == [500, 200]
     assert repushed_after >= 0.6, repushed_after  # the old schedule: 0.1 × 0.01 s = 1 ms
+
+
+async def test_pending_is_counted_per_stream_until_delivered(flaky_server: tuple[_FlakyReceiver, str]) -> None:
+    """``/sim/stats`` shows what is still pending per stream (the reply-path bench waits for the set-up's receipts)."""
+    rec, base = flaky_server
+    rec.fail_first = {"/aliyun_report"}
+    async with aiohttp.ClientSession() as http:
+        pusher = CallbackPusher(
+            http=http, state=SimState(), delay=0.0, minute=1.5, concurrency=1,
+            build=lambda stream, items: (f"{base}/{stream}", orjson.dumps(items), {}),
+        )
+        try:
+            pusher.submit(Push("aliyun_report", "aliyun", {"r": 1}))
+            pusher.submit(Push("aliyun_report", "aliyun", {"r": 2}))
+            await asyncio.wait_for(rec.failed.wait(), 5)  # both in one push, refused: waiting for the re-push
+            pusher.submit(Push("aliyun_up", "aliyun", {"u": 1}))
+            assert pusher.pending_by_stream == {"aliyun_report": 2, "aliyun_up": 1}
+            while not any(p == "/aliyun_up" for p, _, _ in rec.log):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            assert pusher.pending_by_stream == {"aliyun_report": 2}
+            await pusher.drain(timeout=15)
+            assert pusher.pending_by_stream == {} and pusher.pending == 0
+        finally:
+            await pusher.aclose()
+
+
+async def test_the_receipt_delay_runs_from_each_receipts_submission_not_once_per_push(
+    flaky_server: tuple[_FlakyReceiver, str],
+) -> None:
+    """WeChat pushes one receipt per request; the delay was slept once per push, in turn (10 a second at 0.1 s).
+
+    Ten receipts submitted together with a 1 s delay all leave about 1 s later; one after another
+    they would need 10 s, past the drain's 5 s.
+    """
+    rec, base = flaky_server
+    async with aiohttp.ClientSession() as http:
+        pusher = CallbackPusher(
+            http=http, state=SimState(), delay=1.0, minute=0.01,
+            build=lambda stream, items: (f"{base}/{stream}", orjson.dumps(items), {}),
+        )
+        try:
+            for n in range(10):
+                pusher.submit(Push("wechat_event", "wechat", {"n": n}))
+            await pusher.drain(timeout=5)
+        finally:
+            await pusher.aclose()
+    assert sorted(orjson.loads(b)[0]["n"] for _, b, _ in rec.log) == list(range(10))
+
+
+async def test_uplinks_submitted_within_the_batch_time_share_one_push(flaky_server: tuple[_FlakyReceiver, str]) -> None:
+    """With ``batch_seconds`` an uplink waits for others (a free slot no longer means one push per reply)."""
+    rec, base = flaky_server
+    async with aiohttp.ClientSession() as http:
+        pusher = CallbackPusher(
+            http=http, state=SimState(), delay=0.0, minute=0.01, batch_seconds=0.5,
+            build=lambda stream, items: (f"{base}/{stream}", orjson.dumps(items), {}),
+        )
+        try:
+            for n in range(5):  # one by one, as replies arrive from separate phones
+                pusher.submit(Push("aliyun_up", "aliyun", {"n": n}))
+                await asyncio.sleep(0.01)
+            pusher.submit(Push("tencent_reply", "tencent", {"n": 5}))  # one object per push: never waits for others
+            await pusher.drain(timeout=5)
+        finally:
+            await pusher.aclose()
+    assert [(p, [x["n"] for x in orjson.loads(b)]) for p, b, _ in rec.log] == [
+        ("/tencent_reply", [5]), ("/aliyun_up", [0, 1, 2, 3, 4])]
