@@ -492,6 +492,7 @@ class Sender:
             rows = await conn.fetch(
                 f"""
                 SELECT {_MESSAGE_COLUMNS}, cl.state AS callout_state, m.sent_at < $2 AS sent_before_listening,
+                       coalesce((m.content->>'respond_by')::timestamptz < now(), false) AS expired,
                        EXISTS (SELECT 1 FROM replies r WHERE r.callout_id = m.callout_id) AS answered
                 FROM messages m LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id
                      LEFT JOIN callouts cl ON cl.callout_id = m.callout_id
@@ -508,7 +509,7 @@ class Sender:
                 reason = receipt_overdue_reason(
                     kind=row["kind"], callout_state=row["callout_state"], answered=row["answered"],
                     sent_before_listening=row["sent_before_listening"],
-                    sms_possible=row["mobile_enc"] is not None and bool(row["sms_consent"]),
+                    sms_possible=row["mobile_enc"] is not None and bool(row["sms_consent"]), expired=row["expired"],
                 )
                 if reason is None:
                     await self._fall_back(conn, row, Channel.WECHAT, row["provider"] or "wechat", "no_receipt")

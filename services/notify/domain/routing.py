@@ -62,7 +62,8 @@ def choose_channel(contact: ContactView | None, *, exclude: Collection[Channel] 
 
 
 def receipt_overdue_reason(
-    *, kind: str, callout_state: str | None, answered: bool, sent_before_listening: bool, sms_possible: bool
+    *, kind: str, callout_state: str | None, answered: bool, sent_before_listening: bool, sms_possible: bool,
+    expired: bool = False,
 ) -> str | None:
     """Why a WeChat message past its receipt time-out is *not* sent again by SMS; None: send it by SMS.
 
@@ -81,6 +82,8 @@ def receipt_overdue_reason(
       would reach most volunteers twice (fault drill run 5: 181 call-outs); the call-out stays ``sent``
       without receipt, and a volunteer who does not answer is covered by the call-out's deadline and the
       next wave, as any silent volunteer is.
+    - ``"expired"``: a ``callout`` past its ``respond_by``: dispatch has timed it out and called the next
+      wave; sending it again by SMS would ask for an answer already given up on (a late "1" still counts).
     - ``"no_sms"``: no mobile, or SMS consent withdrawn: nothing to fall back to.
 
     Args:
@@ -89,12 +92,15 @@ def receipt_overdue_reason(
         answered: a reply to this call-out was recorded.
         sent_before_listening: the message's ``sent_at`` is before this process started.
         sms_possible: the volunteer has a mobile and SMS consent.
+        expired: the call-out's ``respond_by`` (UTC) has passed.
 
     """
     if kind == "callout" and (answered or callout_state == "assigned"):
         return "answered"
     if kind in ("callout", "assigned", "reminder") and callout_state == "closed":
         return "closed"
+    if kind == "callout" and expired:
+        return "expired"
     if sent_before_listening:
         return "listener_gap"
     if not sms_possible:

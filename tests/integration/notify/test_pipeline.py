@@ -456,6 +456,22 @@ async def test_wechat_without_receipt_is_not_sent_again_once_the_call_out_closed
     assert await ns.phone(m) == []  # type: ignore[arg-type]
 
 
+async def test_wechat_call_out_past_its_deadline_is_not_sent_again_by_sms(notify_stack: NotifyStack) -> None:
+    """Regression (fault drill run 10): call-outs sent late after a broker outage went again by SMS minutes after
+    their deadline, when dispatch had already called the next wave."""
+    ns = notify_stack
+    vid, m, o = await add_volunteer(ns, wechat=True)
+    await ns.http.post(f"{ns.sim.url}/sim/faults", json={"withhold_receipts": [o]})
+    e = request(vid, respond_by=utcnow() + timedelta(seconds=1))
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        row = await _overdue(ns, e.callout_id)
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert row is not None and row["receipt_overdue"] == "expired"
+    assert await ns.phone(m) == []  # type: ignore[arg-type]
+
+
 async def _restart_sender(ns: NotifyStack) -> None:
     """Stop the sender and start a new Sender, as a restarted notify process would have."""
     from services.notify.sender import Sender

@@ -20,7 +20,7 @@ depends_on = None
 
 DDL = """
 ALTER TABLE messages ADD COLUMN receipt_overdue text
-    CHECK (receipt_overdue IN ('answered', 'closed', 'no_sms', 'listener_gap'));
+    CHECK (receipt_overdue IN ('answered', 'closed', 'expired', 'no_sms', 'listener_gap'));
 DROP INDEX messages_awaiting_receipt;
 CREATE INDEX messages_awaiting_receipt ON messages (sent_at)
     WHERE status = 'sent' AND channel = 'wechat' AND receipt_overdue IS NULL;
