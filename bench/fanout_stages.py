@@ -8,12 +8,12 @@ the 99th percentile and the last call-out passed it:
 stage                source
 ===================  ===================================================================================
 dispatch written     dispatch ``callouts.requested_at`` (the wave's transaction time)
-outbox published     dispatch ``outbox.published_at`` of the ``CallOutRequested`` events
-notify consumed      notify ``processed_events.processed_at`` (consumer ``notify.callouts``)
+outbox created       dispatch ``outbox.created_at`` of the ``CallOutRequested`` events (same transaction)
+outbox published     dispatch ``outbox.published_at`` of those events (stamped after Kafka acknowledged)
 message created      notify ``messages.created_at`` (kind ``callout``)
-claimed (sending)    notify ``messages.sent_at`` minus nothing: not kept; see ``sent``
-sent recorded        notify ``messages.sent_at``
-provider received    the simulator's JSONL log ``received_at`` (by channel)
+notify consumed      notify ``processed_events.processed_at`` (consumer ``notify.callouts``; same transaction)
+sent recorded        notify ``messages.sent_at`` (the provider's answer recorded)
+received (channel)   the simulator's JSONL log ``received_at`` of the call-out messages, per channel
 ===================  ===================================================================================
 
 All clocks are this machine's (UTC); PostgreSQL's ``now()`` is the start of each transaction, so a stage
