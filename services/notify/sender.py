@@ -9,12 +9,12 @@ call-out and kind, even when notify dies in the middle of a send:
    text **before** any provider is called; the transaction commits.
 2. **Send**: per provider, in pieces of ``max_batch × send_concurrency`` (the provider batches and
    rate-limits inside), providers concurrently. The message id is the provider's idempotency key.
-3. **Record** (one transaction per piece): accepted → ``sent`` + provider message id +
-   ``MessageSent``; retryable (rate limit, busy, timeout) → ``pending`` again after an exponential
-   backoff; permanent for this recipient on WeChat (43004 not following, 40003, 43101) or no delivery
-   receipt within ``wechat_receipt_timeout_seconds`` → ``MessageFailed(fallback=True)`` and back to
-   ``pending`` on SMS; nothing left → ``failed`` + ``MessageFailed``. Events go through the outbox in
-   the same transaction.
+3. **Record** (group commit: one transaction for every answer that came in while the previous record
+   ran): accepted → ``sent`` + provider message id + ``MessageSent``; retryable (rate limit, busy,
+   timeout) → ``pending`` again after an exponential backoff; permanent for this recipient on WeChat
+   (43004 not following, 40003, 43101) or no delivery receipt within ``wechat_receipt_timeout_seconds``
+   → ``MessageFailed(fallback=True)`` and back to ``pending`` on SMS; nothing left → ``failed`` +
+   ``MessageFailed``. Events go through the outbox in the same transaction.
 4. **In doubt**: a message left ``sending`` (notify died between 1 and 3, or another replica did) is
    resolved with ``provider.query`` before anything is resent: accepted → ``sent``; certainly not →
    ``pending``; unknown → asked again later, and resent only after ``in_doubt_resend_after_seconds``
@@ -121,6 +121,8 @@ class Sender:
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_messages = 0
+        self._to_record: list[tuple[Sequence[Claimed], Sequence[SendResult], asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._started_at = utcnow()
         self.stats = SenderStats()
         self._signature = settings.aliyun_sign_name if settings.sms_provider == "aliyun" else settings.tencent_sign_name
@@ -169,6 +171,8 @@ class Sender:
         finally:
             for task in list(self._inflight):
                 task.cancel()
+            if self._recorder is not None:
+                self._recorder.cancel()
             if listen is not None:
                 with contextlib.suppress(Exception):
                     await listen.remove_listener("notify_messages", self.wake)
@@ -348,13 +352,50 @@ class Sender:
             log.warning("sender.piece_failed", error=repr(exc))
 
     async def _send_piece(self, items: Sequence[Claimed], gate: asyncio.Semaphore) -> None:
-        """One provider request's worth (``max_batch``), recorded as soon as the provider answers."""
+        """One provider request's worth (``max_batch``), recorded as soon as the provider answers.
+
+        The answer joins the next group record (:meth:`_record_grouped`); this returns once it is committed,
+        raising the record's error if that failed (the rows then stay ``sending``: in doubt).
+        """
         try:
             async with gate:
                 results = await items[0].provider.send([c.outbound for c in items])
-            await self.record(items, results)
+            await self._record_grouped(items, results)
         finally:
             self._inflight_messages -= len(items)
+
+    async def _record_grouped(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
+        """Record ``items`` with every other answer that arrives while a record is running (group commit).
+
+        WeChat takes one recipient per request, so a fan-out brings hundreds of answers a second; one
+        transaction each queued for the pool's connections ahead of the call-out consumer (a 10,000 fan-out
+        consumed at ~170 events/s). At most one group record runs at a time; answers arriving meanwhile
+        wait for the next, so a record holds one connection and covers everything answered since the last.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_record.append((items, results, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_queued())
+        await done
+
+    async def _record_queued(self) -> None:
+        while self._to_record:
+            group, self._to_record = self._to_record, []
+            try:
+                await self.record([c for items, _, _ in group for c in items],
+                                  [r for _, results, _ in group for r in results])
+            except asyncio.CancelledError:
+                for _, _, done in group:
+                    done.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting piece, which raises it
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, _, done in group:
+                    if not done.done():
+                        done.set_result(None)
 
     async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
         """Store the providers' answers for ``items`` (same order) and their events, in one transaction."""

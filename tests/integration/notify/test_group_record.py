@@ -1,0 +1,113 @@
+"""The sender records answers that arrive together in one transaction (group commit), each message once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from services.notify.channels.base import (
+    ChannelProvider,
+    DeliveryReceipt,
+    OutboundMessage,
+    SendResult,
+    Uplink,
+)
+from services.notify.sender import Claimed, Sender
+from services.notify.testing import NotifyStack
+from tests.integration.notify.test_pipeline import add_volunteer, message_row, request
+
+N = 20
+
+
+class AnswersTogether(ChannelProvider):
+    """The real WeChat provider; each answer is held until the provider has taken all of ``ids``."""
+
+    def __init__(self, inner: ChannelProvider, ids: set[UUID]) -> None:
+        self.inner, self.ids = inner, ids
+        self.name, self.channel = inner.name, inner.channel
+        self.max_batch, self.rate_per_second = inner.max_batch, inner.rate_per_second
+        self.all_taken = asyncio.Event()
+
+    async def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        results = await self.inner.send(messages)
+        self.ids -= {m.message_id for m in messages}
+        if not self.ids:
+            self.all_taken.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.all_taken.wait(), timeout=10)
+        return results
+
+    async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
+        return await self.inner.query(message, sent_at)
+
+    def parse_receipts(self, body: bytes, content_type: str) -> list[DeliveryReceipt]:
+        return self.inner.parse_receipts(body, content_type)
+
+    def parse_uplinks(self, body: bytes, content_type: str) -> list[Uplink]:
+        return self.inner.parse_uplinks(body, content_type)
+
+
+class CountingSender(Sender):
+    """Remembers the message ids of each record transaction."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.records: list[set[UUID]] = []
+
+    async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
+        self.records.append({c.row["message_id"] for c in items})
+        await super().record(items, results)
+
+
+async def test_wechat_answers_arriving_together_are_recorded_in_one_transaction_each_once(
+    notify_stack: NotifyStack,
+) -> None:
+    ns = notify_stack
+    runtime = ns.runtime
+    app_sender: Sender = runtime.extras["sender"]
+    task = next(t for t in runtime.tasks if t.get_name().endswith("sender"))
+    task.cancel()  # stop the service's own sender for this test
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    runtime.tasks.remove(task)
+    try:
+        providers = dict(runtime.extras["notify"].providers)
+        wechat = next(p for p in providers.values() if p.name == "wechat")
+        events = []
+        openids = []
+        for _ in range(N):
+            vid, _m, o = await add_volunteer(ns, wechat=True)
+            e = request(vid)
+            events.append(e)
+            openids.append(o)
+            await ns.publish(ns.callout_topic, str(vid), e)
+        rows = [await ns.wait_row("SELECT message_id FROM messages WHERE callout_id = $1", e.callout_id)
+                for e in events]
+        assert all(r is not None for r in rows)
+        ids = {r["message_id"] for r in rows}
+        held = AnswersTogether(wechat, set(ids))
+        sender = CountingSender(ns.pool, {**providers, wechat.channel: held}, ns.settings,
+                                runtime.extras["notify"].cipher, None)
+        while held.ids:  # the claim takes the due messages (other tests' too), in rounds of send_claim_size
+            assert await sender.send_due() > 0, "a message of this test was not claimed"
+        assert held.all_taken.is_set()
+        with_ours = [r & ids for r in sender.records if r & ids]
+        assert len(with_ours) <= 2, f"{N} answers at once took {len(with_ours)} record transactions"
+        assert set().union(*with_ours) == ids
+        for e in events:
+            row = await message_row(ns, e.callout_id, status=("sent", "delivered"))
+            assert row is not None and row["channel"] == "wechat" and row["provider_message_id"]
+        async with ns.pool.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE headers->>'event_type' = 'MessageSent' "
+                "AND convert_from(payload, 'UTF8')::jsonb->>'message_id' = ANY($1::text[])",
+                [str(i) for i in ids],
+            ) == N
+        for o in openids:
+            assert len(await ns.wait_phone(o, 1)) == 1  # type: ignore[arg-type]
+    finally:
+        runtime.tasks.append(asyncio.create_task(app_sender.run(), name="notify-sender"))
