@@ -347,7 +347,9 @@ async def test_call_out_survives_kills_broker_and_database_outages_and_poison(fa
     assert all(b is not None and _settled(b) for b in settled_boards.values()), \
         "a deadline did not fire: a requirement neither filled nor flagged unfilled"
     assert late == [], f"{len(late)} call-outs still requested past their deadline"
-    assert all(r["wave"] >= 2 for r in requirements), "later waves were called"
+    # Deadlines fired during the drill: waves after the first were called (a requirement may fill in its
+    # first wave when enough accept: run 12's 柯桥 CPR/AED got 20 of 40 called, so not every one must).
+    assert any(r["wave"] >= 2 for r in requirements), "no deadline led to a later wave"
     assert missing_dlq == [], "poison records missing from the dead-letter topics"
     assert all(v == 0 for v in final_lags.values()), final_lags
 
