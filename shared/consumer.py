@@ -91,7 +91,14 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors that go away by themselves (database restarting, network, timeouts)."""
+    """True for errors that go away by themselves (database restarting, network, timeouts).
+
+    Of asyncpg's ``InternalClientError`` family only the broken pooled connection ("cannot switch to state
+    N; another operation (M) is in progress") is: a ``ProtocolError`` or a missing codec is a bug that would
+    recur on every retry, and goes to the dead-letter topic like any other.
+    """
+    if isinstance(exc, asyncpg.InternalClientError):
+        return not isinstance(exc, asyncpg.exceptions.ProtocolError) and "another operation" in str(exc)
     return isinstance(exc, TRANSIENT_ERRORS)
 
 

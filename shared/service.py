@@ -24,7 +24,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 
-from shared.consumer import TRANSIENT_ERRORS, IdempotentConsumer
+from shared.consumer import TRANSIENT_ERRORS, IdempotentConsumer, is_transient
 from shared.db import create_pool, upgrade_async
 from shared.logging import configure_logging, get_logger
 from shared.outbox import OutboxRelay
@@ -132,6 +132,8 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         # The database or broker is restarting: a 503 with Retry-After (RFC 9110 §15.6.4) tells a provider's
         # callback, an operator's console or a volunteer's reply page to try again, where a 500 says "bug".
+        if not is_transient(exc):
+            raise exc  # a bug of the same class (asyncpg's ProtocolError): the 500 it is
         log.warning("http.unavailable", path=request.url.path, error=type(exc).__name__)
         return JSONResponse({"error": "unavailable", "retry_after_seconds": 2}, status_code=503,
                             headers={"Retry-After": "2"})

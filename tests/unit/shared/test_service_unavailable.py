@@ -29,6 +29,11 @@ async def broken_connection() -> None:
     raise asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
 
 
+@router.post("/protocol-bug")
+async def protocol_bug() -> None:
+    raise asyncpg.exceptions.ProtocolError("array length overflow")
+
+
 @router.post("/bug")
 async def bug() -> None:
     raise ValueError("a bug")
@@ -48,5 +53,15 @@ async def test_database_gone_is_503_with_retry_after(client: httpx.AsyncClient, 
     assert r.status_code == 503 and r.headers["Retry-After"] == "2" and r.json()["error"] == "unavailable"
 
 
-async def test_a_bug_is_still_a_500(client: httpx.AsyncClient) -> None:
-    assert (await client.post("/bug")).status_code == 500
+@pytest.mark.parametrize("path", ["/bug", "/protocol-bug"])
+async def test_a_bug_is_still_a_500(client: httpx.AsyncClient, path: str) -> None:
+    assert (await client.post(path)).status_code == 500
+
+
+def test_only_the_broken_connection_of_asyncpgs_internal_errors_is_transient() -> None:
+    """A ProtocolError or a missing codec recurs on every retry: it is dead-lettered, not retried forever."""
+    from shared.consumer import is_transient
+
+    assert is_transient(asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"))
+    assert not is_transient(asyncpg.exceptions.ProtocolError("array length overflow"))
+    assert not is_transient(asyncpg.InternalClientError("missing codec information for OID 1234"))
