@@ -217,11 +217,28 @@ class Sender:
                 WHERE status = 'pending' AND next_attempt_at <= now()
                 ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
             )
-            SELECT {_MESSAGE_COLUMNS}
+            SELECT {_MESSAGE_COLUMNS}, cl.state AS callout_state, m.error_code
             FROM messages m JOIN due USING (message_id) LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id
+                 LEFT JOIN callouts cl ON cl.callout_id = m.callout_id
             """,
             self._s.send_claim_size,
         )
+        # A call-out whose call-out closed meanwhile (filled, stood down) is not sent: its stand-down may
+        # already be out. This covers what the stand-down's own withhold cannot see: a call-out waiting to
+        # retry (rate limit) or to go again by SMS (a receipt sweep that read the call-out open just before).
+        withheld = [r for r in rows if r["kind"] == MessageKind.CALLOUT.value and r["callout_state"] == "closed"]
+        if withheld:
+            await conn.execute(
+                """
+                UPDATE messages SET status = 'failed', sending_since = NULL, updated_at = now(),
+                    error_code = CASE WHEN error_code = 'no_receipt' THEN 'cancelled_before_resend'
+                                      ELSE 'cancelled_before_send' END
+                WHERE message_id = ANY($1::uuid[])
+                """,
+                [r["message_id"] for r in withheld],
+            )
+            log.info("message.withheld_at_claim", count=len(withheld))
+            rows = [r for r in rows if r not in withheld]
         if not rows:
             return []
         open_counts = dict(

@@ -472,6 +472,30 @@ async def test_wechat_call_out_past_its_deadline_is_not_sent_again_by_sms(notify
     assert await ns.phone(m) == []  # type: ignore[arg-type]
 
 
+async def test_a_call_out_waiting_to_retry_is_not_sent_after_its_stand_down(notify_stack: NotifyStack) -> None:
+    """Found in review: a call-out refused once (rate limit) and waiting for its retry, then stood down, went
+    out at its retry time, after the stand-down (the stand-down's withhold sees only messages never tried)."""
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    (await ns.http.post(f"{ns.sim.url}/sim/faults", json={"rate_limit": {"aliyun": 1}})).raise_for_status()
+    e = request(vid)
+    try:
+        await ns.publish(ns.callout_topic, str(vid), e)
+        refused = await ns.wait_row("SELECT attempts, next_attempt_at FROM messages WHERE callout_id = $1 "
+                                    "AND kind = 'callout' AND status = 'pending' AND attempts >= 1", e.callout_id)
+        assert refused is not None, "the first send was not refused"
+        await ns.publish(ns.callout_topic, str(vid), CallOutCancelled(
+            callout_id=e.callout_id, incident_id=e.incident_id, volunteer_id=vid, reason=CancelReason.FILLED,
+            incident_title=e.incident_title))
+        row = await ns.wait_row("SELECT error_code FROM messages WHERE callout_id = $1 AND kind = 'callout' "
+                                "AND status = 'failed'", e.callout_id, timeout=30)
+    finally:
+        await ns.http.delete(f"{ns.sim.url}/sim/faults")
+    assert row is not None and row["error_code"] == "cancelled_before_send"
+    got = await ns.wait_phone(m, 1)  # type: ignore[arg-type]
+    assert [("人员已满" in g["text"] or "无需" in g["text"]) for g in got] == [True], [g["text"] for g in got]
+
+
 async def _restart_sender(ns: NotifyStack) -> None:
     """Stop the sender and start a new Sender, as a restarted notify process would have."""
     from services.notify.sender import Sender
