@@ -92,6 +92,18 @@ class NotifyStack:
                 return got
             await asyncio.sleep(0.1)
 
+    async def hold_sender(self) -> None:
+        """Stop the service's sender task (no sends, no receipt time-out sweep) until :meth:`resume_sender`."""
+        task = next(t for t in self.runtime.tasks if t.get_name().endswith("sender"))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.runtime.tasks.remove(task)
+
+    def resume_sender(self) -> None:
+        """Run ``runtime.extras["sender"]`` again (put a new Sender there first to play a restarted process)."""
+        self.runtime.tasks.append(asyncio.create_task(self.runtime.extras["sender"].run(), name="notify-sender"))
+
     async def wait_row(self, sql: str, *args: Any, timeout: float = 15.0) -> Any:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:

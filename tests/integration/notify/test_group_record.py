@@ -68,12 +68,7 @@ async def test_wechat_answers_arriving_together_are_recorded_in_one_transaction_
 ) -> None:
     ns = notify_stack
     runtime = ns.runtime
-    app_sender: Sender = runtime.extras["sender"]
-    task = next(t for t in runtime.tasks if t.get_name().endswith("sender"))
-    task.cancel()  # stop the service's own sender for this test
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    runtime.tasks.remove(task)
+    await ns.hold_sender()  # the service's own sender stays out of this test
     try:
         providers = dict(runtime.extras["notify"].providers)
         wechat = next(p for p in providers.values() if p.name == "wechat")
@@ -110,4 +105,4 @@ async def test_wechat_answers_arriving_together_are_recorded_in_one_transaction_
         for o in openids:
             assert len(await ns.wait_phone(o, 1)) == 1  # type: ignore[arg-type]
     finally:
-        runtime.tasks.append(asyncio.create_task(app_sender.run(), name="notify-sender"))
+        ns.resume_sender()

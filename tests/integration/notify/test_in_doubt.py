@@ -44,12 +44,7 @@ class DiesAfterSending(ChannelProvider):
 async def test_a_send_interrupted_after_the_provider_accepted_is_not_sent_twice(notify_stack: NotifyStack) -> None:
     ns = notify_stack
     runtime = ns.runtime
-    app_sender: Sender = runtime.extras["sender"]
-    task = next(t for t in runtime.tasks if t.get_name().endswith("sender"))
-    task.cancel()  # stop the service's own sender for this test
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    runtime.tasks.remove(task)
+    await ns.hold_sender()  # the service's own sender stays out of this test
     try:
         providers = dict(runtime.extras["notify"].providers)
         sms = next(p for p in providers.values() if p.name == "aliyun")
@@ -77,7 +72,7 @@ async def test_a_send_interrupted_after_the_provider_accepted_is_not_sent_twice(
         await asyncio.sleep(1.0)
         assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
     finally:
-        runtime.tasks.append(asyncio.create_task(app_sender.run(), name="notify-sender"))
+        ns.resume_sender()
 
 
 async def test_a_wechat_send_found_sent_after_a_restart_is_not_sent_again_by_sms(notify_stack: NotifyStack) -> None:
@@ -86,12 +81,7 @@ async def test_a_wechat_send_found_sent_after_a_restart_is_not_sent_again_by_sms
     so the receipt time-out counted from the restart and both went out again by SMS."""
     ns = notify_stack
     runtime = ns.runtime
-    app_sender: Sender = runtime.extras["sender"]
-    task = next(t for t in runtime.tasks if t.get_name().endswith("sender"))
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    runtime.tasks.remove(task)
+    await ns.hold_sender()
     ctx = runtime.extras["notify"]
     try:
         providers = dict(ctx.providers)
@@ -117,4 +107,4 @@ async def test_a_wechat_send_found_sent_after_a_restart_is_not_sent_again_by_sms
         assert len(await ns.phone(o)) == 1  # type: ignore[arg-type]  # WeChat deduplicated the re-send
     finally:
         await ns.http.delete(f"{ns.sim.url}/sim/faults")
-        runtime.tasks.append(asyncio.create_task(app_sender.run(), name="notify-sender"))
+        ns.resume_sender()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import uuid
 from datetime import timedelta
@@ -260,12 +259,7 @@ async def test_forged_and_malformed_callbacks_are_refused_and_change_nothing(not
 
 async def test_stand_down_of_an_unsent_callout_sends_nothing(notify_stack: NotifyStack) -> None:
     ns = notify_stack
-    runtime = ns.runtime
-    task = next(t for t in runtime.tasks if t.get_name().endswith("sender"))
-    task.cancel()  # hold the sender: the call-out is still pending when its stand-down arrives
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    runtime.tasks.remove(task)
+    await ns.hold_sender()  # the call-out is still pending when its stand-down arrives
     try:
         vid, m, _ = await add_volunteer(ns)
         e = request(vid)
@@ -277,7 +271,7 @@ async def test_stand_down_of_an_unsent_callout_sends_nothing(notify_stack: Notif
                                 "AND status = 'failed'", e.callout_id)
         assert row is not None and row["error_code"] == "cancelled_before_send"
     finally:
-        runtime.tasks.append(asyncio.create_task(runtime.extras["sender"].run(), name="notify-sender"))
+        ns.resume_sender()
     await asyncio.sleep(1.0)  # the sender runs again: nothing for this call-out may go out
     assert await ns.phone(m) == []  # type: ignore[arg-type]
     async with ns.pool.acquire() as conn:
@@ -389,19 +383,6 @@ async def test_wechat_without_delivery_receipt_falls_back_to_sms_after_the_timeo
     assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
 
 
-async def _hold_sender(ns: NotifyStack) -> None:
-    """Stop the sender task (no send, no time-out sweep) until :func:`_resume_sender`."""
-    task = next(t for t in ns.runtime.tasks if t.get_name().endswith("sender"))
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    ns.runtime.tasks.remove(task)
-
-
-def _resume_sender(ns: NotifyStack) -> None:
-    ns.runtime.tasks.append(asyncio.create_task(ns.runtime.extras["sender"].run(), name="notify-sender"))
-
-
 async def _overdue(ns: NotifyStack, callout_id: uuid.UUID) -> Any:
     """The call-out message once the time-out sweep has decided not to send it again (or None after 20 s)."""
     return await ns.wait_row("SELECT * FROM messages WHERE callout_id = $1 AND kind = 'callout' "
@@ -417,11 +398,11 @@ async def test_wechat_without_receipt_is_not_sent_again_once_the_volunteer_answe
     try:
         await ns.publish(ns.callout_topic, str(vid), e)
         [got] = await ns.wait_phone(o, 1)  # type: ignore[arg-type]
-        await _hold_sender(ns)  # the answer is recorded before the time-out, however slow the machine
+        await ns.hold_sender()  # the answer is recorded before the time-out, however slow the machine
         try:
             assert (await ns.http.post(got["url"], data={"action": "accept"})).status_code == 200
         finally:
-            _resume_sender(ns)
+            ns.resume_sender()
         row = await _overdue(ns, e.callout_id)
     finally:
         await ns.http.delete(f"{ns.sim.url}/sim/faults")
@@ -438,7 +419,7 @@ async def test_wechat_without_receipt_is_not_sent_again_once_the_call_out_closed
     try:
         await ns.publish(ns.callout_topic, str(vid), e)
         assert await message_row(ns, e.callout_id, status=("sent",)) is not None
-        await _hold_sender(ns)  # the stand-down is consumed before the time-out, however slow the machine
+        await ns.hold_sender()  # the stand-down is consumed before the time-out, however slow the machine
         try:
             await ns.publish(ns.callout_topic, str(vid), CallOutCancelled(
                 callout_id=e.callout_id, incident_id=e.incident_id, volunteer_id=vid, reason=CancelReason.FILLED,
@@ -446,7 +427,7 @@ async def test_wechat_without_receipt_is_not_sent_again_once_the_call_out_closed
             assert await ns.wait_row("SELECT 1 FROM callouts WHERE callout_id = $1 AND state = 'closed'",
                                      e.callout_id) is not None
         finally:
-            _resume_sender(ns)
+            ns.resume_sender()
         row = await _overdue(ns, e.callout_id)
         stood_down = await ns.wait_phone(o, 2)  # type: ignore[arg-type]
     finally:
@@ -500,10 +481,10 @@ async def _restart_sender(ns: NotifyStack) -> None:
     """Stop the sender and start a new Sender, as a restarted notify process would have."""
     from services.notify.sender import Sender
 
-    await _hold_sender(ns)
+    await ns.hold_sender()
     ctx = ns.runtime.extras["notify"]
     ns.runtime.extras["sender"] = Sender(ctx.pool, ctx.providers, ctx.settings, ctx.cipher, ctx.links)
-    _resume_sender(ns)
+    ns.resume_sender()
 
 
 async def test_wechat_sent_before_a_restart_is_not_sent_again_for_a_receipt_lost_meanwhile(
@@ -539,7 +520,7 @@ async def test_a_call_out_stood_down_while_waiting_to_go_again_by_sms_is_stood_d
     try:
         await ns.publish(ns.callout_topic, str(vid), e)
         assert await message_row(ns, e.callout_id, status=("sent",)) is not None
-        await _hold_sender(ns)  # between the fallback and the SMS send
+        await ns.hold_sender()  # between the fallback and the SMS send
         sender = ns.runtime.extras["sender"]
         await asyncio.sleep(ns.settings.wechat_receipt_timeout_seconds + 0.5)
         assert await sender.fallback_unreceipted() == 1
@@ -550,7 +531,7 @@ async def test_a_call_out_stood_down_while_waiting_to_go_again_by_sms_is_stood_d
                                 "AND status = 'failed'", e.callout_id)
         assert row is not None and row["error_code"] == "cancelled_before_resend"
     finally:
-        _resume_sender(ns)
+        ns.resume_sender()
         await ns.http.delete(f"{ns.sim.url}/sim/faults")
     assert len(await ns.wait_phone(o, 2)) == 2  # type: ignore[arg-type]  # the call-out, then its stand-down
     assert await ns.phone(m) == []  # type: ignore[arg-type]
