@@ -11,13 +11,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from simulator.pusher import CallbackPusher, Push
 from simulator.state import SimState
@@ -40,23 +42,23 @@ class _SlowReceiver:
         return web.json_response({"code": 0, "msg": "接收成功"})
 
 
+@contextlib.asynccontextmanager
+async def _serving(pattern: str, handle: Any) -> AsyncIterator[str]:
+    """An aiohttp app answering POSTs on ``pattern`` at a free local port; yields its base URL."""
+    app = web.Application()
+    app.router.add_post(pattern, handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url("")).rstrip("/")
+
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[_SlowReceiver, str]]:
     rec = _SlowReceiver()
-    app = web.Application()
-    app.router.add_post("/up", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield rec, f"http://127.0.0.1:{port}/up"
-    finally:
-        rec.release.set()
-        await runner.cleanup()
+    async with _serving("/up", rec.handle) as base:
+        try:
+            yield rec, f"{base}/up"
+        finally:
+            rec.release.set()
 
 
 async def test_items_queued_behind_a_busy_slot_leave_in_one_push(receiver: tuple[_SlowReceiver, str]) -> None:
@@ -124,18 +126,8 @@ class _FlakyReceiver:
 @pytest.fixture
 async def flaky_server() -> AsyncIterator[tuple[_FlakyReceiver, str]]:
     rec = _FlakyReceiver()
-    app = web.Application()
-    app.router.add_post("/{path:.*}", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield rec, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with _serving("/{path:.*}", rec.handle) as base:
+        yield rec, base
 
 
 async def _run_flaky(base: str, rec: _FlakyReceiver, first: Push, second: Push) -> list[tuple[str, bytes, int]]:
