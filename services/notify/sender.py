@@ -238,7 +238,8 @@ class Sender:
                 [r["message_id"] for r in withheld],
             )
             log.info("message.withheld_at_claim", count=len(withheld))
-            rows = [r for r in rows if r not in withheld]
+            gone = {r["message_id"] for r in withheld}
+            rows = [r for r in rows if r["message_id"] not in gone]
         if not rows:
             return []
         open_counts = dict(
