@@ -170,6 +170,20 @@ def _java() -> str:
     return java
 
 
+def new_cluster_id() -> str:
+    """A Kafka cluster id: a random UUID in URL-safe base64 without padding, never starting with ``-``.
+
+    As Kafka's ``Uuid.randomUuid()`` (``kafka-storage random-uuid``) does: an id starting with ``-`` is
+    read by ``kafka-storage format -t`` as an option, and formatting fails (1 fresh machine in 64).
+    """
+    import base64
+
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def kafka_start(settings: StackSettings, *, ready_timeout: float = 90.0) -> None:
     """Start the broker unless one is already running; wait until it answers metadata requests.
 
@@ -202,10 +216,7 @@ def kafka_start(settings: StackSettings, *, ready_timeout: float = 90.0) -> None
     if not (data / "meta.properties").exists():
         cluster_id = (kdir / "cluster.id").read_text().strip() if (kdir / "cluster.id").exists() else None
         if not cluster_id:
-            # A Kafka cluster id is a URL-safe base64 UUID without padding (kafka.tools.StorageTool random-uuid).
-            import base64
-
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
             (kdir / "cluster.id").write_text(cluster_id)
         _log("formatting KRaft storage")
         proc = subprocess.run(
