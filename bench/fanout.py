@@ -16,6 +16,8 @@ For each size N (default 100, 1,000 and 10,000):
    messages accepted), and p50/p99 of each message's latency (``received_at`` − ``t0``, milliseconds).
    Messages are matched to the incident by its unique title in the text; ``duplicates`` counts a second
    call-out message to the same phone (must be 0) and ``missing`` call-outs on the board with no message.
+   ``cpu_seconds``: CPU seconds each process of the stack spent from ``t0`` until the last message was
+   seen (:mod:`bench.cpu`; the benchmark's own polling of the simulator is in ``simulator``).
 4. Untimed: the incident is closed (notify then stands the N volunteers down) and the stack is left to go
    quiet (consumer lag 0, no new simulator messages for 2 s) before the next size.
 
@@ -41,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from bench import cpu
 from bench.machine import save
 from muster.drill.runner import classify
 
@@ -133,6 +136,7 @@ async def fan_out_once(n: int, *, http: httpx.AsyncClient, headers: dict[str, st
             "requirements": requirements,
             "policy": {"over_call_factor": FACTOR, "wave_deadline_seconds": 1800, "max_level": "city"}}
     after = await _last_seq(http, sim)
+    cpu_before = cpu.snapshot()
     t0 = time.time()
     r = await http.post(f"{dispatch}/incidents", json=body, headers=headers)
     api_seconds = time.time() - t0
@@ -150,6 +154,7 @@ async def fan_out_once(n: int, *, http: httpx.AsyncClient, headers: dict[str, st
                 received.append((m["recipient"], datetime.fromisoformat(m["received_at"]).timestamp()))
                 channels[m["channel"]] += 1
         after = page["last_seq"] if page["messages"] else after
+    cpu_spent = cpu.spent(cpu_before, cpu.snapshot())
     latencies = sorted((at - t0) * 1000 for _, at in received)
     per_phone = Counter(phone for phone, _ in received)
     complete = len(per_phone) >= called
@@ -166,6 +171,7 @@ async def fan_out_once(n: int, *, http: httpx.AsyncClient, headers: dict[str, st
         "by_channel": dict(channels),
         "duplicates": sum(c - 1 for c in per_phone.values()),
         "missing": max(0, called - len(per_phone)),
+        "cpu_seconds": cpu_spent,
     }
 
 
@@ -201,6 +207,7 @@ async def run(sizes: tuple[int, ...] = (100, 1000, 10000), *, timeout: float = 1
             out.append(fig)
             print(f"fan-out {n:>6}: called {fig['called']}, wall {fig['wall_seconds']} s, p50 {fig['p50_ms']} ms, "
                   f"p99 {fig['p99_ms']} ms, duplicates {fig['duplicates']}, missing {fig['missing']}", flush=True)
+            print(f"  cpu seconds: {fig['cpu_seconds']}", flush=True)
         await _settle(http, sim, env["KAFKA_BOOTSTRAP_SERVERS"])
     return {"sizes": out}
 

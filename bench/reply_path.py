@@ -50,6 +50,11 @@ send and the backlog did not grow: the median ``in_flight`` over the last third 
 at most twice that of the first third plus 0.1 s worth of replies (``rate / 10``); the same test
 is reported for the ``dispatch.replies`` lag alone.
 
+CPU: ``cpu_seconds`` is what each process of the stack spent during the timed window (:mod:`bench.cpu`;
+the load generator and the poller are this process, not counted), and ``cpu_ms_per_reply`` their total
+over the replies sent: at ``rate`` replies a second the path needs ``rate × cpu_ms_per_reply / 1000`` of
+the machine's cores.
+
 Reads only: the bench reads dispatch's ``callouts`` and ``replies`` and notify's ``outbox`` and
 ``messages`` counts (it writes nothing to them); it writes through the operator API only. One run
 at a time per stack: a run holds a session advisory lock in dispatch's database (``RUN_LOCK``) and a
@@ -78,6 +83,7 @@ import aiohttp
 import asyncpg
 import httpx
 
+from bench import cpu
 from deploy.stack import StackSettings
 from shared.topics import CALLOUT, DELIVERY, REPLY
 
@@ -397,12 +403,14 @@ async def _drive(targets: list[Reply], rate: float, *, db: asyncpg.Pool, notify_
                  sample_seconds: float, drain_seconds: float) -> dict[str, Any]:
     w = Window()
     stop_poll, stop_sample = asyncio.Event(), asyncio.Event()
+    cpu_before = cpu.snapshot()
     t0 = time.monotonic()
     poller = asyncio.create_task(_poll(db, w, stop_poll, poll_interval))
     sampler = asyncio.create_task(_sample(bootstrap, group, http, notify_db, w, stop_sample, sample_seconds, t0,
                                           verbose=True))
     await _schedule(targets, rate, w)
     window = time.monotonic() - t0
+    cpu_spent = cpu.spent(cpu_before, cpu.snapshot())
     stop_sample.set()
     await sampler
     stop_poll.set()
@@ -430,6 +438,8 @@ async def _drive(targets: list[Reply], rate: float, *, db: asyncpg.Pool, notify_
         "in_flight_max": max(in_flight) if in_flight else None,
         "backlog_grew": growing,
         "held": bool(seen == sent and not w.errors and growing is False),
+        "cpu_seconds": cpu_spent,
+        "cpu_ms_per_reply": round(cpu_spent["total"] * 1000 / sent, 2) if sent else None,
         "samples": w.samples,
     }
 
@@ -556,7 +566,8 @@ async def run(rates: tuple[float, ...] = (100, 500, 1000), seconds: float = 60.0
                 figures["load_average"] = list(os.getloadavg())
                 results.append(figures)
                 _log(f"rate {rate:g}/s: sent {figures['sent']}, seen {figures['seen']}, p50 {figures['p50_ms']} ms, "
-                     f"p99 {figures['p99_ms']} ms, held {figures['held']}; closing {len(incidents)} incidents")
+                     f"p99 {figures['p99_ms']} ms, held {figures['held']}, cpu {figures['cpu_ms_per_reply']} ms a reply "
+                     f"{figures['cpu_seconds']}; closing {len(incidents)} incidents")
                 await _close(http, headers, incidents)
                 await _quiet(bootstrap, db, notify_db, http)
     finally:
