@@ -29,6 +29,8 @@ class NotifyContext:
         providers: active providers by channel.
         http: the shared HTTP client (closed at stop).
         parsers: every configured provider by name, for parsing callbacks (the inactive SMS provider too).
+        nonces_pruned_below: Unix seconds; WeChat callback nonces older than this have been pruned (a push
+            prunes when the freshness window's floor has moved past it, so at most once a second).
 
     """
 
@@ -41,6 +43,7 @@ class NotifyContext:
     parsers: dict[str, ChannelProvider] = field(default_factory=dict)
     allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
     wechat_allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    nonces_pruned_below: int = 0
 
     def __post_init__(self) -> None:
         self.allow = [ipaddress.ip_network(n, strict=False) for n in self.settings.callback_allow_ips]

@@ -217,7 +217,10 @@ async def wechat_event(
         return _refuse(request, "wechat", "malformed", 400)
     ts, body_sha256 = int(timestamp), hashlib.sha256(body).digest()
     async with ctx.pool.acquire() as conn:
-        await _prune_nonces(conn, ts_floor=int(time.time() - ctx.settings.wechat_callback_max_skew_seconds))
+        floor = int(time.time() - ctx.settings.wechat_callback_max_skew_seconds)
+        if floor > ctx.nonces_pruned_below:  # at most once a second: one push's prune covers the others'
+            ctx.nonces_pruned_below = floor
+            await _prune_nonces(conn, ts_floor=floor)
         async with conn.transaction():
             seen = await _first_use(conn, ts, nonce, body_sha256)
             if seen is not None:
@@ -238,12 +241,14 @@ async def wechat_event(
 
 
 async def _prune_nonces(conn: asyncpg.Connection, *, ts_floor: int) -> None:
-    """Forget WeChat nonces whose timestamp is before ``ts_floor`` (Unix s; refused as stale anyway)."""
-    await conn.execute(
-        "DELETE FROM wechat_callback_nonces WHERE (timestamp, nonce) IN (SELECT timestamp, nonce "
-        "FROM wechat_callback_nonces WHERE timestamp < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-        ts_floor,
-    )
+    """Forget WeChat nonces whose timestamp is before ``ts_floor`` (Unix s; refused as stale anyway).
+
+    A range scan of the primary key's leading column; concurrent prunes delete disjoint or already-deleted
+    rows, so none waits for another's locks longer than its delete. (It was a ``(timestamp, nonce) IN
+    (SELECT … LIMIT 1000 FOR UPDATE SKIP LOCKED)`` on every push: a sequential scan and hash join of the
+    whole table each time, 4 ms at 18,000 rows, which made it PostgreSQL's costliest statement in a fan-out.)
+    """
+    await conn.execute("DELETE FROM wechat_callback_nonces WHERE timestamp < $1", ts_floor)
 
 
 async def _first_use(conn: asyncpg.Connection, ts: int, nonce: str, body_sha256: bytes) -> bool | None:
