@@ -9,7 +9,7 @@ import re
 import secrets
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,9 +60,14 @@ class DeliveredMessage:
     template: str | None = None
 
     def public(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("template")
-        return d
+        """The phone API's shape: every field but ``template``.
+
+        A flat copy: ``dataclasses.asdict``'s deep copy cost the simulator a fifth of its CPU in a 10,000
+        fan-out, where the feed and the log render each message.
+        """
+        return {"seq": self.seq, "provider": self.provider, "channel": self.channel, "recipient": self.recipient,
+                "text": self.text, "url": self.url, "out_id": self.out_id,
+                "provider_message_id": self.provider_message_id, "received_at": self.received_at}
 
 
 @dataclass

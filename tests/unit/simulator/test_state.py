@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
+
 import pytest
 
-from simulator.state import SimState, is_openid, national_mobile, render_template
+from simulator.state import DeliveredMessage, SimState, is_openid, national_mobile, render_template
 
 
 @pytest.mark.parametrize(("template", "params", "text"), [
@@ -49,3 +51,9 @@ def test_feed_sequence_and_rate_limit() -> None:
     assert state.after(5, 10) == []
     state.faults.rate_limit["aliyun"] = 1
     assert state.take_rate_limit("aliyun") and not state.take_rate_limit("aliyun")
+
+
+def test_public_shape_is_every_field_but_the_template() -> None:
+    values = {f.name: f"v-{f.name}" for f in fields(DeliveredMessage)}
+    m = DeliveredMessage(**values)
+    assert m.public() == {k: v for k, v in asdict(m).items() if k != "template"}
