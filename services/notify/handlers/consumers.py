@@ -156,18 +156,36 @@ class CallOutMessages:
         # other events on the topic are not ours; the consumer records them as processed
 
     async def apply_batch(self, conn: asyncpg.Connection, items: Sequence[Received]) -> None:
-        """Apply a batch in order: runs of ``CallOutRequested`` as one statement, other events one by one."""
-        run: dict[UUID, CallOutRequested] = {}
+        """Apply a batch in order: runs of ``CallOutRequested`` and of ``CallOutCancelled`` in a few statements each.
+
+        Cancellations come in thousands when an incident closes or a requirement fills; other events are
+        applied one by one.
+
+        Within a run the events concern distinct call-outs once the first of each call-out is kept (a
+        second ``CallOutRequested`` or ``CallOutCancelled`` for the same call-out changes nothing), so a
+        run's order does not matter; runs and the other events keep the topic's order.
+        """
+        run: dict[UUID, CallOutRequested | CallOutCancelled] = {}
+        kind: type | None = None
+
+        async def flush() -> None:
+            if kind is CallOutRequested:
+                await self._requested_many(conn, list(run.values()))  # type: ignore[arg-type]
+            elif kind is CallOutCancelled:
+                await self._cancelled_many(conn, list(run.values()))  # type: ignore[arg-type]
+            run.clear()
+
         for item in items:
-            if isinstance(item, CallOutRequested):
+            if isinstance(item, CallOutRequested | CallOutCancelled):
+                if type(item) is not kind:
+                    await flush()
+                    kind = type(item)
                 run.setdefault(item.callout_id, item)
                 continue
-            if run:
-                await self._requested_many(conn, list(run.values()))
-                run = {}
+            await flush()
+            kind = None
             await self(conn, item)
-        if run:
-            await self._requested_many(conn, list(run.values()))
+        await flush()
 
     async def _requested(self, conn: asyncpg.Connection, e: CallOutRequested) -> None:
         await self._requested_many(conn, [e])
@@ -211,36 +229,61 @@ class CallOutMessages:
         )
 
     async def _cancelled(self, conn: asyncpg.Connection, e: CallOutCancelled) -> None:
+        await self._cancelled_many(conn, [e])
+
+    async def _cancelled_many(self, conn: asyncpg.Connection, events: Sequence[CallOutCancelled]) -> None:
+        """Close the call-outs, withhold those not sent yet, and queue the stand-downs (three statements).
+
+        ``events`` concern distinct call-outs (see :meth:`apply_batch`).
+        """
+        ids = [e.callout_id for e in events]
         await conn.execute(
-            "UPDATE callouts SET state = 'closed', closed_at = now() WHERE callout_id = $1 AND state <> 'closed'",
-            e.callout_id,
+            "UPDATE callouts SET state = 'closed', closed_at = now() WHERE callout_id = ANY($1::uuid[]) "
+            "AND state <> 'closed'",
+            ids,
         )
         # A call-out that has not left yet is simply not sent: no stand-down for a message never received.
         # One that went by WeChat without a receipt and waits to go again by SMS is not sent again either,
         # but may have reached the phone by WeChat: it is stood down.
-        withheld = await conn.fetchrow(
+        withheld = await conn.fetch(
             """
             WITH unsent AS (
-                SELECT message_id, error_code FROM messages
-                WHERE callout_id = $1 AND kind = 'callout' AND status = 'pending' AND channel IS NULL AND attempts = 0
+                SELECT message_id, callout_id, error_code FROM messages
+                WHERE callout_id = ANY($1::uuid[]) AND kind = 'callout' AND status = 'pending' AND channel IS NULL
+                  AND attempts = 0
+                ORDER BY message_id
                 FOR UPDATE
             )
             UPDATE messages m SET status = 'failed', updated_at = now(),
                 error_code = CASE WHEN unsent.error_code = 'no_receipt' THEN 'cancelled_before_resend'
                                   ELSE 'cancelled_before_send' END
             FROM unsent WHERE m.message_id = unsent.message_id
-            RETURNING unsent.error_code = 'no_receipt' AS maybe_received
+            RETURNING unsent.callout_id, unsent.error_code = 'no_receipt' AS maybe_received
             """,
-            e.callout_id,
+            ids,
         )
-        if withheld is not None:
-            log.info("message.withheld", callout_id=str(e.callout_id), reason=e.reason.value,
-                     maybe_received=withheld["maybe_received"])
-            if not withheld["maybe_received"]:
-                return
-        content = {"title": e.incident_title, "reason": e.reason.value, "was_assigned": e.was_assigned}
+        reasons = {e.callout_id: e.reason.value for e in events}
+        never_received = set()
+        for w in withheld:
+            log.info("message.withheld", callout_id=str(w["callout_id"]), reason=reasons[w["callout_id"]],
+                     maybe_received=w["maybe_received"])
+            if not w["maybe_received"]:
+                never_received.add(w["callout_id"])
+        stand_downs = [e for e in events if e.callout_id not in never_received]
+        if not stand_downs:
+            return
         await conn.execute(
-            _INSERT_MESSAGE,
-            message_id_for(e.callout_id, MessageKind.STAND_DOWN), e.callout_id, MessageKind.STAND_DOWN.value,
-            e.volunteer_id, e.incident_id, e.event_id, e.drill, content,
+            """
+            INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, causation_id, drill, content)
+            SELECT u.message_id, u.callout_id, 'stand_down', u.volunteer_id, u.incident_id, u.causation_id, u.drill,
+                   u.content::jsonb
+            FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bool[], $7::text[])
+                 AS u(message_id, callout_id, volunteer_id, incident_id, causation_id, drill, content)
+            ON CONFLICT ON CONSTRAINT messages_one_per_callout_kind DO NOTHING
+            """,
+            [message_id_for(e.callout_id, MessageKind.STAND_DOWN) for e in stand_downs],
+            [e.callout_id for e in stand_downs], [e.volunteer_id for e in stand_downs],
+            [e.incident_id for e in stand_downs], [e.event_id for e in stand_downs], [e.drill for e in stand_downs],
+            [orjson.dumps({"title": e.incident_title, "reason": e.reason.value,
+                           "was_assigned": e.was_assigned}).decode() for e in stand_downs],
         )
