@@ -10,6 +10,8 @@ volunteer is logged and skipped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from services.roster import commands
@@ -19,7 +21,7 @@ from shared.logging import get_logger
 from shared.service import Runtime
 from shared.topics import REPLY
 
-__all__ = ["handle_reply", "unsubscribe_consumer"]
+__all__ = ["handle_replies", "handle_reply", "unsubscribe_consumer"]
 
 log = get_logger(__name__)
 
@@ -39,11 +41,21 @@ async def handle_reply(conn: asyncpg.Connection, item: Received) -> None:
     log.info("roster.sms_consent_withdrawn", volunteer_id=str(v.id), revision=v.revision)
 
 
+async def handle_replies(conn: asyncpg.Connection, items: Sequence[Received]) -> None:
+    """Apply a batch of replies in one savepoint (see :class:`shared.consumer.IdempotentConsumer`).
+
+    Nearly every reply is an accept, a decline or an arrival, which the roster ignores; applied one by one,
+    each cost a savepoint and its release (two round trips) in the consumer.
+    """
+    for item in items:
+        await handle_reply(conn, item)
+
+
 async def _no_sink(topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None:
     raise RuntimeError("dead-letter sink not wired")  # replaced by shared.service.build_app
 
 
 def unsubscribe_consumer(runtime: Runtime) -> IdempotentConsumer:
     """The ``roster.replies`` consumer, wired to the runtime's pool."""
-    return IdempotentConsumer(name="roster.replies", topic=REPLY, handler=handle_reply,
+    return IdempotentConsumer(name="roster.replies", topic=REPLY, handler=handle_reply, batch_handler=handle_replies,
                               pool=runtime.require_pool, dead_letters=_no_sink)

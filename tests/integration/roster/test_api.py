@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from services.roster.app import create_app
-from services.roster.consumers import handle_reply
+from services.roster.consumers import handle_replies, handle_reply
 from shared.events import ReplyIntent, ReplyReceived, VolunteerContactUpdated, parse_event
 from shared.settings import RosterSettings
 from shared.topics import ROSTER_CONTACT, ROSTER_PROFILE, ROSTER_TEAM
@@ -191,6 +191,22 @@ async def test_unsubscribe_reply_withdraws_sms_consent(client: httpx.AsyncClient
     async with roster_pool.acquire() as conn, conn.transaction():
         await handle_reply(conn, accept)
     assert (await client.get(f"/volunteers/{v['id']}")).json()["revision"] == 2
+
+
+async def test_a_batch_of_replies_withdraws_consent_only_for_the_unsubscribe(client: httpx.AsyncClient,
+                                                                              roster_pool: Any) -> None:
+    a, b = [(await client.post("/volunteers", json=body())).json() for _ in range(2)]
+
+    def reply(v: dict[str, Any], intent: ReplyIntent, text: str) -> ReplyReceived:
+        return ReplyReceived(reply_id=uuid.uuid4(), volunteer_id=uuid.UUID(v["id"]), callout_id=None, intent=intent,
+                             text=text, channel=Channel.SMS, received_at=datetime.now(UTC) - timedelta(seconds=1))
+
+    async with roster_pool.acquire() as conn, conn.transaction():
+        await handle_replies(conn, [reply(a, ReplyIntent.ACCEPT, "1"), reply(b, ReplyIntent.UNSUBSCRIBE, "TD"),
+                                    reply(a, ReplyIntent.DECLINE, "2")])
+    after_a, after_b = [(await client.get(f"/volunteers/{v['id']}")).json() for v in (a, b)]
+    assert (after_a["sms_consent"], after_a["revision"]) == (True, 1)
+    assert (after_b["sms_consent"], after_b["revision"]) == (False, 2)
 
 
 async def test_subtree_search_index_agrees_with_the_volunteers_table(client: httpx.AsyncClient, roster_pool: Any) -> None:
