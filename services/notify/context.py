@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import httpx
@@ -29,6 +30,8 @@ class NotifyContext:
         providers: active providers by channel.
         http: the shared HTTP client (closed at stop).
         parsers: every configured provider by name, for parsing callbacks (the inactive SMS provider too).
+        wechat_receipt_group: the group commit of WeChat receipt pushes (a
+            :class:`shared.groupcommit.GroupCommit`, made by the callback route on first use).
         nonces_pruned_below: Unix seconds; WeChat callback nonces older than this have been pruned (a push
             prunes when the freshness window's floor has moved past it, so at most once a second).
 
@@ -44,6 +47,7 @@ class NotifyContext:
     allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
     wechat_allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
     nonces_pruned_below: int = 0
+    wechat_receipt_group: Any = None
 
     def __post_init__(self) -> None:
         self.allow = [ipaddress.ip_network(n, strict=False) for n in self.settings.callback_allow_ips]

@@ -35,6 +35,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
@@ -43,9 +45,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
-from services.notify.channels.base import ChannelProvider
+from services.notify.channels.base import ChannelProvider, DeliveryReceipt
 from services.notify.context import NotifyContext
 from services.notify.inbound import apply_receipts, record_replies, record_reply
+from shared.consumer import is_transient
+from shared.groupcommit import GroupCommit
 from shared.logging import get_logger
 from shared.vocabulary import Channel
 
@@ -216,28 +220,82 @@ async def wechat_event(
     except ValueError:
         return _refuse(request, "wechat", "malformed", 400)
     ts, body_sha256 = int(timestamp), hashlib.sha256(body).digest()
-    async with ctx.pool.acquire() as conn:
-        floor = int(time.time() - ctx.settings.wechat_callback_max_skew_seconds)
-        if floor > ctx.nonces_pruned_below:  # at most once a second: one push's prune covers the others'
-            ctx.nonces_pruned_below = floor
+    floor = int(time.time() - ctx.settings.wechat_callback_max_skew_seconds)
+    if floor > ctx.nonces_pruned_below:  # at most once a second: one push's prune covers the others'
+        ctx.nonces_pruned_below = floor
+        async with ctx.pool.acquire() as conn:
             await _prune_nonces(conn, ts_floor=floor)
-        async with conn.transaction():
+    seen: bool | None
+    if receipts and not uplinks:
+        # A delivery receipt per push, hundreds a second in a fan-out: applied by group commit.
+        seen = await _receipt_group(ctx).submit(_ReceiptPush(ts, nonce, body_sha256, tuple(receipts)))
+    else:
+        async with ctx.pool.acquire() as conn, conn.transaction():
             seen = await _first_use(conn, ts, nonce, body_sha256)
-            if seen is not None:
-                if seen:
-                    log.info("callback.wechat_retry_answered", route="wechat")
-                    return PlainTextResponse("success")
-                return _refuse(request, "wechat", "replayed_nonce", 403)
-            if receipts:
-                await apply_receipts(conn, provider.name, receipts, cipher=ctx.cipher,
-                                     sms_available=Channel.SMS in ctx.providers)
-            for u in uplinks:
-                await record_reply(
-                    conn, provider=provider.name, dedup_key=u.dedup_key, channel=Channel.WECHAT, text=u.text,
-                    received_at=u.received_at, cipher=ctx.cipher, sender=u.sender,
-                    window_hours=ctx.settings.reply_window_hours,
-                )
+            if seen is None:
+                if receipts:
+                    await apply_receipts(conn, provider.name, receipts, cipher=ctx.cipher,
+                                         sms_available=Channel.SMS in ctx.providers)
+                for u in uplinks:
+                    await record_reply(
+                        conn, provider=provider.name, dedup_key=u.dedup_key, channel=Channel.WECHAT, text=u.text,
+                        received_at=u.received_at, cipher=ctx.cipher, sender=u.sender,
+                        window_hours=ctx.settings.reply_window_hours,
+                    )
+    if seen is False:
+        return _refuse(request, "wechat", "replayed_nonce", 403)
+    if seen:
+        log.info("callback.wechat_retry_answered", route="wechat")
     return PlainTextResponse("success")
+
+
+@dataclass(frozen=True)
+class _ReceiptPush:
+    ts: int
+    nonce: str
+    body_sha256: bytes
+    receipts: tuple[DeliveryReceipt, ...]
+
+
+def _receipt_group(ctx: NotifyContext) -> GroupCommit[_ReceiptPush, bool | None]:
+    """The context's group commit of WeChat receipt pushes (made on first use)."""
+    if ctx.wechat_receipt_group is None:
+        ctx.wechat_receipt_group = GroupCommit(lambda pushes: _apply_receipt_pushes(ctx, pushes))
+    group: GroupCommit[_ReceiptPush, bool | None] = ctx.wechat_receipt_group
+    return group
+
+
+async def _apply_receipt_pushes(ctx: NotifyContext, pushes: Sequence[_ReceiptPush]) -> list[bool | None | BaseException]:
+    """Apply WeChat receipt pushes in one transaction; per push, what :func:`_first_use` says.
+
+    A push's nonce is recorded in the transaction that applies its receipts, as for a single push. When
+    the group's transaction fails for a reason other than a transient one, each push is applied on its
+    own, so that one bad push fails alone (its caller answers 500 and WeChat retries it).
+    """
+    try:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            return list(await _receipt_pushes_in(conn, ctx, pushes))
+    except Exception as exc:
+        if len(pushes) == 1 or is_transient(exc):
+            raise
+        log.warning("callback.wechat_group_failed", pushes=len(pushes), error=repr(exc))
+    out: list[bool | None | BaseException] = []
+    for push in pushes:
+        try:
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                out.extend(await _receipt_pushes_in(conn, ctx, [push]))
+        except Exception as exc:  # noqa: BLE001 - this push's caller raises it
+            out.append(exc)
+    return out
+
+
+async def _receipt_pushes_in(conn: asyncpg.Connection, ctx: NotifyContext,
+                             pushes: Sequence[_ReceiptPush]) -> list[bool | None]:
+    seen = [await _first_use(conn, p.ts, p.nonce, p.body_sha256) for p in pushes]
+    fresh = [r for p, s in zip(pushes, seen, strict=True) if s is None for r in p.receipts]
+    if fresh:
+        await apply_receipts(conn, "wechat", fresh, cipher=ctx.cipher, sms_available=Channel.SMS in ctx.providers)
+    return seen
 
 
 async def _prune_nonces(conn: asyncpg.Connection, *, ts_floor: int) -> None:

@@ -102,3 +102,56 @@ async def test_wechat_callbacks_from_outside_the_allow_list_are_refused(walled_n
                               params={**_signed(token, ts, uuid.uuid4().hex[:16]), "echostr": "e1"})
     assert check.status_code == 403
     assert await _replies(ns, [f"wechat:{msg_id}"]) == 0
+
+
+def _receipt_push(openid: str, msgid: str, ts: int) -> bytes:
+    return (f"<xml><ToUserName><![CDATA[gh_muster]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+            "<Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>"
+            f"<MsgID>{msgid}</MsgID><Status><![CDATA[success]]></Status></xml>").encode()
+
+
+async def test_concurrent_receipt_pushes_each_deliver_once_with_retries_and_replays(notify_stack: NotifyStack) -> None:
+    """Receipt pushes are applied by group commit: concurrent ones share transactions, with a push's rules.
+
+    Twenty pushes at once (one sent twice at once, as WeChat retrying) each mark their message delivered
+    once, with one ``MessageDelivered``; afterwards an exact retry answers success and a captured
+    signature with another body is refused, while new pushes go on.
+    """
+    ns = notify_stack
+    token = ns.settings.callback_token.get_secret_value()
+    n = 24
+    msgids = [str(random.randint(10**15, 10**16)) for _ in range(n)]
+    openids = ["o" + uuid.uuid4().hex[:27] for _ in range(n)]
+    message_ids = [uuid.uuid4() for _ in range(n)]
+    async with ns.pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, content, status, channel, "
+            "provider, provider_message_id, sent_at) VALUES ($1, $2, 'callout', $3, $4, '{}', 'sent', 'wechat', "
+            "'wechat', $5, now())",
+            [(m, uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), pid) for m, pid in zip(message_ids, msgids, strict=True)],
+        )
+    ts = int(time.time())
+    pushes = [(_signed(token, ts, uuid.uuid4().hex[:16]), _receipt_push(o, m, ts))
+              for o, m in zip(openids, msgids, strict=True)]
+    headers = {"content-type": "text/xml"}
+
+    async def post(params: dict[str, str], body: bytes) -> tuple[int, str]:
+        r = await ns.http.post(f"{ns.url}/callbacks/wechat", params=params, content=body, headers=headers)
+        return r.status_code, r.text
+
+    first = await asyncio.gather(*(post(p, b) for p, b in [*pushes[:20], pushes[0]]))
+    assert first == [(200, "success")] * 21
+    retry, forged, *rest = await asyncio.gather(
+        post(*pushes[1]), post(pushes[2][0], pushes[3][1]), *(post(p, b) for p, b in pushes[20:]))
+    assert retry == (200, "success")
+    assert forged == (403, '{"error":"replayed_nonce"}')
+    assert rest == [(200, "success")] * (n - 20)
+    async with ns.pool.acquire() as conn:
+        statuses = await conn.fetch("SELECT status FROM messages WHERE message_id = ANY($1::uuid[])", message_ids)
+        events = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE headers->>'event_type' = 'MessageDelivered' "
+            "AND (convert_from(payload, 'UTF8')::jsonb->>'message_id')::uuid = ANY($1::uuid[])", message_ids)
+        await conn.execute("DELETE FROM messages WHERE message_id = ANY($1::uuid[])", message_ids)
+    assert [r["status"] for r in statuses] == ["delivered"] * n
+    assert events == n
