@@ -46,6 +46,11 @@ class GroupCommit(Generic[T, R]):
             self._task = asyncio.create_task(self._drain())
         return await future
 
+    def cancel(self) -> None:
+        """Stop the running group, if any (its callers' waits are cancelled); for a service stopping."""
+        if self._task is not None:
+            self._task.cancel()
+
     async def _drain(self) -> None:
         while self._queue:
             group, self._queue = self._queue, []

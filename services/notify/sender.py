@@ -45,6 +45,7 @@ from services.notify.domain.routing import ContactView, choose_channel, receipt_
 from services.notify.domain.templates import MessageContent, render
 from shared import outbox
 from shared.events import CancelReason, MessageFailed, MessageKind, MessageSent, utcnow
+from shared.groupcommit import GroupCommit
 from shared.logging import get_logger
 from shared.settings import NotifySettings
 from shared.topics import DELIVERY
@@ -121,8 +122,8 @@ class Sender:
         self._gates: dict[str, asyncio.Semaphore] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_messages = 0
-        self._to_record: list[tuple[Sequence[Claimed], Sequence[SendResult], asyncio.Future[None]]] = []
-        self._recorder: asyncio.Task[None] | None = None
+        self._records: GroupCommit[tuple[Sequence[Claimed], Sequence[SendResult]], None] = GroupCommit(
+            self._record_group)
         self._started_at = utcnow()
         self.stats = SenderStats()
         self._signature = settings.aliyun_sign_name if settings.sms_provider == "aliyun" else settings.tencent_sign_name
@@ -171,8 +172,7 @@ class Sender:
         finally:
             for task in list(self._inflight):
                 task.cancel()
-            if self._recorder is not None:
-                self._recorder.cancel()
+            self._records.cancel()
             if listen is not None:
                 with contextlib.suppress(Exception):
                     await listen.remove_listener("notify_messages", self.wake)
@@ -372,48 +372,26 @@ class Sender:
     async def _send_piece(self, items: Sequence[Claimed], gate: asyncio.Semaphore) -> None:
         """One provider request's worth (``max_batch``), recorded as soon as the provider answers.
 
-        The answer joins the next group record (:meth:`_record_grouped`); this returns once it is committed,
+        The answer joins the next group record (:meth:`_record_group`); this returns once it is committed,
         raising the record's error if that failed (the rows then stay ``sending``: in doubt).
         """
         try:
             async with gate:
                 results = await items[0].provider.send([c.outbound for c in items])
-            await self._record_grouped(items, results)
+            await self._records.submit((items, results))
         finally:
             self._inflight_messages -= len(items)
 
-    async def _record_grouped(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
-        """Record ``items`` with every other answer that arrives while a record is running (group commit).
+    async def _record_group(self, pieces: Sequence[tuple[Sequence[Claimed], Sequence[SendResult]]]) -> list[None]:
+        """Record every answer that arrived while the previous record ran, in one transaction (group commit).
 
         WeChat takes one recipient per request, so a fan-out brings hundreds of answers a second; one
         transaction each queued for the pool's connections ahead of the call-out consumer (a 10,000 fan-out
-        consumed at ~170 events/s). At most one group record runs at a time; answers arriving meanwhile
-        wait for the next, so a record holds one connection and covers everything answered since the last.
+        consumed at ~170 events/s). At most one group record runs at a time (:class:`GroupCommit`), so a
+        record holds one connection and covers everything answered since the last.
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._to_record.append((items, results, done))
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._record_queued())
-        await done
-
-    async def _record_queued(self) -> None:
-        while self._to_record:
-            group, self._to_record = self._to_record, []
-            try:
-                await self.record([c for items, _, _ in group for c in items],
-                                  [r for _, results, _ in group for r in results])
-            except asyncio.CancelledError:
-                for _, _, done in group:
-                    done.cancel()
-                raise
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting piece, which raises it
-                for _, _, done in group:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, _, done in group:
-                    if not done.done():
-                        done.set_result(None)
+        await self.record([c for items, _ in pieces for c in items], [r for _, results in pieces for r in results])
+        return [None] * len(pieces)
 
     async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
         """Store the providers' answers for ``items`` (same order) and their events, in one transaction."""

@@ -65,3 +65,19 @@ async def test_a_wrong_number_of_results_is_an_error_not_a_misattribution() -> N
     gc: GroupCommit[int, int] = GroupCommit(apply)
     with pytest.raises(RuntimeError, match="1 results for 2 items"):
         await asyncio.gather(gc.submit(1), gc.submit(2))
+
+
+async def test_cancel_stops_the_running_group_and_its_callers() -> None:
+    started = asyncio.Event()
+
+    async def apply(items: Sequence[int]) -> list[int]:
+        started.set()
+        await asyncio.sleep(60)
+        return list(items)
+
+    gc: GroupCommit[int, int] = GroupCommit(apply)
+    waiting = asyncio.create_task(gc.submit(1))
+    await started.wait()
+    gc.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
