@@ -308,6 +308,8 @@ def _rows(plan: Plan, kafka: dict[int, dict[str, Any]], pg: dict[int, dict[str, 
         note = fanout_note or ("" if f is not None else f"not run: no figures for N={n} in bench.fanout's result")
         if f is not None:
             note = ", ".join(f"{k} {f[k]}" for k in ("duplicates", "missing") if k in f)
+            if isinstance(f.get("cpu_seconds"), dict):
+                note += f", CPU of the stack {f['cpu_seconds']['total']} s"
         k, p = kafka[n], pg[n]
         base = p["wall_seconds"]
         rows.append(Row(f"fan-out N={n:,}: wall time", f and _num(f, "wall_seconds", "wall_s"), "s",
@@ -328,6 +330,8 @@ def _rows(plan: Plan, kafka: dict[int, dict[str, Any]], pg: dict[int, dict[str, 
                 bits.append(f"{r['seen']} of {r['sent']} seen")
             if held is not None:
                 bits.append(f"held: {'yes' if held else 'no'}")
+            if r.get("cpu_ms_per_reply") is not None:
+                bits.append(f"CPU {r['cpu_ms_per_reply']} ms a reply")
             note = ", ".join(bits)
         for q in ("p50", "p99"):
             rows.append(Row(f"reply at {rate:g}/s: {q}", r and _num(r, f"{q}_ms"), "ms",
