@@ -141,9 +141,11 @@ async def fan_out_once(n: int, *, http: httpx.AsyncClient, headers: dict[str, st
     r = await http.post(f"{dispatch}/incidents", json=body, headers=headers)
     api_seconds = time.time() - t0
     r.raise_for_status()
-    incident_id = r.json()["incident"]["incident_id"]
-    callouts = (await http.get(f"{dispatch}/incidents/{incident_id}/callouts", headers=headers)).json()
-    called = len(callouts)
+    board = r.json()
+    incident_id = board["incident"]["incident_id"]
+    # the board the POST answers counts the call-outs by state; listing all N of them here (GET …/callouts)
+    # cost dispatch ~0.4 s of CPU inside the timed window at N = 10,000
+    called = sum(board["callouts_by_state"].values())
     received: list[tuple[str, float]] = []
     channels: Counter[str] = Counter()
     deadline = time.monotonic() + timeout
