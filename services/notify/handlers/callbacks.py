@@ -19,7 +19,7 @@ and are signed ``sha1(sorted(token, timestamp, nonce))`` (checked with wechatpy'
 a timestamp more than ``wechat_callback_max_skew_seconds`` away from now is refused (403). The
 signature does not cover the body, so a POST's ``(timestamp, nonce)`` is accepted once
 (``wechat_callback_nonces``, stored in the transaction that applies the push, pruned once the
-timestamp leaves the window): a second POST with the same pair and the same body (the provider
+timestamp is two windows old): a second POST with the same pair and the same body (the provider
 retrying a push whose answer it did not get) answers ``success`` and changes nothing; with another
 body it is refused (403 ``replayed_nonce``). The GET server check changes nothing and is not recorded.
 A refused callback is logged with the route, the reason and the peer address only: no body, no phone
@@ -220,7 +220,9 @@ async def wechat_event(
     except ValueError:
         return _refuse(request, "wechat", "malformed", 400)
     ts, body_sha256 = int(timestamp), hashlib.sha256(body).digest()
-    floor = int(time.time() - ctx.settings.wechat_callback_max_skew_seconds)
+    # Nonces are kept for two freshness windows: a push that passed the skew check may wait (behind a
+    # group, a slow database) before its nonce is stored, and its earlier copy must still be there.
+    floor = int(time.time() - 2 * ctx.settings.wechat_callback_max_skew_seconds)
     if floor > ctx.nonces_pruned_below:  # at most once a second: one push's prune covers the others'
         ctx.nonces_pruned_below = floor
         async with ctx.pool.acquire() as conn:
@@ -283,9 +285,11 @@ async def _apply_receipt_pushes(ctx: NotifyContext, pushes: Sequence[_ReceiptPus
     for push in pushes:
         try:
             async with ctx.pool.acquire() as conn, conn.transaction():
-                out.extend(await _receipt_pushes_in(conn, ctx, [push]))
-        except Exception as exc:  # noqa: BLE001 - this push's caller raises it
+                seen = await _receipt_pushes_in(conn, ctx, [push])
+        except Exception as exc:  # noqa: BLE001 - this push's caller raises it (its COMMIT's failure too)
             out.append(exc)
+        else:
+            out.extend(seen)
     return out
 
 
@@ -299,7 +303,7 @@ async def _receipt_pushes_in(conn: asyncpg.Connection, ctx: NotifyContext,
 
 
 async def _prune_nonces(conn: asyncpg.Connection, *, ts_floor: int) -> None:
-    """Forget WeChat nonces whose timestamp is before ``ts_floor`` (Unix s; refused as stale anyway).
+    """Forget WeChat nonces whose timestamp is before ``ts_floor`` (Unix s; two freshness windows ago).
 
     A range scan of the primary key's leading column; concurrent prunes delete disjoint or already-deleted
     rows, so none waits for another's locks longer than its delete. (It was a ``(timestamp, nonce) IN

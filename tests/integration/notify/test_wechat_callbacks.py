@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import random
 import time
@@ -67,7 +68,7 @@ async def test_a_signed_nonce_is_used_once_and_an_exact_retry_answers_success(no
 async def test_nonces_past_the_window_are_pruned(notify_stack: NotifyStack) -> None:
     ns = notify_stack
     token = ns.settings.callback_token.get_secret_value()
-    old_ts = int(time.time() - ns.settings.wechat_callback_max_skew_seconds) - 10
+    old_ts = int(time.time() - 2 * ns.settings.wechat_callback_max_skew_seconds) - 10
     stale_nonce = uuid.uuid4().hex[:16]
     async with ns.pool.acquire() as conn:
         await conn.execute("INSERT INTO wechat_callback_nonces (timestamp, nonce, body_sha256) VALUES ($1, $2, $3)",
@@ -155,3 +156,115 @@ async def test_concurrent_receipt_pushes_each_deliver_once_with_retries_and_repl
         await conn.execute("DELETE FROM messages WHERE message_id = ANY($1::uuid[])", message_ids)
     assert [r["status"] for r in statuses] == ["delivered"] * n
     assert events == n
+
+
+async def _sent_messages(ns: NotifyStack, n: int) -> tuple[list[str], list[uuid.UUID]]:
+    msgids = [str(random.randint(10**15, 10**16)) for _ in range(n)]
+    message_ids = [uuid.uuid4() for _ in range(n)]
+    async with ns.pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, content, status, channel, "
+            "provider, provider_message_id, sent_at) VALUES ($1, $2, 'callout', $3, $4, '{}', 'sent', 'wechat', "
+            "'wechat', $5, now())",
+            [(m, uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), pid) for m, pid in zip(message_ids, msgids, strict=True)],
+        )
+    return msgids, message_ids
+
+
+def _push(ts: int, nonce: str, body: bytes, msgid: str) -> Any:
+    from datetime import UTC, datetime
+
+    from services.notify.channels.base import DeliveryReceipt
+    from services.notify.handlers.callbacks import _ReceiptPush
+
+    receipt = DeliveryReceipt(provider_message_id=msgid, message_id=None, recipient=None, delivered=True,
+                              error_code=None, reported_at=datetime.now(UTC))
+    return _ReceiptPush(ts, nonce, hashlib.sha256(body).digest(), (receipt,))
+
+
+async def _delivered(ns: NotifyStack, message_ids: list[uuid.UUID]) -> tuple[int, int]:
+    async with ns.pool.acquire() as conn:
+        delivered = await conn.fetchval("SELECT count(*) FROM messages WHERE message_id = ANY($1::uuid[]) "
+                                        "AND status = 'delivered'", message_ids)
+        events = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE headers->>'event_type' = 'MessageDelivered' "
+            "AND (convert_from(payload, 'UTF8')::jsonb->>'message_id')::uuid = ANY($1::uuid[])", message_ids)
+        await conn.execute("DELETE FROM messages WHERE message_id = ANY($1::uuid[])", message_ids)
+    return delivered, events
+
+
+async def test_two_copies_of_a_nonce_in_one_group_answer_as_a_retry_or_a_replay(notify_stack: NotifyStack) -> None:
+    from services.notify.handlers.callbacks import _apply_receipt_pushes
+
+    ns = notify_stack
+    msgids, message_ids = await _sent_messages(ns, 2)
+    ts, nonce = int(time.time()), uuid.uuid4().hex[:16]
+    push = _push(ts, nonce, b"first", msgids[0])
+    forged = _push(ts, nonce, b"another body", msgids[1])
+    out = await _apply_receipt_pushes(ns.runtime.extras["notify"], [push, push, forged])
+    assert out == [None, True, False]  # applied; the same push again; a captured signature, another body
+    assert await _delivered(ns, message_ids) == (1, 1)
+
+
+async def test_a_push_that_fails_in_a_group_fails_alone(notify_stack: NotifyStack) -> None:
+    from services.notify.handlers.callbacks import _apply_receipt_pushes
+
+    ns = notify_stack
+    msgids, message_ids = await _sent_messages(ns, 3)
+    ts = int(time.time())
+    pushes = [_push(ts, uuid.uuid4().hex[:16], b"1", msgids[0]),
+              _push(ts, "bad\x00nonce", b"2", msgids[1]),  # PostgreSQL's text refuses NUL: this push fails
+              _push(ts, uuid.uuid4().hex[:16], b"3", msgids[2])]
+    out = await _apply_receipt_pushes(ns.runtime.extras["notify"], pushes)
+    assert out[0] is None and out[2] is None
+    assert isinstance(out[1], Exception)
+    assert await _delivered(ns, message_ids) == (2, 2)
+
+
+async def test_a_push_whose_own_commit_fails_gives_one_result_each(
+    notify_stack: NotifyStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the one-by-one path, a push whose COMMIT fails is that push's error only (it had been counted twice)."""
+    from types import SimpleNamespace
+
+    from services.notify.handlers import callbacks
+
+    commits = 0
+
+    class Transaction:
+        async def __aenter__(self) -> None:
+            return None
+
+        async def __aexit__(self, exc_type: Any, *_: Any) -> bool:
+            nonlocal commits
+            if exc_type is None:
+                commits += 1
+                if commits == 2:  # the one-by-one path's second push
+                    raise ConnectionResetError("connection lost during COMMIT")
+            return False
+
+    class Conn:
+        def transaction(self) -> Transaction:
+            return Transaction()
+
+    class Acquired:
+        async def __aenter__(self) -> Conn:
+            return Conn()
+
+        async def __aexit__(self, *_: Any) -> bool:
+            return False
+
+    class Pool:
+        def acquire(self) -> Acquired:
+            return Acquired()
+
+    async def pushes_in(conn: Any, ctx: Any, pushes: Any) -> list[bool | None]:
+        if len(pushes) > 1:
+            raise ValueError("one push of the group is bad")
+        return [None]
+
+    monkeypatch.setattr(callbacks, "_receipt_pushes_in", pushes_in)
+    ctx = SimpleNamespace(pool=Pool())
+    out = await callbacks._apply_receipt_pushes(ctx, ["p0", "p1", "p2"])  # type: ignore[arg-type, list-item]
+    assert len(out) == 3
+    assert out[0] is None and out[2] is None and isinstance(out[1], ConnectionResetError)
