@@ -47,7 +47,7 @@ class GroupCommit(Generic[T, R]):
         return await future
 
     def cancel(self) -> None:
-        """Stop the running group, if any (its callers' waits are cancelled); for a service stopping."""
+        """Stop the running group, if any; its callers' and the queued callers' waits are cancelled (a service stopping)."""
         if self._task is not None:
             self._task.cancel()
 
@@ -58,7 +58,8 @@ class GroupCommit(Generic[T, R]):
             try:
                 results = await self._apply([item for item, _ in group])
             except asyncio.CancelledError:
-                for _, future in group:
+                queued, self._queue = self._queue, []
+                for _, future in group + queued:  # the running group and the one waiting behind it
                     future.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - handed to every caller of the group

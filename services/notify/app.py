@@ -117,6 +117,8 @@ def create_app(
 
     async def on_stop(runtime: Runtime) -> None:
         ctx: NotifyContext | None = runtime.extras.get("notify")
+        if ctx is not None and ctx.wechat_receipt_group is not None:
+            ctx.wechat_receipt_group.cancel()  # pushes not committed are answered 500 and retried by WeChat
         if ctx is not None and ctx.http is not None:
             await ctx.http.aclose()
 

@@ -67,7 +67,7 @@ async def test_a_wrong_number_of_results_is_an_error_not_a_misattribution() -> N
         await asyncio.gather(gc.submit(1), gc.submit(2))
 
 
-async def test_cancel_stops_the_running_group_and_its_callers() -> None:
+async def test_cancel_stops_the_running_group_and_the_callers_queued_behind_it() -> None:
     started = asyncio.Event()
 
     async def apply(items: Sequence[int]) -> list[int]:
@@ -78,6 +78,9 @@ async def test_cancel_stops_the_running_group_and_its_callers() -> None:
     gc: GroupCommit[int, int] = GroupCommit(apply)
     waiting = asyncio.create_task(gc.submit(1))
     await started.wait()
+    queued = asyncio.create_task(gc.submit(2))  # behind the running group
+    await asyncio.sleep(0)
     gc.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiting
+    for task in (waiting, queued):
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
