@@ -44,6 +44,7 @@ from services.notify.channels.base import ChannelProvider, OutboundMessage, Send
 from services.notify.domain.routing import ContactView, choose_channel, receipt_overdue_reason, retry_delay
 from services.notify.domain.templates import MessageContent, render
 from shared import outbox
+from shared.consumer import is_transient
 from shared.events import CancelReason, MessageFailed, MessageKind, MessageSent, utcnow
 from shared.groupcommit import GroupCommit
 from shared.logging import get_logger
@@ -382,16 +383,35 @@ class Sender:
         finally:
             self._inflight_messages -= len(items)
 
-    async def _record_group(self, pieces: Sequence[tuple[Sequence[Claimed], Sequence[SendResult]]]) -> list[None]:
+    async def _record_group(
+        self, pieces: Sequence[tuple[Sequence[Claimed], Sequence[SendResult]]]
+    ) -> Sequence[None | BaseException]:
         """Record every answer that arrived while the previous record ran, in one transaction (group commit).
 
         WeChat takes one recipient per request, so a fan-out brings hundreds of answers a second; one
         transaction each queued for the pool's connections ahead of the call-out consumer (a 10,000 fan-out
         consumed at ~170 events/s). At most one group record runs at a time (:class:`GroupCommit`), so a
-        record holds one connection and covers everything answered since the last.
+        record holds one connection and covers everything answered since the last. When a group fails for
+        a reason other than a transient one, each piece is recorded on its own.
         """
-        await self.record([c for items, _ in pieces for c in items], [r for _, results in pieces for r in results])
-        return [None] * len(pieces)
+        try:
+            await self.record([c for items, _ in pieces for c in items],
+                              [r for _, results in pieces for r in results])
+            return [None] * len(pieces)
+        except Exception as exc:
+            if len(pieces) == 1 or is_transient(exc):
+                raise
+            log.warning("sender.group_record_failed", pieces=len(pieces), error=repr(exc))
+        # one piece per transaction, so that one bad answer leaves only its own rows in doubt
+        out: list[None | BaseException] = []
+        for items, results in pieces:
+            try:
+                await self.record(items, results)
+            except Exception as exc:  # noqa: BLE001 - this piece's task raises it
+                out.append(exc)
+            else:
+                out.append(None)
+        return out
 
     async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
         """Store the providers' answers for ``items`` (same order) and their events, in one transaction."""

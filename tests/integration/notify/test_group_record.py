@@ -106,3 +106,52 @@ async def test_wechat_answers_arriving_together_are_recorded_in_one_transaction_
             assert len(await ns.wait_phone(o, 1)) == 1  # type: ignore[arg-type]
     finally:
         ns.resume_sender()
+
+
+class FailingOnOne(Sender):
+    """Its record fails (deterministically) whenever ``bad`` is among the items."""
+
+    def __init__(self, *args: Any, bad: UUID) -> None:
+        super().__init__(*args)
+        self.bad = bad
+        self.attempts: list[int] = []
+
+    async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
+        self.attempts.append(len(items))
+        if any(c.row["message_id"] == self.bad for c in items):
+            raise ValueError("this answer cannot be recorded")
+        await super().record(items, results)
+
+
+async def test_a_group_record_that_fails_for_one_answer_records_the_others(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    runtime = ns.runtime
+    n = 6
+    await ns.hold_sender()
+    try:
+        providers = dict(runtime.extras["notify"].providers)
+        wechat = next(p for p in providers.values() if p.name == "wechat")
+        events = []
+        for _ in range(n):
+            vid, _m, _o = await add_volunteer(ns, wechat=True)
+            events.append(request(vid))
+            await ns.publish(ns.callout_topic, str(vid), events[-1])
+        rows = [await ns.wait_row("SELECT message_id FROM messages WHERE callout_id = $1", e.callout_id)
+                for e in events]
+        assert all(r is not None for r in rows)
+        ids = [r["message_id"] for r in rows]
+        held = AnswersTogether(wechat, set(ids))  # the answers arrive together: one group
+        sender = FailingOnOne(ns.pool, {**providers, wechat.channel: held}, ns.settings,
+                              runtime.extras["notify"].cipher, None, bad=ids[0])
+        while held.ids:
+            with contextlib.suppress(ValueError):
+                await sender.send_due()
+        assert max(sender.attempts) > 1, "the answers were not recorded as a group"
+        async with ns.pool.acquire() as conn:
+            status = {r["message_id"]: r["status"] for r in await conn.fetch(
+                "SELECT message_id, status FROM messages WHERE message_id = ANY($1::uuid[])", ids)}
+            await conn.execute("UPDATE messages SET status = 'failed' WHERE message_id = $1", ids[0])
+        assert status[ids[0]] == "sending"  # in doubt, as any answer that could not be recorded
+        assert all(status[i] in ("sent", "delivered") for i in ids[1:]), status
+    finally:
+        ns.resume_sender()
