@@ -161,9 +161,9 @@ class CallOutMessages:
         Cancellations come in thousands when an incident closes or a requirement fills; other events are
         applied one by one.
 
-        Within a run the events concern distinct call-outs once the first of each call-out is kept (a
-        second ``CallOutRequested`` or ``CallOutCancelled`` for the same call-out changes nothing), so a
-        run's order does not matter; runs and the other events keep the topic's order.
+        Within a run only the first event of each call-out is kept: a second ``CallOutRequested`` or
+        ``CallOutCancelled`` for the same call-out changes nothing, applied one by one or not. A run's order
+        therefore does not matter; runs and the other events keep the topic's order.
         """
         run: dict[UUID, CallOutRequested | CallOutCancelled] = {}
         kind: type | None = None
@@ -232,7 +232,7 @@ class CallOutMessages:
         await self._cancelled_many(conn, [e])
 
     async def _cancelled_many(self, conn: asyncpg.Connection, events: Sequence[CallOutCancelled]) -> None:
-        """Close the call-outs, withhold those not sent yet, and queue the stand-downs (three statements).
+        """Close the call-outs, withhold those not sent yet, and queue the stand-downs (four statements).
 
         ``events`` concern distinct call-outs (see :meth:`apply_batch`).
         """
@@ -258,17 +258,21 @@ class CallOutMessages:
                 error_code = CASE WHEN unsent.error_code = 'no_receipt' THEN 'cancelled_before_resend'
                                   ELSE 'cancelled_before_send' END
             FROM unsent WHERE m.message_id = unsent.message_id
-            RETURNING unsent.callout_id, unsent.error_code = 'no_receipt' AS maybe_received
+            RETURNING unsent.callout_id, coalesce(unsent.error_code = 'no_receipt', false) AS maybe_received
             """,
             ids,
         )
         reasons = {e.callout_id: e.reason.value for e in events}
-        never_received = set()
         for w in withheld:
             log.info("message.withheld", callout_id=str(w["callout_id"]), reason=reasons[w["callout_id"]],
                      maybe_received=w["maybe_received"])
-            if not w["maybe_received"]:
-                never_received.add(w["callout_id"])
+        # Never received: withheld before it was ever sent, now or by an earlier cancellation (a second
+        # CallOutCancelled with its own event id must not stand down a call-out the phone never got).
+        never_received = {r["callout_id"] for r in await conn.fetch(
+            "SELECT callout_id FROM messages WHERE callout_id = ANY($1::uuid[]) AND kind = 'callout' "
+            "AND status = 'failed' AND error_code = 'cancelled_before_send'",
+            ids,
+        )}
         stand_downs = [e for e in events if e.callout_id not in never_received]
         if not stand_downs:
             return

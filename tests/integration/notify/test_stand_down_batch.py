@@ -74,3 +74,25 @@ async def test_stand_downs_in_a_batch_follow_the_per_event_rules(notify_stack: N
         [("callout", "sent", None), ("stand_down", "pending", None)],
         [("callout", "failed", "cancelled_before_resend"), ("stand_down", "pending", None)],
     ]
+
+
+async def test_a_second_cancellation_does_not_stand_down_a_call_out_never_sent(notify_stack: NotifyStack) -> None:
+    """Withheld before it was sent, then cancelled again (another event id, a later batch): still no stand-down;
+    a call-out requested and cancelled in the same batch is withheld too."""
+    ns = notify_stack
+    handler = CallOutMessages()
+    await ns.hold_sender()
+    try:
+        withheld, both = request(uuid.uuid4()), request(uuid.uuid4())
+        async with ns.pool.acquire() as conn, conn.transaction():
+            await handler.apply_batch(conn, [withheld])
+        for batch in ([_cancel(withheld)], [_cancel(withheld)], [both, _cancel(both)]):
+            async with ns.pool.acquire() as conn, conn.transaction():
+                await handler.apply_batch(conn, batch)
+        got = await _outcome(ns, [withheld, both])
+    finally:
+        async with ns.pool.acquire() as conn:
+            await conn.execute("DELETE FROM messages WHERE callout_id = ANY($1::uuid[])",
+                               [withheld.callout_id, both.callout_id])
+        ns.resume_sender()
+    assert got == [[("callout", "failed", "cancelled_before_send")]] * 2
