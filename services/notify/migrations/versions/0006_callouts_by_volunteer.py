@@ -20,8 +20,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("CREATE INDEX callouts_volunteer ON callouts (volunteer_id, requested_at DESC)")
-    op.execute("DROP INDEX callouts_open")
+    # CONCURRENTLY, outside a transaction: on a long history a plain CREATE INDEX would block the
+    # consumers' writes to callouts (and DROP INDEX take the table's lock) for the whole build.
+    with op.get_context().autocommit_block():
+        op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS callouts_volunteer ON callouts (volunteer_id, requested_at DESC)")
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS callouts_open")
 
 
 def downgrade() -> None:
