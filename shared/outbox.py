@@ -45,6 +45,7 @@ __all__ = [
     "RelayCrash",
     "add",
     "add_many",
+    "add_serialized",
     "add_tombstone",
     "columns",
     "event_headers",
@@ -151,6 +152,29 @@ async def add_many(conn: asyncpg.Connection, items: Iterable[tuple[TopicSpec, st
     records = [
         (e.event_id, t.name, k, e.to_bytes(), event_headers(e)) for t, k, e in items
     ]
+    if not records:
+        return 0
+    await conn.copy_records_to_table(
+        "outbox", records=records, columns=["event_id", "topic", "key", "payload", "headers"]
+    )
+    return len(records)
+
+
+async def add_serialized(
+    conn: asyncpg.Connection, records: Sequence[tuple[Any, str, str, bytes, dict[str, str]]]
+) -> int:
+    """Write events already serialized to the outbox with one COPY, in order (e.g. a wave rendered from a template).
+
+    Args:
+        conn: a connection inside the transaction that changes the state.
+        records: ``(event_id, topic name, key, payload bytes, headers)`` each, as :func:`add_many` would
+            write them (``payload`` the event's :meth:`~shared.events.Event.to_bytes`, ``headers``
+            :func:`event_headers`).
+
+    Returns:
+        The number of rows written.
+
+    """
     if not records:
         return 0
     await conn.copy_records_to_table(
