@@ -26,6 +26,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -330,18 +331,19 @@ class _CallOutRenderer:
                 parts.append(raw[pos:at])
                 pos = at + len(tokens[i])
             parts.append(raw[pos:])
-            self._parts, self._order = parts, order
+            self._parts = parts
+            # one bytes %-format with a slot per field, in the order the fields appear
+            self._format = b"%s".join(part.replace(b"%", b"%%") for part in parts)
+            self._order = itemgetter(*order)
 
     def __call__(self, event_id: UUID, callout_id: UUID, volunteer_id: UUID, team_id: UUID | None, code: str) -> bytes:
-        values = (event_id, callout_id, volunteer_id, team_id, code)
         if self._parts is None:
+            values = (event_id, callout_id, volunteer_id, team_id, code)
             return self._template.model_copy(update=dict(zip(self._FIELDS, values, strict=True))).to_bytes()
-        out = [self._parts[0]]
-        for k, i in enumerate(self._order):
-            v = values[i]
-            out.append(b"null" if v is None else orjson.dumps(v if isinstance(v, str) else str(v)))
-            out.append(self._parts[k + 1])
-        return b"".join(out)
+        encoded = (b'"%s"' % str(event_id).encode(), b'"%s"' % str(callout_id).encode(),
+                   b'"%s"' % str(volunteer_id).encode(),
+                   b"null" if team_id is None else b'"%s"' % str(team_id).encode(), orjson.dumps(code))
+        return self._format % self._order(encoded)
 
 
 async def _call_next(

@@ -34,7 +34,7 @@ def _template(title: str, place: str, team: UUID | None, causation: UUID | None,
 
 @settings(max_examples=200, deadline=None)
 @given(
-    title=st.text(min_size=1, max_size=40) | st.sampled_from(['~reply-code~', '"00000000-0000-0000-0000-000000000002"']),
+    title=st.text(min_size=1, max_size=40) | st.sampled_from(['~reply-code~', '100% 到场 %s', '"00000000-0000-0000-0000-000000000002"']),
     place=st.text(max_size=20),
     teams=st.booleans(),
     causation=st.none() | st.uuids(),
