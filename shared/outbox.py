@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,6 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
-from aiokafka.partitioner import murmur2
 
 from shared.events import Event
 from shared.logging import get_logger
@@ -45,9 +45,11 @@ __all__ = [
     "RelayCrash",
     "add",
     "add_many",
+    "add_serialized",
     "add_tombstone",
     "columns",
     "event_headers",
+    "murmur2",
     "release_relay_lock",
     "try_relay_lock",
 ]
@@ -111,6 +113,36 @@ async def release_relay_lock(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_unlock($1, hashtext(current_schema()))", RELAY_LOCK_KEY)
 
 
+_M = 0x5BD1E995
+_WORDS = struct.Struct("<I")
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of a key (``org.apache.kafka.common.utils.Utils.murmur2``), unsigned 32 bits.
+
+    The same value as :func:`aiokafka.partitioner.murmur2` (tests/unit/shared/test_murmur2.py) at half the
+    cost: the 4-byte words are unpacked by :mod:`struct` and the masks that cannot change a value are
+    left out. The relay hashes every key it publishes (10,000 for a large wave: 140 ms with aiokafka's).
+    """
+    length = len(data)
+    h = 0x9747B28C ^ length
+    n4 = length & ~3
+    for (k,) in _WORDS.iter_unpack(data[:n4]):
+        k = (k * _M) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
+        h = ((h * _M) & 0xFFFFFFFF) ^ k
+    extra = length & 3
+    if extra:
+        if extra >= 3:
+            h ^= data[n4 + 2] << 16
+        if extra >= 2:
+            h ^= data[n4 + 1] << 8
+        h = ((h ^ data[n4]) * _M) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
 def event_headers(event: Event) -> dict[str, str]:
     """Kafka headers that repeat the envelope's routing fields."""
     headers = {
@@ -151,6 +183,29 @@ async def add_many(conn: asyncpg.Connection, items: Iterable[tuple[TopicSpec, st
     records = [
         (e.event_id, t.name, k, e.to_bytes(), event_headers(e)) for t, k, e in items
     ]
+    if not records:
+        return 0
+    await conn.copy_records_to_table(
+        "outbox", records=records, columns=["event_id", "topic", "key", "payload", "headers"]
+    )
+    return len(records)
+
+
+async def add_serialized(
+    conn: asyncpg.Connection, records: Sequence[tuple[Any, str, str, bytes, dict[str, str]]]
+) -> int:
+    """Write events already serialized to the outbox with one COPY, in order (e.g. a wave rendered from a template).
+
+    Args:
+        conn: a connection inside the transaction that changes the state.
+        records: ``(event_id, topic name, key, payload bytes, headers)`` each, as :func:`add_many` would
+            write them (``payload`` the event's :meth:`~shared.events.Event.to_bytes`, ``headers``
+            :func:`event_headers`).
+
+    Returns:
+        The number of rows written.
+
+    """
     if not records:
         return 0
     await conn.copy_records_to_table(
@@ -275,40 +330,66 @@ class OutboxRelay:
                 return await self.publish_pending(pooled)
         producer = await self._start_producer()
         total = 0
-        while True:
-            rows = await conn.fetch(
-                "SELECT id, topic, key, payload, headers FROM outbox WHERE published_at IS NULL "
-                "ORDER BY id LIMIT $1",
-                self._batch_size,
-            )
-            if not rows:
-                return total
-            batch = [OutboxRow(r["id"], r["topic"], r["key"], r["payload"], r["headers"]) for r in rows]
-            sent, undeliverable = await self._send_batched(producer, batch)
-            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-            acked: list[OutboxRow] = []
-            transient: BaseException | None = None
-            for (rows_sent, _), result in zip(sent, results, strict=True):
-                if isinstance(result, _PERMANENT):
-                    undeliverable.extend((row, result) for row in rows_sent)
-                elif isinstance(result, BaseException):
-                    transient = transient or result
-                else:
-                    acked.extend(rows_sent)
+        batch = await self._fetch(conn, None)
+        inflight = await self._send_batched(producer, batch) if batch else None
+        while batch and inflight is not None:
+            # Pipelined: the next round is read while the broker acknowledges this one, and sent only once
+            # this one is wholly acknowledged (so order per key holds); this round is stamped while the
+            # next is in flight. A crash before a stamp re-publishes those rows (consumers deduplicate).
+            following = await self._fetch(conn, batch[-1].id)
+            acked, undeliverable, transient = await self._settle(*inflight)
             if self._after_send is not None:
                 await self._after_send(acked)
-            stamp = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
-            if undeliverable:
-                async with conn.transaction():
-                    await conn.execute(stamp, [r.id for r in acked] + [r.id for r, _ in undeliverable])
-                    for row, exc in undeliverable:
-                        await self._set_aside(conn, row, exc)
-            elif acked:  # one statement: no transaction needed
-                await conn.execute(stamp, [r.id for r in acked])
+            following_inflight = (await self._send_batched(producer, following)
+                                  if following and transient is None else None)
+            await self._stamp(conn, acked, undeliverable)
             total += len(acked)
             self.published += len(acked)
             if transient is not None:
                 raise transient
+            if not following:  # rows committed since, or out of id order: read from the oldest unpublished
+                following = await self._fetch(conn, None)
+                following_inflight = await self._send_batched(producer, following) if following else None
+            batch, inflight = following, following_inflight
+        return total
+
+    async def _fetch(self, conn: asyncpg.Connection, after: int | None) -> list[OutboxRow]:
+        """Up to ``batch_size`` unpublished rows in ``id`` order, after the row ``after`` when given."""
+        rows = await conn.fetch(
+            "SELECT id, topic, key, payload, headers FROM outbox WHERE published_at IS NULL AND id > $2 "
+            "ORDER BY id LIMIT $1",
+            self._batch_size, 0 if after is None else after,
+        )
+        return [OutboxRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    @staticmethod
+    async def _settle(
+        sent: list[tuple[list[OutboxRow], asyncio.Future[Any]]], undeliverable: list[tuple[OutboxRow, BaseException]]
+    ) -> tuple[list[OutboxRow], list[tuple[OutboxRow, BaseException]], BaseException | None]:
+        """Wait for a round's acknowledgements: (acknowledged rows, rows set aside, the first transient error)."""
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        acked: list[OutboxRow] = []
+        transient: BaseException | None = None
+        for (rows_sent, _), result in zip(sent, results, strict=True):
+            if isinstance(result, _PERMANENT):
+                undeliverable.extend((row, result) for row in rows_sent)
+            elif isinstance(result, BaseException):
+                transient = transient or result
+            else:
+                acked.extend(rows_sent)
+        return acked, undeliverable, transient
+
+    async def _stamp(
+        self, conn: asyncpg.Connection, acked: list[OutboxRow], undeliverable: list[tuple[OutboxRow, BaseException]]
+    ) -> None:
+        stamp = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+        if undeliverable:
+            async with conn.transaction():
+                await conn.execute(stamp, [r.id for r in acked] + [r.id for r, _ in undeliverable])
+                for row, exc in undeliverable:
+                    await self._set_aside(conn, row, exc)
+        elif acked:  # one statement: no transaction needed
+            await conn.execute(stamp, [r.id for r in acked])
 
     async def _send_batched(
         self, producer: AIOKafkaProducer, rows: Sequence[OutboxRow]

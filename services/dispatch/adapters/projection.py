@@ -175,7 +175,9 @@ async def load_volunteer_candidates(
     left to the pure function), so it never drops someone the pure function would pick. With ``limit`` it keeps
     only the nearest candidates: everyone at or closer than the ``limit + 50``-th one (ties at the
     cut are all kept, so fairness can still decide among them); the pure function then ranks
-    exactly. Without ``limit`` every candidate of the unit is returned.
+    exactly. Without ``limit`` every candidate of the unit is returned. Each candidate carries only its
+    certificates of ``skill`` (the only ones selection reads) and its call-outs of the last
+    :data:`FAIRNESS_WINDOW` (30 days before ``at``) for fairness.
 
     Args:
         conn: a connection (inside the wave's transaction).
@@ -190,10 +192,16 @@ async def load_volunteer_candidates(
     """
     needs_cert = skill_by_code(skill).needs_certificate
     day = ((at.astimezone(SHANGHAI)).date() - timedelta(days=1)).isoformat()
+    # One pass over the unit's people with the skill: the rows the filter keeps carry every column the
+    # selection reads (no second visit of the table), with only the certificates of ``skill`` (the only
+    # ones selection reads). ``engaged`` is false for every row: the filter already left out whoever is
+    # assigned or arrived in another open incident (same snapshot).
     rows = await conn.fetch(
         f"""
-        WITH c AS (
-            SELECT v.volunteer_id, {_SQL_DISTANCE} AS dist
+        WITH c AS MATERIALIZED (
+            SELECT v.volunteer_id, v.unit_code, v.lat, v.lon, v.skills, v.availability, v.unavailable_until,
+                   v.consent, v.active, v.retired, v.display_name, v.cert_until ? $2::text AS certified,
+                   v.certificates, {_SQL_DISTANCE} AS dist
             FROM volunteers v
             WHERE v.active AND v.consent AND NOT v.retired
               AND v.unit_code LIKE $1 || '%' AND v.skills @> ARRAY[$2::text]
@@ -206,13 +214,28 @@ async def load_volunteer_candidates(
                                 AND i.status = 'open' AND c.incident_id <> $4)
         ),
         cut AS (SELECT dist FROM c ORDER BY dist OFFSET greatest(coalesce($9::int, 0) - 1, 0) LIMIT 1)
-        SELECT {_VOLUNTEER_COLUMNS}
-        FROM c JOIN volunteers v ON v.volunteer_id = c.volunteer_id
+        SELECT c.volunteer_id, c.unit_code, c.lat, c.lon, c.skills,
+               CASE WHEN c.certified THEN jsonb_path_query_array(c.certificates, '$[*] ? (@.skill == $s)',
+                                                                  jsonb_build_object('s', $2::text)) END,
+               c.availability,
+               c.unavailable_until, c.consent, c.active, c.retired, c.display_name,
+               (SELECT count(*) FROM callouts x WHERE x.volunteer_id = c.volunteer_id AND x.requested_at > $10)::int
+                   AS recent
+        FROM c
         WHERE $9::int IS NULL OR c.dist <= coalesce((SELECT dist FROM cut), 'Infinity'::float8)
         """,
         prefix, skill, at, incident_id, lat, lon, needs_cert, day, None if limit is None else limit + 50,
+        at - FAIRNESS_WINDOW,
     )
-    return [_volunteer(r) for r in rows]
+    available = {a.value: a for a in Availability}
+    return [
+        VolunteerCandidate(
+            volunteer_id=r[0], unit_code=r[1], lat=r[2], lon=r[3], skills=frozenset(r[4]),
+            certificates=_certs(r[5]) if r[5] else (), availability=available[r[6]], unavailable_until=r[7],
+            consent=r[8], active=r[9] and not r[10], recent_callouts=r[12], engaged=False, display_name=r[11],
+        )
+        for r in rows
+    ]
 
 
 async def load_team_candidates(
