@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.partitioner import murmur2
 
 from shared.events import Event
 from shared.logging import get_logger
@@ -49,7 +49,6 @@ __all__ = [
     "add_tombstone",
     "columns",
     "event_headers",
-    "murmur2",
     "release_relay_lock",
     "try_relay_lock",
 ]
@@ -111,36 +110,6 @@ async def try_relay_lock(conn: asyncpg.Connection) -> bool:
 async def release_relay_lock(conn: asyncpg.Connection) -> None:
     """Release the lock taken by :func:`try_relay_lock` on the same connection."""
     await conn.execute("SELECT pg_advisory_unlock($1, hashtext(current_schema()))", RELAY_LOCK_KEY)
-
-
-_M = 0x5BD1E995
-_WORDS = struct.Struct("<I")
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 hash of a key (``org.apache.kafka.common.utils.Utils.murmur2``), unsigned 32 bits.
-
-    The same value as :func:`aiokafka.partitioner.murmur2` (tests/unit/shared/test_murmur2.py) at half the
-    cost: the 4-byte words are unpacked by :mod:`struct` and the masks that cannot change a value are
-    left out. The relay hashes every key it publishes (10,000 for a large wave: 140 ms with aiokafka's).
-    """
-    length = len(data)
-    h = 0x9747B28C ^ length
-    n4 = length & ~3
-    for (k,) in _WORDS.iter_unpack(data[:n4]):
-        k = (k * _M) & 0xFFFFFFFF
-        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
-        h = ((h * _M) & 0xFFFFFFFF) ^ k
-    extra = length & 3
-    if extra:
-        if extra >= 3:
-            h ^= data[n4 + 2] << 16
-        if extra >= 2:
-            h ^= data[n4 + 1] << 8
-        h = ((h ^ data[n4]) * _M) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * _M) & 0xFFFFFFFF
-    return h ^ (h >> 15)
 
 
 def event_headers(event: Event) -> dict[str, str]:

@@ -70,13 +70,3 @@ def test_a_title_holding_a_sentinel_falls_back_to_per_event_serialization() -> N
 def test_an_ordinary_title_uses_the_template() -> None:
     assert _CallOutRenderer(_template("柯桥区鉴湖溺水", "鉴湖", uuid4(), uuid4(), False))._parts is not None
 
-
-def test_uuid4s_are_version_4_rfc_4122_and_distinct() -> None:
-    from uuid import RFC_4122
-
-    from services.dispatch.usecases import _uuid4s
-
-    ids = _uuid4s(5000)
-    assert len(ids) == len(set(ids)) == 5000
-    assert all(isinstance(u, UUID) and u.version == 4 and u.variant == RFC_4122 for u in ids)
-    assert _uuid4s(0) == []
