@@ -425,12 +425,31 @@ class OutboxRelay:
         )
         log.error("outbox.undeliverable", topic=row.topic, row_id=row.id, error=error[:500])
 
-    async def _prune(self) -> None:
+    async def prune(self, *, batch: int = 10_000, max_batches: int = 20) -> int:
+        """Delete published rows older than the retention, oldest first; returns how many were deleted.
+
+        Looks only at the ``batch`` oldest rows (by id, through the primary key) per statement, and stops
+        at a batch with nothing old enough or after ``max_batches``: rows are written in id order, so the
+        old ones are at the head. (It was one ``DELETE … WHERE published_at < …``: a sequential scan of the
+        whole outbox every 300 relay rounds, 2.5 s of PostgreSQL's CPU at 1.3 million rows.) Unpublished
+        rows are never deleted.
+        """
+        deleted = 0
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
-                self._retention_hours * 3600,
-            )
+            for _ in range(max_batches):
+                status = await conn.execute(
+                    """
+                    DELETE FROM outbox WHERE id IN (
+                        SELECT id FROM (SELECT id, published_at FROM outbox ORDER BY id LIMIT $2) AS oldest
+                        WHERE published_at < now() - make_interval(secs => $1))
+                    """,
+                    self._retention_hours * 3600, batch,
+                )
+                n = int(status.split()[-1])
+                deleted += n
+                if n < batch:
+                    break
+        return deleted
 
     async def run(self) -> None:
         """Run until cancelled: hold the relay lock, listen, publish, back off on broker errors."""
@@ -453,7 +472,7 @@ class OutboxRelay:
                             backoff = 0.5
                             rounds += 1
                             if rounds % 300 == 0:
-                                await self._prune()
+                                await self.prune()
                             with contextlib.suppress(TimeoutError):
                                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
                             if listen_conn.is_closed():

@@ -255,3 +255,33 @@ async def test_a_relay_in_another_schema_is_not_blocked_by_the_services_relay(st
         await holder.stop()
         await mine.stop()
         await other.close()
+
+
+async def test_prune_deletes_old_published_rows_from_the_head_only(stack, test_pool, unique):
+    """Rows published more than the retention ago go, oldest first, in bounded batches; unpublished ones stay."""
+    from shared.db import create_pool
+
+    schema = f"prune_{unique}"
+    async with test_pool.acquire() as conn:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    pool = await create_pool(stack.test_dsn, min_size=1, max_size=2, server_settings={"search_path": schema})
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(outbox.OUTBOX_DDL)
+            ages = [48.0, 48.0, 48.0, None, 1.0, 1.0]  # hours since published; None: not published yet
+            for i, age in enumerate(ages):
+                await conn.execute(
+                    "INSERT INTO outbox (event_id, topic, key, payload, headers, published_at) "
+                    "VALUES ($1, 't', $2, $3, '{}', now() - make_interval(secs => $4::float8 * 3600))",
+                    uuid.uuid4(), str(i), b"{}", age,
+                )
+        relay = outbox.OutboxRelay(pool, stack.bootstrap, name="prune")
+        assert await relay.prune(batch=2) == 3  # two full batches of the oldest, then one with one old row
+        async with pool.acquire() as conn:
+            left = [r["key"] for r in await conn.fetch("SELECT key FROM outbox ORDER BY id")]
+        assert left == ["3", "4", "5"]
+        assert await relay.prune(batch=2) == 0
+    finally:
+        await pool.close()
+        async with test_pool.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
