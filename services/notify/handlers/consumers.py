@@ -138,8 +138,15 @@ async def close_incident_callouts(conn: asyncpg.Connection, item: Received) -> N
     ignored (recorded as processed by the consumer).
     """
     if isinstance(item, IncidentClosed):
+        # Rows are locked in call-out id order, the order the stand-downs' UPDATE … = ANY(ids) takes them
+        # in (the two consumers run at once when an incident closes; in table order they could deadlock).
         await conn.execute(
-            "UPDATE callouts SET state = 'closed' WHERE incident_id = $1 AND state <> 'closed'", item.incident_id
+            """
+            UPDATE callouts SET state = 'closed' WHERE callout_id IN (
+                SELECT callout_id FROM callouts WHERE incident_id = $1 AND state <> 'closed'
+                ORDER BY callout_id FOR UPDATE)
+            """,
+            item.incident_id,
         )
 
 

@@ -1,4 +1,5 @@
-"""Reply matching reads a volunteer's recent call-outs of every state through an index, not the whole table.
+"""Notify's call-outs are read through indexes: a volunteer's recent ones of every state (reply matching) and
+an incident's (its close), not the whole table.
 
 A reply may answer a call-out just stood down, so matching reads closed call-outs too. Until migration
 0006 the only index by volunteer was partial (open call-outs), and every batch of replies scanned all of
@@ -24,3 +25,12 @@ async def test_recent_callouts_of_a_volunteer_are_read_by_index(notify_stack: No
         ))
     assert "Seq Scan" not in plan, plan
     assert "callouts_volunteer" in plan, plan
+
+
+async def test_an_incidents_call_outs_are_read_by_index(notify_stack: NotifyStack) -> None:
+    async with notify_stack.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            "EXPLAIN SELECT callout_id FROM callouts WHERE incident_id = $1 AND state <> 'closed'", uuid.uuid4(),
+        ))
+    assert "callouts_incident" in plan, plan  # not a scan of the table or of another index
