@@ -16,7 +16,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from shared.logging import get_logger
+
 __all__ = ["GroupCommit"]
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,12 +32,20 @@ class GroupCommit(Generic[T, R]):
     Args:
         apply: ``async (items) -> results``, one result per item in order; a result that is an
             exception is raised to that item's caller only. An exception raised by ``apply`` goes to
-            every caller of the group.
+            every caller of the group, unless ``transient`` is given (below).
+        transient: tells a passing failure (a database restarting) from one an item causes. When given,
+            a group of several items whose ``apply`` fails with a non-transient error is applied again
+            one item at a time, so that a bad item fails alone and the others are applied; a transient
+            error still goes to every caller of the group.
+        name: the group's name in logs.
 
     """
 
-    def __init__(self, apply: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]) -> None:
+    def __init__(self, apply: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]], *,
+                 transient: Callable[[Exception], bool] | None = None, name: str = "group") -> None:
         self._apply = apply
+        self._transient = transient
+        self._name = name
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self.groups = 0  # how many groups ran (for tests and logs)
@@ -46,6 +58,29 @@ class GroupCommit(Generic[T, R]):
             self._task = asyncio.create_task(self._drain())
         return await future
 
+    async def apply_group(self, items: Sequence[T]) -> Sequence[R | BaseException]:
+        """Apply ``items`` as one group, or one by one after a non-transient failure (see ``transient``).
+
+        Raises:
+            Exception: ``apply``'s error, when it cannot be confined to single items.
+
+        """
+        try:
+            return await self._apply(items)
+        except Exception as exc:
+            if self._transient is None or len(items) == 1 or self._transient(exc):
+                raise
+            log.warning("groupcommit.split", group=self._name, items=len(items), error=repr(exc))
+        results: list[R | BaseException] = []
+        for item in items:
+            try:
+                one = await self._apply([item])
+            except Exception as exc:  # noqa: BLE001 - this item's caller raises it
+                results.append(exc)
+            else:
+                results.extend(one)
+        return results
+
     def cancel(self) -> None:
         """Stop the running group, if any; its callers' and the queued callers' waits are cancelled (a service stopping)."""
         if self._task is not None:
@@ -56,7 +91,7 @@ class GroupCommit(Generic[T, R]):
             group, self._queue = self._queue, []
             self.groups += 1
             try:
-                results = await self._apply([item for item, _ in group])
+                results = await self.apply_group([item for item, _ in group])
             except asyncio.CancelledError:
                 queued, self._queue = self._queue, []
                 for _, future in group + queued:  # the running group and the one waiting behind it

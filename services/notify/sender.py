@@ -124,7 +124,7 @@ class Sender:
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_messages = 0
         self._records: GroupCommit[tuple[Sequence[Claimed], Sequence[SendResult]], None] = GroupCommit(
-            self._record_group)
+            self._record_group, transient=is_transient, name="sender_records")
         self._started_at = utcnow()
         self.stats = SenderStats()
         self._signature = settings.aliyun_sign_name if settings.sms_provider == "aliyun" else settings.tencent_sign_name
@@ -383,35 +383,18 @@ class Sender:
         finally:
             self._inflight_messages -= len(items)
 
-    async def _record_group(
-        self, pieces: Sequence[tuple[Sequence[Claimed], Sequence[SendResult]]]
-    ) -> Sequence[None | BaseException]:
+    async def _record_group(self, pieces: Sequence[tuple[Sequence[Claimed], Sequence[SendResult]]]) -> list[None]:
         """Record every answer that arrived while the previous record ran, in one transaction (group commit).
 
         WeChat takes one recipient per request, so a fan-out brings hundreds of answers a second; one
         transaction each queued for the pool's connections ahead of the call-out consumer (a 10,000 fan-out
         consumed at ~170 events/s). At most one group record runs at a time (:class:`GroupCommit`), so a
-        record holds one connection and covers everything answered since the last. When a group fails for
-        a reason other than a transient one, each piece is recorded on its own.
+        record holds one connection and covers everything answered since the last. A group that fails for
+        a reason other than a transient one is recorded again piece by piece (``transient=``), so one bad
+        answer leaves only its own messages in doubt.
         """
-        try:
-            await self.record([c for items, _ in pieces for c in items],
-                              [r for _, results in pieces for r in results])
-            return [None] * len(pieces)
-        except Exception as exc:
-            if len(pieces) == 1 or is_transient(exc):
-                raise
-            log.warning("sender.group_record_failed", pieces=len(pieces), error=repr(exc))
-        # one piece per transaction, so that one bad answer leaves only its own rows in doubt
-        out: list[None | BaseException] = []
-        for items, results in pieces:
-            try:
-                await self.record(items, results)
-            except Exception as exc:  # noqa: BLE001 - this piece's task raises it
-                out.append(exc)
-            else:
-                out.append(None)
-        return out
+        await self.record([c for items, _ in pieces for c in items], [r for _, results in pieces for r in results])
+        return [None] * len(pieces)
 
     async def record(self, items: Sequence[Claimed], results: Sequence[SendResult]) -> None:
         """Store the providers' answers for ``items`` (same order) and their events, in one transaction."""

@@ -262,35 +262,22 @@ class _ReceiptPush:
 def _receipt_group(ctx: NotifyContext) -> GroupCommit[_ReceiptPush, bool | None]:
     """The context's group commit of WeChat receipt pushes (made on first use)."""
     if ctx.wechat_receipt_group is None:
-        ctx.wechat_receipt_group = GroupCommit(lambda pushes: _apply_receipt_pushes(ctx, pushes))
+        ctx.wechat_receipt_group = GroupCommit(lambda pushes: _apply_receipt_pushes(ctx, pushes),
+                                               transient=is_transient, name="wechat_receipts")
     group: GroupCommit[_ReceiptPush, bool | None] = ctx.wechat_receipt_group
     return group
 
 
-async def _apply_receipt_pushes(ctx: NotifyContext, pushes: Sequence[_ReceiptPush]) -> list[bool | None | BaseException]:
+async def _apply_receipt_pushes(ctx: NotifyContext, pushes: Sequence[_ReceiptPush]) -> list[bool | None]:
     """Apply WeChat receipt pushes in one transaction; per push, what :func:`_first_use` says.
 
-    A push's nonce is recorded in the transaction that applies its receipts, as for a single push. When
-    the group's transaction fails for a reason other than a transient one, each push is applied on its
-    own, so that one bad push fails alone (its caller answers 500 and WeChat retries it).
+    A push's nonce is recorded in the transaction that applies its receipts, as for a single push. A group
+    that fails for a reason other than a transient one is applied again one push per transaction by
+    :class:`GroupCommit` (``transient=``), so one bad push fails alone (its caller answers 500 and
+    WeChat retries it).
     """
-    try:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            return list(await _receipt_pushes_in(conn, ctx, pushes))
-    except Exception as exc:
-        if len(pushes) == 1 or is_transient(exc):
-            raise
-        log.warning("callback.wechat_group_failed", pushes=len(pushes), error=repr(exc))
-    out: list[bool | None | BaseException] = []
-    for push in pushes:
-        try:
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                seen = await _receipt_pushes_in(conn, ctx, [push])
-        except Exception as exc:  # noqa: BLE001 - this push's caller raises it (its COMMIT's failure too)
-            out.append(exc)
-        else:
-            out.extend(seen)
-    return out
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        return await _receipt_pushes_in(conn, ctx, pushes)
 
 
 async def _receipt_pushes_in(conn: asyncpg.Connection, ctx: NotifyContext,

@@ -112,52 +112,6 @@ def _receipt_push(openid: str, msgid: str, ts: int) -> bytes:
             f"<MsgID>{msgid}</MsgID><Status><![CDATA[success]]></Status></xml>").encode()
 
 
-async def test_concurrent_receipt_pushes_each_deliver_once_with_retries_and_replays(notify_stack: NotifyStack) -> None:
-    """Receipt pushes are applied by group commit: concurrent ones share transactions, with a push's rules.
-
-    Twenty pushes at once (one sent twice at once, as WeChat retrying) each mark their message delivered
-    once, with one ``MessageDelivered``; afterwards an exact retry answers success and a captured
-    signature with another body is refused, while new pushes go on.
-    """
-    ns = notify_stack
-    token = ns.settings.callback_token.get_secret_value()
-    n = 24
-    msgids = [str(random.randint(10**15, 10**16)) for _ in range(n)]
-    openids = ["o" + uuid.uuid4().hex[:27] for _ in range(n)]
-    message_ids = [uuid.uuid4() for _ in range(n)]
-    async with ns.pool.acquire() as conn:
-        await conn.executemany(
-            "INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, content, status, channel, "
-            "provider, provider_message_id, sent_at) VALUES ($1, $2, 'callout', $3, $4, '{}', 'sent', 'wechat', "
-            "'wechat', $5, now())",
-            [(m, uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), pid) for m, pid in zip(message_ids, msgids, strict=True)],
-        )
-    ts = int(time.time())
-    pushes = [(_signed(token, ts, uuid.uuid4().hex[:16]), _receipt_push(o, m, ts))
-              for o, m in zip(openids, msgids, strict=True)]
-    headers = {"content-type": "text/xml"}
-
-    async def post(params: dict[str, str], body: bytes) -> tuple[int, str]:
-        r = await ns.http.post(f"{ns.url}/callbacks/wechat", params=params, content=body, headers=headers)
-        return r.status_code, r.text
-
-    first = await asyncio.gather(*(post(p, b) for p, b in [*pushes[:20], pushes[0]]))
-    assert first == [(200, "success")] * 21
-    retry, forged, *rest = await asyncio.gather(
-        post(*pushes[1]), post(pushes[2][0], pushes[3][1]), *(post(p, b) for p, b in pushes[20:]))
-    assert retry == (200, "success")
-    assert forged == (403, '{"error":"replayed_nonce"}')
-    assert rest == [(200, "success")] * (n - 20)
-    async with ns.pool.acquire() as conn:
-        statuses = await conn.fetch("SELECT status FROM messages WHERE message_id = ANY($1::uuid[])", message_ids)
-        events = await conn.fetchval(
-            "SELECT count(*) FROM outbox WHERE headers->>'event_type' = 'MessageDelivered' "
-            "AND (convert_from(payload, 'UTF8')::jsonb->>'message_id')::uuid = ANY($1::uuid[])", message_ids)
-        await conn.execute("DELETE FROM messages WHERE message_id = ANY($1::uuid[])", message_ids)
-    assert [r["status"] for r in statuses] == ["delivered"] * n
-    assert events == n
-
-
 async def _sent_messages(ns: NotifyStack, n: int) -> tuple[list[str], list[uuid.UUID]]:
     msgids = [str(random.randint(10**15, 10**16)) for _ in range(n)]
     message_ids = [uuid.uuid4() for _ in range(n)]
@@ -193,6 +147,37 @@ async def _delivered(ns: NotifyStack, message_ids: list[uuid.UUID]) -> tuple[int
     return delivered, events
 
 
+async def test_concurrent_receipt_pushes_each_deliver_once_with_retries_and_replays(notify_stack: NotifyStack) -> None:
+    """Receipt pushes are applied by group commit: concurrent ones share transactions, with a push's rules.
+
+    Twenty pushes at once (one sent twice at once, as WeChat retrying) each mark their message delivered
+    once, with one ``MessageDelivered``; afterwards an exact retry answers success and a captured
+    signature with another body is refused, while new pushes go on.
+    """
+    ns = notify_stack
+    token = ns.settings.callback_token.get_secret_value()
+    n = 24
+    msgids, message_ids = await _sent_messages(ns, n)
+    openids = ["o" + uuid.uuid4().hex[:27] for _ in range(n)]
+    ts = int(time.time())
+    pushes = [(_signed(token, ts, uuid.uuid4().hex[:16]), _receipt_push(o, m, ts))
+              for o, m in zip(openids, msgids, strict=True)]
+    headers = {"content-type": "text/xml"}
+
+    async def post(params: dict[str, str], body: bytes) -> tuple[int, str]:
+        r = await ns.http.post(f"{ns.url}/callbacks/wechat", params=params, content=body, headers=headers)
+        return r.status_code, r.text
+
+    first = await asyncio.gather(*(post(p, b) for p, b in [*pushes[:20], pushes[0]]))
+    assert first == [(200, "success")] * 21
+    retry, forged, *rest = await asyncio.gather(
+        post(*pushes[1]), post(pushes[2][0], pushes[3][1]), *(post(p, b) for p, b in pushes[20:]))
+    assert retry == (200, "success")
+    assert forged == (403, '{"error":"replayed_nonce"}')
+    assert rest == [(200, "success")] * (n - 20)
+    assert await _delivered(ns, message_ids) == (n, n)  # every message delivered, one MessageDelivered each
+
+
 async def test_two_copies_of_a_nonce_in_one_group_answer_as_a_retry_or_a_replay(notify_stack: NotifyStack) -> None:
     from services.notify.handlers.callbacks import _apply_receipt_pushes
 
@@ -207,7 +192,7 @@ async def test_two_copies_of_a_nonce_in_one_group_answer_as_a_retry_or_a_replay(
 
 
 async def test_a_push_that_fails_in_a_group_fails_alone(notify_stack: NotifyStack) -> None:
-    from services.notify.handlers.callbacks import _apply_receipt_pushes
+    from services.notify.handlers.callbacks import _receipt_group
 
     ns = notify_stack
     msgids, message_ids = await _sent_messages(ns, 3)
@@ -215,7 +200,7 @@ async def test_a_push_that_fails_in_a_group_fails_alone(notify_stack: NotifyStac
     pushes = [_push(ts, uuid.uuid4().hex[:16], b"1", msgids[0]),
               _push(ts, "bad\x00nonce", b"2", msgids[1]),  # PostgreSQL's text refuses NUL: this push fails
               _push(ts, uuid.uuid4().hex[:16], b"3", msgids[2])]
-    out = await _apply_receipt_pushes(ns.runtime.extras["notify"], pushes)
+    out = await _receipt_group(ns.runtime.extras["notify"]).apply_group(pushes)
     assert out[0] is None and out[2] is None
     assert isinstance(out[1], Exception)
     assert await _delivered(ns, message_ids) == (2, 2)
@@ -264,7 +249,7 @@ async def test_a_push_whose_own_commit_fails_gives_one_result_each(
         return [None]
 
     monkeypatch.setattr(callbacks, "_receipt_pushes_in", pushes_in)
-    ctx = SimpleNamespace(pool=Pool())
-    out = await callbacks._apply_receipt_pushes(ctx, ["p0", "p1", "p2"])  # type: ignore[arg-type, list-item]
+    ctx = SimpleNamespace(pool=Pool(), wechat_receipt_group=None)
+    out = await callbacks._receipt_group(ctx).apply_group(["p0", "p1", "p2"])  # type: ignore[arg-type, list-item]
     assert len(out) == 3
     assert out[0] is None and out[2] is None and isinstance(out[1], ConnectionResetError)

@@ -84,3 +84,23 @@ async def test_cancel_stops_the_running_group_and_the_callers_queued_behind_it()
     for task in (waiting, queued):
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 5)
+
+
+async def test_with_transient_a_failing_group_is_applied_again_item_by_item_unless_the_error_is_transient() -> None:
+    calls: list[list[int]] = []
+
+    async def apply(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        if 2 in items:
+            raise ValueError("item 2 is bad")
+        if 9 in items:
+            raise ConnectionError("database restarting")
+        return [i * 10 for i in items]
+
+    gc: GroupCommit[int, int] = GroupCommit(apply, transient=lambda exc: isinstance(exc, ConnectionError))
+    results = await gc.apply_group([1, 2, 3])
+    assert results[0] == 10 and results[2] == 30 and isinstance(results[1], ValueError)
+    assert calls == [[1, 2, 3], [1], [2], [3]]
+    with pytest.raises(ConnectionError):  # transient: every caller of the group gets it, nothing is split
+        await gc.apply_group([1, 9])
+    assert calls[-1] == [1, 9]
