@@ -149,15 +149,7 @@ async def add_many(conn: asyncpg.Connection, items: Iterable[tuple[TopicSpec, st
         The number of rows written.
 
     """
-    records = [
-        (e.event_id, t.name, k, e.to_bytes(), event_headers(e)) for t, k, e in items
-    ]
-    if not records:
-        return 0
-    await conn.copy_records_to_table(
-        "outbox", records=records, columns=["event_id", "topic", "key", "payload", "headers"]
-    )
-    return len(records)
+    return await add_serialized(conn, [(e.event_id, t.name, k, e.to_bytes(), event_headers(e)) for t, k, e in items])
 
 
 async def add_serialized(
