@@ -34,14 +34,20 @@ __all__ = ["SHANGHAI", "is_eligible", "rank_key", "select_teams", "select_volunt
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
+def _inside(unit: str) -> Callable[[str], bool]:
+    """Whether a division code lies inside ``unit``: the rule of :func:`within_unit`, worked out once per unit."""
+    if level_of(unit) is Level.CITY:
+        prefix = unit[:4]
+        return lambda code: code[:4] == prefix
+    return lambda code: code.startswith(unit)
+
+
 def within_unit(code: str, unit: str) -> bool:
     """True when the division ``code`` lies inside ``unit`` (any level; the city by its 4-digit prefix).
 
     A team at county level (``330603``) is not inside a town (``330603101``) but is inside its county.
     """
-    if level_of(unit) is Level.CITY:
-        return code[:4] == unit[:4]
-    return code.startswith(unit)
+    return _inside(unit)(code)
 
 
 def _available(v: VolunteerCandidate, at: datetime) -> bool:
@@ -52,42 +58,39 @@ def _available(v: VolunteerCandidate, at: datetime) -> bool:
     return False
 
 
-def _qualified(v: VolunteerCandidate, skill: str, at: datetime) -> bool:
-    if skill not in v.skills:
-        return False
-    if not skill_by_code(skill).needs_certificate:
-        return True
+def _qualification(skill: str, at: datetime) -> Callable[[VolunteerCandidate], bool]:
+    """Whether a volunteer holds ``skill`` and, if it needs one, a certificate valid on ``at``'s Shanghai date.
+
+    The skill's certificate rule and the date are worked out once.
+    """
+    needs_certificate = skill_by_code(skill).needs_certificate
     day = at.astimezone(SHANGHAI).date()
-    return any(c.skill == skill and c.valid_on(day) for c in v.certificates)
+
+    def qualified(v: VolunteerCandidate) -> bool:
+        if skill not in v.skills:
+            return False
+        return not needs_certificate or any(c.skill == skill and c.valid_on(day) for c in v.certificates)
+
+    return qualified
 
 
 def _callable(v: VolunteerCandidate, at: datetime, called: Collection[UUID]) -> bool:
     return v.active and v.consent and not v.engaged and v.volunteer_id not in called and _available(v, at)
 
 
+def _eligibility(skill: str, unit: str, at: datetime, called: Collection[UUID]) -> Callable[[VolunteerCandidate], bool]:
+    """:func:`is_eligible` for one requirement and level, its per-candidate test as a function.
+
+    What is the same for every candidate (the unit's level, the skill's certificate rule, the incident's
+    date) is worked out once: a city-level wave tests ten thousand candidates.
+    """
+    inside, qualified = _inside(unit), _qualification(skill, at)
+    return lambda v: _callable(v, at, called) and inside(v.unit_code) and qualified(v)
+
+
 def is_eligible(v: VolunteerCandidate, *, skill: str, unit: str, at: datetime, called: Collection[UUID]) -> bool:
     """True when ``v`` may be called for ``skill`` inside ``unit`` at ``at`` (UTC); see the module rule."""
-    return _callable(v, at, called) and within_unit(v.unit_code, unit) and _qualified(v, skill, at)
-
-
-def _eligibility(skill: str, unit: str, at: datetime, called: Collection[UUID]) -> Callable[[VolunteerCandidate], bool]:
-    """:func:`is_eligible` for one requirement and level, with what is the same for every candidate worked out once.
-
-    (The unit's level, the skill's certificate rule and the incident's Asia/Shanghai date: a city-level
-    wave tests ten thousand candidates.) Same answers as :func:`is_eligible`.
-    """
-    city = level_of(unit) is Level.CITY
-    prefix = unit[:4] if city else unit
-    needs_cert = skill_by_code(skill).needs_certificate
-    day = at.astimezone(SHANGHAI).date()
-
-    def eligible(v: VolunteerCandidate) -> bool:
-        if not (_callable(v, at, called) and (v.unit_code[:4] == prefix if city else v.unit_code.startswith(prefix))
-                and skill in v.skills):
-            return False
-        return not needs_cert or any(c.skill == skill and c.valid_on(day) for c in v.certificates)
-
-    return eligible
+    return _eligibility(skill, unit, at, called)(v)
 
 
 def _distance(lat: float, lon: float, plat: float | None, plon: float | None) -> float:
