@@ -26,7 +26,10 @@ from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, run
 
 @pytest.fixture
 async def client(dispatch_db: DispatchDb) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_app(dispatch_db, consumers=(), tick=0.2) as c:
+    # The deadline ticker stays idle (an hour's tick; it runs once at start, before any incident).
+    # A reopened requirement is due at once, so a ticking app could call the next wave between two
+    # one-by-one transactions but not inside one batch, and the comparison would measure the race.
+    async with running_app(dispatch_db, consumers=(), tick=3600) as c:
         yield c
 
 
