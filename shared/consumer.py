@@ -95,10 +95,15 @@ def is_transient(exc: BaseException) -> bool:
 
     Of asyncpg's ``InternalClientError`` family only the broken pooled connection ("cannot switch to state
     N; another operation (M) is in progress") is: a ``ProtocolError`` or a missing codec is a bug that would
-    recur on every retry, and goes to the dead-letter topic like any other.
+    recur on every retry, and goes to the dead-letter topic like any other. Of its ``InterfaceError`` family
+    only the class itself is ("connection is closed"); its subclasses are about the query or the client,
+    not the connection: ``DataError`` (an argument that cannot be encoded), ``ClientConfigurationError``,
+    ``Unsupported{Client,Server}FeatureError``.
     """
     if isinstance(exc, asyncpg.InternalClientError):
         return not isinstance(exc, asyncpg.exceptions.ProtocolError) and "another operation" in str(exc)
+    if isinstance(exc, asyncpg.InterfaceError):
+        return type(exc) is asyncpg.InterfaceError
     return isinstance(exc, TRANSIENT_ERRORS)
 
 

@@ -65,3 +65,15 @@ def test_only_the_broken_connection_of_asyncpgs_internal_errors_is_transient() -
     assert is_transient(asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"))
     assert not is_transient(asyncpg.exceptions.ProtocolError("array length overflow"))
     assert not is_transient(asyncpg.InternalClientError("missing codec information for OID 1234"))
+
+
+def test_of_asyncpgs_interface_errors_only_the_closed_connection_is_transient() -> None:
+    """A query argument asyncpg cannot encode (its client-side ``DataError``, an ``InterfaceError``) recurs
+    on every retry: it is dead-lettered, not retried forever. A closed connection is retried."""
+    from shared.consumer import is_transient
+
+    client_data_error = next(c for c in asyncpg.InterfaceError.__subclasses__() if c.__name__ == "DataError")
+    assert is_transient(asyncpg.InterfaceError("cannot perform operation: connection is closed"))
+    assert not is_transient(client_data_error("invalid input for query argument $1: 'x' (an integer is required)"))
+    assert not is_transient(asyncpg.ClientConfigurationError("bad dsn"))
+    assert not is_transient(asyncpg.UnsupportedServerFeatureError("no such feature"))
