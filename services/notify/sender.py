@@ -15,10 +15,18 @@ call-out and kind, even when notify dies in the middle of a send:
    (43004 not following, 40003, 43101) or no delivery receipt within ``wechat_receipt_timeout_seconds``
    → ``MessageFailed(fallback=True)`` and back to ``pending`` on SMS; nothing left → ``failed`` +
    ``MessageFailed``. Events go through the outbox in the same transaction.
-4. **In doubt**: a message left ``sending`` (notify died between 1 and 3, or another replica did) is
-   resolved with ``provider.query`` before anything is resent: accepted → ``sent``; certainly not →
-   ``pending``; unknown → asked again later, and resent only after ``in_doubt_resend_after_seconds``
-   (a possible duplicate is preferred to a lost call-out).
+4. **In doubt**: a message left ``sending`` by a sender that is gone (notify died between 1 and 3, on this
+   host or another replica), or ``sending`` for longer than ``sending_timeout_seconds``, is resolved with
+   ``provider.query`` before anything is resent: accepted → ``sent``; certainly not → ``pending``; unknown
+   → asked again later, and resent only after ``in_doubt_resend_after_seconds`` (a possible duplicate is
+   preferred to a lost call-out). A sender is alive while it holds the session advisory lock
+   (``SENDER_LOCK_KEY``, ``hashtext(instance id)``) on its loop's connection; a claim records the
+   sender's instance id (``claimed_by``), so a replica that starts later leaves a live sender's
+   requests in flight alone. The lock goes with the sender's database session: a killed process's rows
+   are resolvable at once.
+5. **Ownership**: each claim has its own ``claim_id``; a provider's answer is recorded only on rows still
+   ``sending`` under that claim. An answer that comes after its rows were resolved elsewhere changes
+   nothing and emits no second event.
 
 Errors: provider business errors never raise (see :mod:`services.notify.channels.base`); a database
 or network error in a round is logged and the round is retried after ``send_poll_seconds``.
@@ -35,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID, uuid4
 
 import asyncpg
 
@@ -52,12 +61,15 @@ from shared.settings import NotifySettings
 from shared.topics import DELIVERY
 from shared.vocabulary import Channel
 
-__all__ = ["Claimed", "Sender", "SenderStats"]
+__all__ = ["SENDER_LOCK_KEY", "Claimed", "Sender", "SenderStats"]
 
 log = get_logger(__name__)
+SENDER_LOCK_KEY = 0x6D73_6E64  # "msnd": a live sender holds (SENDER_LOCK_KEY, hashtext(its instance id))
+# A provider's answer is recorded only on a row still sending under the claim it answers (u.claim_id).
+_OWNED = "m.status = 'sending' AND m.claim_id IS NOT DISTINCT FROM u.claim_id"
 
 _MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill,
-    m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since,
+    m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since, m.claim_id,
     c.mobile_enc, c.openid_enc, c.wechat_subscribed, c.sms_consent, c.volunteer_id IS NOT NULL AS has_contact"""
 
 
@@ -84,6 +96,7 @@ class Claimed:
     provider: ChannelProvider
     outbound: OutboundMessage
     contact: ContactView
+    claim_id: UUID | None  # the claim that marked it sending; None for a row claimed before claims had ids
 
 
 def _event_fields(row: Any, channel: str, provider: str) -> dict[str, Any]:
@@ -126,6 +139,8 @@ class Sender:
         self._records: GroupCommit[tuple[Sequence[Claimed], Sequence[SendResult]], None] = GroupCommit(
             self._record_group, transient=is_transient, name="sender_records")
         self._started_at = utcnow()
+        self.instance_id = uuid4()
+        """This sender's id in ``messages.claimed_by``; alive while :meth:`run` holds its advisory lock."""
         self.stats = SenderStats()
         self._signature = settings.aliyun_sign_name if settings.sms_provider == "aliyun" else settings.tencent_sign_name
 
@@ -144,6 +159,7 @@ class Sender:
                 try:
                     if listen is None or listen.is_closed():
                         listen = await self._pool.acquire()
+                        await self._hold_lease(listen)
                         await listen.add_listener("notify_messages", self.wake)
                     self._wake.clear()
                     # Housekeeping once per poll interval, not on every wake: a fan-out wakes the loop
@@ -178,6 +194,29 @@ class Sender:
                 with contextlib.suppress(Exception):
                     await listen.remove_listener("notify_messages", self.wake)
                     await self._pool.release(listen)
+
+    async def _hold_lease(self, conn: asyncpg.Connection) -> None:
+        """Take this sender's liveness lock on ``conn`` (held for the loop's life; the pool's reset releases it).
+
+        Instance ids are random, so the lock is free unless ``hashtext`` collides with a live sender's;
+        then this sender takes a new id (its earlier claims, if any, are resolved as a gone sender's).
+        """
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", SENDER_LOCK_KEY,
+                                      str(self.instance_id)):
+            log.warning("sender.instance_id_collision", instance_id=str(self.instance_id))
+            self.instance_id = uuid4()
+
+    async def _gone_claimers(self, conn: asyncpg.Connection) -> list[UUID]:
+        """Instance ids of senders with ``sending`` rows whose liveness lock nobody holds (their process is gone)."""
+        gone = []
+        for claimer in await conn.fetchval(
+            "SELECT coalesce(array_agg(DISTINCT claimed_by), '{}') FROM messages "
+            "WHERE status = 'sending' AND claimed_by <> $1", self.instance_id,
+        ):
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", SENDER_LOCK_KEY, str(claimer)):
+                await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", SENDER_LOCK_KEY, str(claimer))
+                gone.append(claimer)
+        return gone
 
     # ------------------------------------------------------------------ claim
 
@@ -251,6 +290,7 @@ class Sender:
             )
         )
         claimed: list[Claimed] = []
+        claim_id = uuid4()
         no_contact: list[Any] = []
         no_channel: list[Any] = []
         for row in rows:
@@ -264,17 +304,18 @@ class Sender:
             else:
                 provider = self._providers[channel]
                 out = self._outbound(row, channel, contact, open_counts.get(row["volunteer_id"], 0))
-                claimed.append(Claimed(row, channel, provider, out, contact))
+                claimed.append(Claimed(row, channel, provider, out, contact, claim_id))
         if claimed:
             await conn.execute(
                 """
                 UPDATE messages m SET status = 'sending', sending_since = now(), attempts = m.attempts + 1,
-                    channel = u.channel, provider = u.provider, body = u.body, updated_at = now()
+                    channel = u.channel, provider = u.provider, body = u.body, updated_at = now(),
+                    claimed_by = $5, claim_id = $6
                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(message_id, channel, provider, body)
                 WHERE m.message_id = u.message_id
                 """,
                 [c.row["message_id"] for c in claimed], [c.channel.value for c in claimed],
-                [c.provider.name for c in claimed], [c.outbound.text for c in claimed],
+                [c.provider.name for c in claimed], [c.outbound.text for c in claimed], self.instance_id, claim_id,
             )
         # The contact may still be on its way (projection behind): try again a few times, then give up.
         retry_later = [r for r in no_contact if r["attempts"] + 1 < self._s.max_attempts]
@@ -286,43 +327,75 @@ class Sender:
             await self._fail(conn, row, code, channel=row["channel"] or Channel.SMS.value, provider=row["provider"] or "none")
         return claimed
 
-    async def _reschedule(self, conn: asyncpg.Connection, rows: Sequence[Any], *, error: str) -> None:
+    async def _reschedule(self, conn: asyncpg.Connection, rows: Sequence[Any], *, error: str,
+                          claims: Sequence[Claimed] | None = None) -> None:
+        """Back to ``pending`` after a backoff.
+
+        With ``claims`` (a provider's answers; ``rows`` are then their rows), only rows still ``sending``
+        under those claims (``_OWNED``).
+        """
         delays = [retry_delay(r["attempts"] + 1, base=self._s.retry_base_seconds, cap=self._s.retry_max_seconds)
                   for r in rows]
-        await conn.execute(
-            """
+        done = await conn.fetch(
+            f"""
             UPDATE messages m SET status = 'pending', attempts = m.attempts + CASE WHEN m.status = 'pending' THEN 1 ELSE 0 END,
                 next_attempt_at = now() + make_interval(secs => u.delay), error_code = $3, sending_since = NULL,
                 updated_at = now()
-            FROM unnest($1::uuid[], $2::float8[]) AS u(message_id, delay) WHERE m.message_id = u.message_id
+            FROM unnest($1::uuid[], $2::float8[], $4::uuid[]) AS u(message_id, delay, claim_id)
+            WHERE m.message_id = u.message_id {"AND " + _OWNED if claims is not None else ""}
+            RETURNING m.message_id
             """,
             [r["message_id"] for r in rows], delays, error,
+            [c.claim_id for c in claims] if claims is not None else [None] * len(rows),
         )
-        self.stats.retried += len(rows)
+        self._superseded(rows, done)
+        self.stats.retried += len(done)
 
-    async def _fail(self, conn: asyncpg.Connection, row: Any, code: str, *, channel: str, provider: str) -> None:
-        await conn.execute(
-            "UPDATE messages SET status = 'failed', error_code = $2, sending_since = NULL, updated_at = now() "
-            "WHERE message_id = $1",
-            row["message_id"], code,
+    def _superseded(self, rows: Sequence[Any], done: Sequence[Any]) -> set[UUID]:
+        """Log the rows a record found no longer under their claim; returns the ids of those recorded."""
+        ids = {r["message_id"] for r in done}
+        if len(ids) < len(rows):
+            log.warning("message.record_superseded", count=len(rows) - len(ids),
+                        message_ids=[str(r["message_id"]) for r in rows if r["message_id"] not in ids][:20])
+        return ids
+
+    async def _fail(self, conn: asyncpg.Connection, row: Any, code: str, *, channel: str, provider: str,
+                    claim: Claimed | None = None) -> None:
+        """Mark failed with ``MessageFailed``; with ``claim``, only while the row is still under that claim."""
+        done = await conn.fetch(
+            "UPDATE messages m SET status = 'failed', error_code = $2, sending_since = NULL, updated_at = now() "
+            f"FROM (SELECT $3::uuid AS claim_id) u WHERE m.message_id = $1 {'AND ' + _OWNED if claim else ''} "
+            "RETURNING m.message_id",
+            row["message_id"], code, claim.claim_id if claim else None,
         )
+        if not self._superseded([row], done):
+            return
         await outbox.add(conn, DELIVERY, str(row["volunteer_id"]),
                          MessageFailed(**_event_fields(row, channel, provider), error_code=code, fallback=False))
         self.stats.failed += 1
         log.warning("message.failed", message_id=str(row["message_id"]), callout_id=str(row["callout_id"]),
                     error_code=code)
 
-    async def _fall_back(self, conn: asyncpg.Connection, row: Any, channel: Channel, provider: str, code: str) -> None:
-        """Exclude a channel that cannot reach the volunteer and let the next claim choose another."""
-        await conn.execute(
-            """
-            UPDATE messages SET status = 'pending', failed_channels = array_append(failed_channels, $2),
+    async def _fall_back(self, conn: asyncpg.Connection, row: Any, channel: Channel, provider: str, code: str,
+                         claim: Claimed | None = None) -> None:
+        """Exclude a channel that cannot reach the volunteer and let the next claim choose another.
+
+        With ``claim`` (a provider's answer), only while the row is still under that claim: a message
+        resolved elsewhere meanwhile is not sent again on another channel.
+        """
+        done = await conn.fetch(
+            f"""
+            UPDATE messages m SET status = 'pending', failed_channels = array_append(failed_channels, $2),
                 channel = NULL, provider = NULL, provider_message_id = NULL, error_code = $3, attempts = 0,
                 next_attempt_at = now(), sending_since = NULL, updated_at = now()
-            WHERE message_id = $1
+            FROM (SELECT $4::uuid AS claim_id) u
+            WHERE m.message_id = $1 {"AND " + _OWNED if claim else ""}
+            RETURNING m.message_id
             """,
-            row["message_id"], channel.value, code,
+            row["message_id"], channel.value, code, claim.claim_id if claim else None,
         )
+        if not self._superseded([row], done):
+            return
         await outbox.add(conn, DELIVERY, str(row["volunteer_id"]),
                          MessageFailed(**_event_fields(row, channel.value, provider), error_code=code, fallback=True))
         self.stats.fallbacks += 1
@@ -410,33 +483,37 @@ class Sender:
                              attempt=c.row["attempts"] + 1)
                 elif choose_channel(c.contact, exclude={*map(Channel, c.row["failed_channels"]), c.channel,
                                                         *(set(Channel) - set(self._providers))}):
-                    await self._fall_back(conn, c.row, c.channel, c.provider.name, r.error_code or "failed")
+                    await self._fall_back(conn, c.row, c.channel, c.provider.name, r.error_code or "failed", claim=c)
                 else:
                     await self._fail(conn, c.row, r.error_code or "failed", channel=c.channel.value,
-                                     provider=c.provider.name)
+                                     provider=c.provider.name, claim=c)
             if accepted:
                 await self._mark_sent(conn, accepted)
             if retry:
-                await self._reschedule(conn, [c.row for c in retry], error="retryable")
+                await self._reschedule(conn, [c.row for c in retry], error="retryable", claims=retry)
 
     async def _mark_sent(self, conn: asyncpg.Connection, accepted: Sequence[tuple[Claimed, SendResult]], *,
                          in_doubt: bool = False) -> None:
-        """Record ``accepted`` as sent, with their ``MessageSent`` events.
+        """Record ``accepted`` as sent, with their ``MessageSent`` events: only rows still under their claim.
 
         ``sent_at`` is now or, for a message found sent when resolving it in doubt, when its request went out
         (``sending_since``): its receipt was due from then, possibly while no notify was listening
         (:meth:`fallback_unreceipted`).
         """
-        await conn.execute(
-            """
+        done = await conn.fetch(
+            f"""
             UPDATE messages m SET status = 'sent', provider_message_id = u.pid, error_code = NULL,
                 sent_at = CASE WHEN $3 THEN coalesce(m.sending_since, now()) ELSE now() END,
                 sending_since = NULL, updated_at = now()
-            FROM unnest($1::uuid[], $2::text[]) AS u(message_id, pid)
-            WHERE m.message_id = u.message_id AND m.status = 'sending'
+            FROM unnest($1::uuid[], $2::text[], $4::uuid[]) AS u(message_id, pid, claim_id)
+            WHERE m.message_id = u.message_id AND {_OWNED}
+            RETURNING m.message_id
             """,
             [c.row["message_id"] for c, _ in accepted], [r.provider_message_id for _, r in accepted], in_doubt,
+            [c.claim_id for c, _ in accepted],
         )
+        ids = self._superseded([c.row for c, _ in accepted], done)
+        accepted = [(c, r) for c, r in accepted if c.row["message_id"] in ids]
         await outbox.add_many(conn, [
             (DELIVERY, str(c.row["volunteer_id"]),
              MessageSent(**_event_fields(c.row, c.channel.value, c.provider.name),
@@ -452,17 +529,23 @@ class Sender:
     # ------------------------------------------------------------------ in doubt and fallback by time-out
 
     async def resolve_in_doubt(self) -> int:
-        """Resolve messages left ``sending`` by a dead process (see the module docstring). Returns how many."""
+        """Resolve messages left ``sending`` by a gone sender, or for too long (module docstring, 4). Returns how many.
+
+        A row claimed before claims named their sender (``claimed_by`` NULL) is in doubt when it was claimed
+        before this sender started, as before.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""
                 SELECT {_MESSAGE_COLUMNS}
                 FROM messages m LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id
                 WHERE m.status = 'sending'
-                  AND (m.sending_since < $1 OR m.sending_since < now() - make_interval(secs => $2))
+                  AND (m.sending_since < now() - make_interval(secs => $2)
+                       OR m.claimed_by = ANY($3::uuid[])
+                       OR (m.claimed_by IS NULL AND m.sending_since < $1))
                 FOR UPDATE OF m SKIP LOCKED
                 """,
-                self._started_at, self._s.sending_timeout_seconds,
+                self._started_at, self._s.sending_timeout_seconds, await self._gone_claimers(conn),
             )
             if not rows:
                 return 0
@@ -482,7 +565,7 @@ class Sender:
                                       text=row["body"] or out.text, template_params=out.template_params, url=out.url,
                                       drill=out.drill)
                 answer = await provider.query(out, row["sending_since"])
-                claimed = Claimed(row, channel, provider, out, contact)
+                claimed = Claimed(row, channel, provider, out, contact, row["claim_id"])
                 if answer is not None and answer.accepted:
                     await self._mark_sent(conn, [(claimed, answer)], in_doubt=True)
                 elif answer is not None:

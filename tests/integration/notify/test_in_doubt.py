@@ -108,3 +108,105 @@ async def test_a_wechat_send_found_sent_after_a_restart_is_not_sent_again_by_sms
     finally:
         await ns.http.delete(f"{ns.sim.url}/sim/faults")
         ns.resume_sender()
+
+
+class AnswersWhenReleased(ChannelProvider):
+    """The real provider, whose request goes out only when the test releases it (a slow provider)."""
+
+    def __init__(self, inner: ChannelProvider) -> None:
+        self.inner = inner
+        self.name, self.channel = inner.name, inner.channel
+        self.max_batch, self.rate_per_second = inner.max_batch, inner.rate_per_second
+        self.called, self.release = asyncio.Event(), asyncio.Event()
+
+    async def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        self.called.set()
+        await self.release.wait()
+        return await self.inner.send(messages)
+
+    async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
+        return await self.inner.query(message, sent_at)
+
+    def parse_receipts(self, body: bytes, content_type: str) -> list[DeliveryReceipt]:
+        return self.inner.parse_receipts(body, content_type)
+
+    def parse_uplinks(self, body: bytes, content_type: str) -> list[Uplink]:
+        return self.inner.parse_uplinks(body, content_type)
+
+
+async def _message_events(ns: NotifyStack, callout_id: object, event_type: str) -> int:
+    async with ns.pool.acquire() as conn:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM outbox o JOIN messages m ON o.key = m.volunteer_id::text "
+            "WHERE m.callout_id = $1 AND o.headers->>'event_type' = $2", callout_id, event_type))
+
+
+async def test_a_replica_started_later_leaves_a_live_senders_request_in_flight_alone(notify_stack: NotifyStack) -> None:
+    """A second notify that starts while the first waits for a slow provider must not take the first's
+    message as in doubt: the provider has no record of it yet, so it would be sent again (two SMS)."""
+    ns = notify_stack
+    await ns.hold_sender()
+    ctx = ns.runtime.extras["notify"]
+    providers = dict(ctx.providers)
+    sms = next(p for p in providers.values() if p.name == "aliyun")
+    slow = AnswersWhenReleased(sms)
+    live = Sender(ns.pool, {**providers, sms.channel: slow}, ns.settings, ctx.cipher, None)
+    loop = asyncio.create_task(live.run())  # the real loop: holds its liveness lock, claims, waits on the provider
+    try:
+        vid, m, _ = await add_volunteer(ns)
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        await asyncio.wait_for(slow.called.wait(), timeout=15)
+        replica = Sender(ns.pool, providers, ns.settings, ctx.cipher, None)  # started after the claim
+        assert await replica.resolve_in_doubt() == 0
+        assert await replica.send_due() == 0
+        slow.release.set()
+        assert await message_row(ns, e.callout_id, status=("sent", "delivered")) is not None
+        await asyncio.sleep(1.0)
+        assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+        assert await _message_events(ns, e.callout_id, "MessageSent") == 1
+    finally:
+        slow.release.set()
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        ns.resume_sender()
+
+
+async def test_an_answer_recorded_after_its_message_was_resolved_elsewhere_changes_nothing(
+    notify_stack: NotifyStack,
+) -> None:
+    """A sender taken for gone (no liveness lock) whose provider answers after another resolved and sent the
+    message: its record finds the row no longer under its claim, and emits no second MessageSent."""
+    ns = notify_stack
+    await ns.hold_sender()
+    ctx = ns.runtime.extras["notify"]
+    providers = dict(ctx.providers)
+    sms = next(p for p in providers.values() if p.name == "aliyun")
+    slow = AnswersWhenReleased(sms)
+    gone = Sender(ns.pool, {**providers, sms.channel: slow}, ns.settings, ctx.cipher, None)  # its loop never runs
+    piece: asyncio.Task[int] | None = None
+    try:
+        vid, m, _ = await add_volunteer(ns)
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await ns.wait_row("SELECT 1 FROM messages WHERE callout_id = $1", e.callout_id) is not None
+        piece = asyncio.create_task(gone.send_due())
+        await asyncio.wait_for(slow.called.wait(), timeout=15)
+        other = Sender(ns.pool, providers, ns.settings, ctx.cipher, None)
+        assert await other.resolve_in_doubt() == 1  # the provider has no record: back to pending
+        assert await other.send_due() == 1
+        sent = await message_row(ns, e.callout_id, status=("sent", "delivered"))
+        assert sent is not None
+        slow.release.set()
+        await piece  # the first claim's answer, at last (its request did go out: the phone has two)
+        async with ns.pool.acquire() as conn:
+            after = await conn.fetchrow("SELECT * FROM messages WHERE callout_id = $1", e.callout_id)
+        assert after["status"] in ("sent", "delivered") and after["claim_id"] == sent["claim_id"]  # the other's claim
+        assert await _message_events(ns, e.callout_id, "MessageSent") == 1
+    finally:
+        slow.release.set()
+        if piece is not None:
+            with contextlib.suppress(Exception):
+                await piece
+        ns.resume_sender()
