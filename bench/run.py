@@ -150,7 +150,7 @@ def _module_run(name: str) -> Callable[..., Any] | str:
         module = importlib.import_module(f"bench.{name}")
     except ImportError as exc:
         return f"not run: bench.{name} not available ({exc})"
-    fn = getattr(module, "run", None)
+    fn: object = getattr(module, "run", None)
     if not callable(fn):
         return f"not run: bench.{name} has no run()"
     return fn
@@ -312,10 +312,10 @@ def _rows(plan: Plan, kafka: dict[int, dict[str, Any]], pg: dict[int, dict[str, 
                 note += f", CPU of the stack {f['cpu_seconds']['total']} s"
         k, p = kafka[n], pg[n]
         base = p["wall_seconds"]
-        rows.append(Row(f"fan-out N={n:,}: wall time", f and _num(f, "wall_seconds", "wall_s"), "s",
+        rows.append(Row(f"fan-out N={n:,}: wall time", None if f is None else _num(f, "wall_seconds", "wall_s"), "s",
                         base + k["wall_seconds"], f"pg write {n:,} rows + kafka {n:,} msgs", note))
         for q in ("p50", "p99"):
-            rows.append(Row(f"fan-out N={n:,}: {q} per message", f and _num(f, f"{q}_ms"), "ms",
+            rows.append(Row(f"fan-out N={n:,}: {q} per message", None if f is None else _num(f, f"{q}_ms"), "ms",
                             base * 1000 + k[f"{q}_ms"], f"pg write {n:,} rows + kafka {q} per msg", note))
     # reply path ↔ roundtrip floor at the same rate
     per_rate = _by_key(reply, ("rate", "rate_per_s")) if reply is not None else {}
@@ -334,7 +334,7 @@ def _rows(plan: Plan, kafka: dict[int, dict[str, Any]], pg: dict[int, dict[str, 
                 bits.append(f"CPU {r['cpu_ms_per_reply']} ms a reply")
             note = ", ".join(bits)
         for q in ("p50", "p99"):
-            rows.append(Row(f"reply at {rate:g}/s: {q}", r and _num(r, f"{q}_ms"), "ms",
+            rows.append(Row(f"reply at {rate:g}/s: {q}", None if r is None else _num(r, f"{q}_ms"), "ms",
                             roundtrip[rate][f"{q}_ms"], f"one kafka produce→consume at {rate:g}/s, {q}", note))
     if reply is not None and isinstance(reply, dict) and "highest_rate_held" in reply:
         held = reply["highest_rate_held"]

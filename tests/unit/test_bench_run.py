@@ -77,3 +77,17 @@ async def test_a_raising_or_missing_module_is_reported_not_raised() -> None:
     assert note == "not run: RuntimeError: stack not up"
     missing = _module_run("no_such_benchmark_module")
     assert isinstance(missing, str) and missing.startswith("not run: bench.no_such_benchmark_module not available")
+
+
+def test_a_size_with_an_empty_result_is_a_missing_figure_not_a_dict_in_the_table() -> None:
+    # A result keyed by size whose entry is empty ({"100": {}}): the value was `f and _num(...)`, i.e. the
+    # empty dict itself, and the table then failed on `{} < 10` (and ratio on `{} / floor`).
+    rows = _rows(_PLAN, _KAFKA, _PG, _RT, None, None, {"100": {}}, None,
+                 {"100": {}}, None)
+
+    wall = _row(rows, "fan-out N=100: wall time")
+    reply = _row(rows, "reply at 100/s: p50")
+    assert wall.value is None and wall.ratio is None and wall.floor == 0.6
+    assert reply.value is None and reply.ratio is None
+    table = render(rows, {"cores": 2, "commit": "abc", "loadavg_1_5_15": [1.0, 2.0, 3.0]})
+    assert "| fan-out N=100: wall time | — | 0.600 s | — |" in table
