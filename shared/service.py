@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,8 @@ class ServiceSpec:
         name: ``roster``, ``dispatch`` or ``notify`` (its migrations live in ``services/<name>/migrations``).
         routers: FastAPI routers of its HTTP API.
         consumers: factories of its idempotent consumers, given the runtime.
-        background: coroutines run for the service's lifetime (e.g. dispatch's deadline ticker).
+        background: coroutine functions run as tasks for the service's lifetime (e.g. dispatch's deadline
+            ticker); ``asyncio.create_task`` takes a coroutine, not any awaitable.
         on_start: awaited after the pool opens and before consumers start (e.g. to build adapters).
         on_stop: awaited at shutdown before the pool closes.
 
@@ -70,7 +71,7 @@ class ServiceSpec:
     title: str
     routers: Sequence[APIRouter] = ()
     consumers: Sequence[Callable[[Runtime], IdempotentConsumer]] = ()
-    background: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+    background: Sequence[Callable[[Runtime], Coroutine[Any, Any, None]]] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     pool_max_size: int = 10
