@@ -22,7 +22,7 @@ actions (raised before anything is written).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -317,7 +317,8 @@ class _CallOutRenderer:
             self._parts = parts
             # one bytes %-format with a slot per field, in the order the fields appear
             self._format = b"%s".join(part.replace(b"%", b"%%") for part in parts)
-            self._order = itemgetter(*order)
+            # five indices, so the getter returns a tuple (typeshed's itemgetter.__call__ returns Any)
+            self._order: Callable[[tuple[bytes, ...]], tuple[bytes, ...]] = itemgetter(*order)
 
     def __call__(self, event_id: UUID, callout_id: UUID, volunteer_id: UUID, team_id: UUID | None, code: str) -> bytes:
         if self._parts is None:
