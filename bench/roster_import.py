@@ -70,7 +70,7 @@ def make_register(units: Any, rows: int, seed: int) -> list[list[object]]:
     rng = random.Random(seed)
     result = synthesize(units, volunteers=rows, teams=0, seed=seed, today=date(2026, 11, 29),
                         mobile_prefix="+8619991")
-    table: list[list[object]] = [HEADER]
+    table: list[list[object]] = [list(HEADER)]
     for i, v in enumerate(result.volunteers):
         village = units.get(v.unit_code)
         town = units.get(v.unit_code[:9])
@@ -162,7 +162,7 @@ async def search_figures(pool: Any, n: int, seed: int) -> dict[str, Any]:
             await repo.search_volunteers(conn, repo.SearchFilter(unit=unit, skill=skill), page=1, page_size=50)
             repo_ms.append((time.perf_counter() - t) * 1000)
 
-    settings = RosterSettings()  # type: ignore[call-arg]
+    settings = RosterSettings()
     app = create_app(settings)
     app.state.runtime.pool = pool
     http_ms: list[float] = []

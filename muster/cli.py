@@ -92,7 +92,7 @@ def db_upgrade() -> None:
     from shared.settings import DispatchSettings, NotifySettings, RosterSettings
 
     for name, settings_cls in (("roster", RosterSettings), ("dispatch", DispatchSettings), ("notify", NotifySettings)):
-        settings = settings_cls()  # type: ignore[call-arg]
+        settings = settings_cls()
         upgrade(name, settings.dsn)
         typer.echo(f"{name}: migrated to head")
 

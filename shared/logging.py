@@ -86,7 +86,7 @@ def configure_logging(*, level: str = "INFO", service: str | None = None, json: 
     if service:
         structlog.contextvars.bind_contextvars(service=service)
     # Route the standard library's records (uvicorn, aiokafka, faststream) through the same masking.
-    handler = logging.StreamHandler(_STDERR)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_STDERR)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
                                             foreign_pre_chain=shared)
