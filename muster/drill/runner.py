@@ -256,8 +256,8 @@ def _on_message(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, 
         level = Level(callout.get("level", "village"))
         skill = callout.get("skill")
         if skill is None:
-            skills = state.volunteer_skills.get(vid) or [None]
-            skill = skills[0]
+            skills = state.volunteer_skills.get(vid)
+            skill = skills[0] if skills else None
         response = decide(scenario.responders, seed=scenario.seed, key=f"{vid}:{msg.get('out_id')}",
                           level=level, skill=skill)
         if response.action == "ignore" or response.text is None:
