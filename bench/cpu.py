@@ -38,7 +38,7 @@ def _pids() -> dict[str, int]:
 
 def _seconds(proc: psutil.Process, *, with_children: bool) -> float:
     t = proc.cpu_times()
-    total = t.user + t.system
+    total: float = t.user + t.system
     if with_children:
         # exited children (PostgreSQL's short-lived backends) are in children_*; live ones are summed here
         total += t.children_user + t.children_system
@@ -63,7 +63,10 @@ def snapshot() -> dict[str, float]:
 
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
-    """CPU seconds per process between two snapshots, rounded to 0.1 s, plus ``"total"``; see the module docstring."""
+    """CPU seconds per process between two snapshots, rounded to 0.1 s, plus ``"total"``; see the module docstring.
+
+    ``"total"`` is always a number (the sum of the processes' figures that are not None).
+    """
     out: dict[str, float | None] = {}
     for name in sorted(before.keys() & after.keys()):
         d = after[name] - before[name]

@@ -31,7 +31,11 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
+
+if TYPE_CHECKING:
+    import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = "dispatch_bench"
@@ -55,7 +59,7 @@ def _quantiles(times: list[float]) -> dict[str, float]:
             "min_ms": round(min(times), 1), "max_ms": round(max(times), 1)}
 
 
-async def run(runs: int = 20, *, dsn: str | None = None) -> dict[str, object]:
+async def run(runs: int = 20, *, dsn: str | None = None) -> dict[str, Any]:
     """Time candidate selection alone, a raw fetch of the same rows, and the whole first wave, ``runs`` times each.
 
     Three figures, each over ``runs`` repetitions after two warm-up rounds, on the same state (no
@@ -193,7 +197,7 @@ FROM volunteers v WHERE v.volunteer_id = ANY($1::uuid[])
 """
 
 
-async def _seed_plain(conn: object, villages: list[str], centres: dict[str, tuple[float, float]]) -> None:
+async def _seed_plain(conn: asyncpg.Connection, villages: list[str], centres: dict[str, tuple[float, float]]) -> None:
     rng = random.Random(42)
     skills_pool = ["first_aid", "cpr_aed", "search_rescue", "logistics", "driver", "water_rescue"]
     records = []
@@ -207,13 +211,13 @@ async def _seed_plain(conn: object, villages: list[str], centres: dict[str, tupl
                  for s in sorted(skills) if s in ("first_aid", "cpr_aed", "water_rescue")]
         records.append((uuid4(), 1, f"志愿者{i}", v, lat + rng.uniform(-0.03, 0.03), lon + rng.uniform(-0.03, 0.03),
                         sorted(skills), certs, "available", rng.random() < 0.97, True))
-    await conn.execute("TRUNCATE volunteers")  # type: ignore[attr-defined]
-    await conn.copy_records_to_table(  # type: ignore[attr-defined]
+    await conn.execute("TRUNCATE volunteers")
+    await conn.copy_records_to_table(
         "volunteers", records=records,
         columns=["volunteer_id", "revision", "display_name", "unit_code", "lat", "lon", "skills", "certificates",
                  "availability", "consent", "active"],
     )
-    await conn.execute("ANALYZE volunteers")  # type: ignore[attr-defined]
+    await conn.execute("ANALYZE volunteers")
 
 
 if __name__ == "__main__":

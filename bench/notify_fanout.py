@@ -30,7 +30,8 @@ from typing import Any
 
 from bench.machine import save
 from services.notify.testing import running_notify
-from shared.events import CallOutRequested, Level, VolunteerContactUpdated, utcnow
+from shared.events import CallOutRequested, VolunteerContactUpdated, utcnow
+from shared.vocabulary import Level
 
 
 def _accepted(stats: dict[str, Any]) -> int:

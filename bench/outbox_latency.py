@@ -14,12 +14,14 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 
+import asyncpg
 from faststream.kafka import KafkaBroker
 
 from bench.machine import save
 from shared import outbox
-from shared.consumer import IdempotentConsumer
+from shared.consumer import ConsumedRecord, IdempotentConsumer, Received
 from shared.db import create_pool
 from shared.events import IncidentClosed
 from shared.topics import TopicSpec, ensure_topics
@@ -44,19 +46,19 @@ async def main(n: int) -> dict[str, float]:
     applied: dict[uuid.UUID, float] = {}
     arrived = asyncio.Event()
 
-    async def handler(conn, event) -> None:
+    async def handler(conn: asyncpg.Connection, event: Received) -> None:
         applied[event.event_id] = 0.0
 
     broker = KafkaBroker(bootstrap, log_level=logging.DEBUG)
 
-    async def dead(*_a) -> None:
+    async def dead(topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None:
         raise AssertionError("no dead letters expected")
 
     consumer = IdempotentConsumer(name=f"bench.{suffix}", topic=topic, handler=handler, pool=lambda: pool,
                                   dead_letters=dead)
     original = consumer.process
 
-    async def process(records):
+    async def process(records: Sequence[ConsumedRecord]) -> None:
         await original(records)
         now = time.perf_counter()
         for k, v in applied.items():

@@ -72,7 +72,13 @@ async def _simulator(process: bool) -> AsyncIterator[tuple[str, SimulatorSetting
                         if (await http.get(f"{url}/health/live")).status_code == 200:
                             break
                     await asyncio.sleep(0.1)
-            yield url, SimulatorSettings(**{k.lower(): v for k, v in keys.items()}), receiver
+            settings = SimulatorSettings(
+                aliyun_access_key_id=keys["ALIYUN_ACCESS_KEY_ID"], aliyun_access_key_secret=keys["ALIYUN_ACCESS_KEY_SECRET"],
+                tencent_secret_id=keys["TENCENT_SECRET_ID"], tencent_secret_key=keys["TENCENT_SECRET_KEY"],
+                wechat_app_id=keys["WECHAT_APP_ID"], wechat_app_secret=keys["WECHAT_APP_SECRET"],
+                callback_token=keys["CALLBACK_TOKEN"],
+            )
+            yield url, settings, receiver
         finally:
             proc.terminate()
             proc.wait(10)

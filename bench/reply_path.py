@@ -411,6 +411,7 @@ async def _drive(targets: list[Reply], rate: float, *, db: asyncpg.Pool, notify_
     await _schedule(targets, rate, w)
     window = time.monotonic() - t0
     cpu_spent = cpu.spent(cpu_before, cpu.snapshot())
+    cpu_total = cpu_spent["total"]
     stop_sample.set()
     await sampler
     stop_poll.set()
@@ -439,7 +440,7 @@ async def _drive(targets: list[Reply], rate: float, *, db: asyncpg.Pool, notify_
         "backlog_grew": growing,
         "held": bool(seen == sent and not w.errors and growing is False),
         "cpu_seconds": cpu_spent,
-        "cpu_ms_per_reply": round(cpu_spent["total"] * 1000 / sent, 2) if sent else None,
+        "cpu_ms_per_reply": round(cpu_total * 1000 / sent, 2) if sent and cpu_total is not None else None,
         "samples": w.samples,
     }
 
