@@ -32,7 +32,7 @@ drill: up  ## the main job: bring everything up and run a drill end to end
 		echo "stack and services are up (see: make status)"; \
 	fi
 
-test: stack  ## every tier against the real broker and database
+test: lint stack  ## lint, then every tier against the real broker and database
 	MUSTER_REQUIRE_STACK=1 $(RUN) pytest $(PYTEST_ARGS)
 
 unit: install
@@ -50,9 +50,9 @@ faults: stack
 bench: up  ## issue #7 in one run: fan-out, reply path, selection, each beside its floor (about 10 min; bench/results/run-latest.*)
 	$(RUN) python -m bench.run $(BENCH_ARGS)
 
-lint: install
+lint: install  ## ruff, and mypy --strict over the six packages
 	$(RUN) ruff check .
-	$(RUN) mypy shared
+	$(RUN) mypy shared services muster simulator deploy bench
 
 asyncapi: install
 	$(RUN) muster contract asyncapi --write
