@@ -80,6 +80,7 @@ def configure_logging(*, level: str = "INFO", service: str | None = None, json: 
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        # structlog types ``file`` as TextIO, but PrintLogger only calls its write and flush
         logger_factory=structlog.PrintLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
