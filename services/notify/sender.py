@@ -396,7 +396,7 @@ class Sender:
             f"""
             UPDATE messages m SET status = 'pending', attempts = m.attempts + CASE WHEN m.status = 'pending' THEN 1 ELSE 0 END,
                 next_attempt_at = now() + make_interval(secs => u.delay), error_code = $3, sending_since = NULL,
-                updated_at = now()
+                claimed_by = NULL, claim_id = NULL, updated_at = now()
             FROM unnest($1::uuid[], $2::float8[], $4::uuid[]) AS u(message_id, delay, claim_id)
             WHERE m.message_id = u.message_id {"AND " + _OWNED if claims is not None else ""}
             RETURNING m.message_id
@@ -443,7 +443,7 @@ class Sender:
             f"""
             UPDATE messages m SET status = 'pending', failed_channels = array_append(failed_channels, $2),
                 channel = NULL, provider = NULL, provider_message_id = NULL, error_code = $3, attempts = 0,
-                next_attempt_at = now(), sending_since = NULL, updated_at = now()
+                next_attempt_at = now(), sending_since = NULL, claimed_by = NULL, claim_id = NULL, updated_at = now()
             FROM (SELECT $4::uuid AS claim_id) u
             WHERE m.message_id = $1 {"AND " + _OWNED if claim else ""}
             RETURNING m.message_id
@@ -593,8 +593,9 @@ class Sender:
     async def resolve_in_doubt(self) -> int:
         """Resolve messages left ``sending`` by a gone sender, or for too long (module docstring, 4). Returns how many.
 
-        A row claimed before claims named their sender (``claimed_by`` NULL) is in doubt when it was claimed
-        before this sender started, as before.
+        A row claimed before claims named their sender, or by an older notify during a rolling upgrade, has
+        ``claimed_by`` NULL (a row going back to ``pending`` drops its claim: an older notify's claim leaves
+        the columns as it finds them) and is in doubt when it was claimed before this sender started, as before.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
@@ -633,12 +634,12 @@ class Sender:
                 elif answer is not None:
                     await conn.execute(
                         "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "
-                        "updated_at = now() WHERE message_id = $1", row["message_id"])
+                        "claimed_by = NULL, claim_id = NULL, updated_at = now() WHERE message_id = $1", row["message_id"])
                 elif row["sending_since"] < utcnow() - timedelta(seconds=self._s.in_doubt_resend_after_seconds):
                     log.warning("message.in_doubt_resend", message_id=str(row["message_id"]), provider=provider.name)
                     await conn.execute(
                         "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "
-                        "updated_at = now() WHERE message_id = $1", row["message_id"])
+                        "claimed_by = NULL, claim_id = NULL, updated_at = now() WHERE message_id = $1", row["message_id"])
                 else:
                     continue  # unknown: ask again next round
                 resolved += 1

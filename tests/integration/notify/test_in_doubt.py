@@ -329,3 +329,41 @@ async def test_a_request_queued_when_the_lock_connection_died_is_not_sent_if_its
         with contextlib.suppress(asyncio.CancelledError):
             await loop
         ns.resume_sender()
+
+
+async def test_a_claim_by_an_older_notify_is_not_taken_for_the_previous_claimers(notify_stack: NotifyStack) -> None:
+    """Review of the liveness rule, rolling upgrade: a notify of the previous release claims without naming
+    itself, so a row it claims keeps the ``claimed_by`` of the claim before (here a gone sender's, whose
+    message was resolved back to pending). A new notify then took the old one's live request as the gone
+    sender's and sent it again; a row going back to pending must drop its claim."""
+    ns = notify_stack
+    await ns.hold_sender()
+    ctx = ns.runtime.extras["notify"]
+    providers = dict(ctx.providers)
+    sms = next(p for p in providers.values() if p.name == "aliyun")
+    slow = AnswersWhenReleased(sms)  # never released: the request never goes out
+    gone = Sender(ns.pool, {**providers, sms.channel: slow}, ns.settings, ctx.cipher, None)
+    piece = None
+    try:
+        vid, _, _ = await add_volunteer(ns)
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await ns.wait_row("SELECT 1 FROM messages WHERE callout_id = $1", e.callout_id) is not None
+        piece = asyncio.create_task(gone.send_due())
+        await asyncio.wait_for(slow.called.wait(), timeout=15)
+        piece.cancel()  # the process died with its request unsent
+        assert await Sender(ns.pool, providers, ns.settings, ctx.cipher, None).resolve_in_doubt() == 1
+        new = Sender(ns.pool, providers, ns.settings, ctx.cipher, None)  # a new notify, started now
+        async with ns.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT status FROM messages WHERE callout_id = $1", e.callout_id) == "pending"
+            # the previous release's claim, as its sender wrote it (no claimed_by, no claim_id)
+            await conn.execute(
+                "UPDATE messages SET status = 'sending', sending_since = now(), attempts = attempts + 1, "
+                "channel = 'sms', provider = 'aliyun', updated_at = now() WHERE callout_id = $1", e.callout_id)
+        assert await new.resolve_in_doubt() == 0  # claimed after it started by a sender it cannot see: alive
+    finally:
+        if piece is not None:
+            piece.cancel()
+            with contextlib.suppress(BaseException):
+                await piece
+        ns.resume_sender()
