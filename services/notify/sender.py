@@ -190,8 +190,14 @@ class Sender:
                         await self.resolve_in_doubt()
                         await self.fallback_unreceipted()
                         await self.sweep_early_receipts()
-                    while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size:
-                        await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                    # At the in-flight limit, wait for a request to finish; but come round to take the lease
+                    # again if its connection died: requests claimed under it wait for that (_still_claimed).
+                    while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size \
+                            and _usable(listen):
+                        await asyncio.wait(set(self._inflight), timeout=self._s.send_poll_seconds,
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    if not _usable(listen):
+                        continue
                     n = await self.send_due(wait=False)
                     self.stats.rounds += 1
                     if n >= self._s.send_claim_size:

@@ -367,3 +367,63 @@ async def test_a_claim_by_an_older_notify_is_not_taken_for_the_previous_claimers
             with contextlib.suppress(BaseException):
                 await piece
         ns.resume_sender()
+
+
+async def test_a_sender_at_its_in_flight_limit_takes_its_lease_again_when_the_connection_dies(
+    notify_stack: NotifyStack,
+) -> None:
+    """Review: requests claimed under a lost lease wait for the lease before they are sent; the loop, parked
+    until one of its requests in flight finished (the in-flight limit), must still come round to take it
+    again, or neither ever moves (no message sent, no event)."""
+    ns = notify_stack
+    await ns.hold_sender()
+    ctx = ns.runtime.extras["notify"]
+    providers = dict(ctx.providers)
+    live = Sender(ns.pool, providers, ns.settings.model_copy(update={"send_claim_size": 1}), ctx.cipher, None)
+    queue = live._gates["aliyun"] = asyncio.Semaphore(0)  # the provider's rate limit: requests wait their turn
+    loop = asyncio.create_task(live.run())
+    try:
+        lease_pid = await _wait_lease(live, ns)
+        sent = []
+        for _ in range(2):
+            vid, m, _ = await add_volunteer(ns)
+            e = request(vid)
+            await ns.publish(ns.callout_topic, str(vid), e)
+            sent.append((e, m))
+        for _ in range(150):  # 2 × send_claim_size in flight (ours, or earlier tests' leftovers): the loop waits
+            if live._inflight_messages >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert live._inflight_messages >= 2, "the sender never reached its in-flight limit"
+        async with ns.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", lease_pid)
+        await asyncio.sleep(0.2)
+        for _ in range(100):
+            queue.release()
+        for e, m in sent:
+            assert await message_row(ns, e.callout_id, status=("sent", "delivered")) is not None
+            assert len(await ns.wait_phone(m, 1)) == 1  # type: ignore[arg-type]
+    finally:
+        for _ in range(100):
+            queue.release()
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        ns.resume_sender()
+
+
+async def test_a_sender_keeps_its_id_while_another_notify_looks_at_its_lock(notify_stack: NotifyStack) -> None:
+    """Review: another notify's in-doubt look holds a sender's lock for a moment; a sender taking its lease
+    again just then took a new instance id, and its own requests in flight became a gone sender's."""
+    ns = notify_stack
+    ctx = ns.runtime.extras["notify"]
+    sender = Sender(ns.pool, dict(ctx.providers), ns.settings, ctx.cipher, None)
+    first = sender.instance_id
+    async with ns.pool.acquire() as probe, ns.pool.acquire() as conn:
+        assert await probe.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", SENDER_LOCK_KEY, str(first))
+        take = asyncio.create_task(sender._hold_lease(conn))
+        await asyncio.sleep(0.2)
+        await probe.execute("SELECT pg_advisory_unlock($1, hashtext($2))", SENDER_LOCK_KEY, str(first))
+        await asyncio.wait_for(take, timeout=5)
+        assert sender.instance_id == first
+        assert await conn.fetchval("SELECT pg_advisory_unlock($1, hashtext($2))", SENDER_LOCK_KEY, str(first))
