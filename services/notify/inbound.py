@@ -160,7 +160,7 @@ async def _failed_receipt(
             """
             UPDATE messages SET status = 'pending', failed_channels = array_append(failed_channels, channel),
                 channel = NULL, provider = NULL, provider_message_id = NULL, error_code = $2, attempts = 0,
-                next_attempt_at = now(), updated_at = now()
+                next_attempt_at = now(), claimed_by = NULL, claim_id = NULL, updated_at = now()
             WHERE message_id = $1
             """,
             row["message_id"], code,

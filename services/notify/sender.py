@@ -23,7 +23,10 @@ call-out and kind, even when notify dies in the middle of a send:
    (``SENDER_LOCK_KEY``, ``hashtext(instance id)``) on its loop's connection; a claim records the
    sender's instance id (``claimed_by``), so a replica that starts later leaves a live sender's
    requests in flight alone. The lock goes with the sender's database session: a killed process's rows
-   are resolvable at once.
+   are resolvable at once. A failed round keeps the lock's connection; if that connection dies (PostgreSQL
+   restarted) while the process lives, another notify may take this one's rows as gone in the moment
+   before the loop takes the lock again, so a request claimed under a lost lease is sent only if its row
+   is still under its claim once the lease is held again (:meth:`Sender._still_claimed`).
 5. **Ownership**: each claim has its own ``claim_id``; a provider's answer is recorded only on rows still
    ``sending`` under that claim. An answer that comes after its rows were resolved elsewhere changes
    nothing and emits no second event.
@@ -97,6 +100,20 @@ class Claimed:
     outbound: OutboundMessage
     contact: ContactView
     claim_id: UUID | None  # the claim that marked it sending; None for a row claimed before claims had ids
+    lease: int | None = None  # the loop's lease (Sender._lease_epoch) it was claimed under; None: not in the loop
+
+
+def _usable(conn: asyncpg.Connection | None) -> bool:
+    """False for no connection or a lost one.
+
+    asyncpg detaches a pooled connection whose link died: asking it anything then raises ``InterfaceError``.
+    """
+    if conn is None:
+        return False
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 def _event_fields(row: Any, channel: str, provider: str) -> dict[str, Any]:
@@ -141,6 +158,8 @@ class Sender:
         self._started_at = utcnow()
         self.instance_id = uuid4()
         """This sender's id in ``messages.claimed_by``; alive while :meth:`run` holds its advisory lock."""
+        self._lease: asyncpg.Connection | None = None  # the loop's connection holding the lock, once taken
+        self._lease_epoch = 0  # counts the leases taken: a claim made under an earlier one is checked before sending
         self.stats = SenderStats()
         self._signature = settings.aliyun_sign_name if settings.sms_provider == "aliyun" else settings.tencent_sign_name
 
@@ -157,10 +176,12 @@ class Sender:
         try:
             while True:
                 try:
-                    if listen is None or listen.is_closed():
+                    if not _usable(listen):
+                        self._lease = None
                         listen = await self._pool.acquire()
                         await self._hold_lease(listen)
                         await listen.add_listener("notify_messages", self.wake)
+                        self._lease, self._lease_epoch = listen, self._lease_epoch + 1
                     self._wake.clear()
                     # Housekeeping once per poll interval, not on every wake: a fan-out wakes the loop
                     # hundreds of times a second, and these three queries cost more than the sends.
@@ -169,8 +190,14 @@ class Sender:
                         await self.resolve_in_doubt()
                         await self.fallback_unreceipted()
                         await self.sweep_early_receipts()
-                    while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size:
-                        await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                    # At the in-flight limit, wait for a request to finish; but come round to take the lease
+                    # again if its connection died: requests claimed under it wait for that (_still_claimed).
+                    while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size \
+                            and _usable(listen):
+                        await asyncio.wait(set(self._inflight), timeout=self._s.send_poll_seconds,
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    if not _usable(listen):
+                        continue
                     n = await self.send_due(wait=False)
                     self.stats.rounds += 1
                     if n >= self._s.send_claim_size:
@@ -180,13 +207,18 @@ class Sender:
                 except Exception as exc:  # database or network gone: log, wait, try again
                     self.stats.errors.append(repr(exc))
                     log.warning("sender.round_failed", error=repr(exc))
-                    if listen is not None:
+                    # The connection holding the lease is let go only if it is broken (or the lease was never
+                    # taken): releasing it frees the lock, and another notify would take this live sender's
+                    # requests in flight as a gone sender's and send them again.
+                    if listen is not None and (not _usable(listen) or listen is not self._lease):
+                        self._lease = None
                         with contextlib.suppress(Exception):
                             await self._pool.release(listen)
                         listen = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._s.send_poll_seconds)
         finally:
+            self._lease = None
             for task in list(self._inflight):
                 task.cancel()
             self._records.cancel()
@@ -198,13 +230,42 @@ class Sender:
     async def _hold_lease(self, conn: asyncpg.Connection) -> None:
         """Take this sender's liveness lock on ``conn`` (held for the loop's life; the pool's reset releases it).
 
-        Instance ids are random, so the lock is free unless ``hashtext`` collides with a live sender's;
-        then this sender takes a new id (its earlier claims, if any, are resolved as a gone sender's).
+        Another notify's :meth:`_gone_claimers` holds the lock for a moment while it looks, so a busy lock is
+        tried again for about a second (20 × 0.05 s) before it is taken for a ``hashtext`` collision with a
+        live sender's (instance ids are random); then this sender takes a new id (its earlier claims, if any,
+        are resolved as a gone sender's).
         """
+        tries = 0
         while not await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", SENDER_LOCK_KEY,
                                       str(self.instance_id)):
+            tries += 1
+            if tries < 20:
+                await asyncio.sleep(0.05)
+                continue
             log.warning("sender.instance_id_collision", instance_id=str(self.instance_id))
-            self.instance_id = uuid4()
+            self.instance_id, tries = uuid4(), 0
+
+    async def _still_claimed(self, items: Sequence[Claimed]) -> list[Claimed]:
+        """The items still ``sending`` under their claim, asked once this sender holds its lease again.
+
+        Called before a request claimed under a lease that has since been lost (the connection holding the
+        lock died: PostgreSQL restarted, the backend was terminated): meanwhile another notify may have
+        resolved these messages as a gone sender's (the provider had no record of a request still queued
+        here) and sent them. Once the lease is held again nobody takes them as gone, so what is still under
+        its claim then is this sender's to send. Raises the database's error (the piece then fails and its
+        rows stay ``sending``: in doubt).
+        """
+        while not _usable(self._lease):
+            await asyncio.sleep(0.05)
+        async with self._pool.acquire() as conn:
+            owned = {r["message_id"] for r in await conn.fetch(
+                f"SELECT m.message_id FROM messages m JOIN unnest($1::uuid[], $2::uuid[]) AS u(message_id, claim_id) "
+                f"ON m.message_id = u.message_id WHERE {_OWNED}",
+                [c.row["message_id"] for c in items], [c.claim_id for c in items])}
+        if len(owned) < len(items):
+            log.warning("message.claim_lost_before_send", count=len(items) - len(owned),
+                        message_ids=[str(c.row["message_id"]) for c in items if c.row["message_id"] not in owned][:20])
+        return [c for c in items if c.row["message_id"] in owned]
 
     async def _gone_claimers(self, conn: asyncpg.Connection) -> list[UUID]:
         """Instance ids of senders with ``sending`` rows whose liveness lock nobody holds (their process is gone)."""
@@ -304,7 +365,8 @@ class Sender:
             else:
                 provider = self._providers[channel]
                 out = self._outbound(row, channel, contact, open_counts.get(row["volunteer_id"], 0))
-                claimed.append(Claimed(row, channel, provider, out, contact, claim_id))
+                claimed.append(Claimed(row, channel, provider, out, contact, claim_id,
+                                       self._lease_epoch if self._lease is not None else None))
         if claimed:
             await conn.execute(
                 """
@@ -340,7 +402,7 @@ class Sender:
             f"""
             UPDATE messages m SET status = 'pending', attempts = m.attempts + CASE WHEN m.status = 'pending' THEN 1 ELSE 0 END,
                 next_attempt_at = now() + make_interval(secs => u.delay), error_code = $3, sending_since = NULL,
-                updated_at = now()
+                claimed_by = NULL, claim_id = NULL, updated_at = now()
             FROM unnest($1::uuid[], $2::float8[], $4::uuid[]) AS u(message_id, delay, claim_id)
             WHERE m.message_id = u.message_id {"AND " + _OWNED if claims is not None else ""}
             RETURNING m.message_id
@@ -387,7 +449,7 @@ class Sender:
             f"""
             UPDATE messages m SET status = 'pending', failed_channels = array_append(failed_channels, $2),
                 channel = NULL, provider = NULL, provider_message_id = NULL, error_code = $3, attempts = 0,
-                next_attempt_at = now(), sending_since = NULL, updated_at = now()
+                next_attempt_at = now(), sending_since = NULL, claimed_by = NULL, claim_id = NULL, updated_at = now()
             FROM (SELECT $4::uuid AS claim_id) u
             WHERE m.message_id = $1 {"AND " + _OWNED if claim else ""}
             RETURNING m.message_id
@@ -451,8 +513,14 @@ class Sender:
         """
         try:
             async with gate:
-                results = await items[0].provider.send([c.outbound for c in items])
-            await self._records.submit((items, results))
+                sending = list(items)
+                lease = items[0].lease
+                if lease is not None and (lease != self._lease_epoch or not _usable(self._lease)):
+                    sending = await self._still_claimed(items)  # the lease was lost since the claim
+                    if not sending:
+                        return
+                results = await items[0].provider.send([c.outbound for c in sending])
+            await self._records.submit((sending, results))
         finally:
             self._inflight_messages -= len(items)
 
@@ -531,8 +599,9 @@ class Sender:
     async def resolve_in_doubt(self) -> int:
         """Resolve messages left ``sending`` by a gone sender, or for too long (module docstring, 4). Returns how many.
 
-        A row claimed before claims named their sender (``claimed_by`` NULL) is in doubt when it was claimed
-        before this sender started, as before.
+        A row claimed before claims named their sender, or by an older notify during a rolling upgrade, has
+        ``claimed_by`` NULL (a row going back to ``pending`` drops its claim: an older notify's claim leaves
+        the columns as it finds them) and is in doubt when it was claimed before this sender started, as before.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
@@ -571,12 +640,12 @@ class Sender:
                 elif answer is not None:
                     await conn.execute(
                         "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "
-                        "updated_at = now() WHERE message_id = $1", row["message_id"])
+                        "claimed_by = NULL, claim_id = NULL, updated_at = now() WHERE message_id = $1", row["message_id"])
                 elif row["sending_since"] < utcnow() - timedelta(seconds=self._s.in_doubt_resend_after_seconds):
                     log.warning("message.in_doubt_resend", message_id=str(row["message_id"]), provider=provider.name)
                     await conn.execute(
                         "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "
-                        "updated_at = now() WHERE message_id = $1", row["message_id"])
+                        "claimed_by = NULL, claim_id = NULL, updated_at = now() WHERE message_id = $1", row["message_id"])
                 else:
                     continue  # unknown: ask again next round
                 resolved += 1

@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 
+import asyncpg
+
 from services.notify.channels.base import (
     ChannelProvider,
     DeliveryReceipt,
@@ -14,7 +16,7 @@ from services.notify.channels.base import (
     SendResult,
     Uplink,
 )
-from services.notify.sender import Sender
+from services.notify.sender import SENDER_LOCK_KEY, Sender
 from services.notify.testing import NotifyStack
 from tests.integration.notify.test_pipeline import add_volunteer, message_row, request
 
@@ -210,3 +212,218 @@ async def test_an_answer_recorded_after_its_message_was_resolved_elsewhere_chang
             with contextlib.suppress(Exception):
                 await piece
         ns.resume_sender()
+
+
+async def _wait_lease(sender: Sender, ns: NotifyStack) -> int:
+    """The backend pid holding ``sender``'s liveness lock (waits until its loop took it)."""
+    for _ in range(150):
+        async with ns.pool.acquire() as conn:
+            pid = await conn.fetchval(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::oid "
+                "AND objid = (hashtext($2) & x'ffffffff'::bigint)::oid AND objsubid = 2",
+                SENDER_LOCK_KEY, str(sender.instance_id))
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.1)
+    raise AssertionError("the sender never took its liveness lock")
+
+
+class FailsOneRound(Sender):
+    """A sender whose housekeeping fails once (a statement timeout under load): an error of the round, not of
+    the connection that holds its liveness lock."""
+
+    armed = failed = False
+
+    async def sweep_early_receipts(self) -> int:
+        if self.armed and not self.failed:
+            self.failed = True
+            raise asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")
+        return await super().sweep_early_receipts()
+
+
+async def test_a_failed_round_keeps_the_senders_liveness_lock(notify_stack: NotifyStack) -> None:
+    """Review of the liveness rule: a round that failed released the loop's connection, and with it the
+    lock, while the sender lived on with its request in flight; a replica then took the message as a gone
+    sender's, found no record at the provider (the request was still queued) and sent it again."""
+    ns = notify_stack
+    await ns.hold_sender()
+    ctx = ns.runtime.extras["notify"]
+    providers = dict(ctx.providers)
+    sms = next(p for p in providers.values() if p.name == "aliyun")
+    slow = AnswersWhenReleased(sms)
+    live = FailsOneRound(ns.pool, {**providers, sms.channel: slow}, ns.settings, ctx.cipher, None)
+    loop = asyncio.create_task(live.run())
+    try:
+        await _wait_lease(live, ns)
+        vid, m, _ = await add_volunteer(ns)
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        await asyncio.wait_for(slow.called.wait(), timeout=15)
+        live.armed = True  # the next round fails while the request is in flight
+        for _ in range(300):
+            if live.failed:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert live.failed and live.stats.errors, "the round error was not injected"
+        replica = Sender(ns.pool, providers, ns.settings, ctx.cipher, None)
+        assert await replica.resolve_in_doubt() == 0  # the first sender is alive: its message is not in doubt
+        slow.release.set()
+        assert await message_row(ns, e.callout_id, status=("sent", "delivered")) is not None
+        await asyncio.sleep(1.0)
+        assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+        assert await _message_events(ns, e.callout_id, "MessageSent") == 1
+    finally:
+        slow.release.set()
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        ns.resume_sender()
+
+
+async def test_a_request_queued_when_the_lock_connection_died_is_not_sent_if_its_message_was_taken(
+    notify_stack: NotifyStack,
+) -> None:
+    """Review of the liveness rule: the connection holding a live sender's lock dies (PostgreSQL restarted,
+    the backend terminated) while its requests wait for the provider's rate limit. Another notify sees the
+    lock free, resolves the messages (the provider has no record yet) and sends them; the first sender must
+    then not send its queued request: one SMS, one MessageSent."""
+    ns = notify_stack
+    await ns.hold_sender()
+    ctx = ns.runtime.extras["notify"]
+    providers = dict(ctx.providers)
+    # A long safety poll: the sender's loop notices the dead connection only when woken (as it would a
+    # moment later), so the other notify's look at the lock comes first, as it can in production.
+    live = Sender(ns.pool, providers, ns.settings.model_copy(update={"send_poll_seconds": 30.0}), ctx.cipher, None)
+    queue = live._gates["aliyun"] = asyncio.Semaphore(0)  # the provider's rate limit: requests wait their turn
+    loop = asyncio.create_task(live.run())
+    try:
+        lease_pid = await _wait_lease(live, ns)
+        vid, m, _ = await add_volunteer(ns)
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await ns.wait_row("SELECT 1 FROM messages WHERE callout_id = $1 AND status = 'sending'",
+                                 e.callout_id) is not None
+        async with ns.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", lease_pid)
+        await asyncio.sleep(0.2)
+        other = Sender(ns.pool, providers, ns.settings, ctx.cipher, None)
+        assert await other.resolve_in_doubt() == 1  # lock free: taken as a gone sender's, not at the provider
+        await other.send_due()
+        for _ in range(4):
+            queue.release()
+        live.wake()  # its loop comes round, finds the connection lost and takes its lease again
+        for _ in range(100):  # until its queued request is done with (sent, or found no longer its own)
+            if not live._inflight:
+                break
+            await asyncio.sleep(0.1)
+        assert not live._inflight, "the first sender's queued request never went ahead"
+        assert await message_row(ns, e.callout_id, status=("sent", "delivered")) is not None
+        await asyncio.sleep(1.0)
+        assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+        assert await _message_events(ns, e.callout_id, "MessageSent") == 1
+    finally:
+        for _ in range(4):
+            queue.release()
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        ns.resume_sender()
+
+
+async def test_a_claim_by_an_older_notify_is_not_taken_for_the_previous_claimers(notify_stack: NotifyStack) -> None:
+    """Review of the liveness rule, rolling upgrade: a notify of the previous release claims without naming
+    itself, so a row it claims keeps the ``claimed_by`` of the claim before (here a gone sender's, whose
+    message was resolved back to pending). A new notify then took the old one's live request as the gone
+    sender's and sent it again; a row going back to pending must drop its claim."""
+    ns = notify_stack
+    await ns.hold_sender()
+    ctx = ns.runtime.extras["notify"]
+    providers = dict(ctx.providers)
+    sms = next(p for p in providers.values() if p.name == "aliyun")
+    slow = AnswersWhenReleased(sms)  # never released: the request never goes out
+    gone = Sender(ns.pool, {**providers, sms.channel: slow}, ns.settings, ctx.cipher, None)
+    piece = None
+    try:
+        vid, _, _ = await add_volunteer(ns)
+        e = request(vid)
+        await ns.publish(ns.callout_topic, str(vid), e)
+        assert await ns.wait_row("SELECT 1 FROM messages WHERE callout_id = $1", e.callout_id) is not None
+        piece = asyncio.create_task(gone.send_due())
+        await asyncio.wait_for(slow.called.wait(), timeout=15)
+        piece.cancel()  # the process died with its request unsent
+        assert await Sender(ns.pool, providers, ns.settings, ctx.cipher, None).resolve_in_doubt() == 1
+        new = Sender(ns.pool, providers, ns.settings, ctx.cipher, None)  # a new notify, started now
+        async with ns.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT status FROM messages WHERE callout_id = $1", e.callout_id) == "pending"
+            # the previous release's claim, as its sender wrote it (no claimed_by, no claim_id)
+            await conn.execute(
+                "UPDATE messages SET status = 'sending', sending_since = now(), attempts = attempts + 1, "
+                "channel = 'sms', provider = 'aliyun', updated_at = now() WHERE callout_id = $1", e.callout_id)
+        assert await new.resolve_in_doubt() == 0  # claimed after it started by a sender it cannot see: alive
+    finally:
+        if piece is not None:
+            piece.cancel()
+            with contextlib.suppress(BaseException):
+                await piece
+        ns.resume_sender()
+
+
+async def test_a_sender_at_its_in_flight_limit_takes_its_lease_again_when_the_connection_dies(
+    notify_stack: NotifyStack,
+) -> None:
+    """Review: requests claimed under a lost lease wait for the lease before they are sent; the loop, parked
+    until one of its requests in flight finished (the in-flight limit), must still come round to take it
+    again, or neither ever moves (no message sent, no event)."""
+    ns = notify_stack
+    await ns.hold_sender()
+    ctx = ns.runtime.extras["notify"]
+    providers = dict(ctx.providers)
+    live = Sender(ns.pool, providers, ns.settings.model_copy(update={"send_claim_size": 1}), ctx.cipher, None)
+    queue = live._gates["aliyun"] = asyncio.Semaphore(0)  # the provider's rate limit: requests wait their turn
+    loop = asyncio.create_task(live.run())
+    try:
+        lease_pid = await _wait_lease(live, ns)
+        sent = []
+        for _ in range(2):
+            vid, m, _ = await add_volunteer(ns)
+            e = request(vid)
+            await ns.publish(ns.callout_topic, str(vid), e)
+            sent.append((e, m))
+        for _ in range(150):  # 2 × send_claim_size in flight (ours, or earlier tests' leftovers): the loop waits
+            if live._inflight_messages >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert live._inflight_messages >= 2, "the sender never reached its in-flight limit"
+        async with ns.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", lease_pid)
+        await asyncio.sleep(0.2)
+        for _ in range(100):
+            queue.release()
+        for e, m in sent:
+            assert await message_row(ns, e.callout_id, status=("sent", "delivered")) is not None
+            assert len(await ns.wait_phone(m, 1)) == 1  # type: ignore[arg-type]
+    finally:
+        for _ in range(100):
+            queue.release()
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+        ns.resume_sender()
+
+
+async def test_a_sender_keeps_its_id_while_another_notify_looks_at_its_lock(notify_stack: NotifyStack) -> None:
+    """Review: another notify's in-doubt look holds a sender's lock for a moment; a sender taking its lease
+    again just then took a new instance id, and its own requests in flight became a gone sender's."""
+    ns = notify_stack
+    ctx = ns.runtime.extras["notify"]
+    sender = Sender(ns.pool, dict(ctx.providers), ns.settings, ctx.cipher, None)
+    first = sender.instance_id
+    async with ns.pool.acquire() as probe, ns.pool.acquire() as conn:
+        assert await probe.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", SENDER_LOCK_KEY, str(first))
+        take = asyncio.create_task(sender._hold_lease(conn))
+        await asyncio.sleep(0.2)
+        await probe.execute("SELECT pg_advisory_unlock($1, hashtext($2))", SENDER_LOCK_KEY, str(first))
+        await asyncio.wait_for(take, timeout=5)
+        assert sender.instance_id == first
+        assert await conn.fetchval("SELECT pg_advisory_unlock($1, hashtext($2))", SENDER_LOCK_KEY, str(first))
