@@ -19,7 +19,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -47,6 +47,9 @@ __all__ = ["AliyunSms", "aliyun_provider_message_id"]
 
 log = get_logger(__name__)
 _BATCH_PREFIX = "b"
+# A send is stamped (``sending_since``) before its request reaches Aliyun, which files it under the Asia/Shanghai
+# date it arrived on: one stamped this close to midnight is looked up on the next day too.
+_IN_FLIGHT = timedelta(minutes=10)
 
 
 def aliyun_provider_message_id(out_id: str, mobile: str) -> str:
@@ -210,23 +213,30 @@ class AliyunSms(ChannelProvider):
     async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
         """Look the message up with ``QuerySendDetails`` (by mobile and the Asia/Shanghai send date).
 
+        Aliyun files a send under the date it arrived (Asia/Shanghai): a send stamped (``sent_at``, UTC)
+        less than 10 minutes before midnight is looked up on the next day too, once that day has begun.
+
         Returns accepted when a record carries our ``OutId`` (or, for a batch send, our template with all our
         template values in its content); not accepted when the provider has no record of this template
-        to this number on that day; None when the provider cannot be asked (error) or the answer is ambiguous.
+        to this number on those days; None when the provider cannot be asked (error) or the answer is ambiguous.
         """
         mobile = to_national(message.recipient)
-        day = sent_at.astimezone(SHANGHAI).strftime("%Y%m%d")
-        request = sms_models.QuerySendDetailsRequest(phone_number=mobile, send_date=day, page_size=50, current_page=1)
-        async with self._limiter:
-            try:
-                response = await self._client.query_send_details_async(request)
-            except (TeaException, DaraException, OSError, TimeoutError) as exc:
-                log.warning("aliyun_query_failed", error_type=type(exc).__name__)
+        first = sent_at.astimezone(SHANGHAI).date()
+        last = min(sent_at + _IN_FLIGHT, datetime.now(UTC)).astimezone(SHANGHAI).date()
+        dtos: list[Any] = []
+        for day in sorted({first, last}):
+            request = sms_models.QuerySendDetailsRequest(phone_number=mobile, send_date=day.strftime("%Y%m%d"),
+                                                         page_size=50, current_page=1)
+            async with self._limiter:
+                try:
+                    response = await self._client.query_send_details_async(request)
+                except (TeaException, DaraException, OSError, TimeoutError) as exc:
+                    log.warning("aliyun_query_failed", error_type=type(exc).__name__)
+                    return None
+            body = response.body
+            if body.code != "OK":
                 return None
-        body = response.body
-        if body.code != "OK":
-            return None
-        dtos = body.sms_send_detail_dtos.sms_send_detail_dto if body.sms_send_detail_dtos else []
+            dtos += body.sms_send_detail_dtos.sms_send_detail_dto if body.sms_send_detail_dtos else []
         template = self._template(message)
         values = [v for v in message.template_params.values() if v]
         candidates = [d for d in dtos if d.template_code == template]

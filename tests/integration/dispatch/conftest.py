@@ -2,7 +2,8 @@
 
 Each test session migrates dispatch into its own schema (``dispatch_t_<hex>``) of the test
 database (``MUSTER_TEST_DATABASE_URL``), selected by ``search_path``, so it never touches the demo
-database nor another engineer's tables; the schema is dropped at the end.
+database nor another engineer's tables; the schema is dropped at the end. A module whose
+assertions cover whole tables gets a schema of its own (:func:`dispatch_schema`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ class DispatchDb:
 
 @pytest.fixture(scope="session")
 async def dispatch_db(stack: StackAddresses) -> AsyncIterator[DispatchDb]:
+    """The session's schema, shared by the modules that do not override it (see :func:`dispatch_schema`)."""
+    async with dispatch_schema(stack) as db:
+        yield db
+
+
+@asynccontextmanager
+async def dispatch_schema(stack: StackAddresses) -> AsyncIterator[DispatchDb]:
+    """A fresh schema with dispatch migrated into it, dropped at the end.
+
+    The session's schema holds every earlier test's incidents, and their deadlines fall due while
+    later tests run (an emergency's first wave waits 180 s): any deadline ticker then writes their
+    next waves. A module that counts whole tables or asks the ticker how many requirements it
+    handled overrides ``dispatch_db`` with a module-scoped fixture over this, so only its own
+    incidents are there.
+    """
     schema = f"dispatch_t_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(stack.test_dsn)
     await admin.execute(f"CREATE SCHEMA {schema}")

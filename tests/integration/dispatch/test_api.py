@@ -22,10 +22,27 @@ from shared.events import (
     TeamUpdated,
 )
 from shared.vocabulary import Channel, TeamType
+from tests.conftest import StackAddresses
 
-from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token, wait_for
+from .conftest import (
+    DispatchDb,
+    a_town_with_villages,
+    add_volunteers,
+    dispatch_schema,
+    now,
+    running_app,
+    token,
+    wait_for,
+)
 
 TABLES = ("incidents", "requirements", "callouts", "outbox", "audit_log", "timeline")
+
+
+@pytest.fixture(scope="module")
+async def dispatch_db(stack: StackAddresses) -> AsyncIterator[DispatchDb]:
+    """A schema of this module's own: it counts whole tables, and no other test's incident falls due in it."""
+    async with dispatch_schema(stack) as db:
+        yield db
 
 
 @pytest.fixture

@@ -14,11 +14,19 @@ from services.dispatch.units import units
 from shared.consumer import Tombstone
 from shared.events import VolunteerProfileUpdated
 from shared.topics import ROSTER_PROFILE
+from tests.conftest import StackAddresses
 
-from .conftest import DispatchDb, add_volunteers, running_app, token
+from .conftest import DispatchDb, add_volunteers, dispatch_schema, running_app, token
 
 TABLES = ("callouts", "outbox", "audit_log", "timeline")
 XINCHANG, SHANGYU = "330624", "330604"  # 新昌县, 上虞区
+
+
+@pytest.fixture(scope="module")
+async def dispatch_db(stack: StackAddresses) -> AsyncIterator[DispatchDb]:
+    """A schema of this module's own: it counts whole tables, and no other test's incident falls due in it."""
+    async with dispatch_schema(stack) as db:
+        yield db
 
 
 @pytest.fixture

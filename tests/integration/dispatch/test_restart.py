@@ -43,9 +43,8 @@ async def test_restart_mid_wave_resumes_deadline_and_escalates_on_time(dispatch_
     async with db.pool.acquire() as conn:
         assert await conn.fetchval("SELECT level FROM requirements WHERE incident_id = $1", incident_id) == "village"
 
-    async with running_app(db, tick=0.2) as client:
-        restarted = now()  # the service is up: migrations ran, consumers and the ticker are starting
-
+    # An hourly ticker ticks once, at start: the escalation awaited below can only be its first tick's.
+    async with running_app(db, tick=3600) as client:
         async def escalated() -> dict[str, object] | None:
             b = (await client.get(f"/incidents/{incident_id}", headers=headers)).json()
             return b if b["requirements"][0]["level"] == "town" and b["requirements"][0]["wave"] == 2 else None
@@ -55,7 +54,6 @@ async def test_restart_mid_wave_resumes_deadline_and_escalates_on_time(dispatch_
     esc = next(t for t in board["timeline"] if t["kind"] == "escalated")
     esc_at = datetime.fromisoformat(esc["at"])
     assert esc_at >= deadline  # never early
-    assert -1 < (esc_at - restarted).total_seconds() < 3  # at the first ticks after the restart
     assert board["callouts_by_state"] == {"timed_out": 1, "requested": 2}  # 1 × factor 2 in the town
     new_deadline = datetime.fromisoformat(board["next_deadline"])
     assert abs((new_deadline - esc_at).total_seconds() - deadline_s) < 1  # next wave armed with its own deadline

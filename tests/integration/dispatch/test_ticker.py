@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import pytest
+
 from services.dispatch import usecases
 from services.dispatch.handlers.ticker import run_due
 from services.dispatch.units import units
 from shared.events import IncidentMode
+from tests.conftest import StackAddresses
 
-from .conftest import DispatchDb, a_town_with_villages, add_volunteers
+from .conftest import DispatchDb, a_town_with_villages, add_volunteers, dispatch_schema
+
+
+@pytest.fixture(scope="module")
+async def dispatch_db(stack: StackAddresses) -> AsyncIterator[DispatchDb]:
+    """A schema of this module's own: the ticker handles every due requirement there is, and here it counts them."""
+    async with dispatch_schema(stack) as db:
+        yield db
 
 
 async def test_a_failing_requirement_is_skipped_and_the_rest_proceed(dispatch_db: DispatchDb) -> None:

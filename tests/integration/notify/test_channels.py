@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
@@ -14,6 +14,7 @@ import pytest
 from wechatpy.utils import check_signature
 
 from services.notify.channels import ChannelProvider, OutboundMessage, build_providers, provider_by_name
+from services.notify.channels._common import SHANGHAI
 from services.notify.channels.codes import TRANSPORT_ERROR
 from shared.events import MessageKind
 from shared.vocabulary import Channel
@@ -197,6 +198,23 @@ async def test_aliyun_query_finds_single_and_batch_sends_and_knows_an_unsent_one
     found_b = await provider.query(b, before)
     assert found_b is not None and found_b.accepted and found_b.provider_message_id == r_b.provider_message_id
     never = await provider.query(_msg(_mobile(), "14"), before)
+    assert never is not None and not never.accepted
+
+
+async def test_aliyun_query_finds_a_send_the_provider_filed_under_the_next_day(
+    fresh: SimHarness, http: httpx.AsyncClient
+) -> None:
+    """A send stamped just before midnight (Asia/Shanghai) reaches the provider after it, which files it under
+    the next day. The query asked the stamp's day only: "not sent", and the in-doubt message went out again.
+    (The test above would fail this way if it ran across 16:00 UTC, midnight in Shanghai.)"""
+    provider = await _provider(fresh, http, "aliyun")
+    message = _msg(_mobile(), "15")
+    [sent] = await provider.send([message])  # filed under today, Asia/Shanghai
+    today = datetime.now(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)
+    stamped = today - timedelta(milliseconds=1)  # stamped as sending a moment before today began
+    found = await provider.query(message, stamped)
+    assert found is not None and found.accepted and found.provider_message_id == sent.provider_message_id
+    never = await provider.query(_msg(_mobile(), "16"), stamped)  # on neither day: not sent
     assert never is not None and not never.accepted
 
 

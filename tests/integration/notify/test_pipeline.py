@@ -458,7 +458,10 @@ async def test_a_call_out_waiting_to_retry_is_not_sent_after_its_stand_down(noti
     out at its retry time, after the stand-down (the stand-down's withhold sees only messages never tried)."""
     ns = notify_stack
     vid, m, _ = await add_volunteer(ns)
-    (await ns.http.post(f"{ns.sim.url}/sim/faults", json={"rate_limit": {"aliyun": 1}})).raise_for_status()
+    # Every send is refused until the stand-down is in, so the call-out is still waiting for a retry when it
+    # lands, however slow the machine. (With one refusal the retry came 0.2 s later, racing the stand-down
+    # through Kafka: a stand-down consumed after it found the call-out sent, and the test failed.)
+    (await ns.http.post(f"{ns.sim.url}/sim/faults", json={"rate_limit": {"aliyun": 1000}})).raise_for_status()
     e = request(vid)
     try:
         await ns.publish(ns.callout_topic, str(vid), e)
@@ -468,6 +471,9 @@ async def test_a_call_out_waiting_to_retry_is_not_sent_after_its_stand_down(noti
         await ns.publish(ns.callout_topic, str(vid), CallOutCancelled(
             callout_id=e.callout_id, incident_id=e.incident_id, volunteer_id=vid, reason=CancelReason.FILLED,
             incident_title=e.incident_title))
+        assert await ns.wait_row("SELECT 1 FROM callouts WHERE callout_id = $1 AND state = 'closed'",
+                                 e.callout_id) is not None, "the stand-down was not consumed"
+        (await ns.http.delete(f"{ns.sim.url}/sim/faults")).raise_for_status()  # the next retry would go through
         row = await ns.wait_row("SELECT error_code FROM messages WHERE callout_id = $1 AND kind = 'callout' "
                                 "AND status = 'failed'", e.callout_id, timeout=30)
     finally:
