@@ -18,6 +18,8 @@ For each size N (default 100, 1,000 and 10,000):
    call-out message to the same phone (must be 0) and ``missing`` call-outs on the board with no message.
    ``cpu_seconds``: CPU seconds each process of the stack spent from ``t0`` until the last message was
    seen (:mod:`bench.cpu`; the benchmark's own polling of the simulator is in ``simulator``).
+   ``row_writes``: rows the three databases inserted, updated and deleted over the same window (+1.5 s
+   for PostgreSQL's statistics to arrive; :mod:`bench.row_writes`), and ``row_writes_per_callout``.
 4. Untimed: the incident is closed (notify then stands the N volunteers down) and the stack is left to go
    quiet (consumer lag 0, no new simulator messages for 2 s) before the next size.
 
@@ -43,7 +45,7 @@ from typing import Any
 
 import httpx
 
-from bench import cpu
+from bench import cpu, row_writes
 from bench.machine import save
 from muster.drill.runner import classify
 
@@ -136,6 +138,7 @@ async def fan_out_once(n: int, *, http: httpx.AsyncClient, headers: dict[str, st
             "requirements": requirements,
             "policy": {"over_call_factor": FACTOR, "wave_deadline_seconds": 1800, "max_level": "city"}}
     after = await _last_seq(http, sim)
+    rows_before = await row_writes.snapshot()
     cpu_before = cpu.snapshot()
     t0 = time.time()
     r = await http.post(f"{dispatch}/incidents", json=body, headers=headers)
@@ -157,6 +160,8 @@ async def fan_out_once(n: int, *, http: httpx.AsyncClient, headers: dict[str, st
                 channels[m["channel"]] += 1
         after = page["last_seq"] if page["messages"] else after
     cpu_spent = cpu.spent(cpu_before, cpu.snapshot())
+    await asyncio.sleep(row_writes.FLUSH_SECONDS)  # untimed: the backends report their last second's counters
+    rows = row_writes.spent(rows_before, await row_writes.snapshot())
     latencies = sorted((at - t0) * 1000 for _, at in received)
     per_phone = Counter(phone for phone, _ in received)
     complete = len(per_phone) >= called
@@ -174,6 +179,10 @@ async def fan_out_once(n: int, *, http: httpx.AsyncClient, headers: dict[str, st
         "duplicates": sum(c - 1 for c in per_phone.values()),
         "missing": max(0, called - len(per_phone)),
         "cpu_seconds": cpu_spent,
+        # what the databases wrote from the POST until every message was accepted (+ FLUSH_SECONDS): call-outs,
+        # messages, outbox rows and their stamps, processed events, receipts that came in; not the stand-down
+        "row_writes": rows,
+        "row_writes_per_callout": round(rows["total"] / called, 1) if called else None,
     }
 
 
@@ -210,6 +219,8 @@ async def run(sizes: tuple[int, ...] = (100, 1000, 10000), *, timeout: float = 1
             print(f"fan-out {n:>6}: called {fig['called']}, wall {fig['wall_seconds']} s, p50 {fig['p50_ms']} ms, "
                   f"p99 {fig['p99_ms']} ms, duplicates {fig['duplicates']}, missing {fig['missing']}", flush=True)
             print(f"  cpu seconds: {fig['cpu_seconds']}", flush=True)
+            print(f"  row writes: {fig['row_writes']['by_database']} ({fig['row_writes_per_callout']} a call-out)",
+                  flush=True)
         await _settle(http, sim, env["KAFKA_BOOTSTRAP_SERVERS"])
     return {"sizes": out}
 

@@ -310,6 +310,8 @@ def _rows(plan: Plan, kafka: dict[int, dict[str, Any]], pg: dict[int, dict[str, 
             note = ", ".join(f"{k} {f[k]}" for k in ("duplicates", "missing") if k in f)
             if isinstance(f.get("cpu_seconds"), dict):
                 note += f", CPU of the stack {f['cpu_seconds']['total']} s"
+            if f.get("row_writes_per_callout") is not None:
+                note += f", {f['row_writes_per_callout']} row writes a call-out"
         k, p = kafka[n], pg[n]
         base = p["wall_seconds"]
         rows.append(Row(f"fan-out N={n:,}: wall time", None if f is None else _num(f, "wall_seconds", "wall_s"), "s",
