@@ -84,6 +84,7 @@ class DrillState:
     volunteer_skills: dict[str, list[str]] = field(default_factory=dict)
     incidents: dict[str, IncidentPlan] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    last_message: float = 0.0  # time.monotonic() when the phones last received a message
     sent: list[dict[str, Any]] = field(default_factory=list)
     pending: set[asyncio.Task[Any]] = field(default_factory=set)
     callout_index: dict[str, dict[str, Any]] = field(default_factory=dict)  # volunteer id → latest open call-out
@@ -295,6 +296,23 @@ async def _follow_phones(state: DrillState, scenario: Scenario, http: httpx.Asyn
         for msg in items:
             after = max(after, int(msg["seq"]))
             _on_message(state, scenario, http, msg)
+        if items:
+            state.last_message = time.monotonic()
+
+
+async def _phones_quiet(state: DrillState, *, since: float, quiet: float = 3.0, limit: float = 30.0) -> None:
+    """Wait until no phone has received a message for ``quiet`` seconds (``since`` at the earliest), or ``limit``.
+
+    ``since`` is a ``time.monotonic()`` value; ``quiet`` and ``limit`` are seconds, ``limit`` counted from ``since``.
+
+    The stand-downs of a close keep arriving while notify works through them; a fixed pause after the close
+    cut the report's phone count short of what the simulator then delivered when the machine was slow.
+    """
+    while time.monotonic() < since + limit:
+        idle_from = max(since, state.last_message)
+        if time.monotonic() - idle_from >= quiet:
+            return
+        await asyncio.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------------------- boards
@@ -400,8 +418,9 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
         for incident_id in state.incidents:
             await http.post(f"{DISPATCH}/incidents/{incident_id}/close", json={"outcome": "drill complete"},
                             headers=headers)
+        closed = time.monotonic()
         await _wait_replies_recorded(state, http, headers)
-        await asyncio.sleep(3.0)  # stand-downs reach the phones
+        await _phones_quiet(state, since=closed)  # stand-downs reach the phones
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
