@@ -89,6 +89,9 @@ class DrillState:
     pending: set[asyncio.Task[Any]] = field(default_factory=set)
     callout_index: dict[str, dict[str, Any]] = field(default_factory=dict)  # volunteer id → latest open call-out
     answered: set[tuple[str, str]] = field(default_factory=set)  # (volunteer id, message out id)
+    decided: set[str] = field(default_factory=set)  # call-out ids a phone has decided on
+    headers: dict[str, str] = field(default_factory=dict)  # the operator's, for the index refresh
+    refreshing: asyncio.Task[None] | None = None  # the index refresh in flight, shared by every phone waiting
     errors: list[str] = field(default_factory=list)
     # Phones' requests in flight at once. Unbounded, thousands queued on one client while notify was down
     # (fault drill), and httpcore's pool then matched them to connections without yielding to the loop.
@@ -253,33 +256,76 @@ def _on_message(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, 
     if vid is None:
         return
     if kind == "callout":
-        callout = state.callout_index.get(vid, {})
-        level = Level(callout.get("level", "village"))
-        skill = callout.get("skill")
-        if skill is None:
-            skills = state.volunteer_skills.get(vid)
-            skill = skills[0] if skills else None
-        response = decide(scenario.responders, seed=scenario.seed, key=f"{vid}:{msg.get('out_id')}",
-                          level=level, skill=skill)
-        if response.action == "ignore" or response.text is None:
-            return
-        code = ""
-        if m := _REPLY_CODE.search(msg.get("text", "")):
-            code = m.group(1)
-        text = response.text
-        if code and text in ("1", "2"):
-            text = f"{text}{code}"
-        msg["response"] = response.action
-        _spawn(state, _reply(state, http, msg, text, response.latency_s, action=response.action,
-                             eta=response.eta_minutes))
-        if response.action == "accept" and not response.no_show and response.arrival_after_s is not None:
-            state.callout_index.setdefault(vid, {})["arrive_after"] = response.arrival_after_s
+        entry = state.callout_index.get(vid)
+        if entry is None or entry.get("callout_id") in state.decided:
+            # The boards are read once a second: this call-out may not be indexed yet, and deciding with the
+            # village's rates (or the volunteer's last call-out) would skew the responders' model.
+            _spawn(state, _respond_when_indexed(state, scenario, http, msg, vid))
+        else:
+            _respond(state, scenario, http, msg, vid)
     elif kind == "assigned":
         callout = state.callout_index.get(vid, {})
         arrive = callout.get("arrive_after")
         if arrive is not None:
             text = ARRIVED_TEXTS[hash(vid) % len(ARRIVED_TEXTS)]
             _spawn(state, _reply(state, http, msg, text, float(arrive), action="arrived"))
+
+
+async def _respond_when_indexed(state: DrillState, scenario: Scenario, http: httpx.AsyncClient,
+                                msg: dict[str, Any], vid: str, tries: int = 3) -> None:
+    """Refresh the call-out index (one refresh shared by every phone waiting), then decide (:func:`_respond`).
+
+    After ``tries`` refreshes without a new call-out for ``vid`` (a call-out message sent again, by SMS after
+    WeChat), it decides with what the index has.
+    """
+    for _ in range(tries):
+        if state.refreshing is None or state.refreshing.done():
+            state.refreshing = asyncio.create_task(_refresh_index(state, http))
+        try:
+            await asyncio.shield(state.refreshing)
+        except Exception as exc:  # the dispatch API failing: decide with what the index has, and say so
+            state.errors.append(f"call-out index refresh: {exc!r}")
+            break
+        entry = state.callout_index.get(vid)
+        if entry is not None and entry.get("callout_id") not in state.decided:
+            break
+    _respond(state, scenario, http, msg, vid)
+
+
+async def _refresh_index(state: DrillState, http: httpx.AsyncClient) -> None:
+    boards = {}
+    for incident_id in list(state.incidents):
+        r = await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=state.headers)
+        if r.status_code == 200:
+            boards[incident_id] = r.json()
+    await _refresh_callouts(state, http, state.headers, boards)
+
+
+def _respond(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, msg: dict[str, Any], vid: str) -> None:
+    """Decide a phone's answer to a call-out message from the index's level and skill, and send it later."""
+    callout = state.callout_index.get(vid, {})
+    if callout.get("callout_id"):
+        state.decided.add(callout["callout_id"])
+    level = Level(callout.get("level", "village"))
+    skill = callout.get("skill")
+    if skill is None:
+        skills = state.volunteer_skills.get(vid)
+        skill = skills[0] if skills else None
+    response = decide(scenario.responders, seed=scenario.seed, key=f"{vid}:{msg.get('out_id')}",
+                      level=level, skill=skill)
+    if response.action == "ignore" or response.text is None:
+        return
+    code = ""
+    if m := _REPLY_CODE.search(msg.get("text", "")):
+        code = m.group(1)
+    text = response.text
+    if code and text in ("1", "2"):
+        text = f"{text}{code}"
+    msg["response"] = response.action
+    _spawn(state, _reply(state, http, msg, text, response.latency_s, action=response.action,
+                         eta=response.eta_minutes))
+    if response.action == "accept" and not response.no_show and response.arrival_after_s is not None:
+        state.callout_index.setdefault(vid, {})["arrive_after"] = response.arrival_after_s
 
 
 async def _follow_phones(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
@@ -396,6 +442,7 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
         await _seed_roster(scenario, http)
         token = await _operator_token()
         headers = {"Authorization": f"Bearer {token}"}
+        state.headers = headers
         await _load_directory(state, http)
         await _wait_projections(bootstrap)
         (await http.post(f"{SIMULATOR}/sim/reset")).raise_for_status()
