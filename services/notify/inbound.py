@@ -37,6 +37,7 @@ from services.notify.adapters.crypto import ContactCipher
 from services.notify.channels.base import DeliveryReceipt
 from services.notify.domain.replies import ParsedReply, parse_reply
 from services.notify.domain.routing import OpenCallOut, choose_channel, match_callout
+from services.notify.sender import DROP_CLAIM
 from shared import outbox
 from shared.events import MessageDelivered, MessageFailed, MessageKind, ReplyIntent, ReplyReceived
 from shared.logging import get_logger
@@ -157,10 +158,10 @@ async def _failed_receipt(
             fallback = choose_channel(view, exclude=[Channel.WECHAT]) is Channel.SMS
     if fallback:
         await conn.execute(
-            """
+            f"""
             UPDATE messages SET status = 'pending', failed_channels = array_append(failed_channels, channel),
                 channel = NULL, provider = NULL, provider_message_id = NULL, error_code = $2, attempts = 0,
-                next_attempt_at = now(), claimed_by = NULL, claim_id = NULL, updated_at = now()
+                next_attempt_at = now(), {DROP_CLAIM}, updated_at = now()
             WHERE message_id = $1
             """,
             row["message_id"], code,

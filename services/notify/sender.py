@@ -64,12 +64,15 @@ from shared.settings import NotifySettings
 from shared.topics import DELIVERY
 from shared.vocabulary import Channel
 
-__all__ = ["SENDER_LOCK_KEY", "Claimed", "Sender", "SenderStats"]
+__all__ = ["DROP_CLAIM", "SENDER_LOCK_KEY", "Claimed", "Sender", "SenderStats"]
 
 log = get_logger(__name__)
 SENDER_LOCK_KEY = 0x6D73_6E64  # "msnd": a live sender holds (SENDER_LOCK_KEY, hashtext(its instance id))
 # A provider's answer is recorded only on a row still sending under the claim it answers (u.claim_id).
 _OWNED = "m.status = 'sending' AND m.claim_id IS NOT DISTINCT FROM u.claim_id"
+DROP_CLAIM = "claimed_by = NULL, claim_id = NULL"
+"""SET clause of every update that puts a message back to ``pending``: the next claim names its own sender, and
+an older notify's claim (which sets neither column) cannot inherit a gone sender's."""
 
 _MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill,
     m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since, m.claim_id,
@@ -402,7 +405,7 @@ class Sender:
             f"""
             UPDATE messages m SET status = 'pending', attempts = m.attempts + CASE WHEN m.status = 'pending' THEN 1 ELSE 0 END,
                 next_attempt_at = now() + make_interval(secs => u.delay), error_code = $3, sending_since = NULL,
-                claimed_by = NULL, claim_id = NULL, updated_at = now()
+                {DROP_CLAIM}, updated_at = now()
             FROM unnest($1::uuid[], $2::float8[], $4::uuid[]) AS u(message_id, delay, claim_id)
             WHERE m.message_id = u.message_id {"AND " + _OWNED if claims is not None else ""}
             RETURNING m.message_id
@@ -449,7 +452,7 @@ class Sender:
             f"""
             UPDATE messages m SET status = 'pending', failed_channels = array_append(failed_channels, $2),
                 channel = NULL, provider = NULL, provider_message_id = NULL, error_code = $3, attempts = 0,
-                next_attempt_at = now(), sending_since = NULL, claimed_by = NULL, claim_id = NULL, updated_at = now()
+                next_attempt_at = now(), sending_since = NULL, {DROP_CLAIM}, updated_at = now()
             FROM (SELECT $4::uuid AS claim_id) u
             WHERE m.message_id = $1 {"AND " + _OWNED if claim else ""}
             RETURNING m.message_id
@@ -637,15 +640,15 @@ class Sender:
                 claimed = Claimed(row, channel, provider, out, contact, row["claim_id"])
                 if answer is not None and answer.accepted:
                     await self._mark_sent(conn, [(claimed, answer)], in_doubt=True)
-                elif answer is not None:
+                elif answer is not None or (
+                    row["sending_since"] < utcnow() - timedelta(seconds=self._s.in_doubt_resend_after_seconds)
+                ):
+                    if answer is None:
+                        log.warning("message.in_doubt_resend", message_id=str(row["message_id"]),
+                                    provider=provider.name)
                     await conn.execute(
                         "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "
-                        "claimed_by = NULL, claim_id = NULL, updated_at = now() WHERE message_id = $1", row["message_id"])
-                elif row["sending_since"] < utcnow() - timedelta(seconds=self._s.in_doubt_resend_after_seconds):
-                    log.warning("message.in_doubt_resend", message_id=str(row["message_id"]), provider=provider.name)
-                    await conn.execute(
-                        "UPDATE messages SET status = 'pending', next_attempt_at = now(), sending_since = NULL, "
-                        "claimed_by = NULL, claim_id = NULL, updated_at = now() WHERE message_id = $1", row["message_id"])
+                        f"{DROP_CLAIM}, updated_at = now() WHERE message_id = $1", row["message_id"])
                 else:
                     continue  # unknown: ask again next round
                 resolved += 1
