@@ -91,7 +91,7 @@ class DrillState:
     answered: set[tuple[str, str]] = field(default_factory=set)  # (volunteer id, message out id)
     decided: set[str] = field(default_factory=set)  # call-out ids a phone has decided on
     headers: dict[str, str] = field(default_factory=dict)  # the operator's, for the index refresh
-    refreshing: asyncio.Task[None] | None = None  # the index refresh in flight, shared by every phone waiting
+    refreshing: asyncio.Task[dict[str, dict[str, Any]]] | None = None  # the index refresh in flight, shared
     errors: list[str] = field(default_factory=list)
     # Phones' requests in flight at once. Unbounded, thousands queued on one client while notify was down
     # (fault drill), and httpcore's pool then matched them to connections without yielding to the loop.
@@ -292,13 +292,19 @@ async def _respond_when_indexed(state: DrillState, scenario: Scenario, http: htt
     _respond(state, scenario, http, msg, vid)
 
 
-async def _refresh_index(state: DrillState, http: httpx.AsyncClient) -> None:
-    boards = {}
+async def _refresh_index(state: DrillState, http: httpx.AsyncClient,
+                         boards: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Read every incident's board into ``boards``, then index the call-outs (:func:`_refresh_callouts`).
+
+    A board that cannot be read keeps its last copy. Returns ``boards``.
+    """
+    boards = {} if boards is None else boards
     for incident_id in list(state.incidents):
         r = await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=state.headers)
         if r.status_code == 200:
             boards[incident_id] = r.json()
     await _refresh_callouts(state, http, state.headers, boards)
+    return boards
 
 
 def _respond(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, msg: dict[str, Any], vid: str) -> None:
@@ -403,16 +409,11 @@ def _settled(board: dict[str, Any]) -> bool:
     return all(r["filled"] >= r["count"] or r.get("status") in ("filled", "unfilled") for r in reqs)
 
 
-async def _follow_boards(state: DrillState, scenario: Scenario, http: httpx.AsyncClient,
-                         headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+async def _follow_boards(state: DrillState, scenario: Scenario, http: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + scenario.timeout_seconds
     boards: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        for incident_id in state.incidents:
-            r = await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)
-            if r.status_code == 200:
-                boards[incident_id] = r.json()
-        await _refresh_callouts(state, http, headers, boards)
+        await _refresh_index(state, http, boards)
         if boards and len(boards) == len(state.incidents) and all(_settled(b) for b in boards.values()):
             _log("every requirement is filled or flagged unfilled")
             return boards
@@ -456,7 +457,7 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
             incident_id = await _open(plan, http, headers)
             state.incidents[incident_id] = plan
             _log(f"opened {plan.title} ({incident_id})")
-        boards = await _follow_boards(state, scenario, http, headers)
+        boards = await _follow_boards(state, scenario, http)
         # Let the replies and check-ins already drawn land (bounded), then close.
         grace = time.monotonic() + 30
         while state.pending and time.monotonic() < grace:
