@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -31,12 +32,45 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.notify.app import create_app
+from services.notify.channels.base import (
+    ChannelProvider,
+    DeliveryReceipt,
+    OutboundMessage,
+    SendResult,
+    Uplink,
+)
 from shared.events import Event
 from shared.outbox import RELAY_LOCK_KEY
 from shared.service import Runtime
 from shared.topics import TopicSpec, ensure_topics
 from simulator.server import serve_in_background
 from simulator.testing import SimHarness, running_simulator
+
+
+class ProviderWrapper(ChannelProvider):
+    """A real provider with a test's behaviour around ``send`` (override it); everything else is the inner one's.
+
+    Args:
+        inner: the provider wrapped (its name, channel, batch size and rate are this one's).
+
+    """
+
+    def __init__(self, inner: ChannelProvider) -> None:
+        self.inner = inner
+        self.name, self.channel = inner.name, inner.channel
+        self.max_batch, self.rate_per_second = inner.max_batch, inner.rate_per_second
+
+    async def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
+        return await self.inner.send(messages)
+
+    async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
+        return await self.inner.query(message, sent_at)
+
+    def parse_receipts(self, body: bytes, content_type: str) -> list[DeliveryReceipt]:
+        return self.inner.parse_receipts(body, content_type)
+
+    def parse_uplinks(self, body: bytes, content_type: str) -> list[Uplink]:
+        return self.inner.parse_uplinks(body, content_type)
 
 
 def _free_port() -> int:

@@ -5,31 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from services.notify.channels.base import (
-    ChannelProvider,
-    DeliveryReceipt,
-    OutboundMessage,
-    SendResult,
-    Uplink,
-)
+from services.notify.channels.base import ChannelProvider, OutboundMessage, SendResult
 from services.notify.sender import Claimed, Sender
-from services.notify.testing import NotifyStack
+from services.notify.testing import NotifyStack, ProviderWrapper
 from tests.integration.notify.test_pipeline import add_volunteer, message_row, request
 
 N = 20
 
 
-class AnswersTogether(ChannelProvider):
+class AnswersTogether(ProviderWrapper):
     """The real WeChat provider; each answer is held until the provider has taken all of ``ids``."""
 
     def __init__(self, inner: ChannelProvider, ids: set[UUID]) -> None:
-        self.inner, self.ids = inner, ids
-        self.name, self.channel = inner.name, inner.channel
-        self.max_batch, self.rate_per_second = inner.max_batch, inner.rate_per_second
+        super().__init__(inner)
+        self.ids = ids
         self.all_taken = asyncio.Event()
 
     async def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
@@ -40,15 +32,6 @@ class AnswersTogether(ChannelProvider):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.all_taken.wait(), timeout=10)
         return results
-
-    async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
-        return await self.inner.query(message, sent_at)
-
-    def parse_receipts(self, body: bytes, content_type: str) -> list[DeliveryReceipt]:
-        return self.inner.parse_receipts(body, content_type)
-
-    def parse_uplinks(self, body: bytes, content_type: str) -> list[Uplink]:
-        return self.inner.parse_uplinks(body, content_type)
 
 
 class CountingSender(Sender):

@@ -5,42 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import datetime
 
 import asyncpg
 
 from services.notify.channels.base import (
     ChannelProvider,
-    DeliveryReceipt,
     OutboundMessage,
     SendResult,
-    Uplink,
 )
 from services.notify.sender import SENDER_LOCK_KEY, Sender
-from services.notify.testing import NotifyStack
+from services.notify.testing import NotifyStack, ProviderWrapper
 from tests.integration.notify.test_pipeline import add_volunteer, message_row, request
 
 
-class DiesAfterSending(ChannelProvider):
+class DiesAfterSending(ProviderWrapper):
     """The real provider, but the process 'dies' right after the provider accepted the send."""
-
-    def __init__(self, inner: ChannelProvider) -> None:
-        self.inner = inner
-        self.name, self.channel = inner.name, inner.channel
-        self.max_batch, self.rate_per_second = inner.max_batch, inner.rate_per_second
 
     async def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
         await self.inner.send(messages)
         raise SystemError("killed between the provider's answer and the commit")
-
-    async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
-        return await self.inner.query(message, sent_at)
-
-    def parse_receipts(self, body: bytes, content_type: str) -> list[DeliveryReceipt]:
-        return self.inner.parse_receipts(body, content_type)
-
-    def parse_uplinks(self, body: bytes, content_type: str) -> list[Uplink]:
-        return self.inner.parse_uplinks(body, content_type)
 
 
 async def test_a_send_interrupted_after_the_provider_accepted_is_not_sent_twice(notify_stack: NotifyStack) -> None:
@@ -112,28 +95,17 @@ async def test_a_wechat_send_found_sent_after_a_restart_is_not_sent_again_by_sms
         ns.resume_sender()
 
 
-class AnswersWhenReleased(ChannelProvider):
+class AnswersWhenReleased(ProviderWrapper):
     """The real provider, whose request goes out only when the test releases it (a slow provider)."""
 
     def __init__(self, inner: ChannelProvider) -> None:
-        self.inner = inner
-        self.name, self.channel = inner.name, inner.channel
-        self.max_batch, self.rate_per_second = inner.max_batch, inner.rate_per_second
+        super().__init__(inner)
         self.called, self.release = asyncio.Event(), asyncio.Event()
 
     async def send(self, messages: Sequence[OutboundMessage]) -> list[SendResult]:
         self.called.set()
         await self.release.wait()
         return await self.inner.send(messages)
-
-    async def query(self, message: OutboundMessage, sent_at: datetime) -> SendResult | None:
-        return await self.inner.query(message, sent_at)
-
-    def parse_receipts(self, body: bytes, content_type: str) -> list[DeliveryReceipt]:
-        return self.inner.parse_receipts(body, content_type)
-
-    def parse_uplinks(self, body: bytes, content_type: str) -> list[Uplink]:
-        return self.inner.parse_uplinks(body, content_type)
 
 
 async def _message_events(ns: NotifyStack, callout_id: object, event_type: str) -> int:
