@@ -32,6 +32,7 @@ __all__ = [
     "OutboundMessage",
     "SendResult",
     "Uplink",
+    "aliyun_id_key",
     "build_providers",
     "provider_by_name",
     "provider_http_client",
@@ -56,6 +57,7 @@ def _sms(settings: NotifySettings, name: str) -> ChannelProvider:
         if settings.aliyun_access_key_secret is None:
             raise ChannelConfigError("NOTIFY_ALIYUN_ACCESS_KEY_SECRET is not set")
         return AliyunSms(
+            id_key=aliyun_id_key(settings),
             base_url=settings.aliyun_base_url, access_key_id=settings.aliyun_access_key_id,
             access_key_secret=settings.aliyun_access_key_secret.get_secret_value(),
             sign_name=settings.aliyun_sign_name, templates=settings.aliyun_templates,
@@ -74,6 +76,22 @@ def _sms(settings: NotifySettings, name: str) -> ChannelProvider:
             timeout_seconds=settings.provider_timeout_seconds,
         )
     raise ChannelConfigError(f"unknown SMS provider {name!r}")
+
+
+def aliyun_id_key(settings: NotifySettings) -> bytes:
+    """The key of the mobile digest in Aliyun message ids: from ``NOTIFY_ENCRYPTION_KEY`` (the contacts' key,
+    which does not rotate with the AccessKey), else from the AccessKey secret.
+
+    Raises:
+        ChannelConfigError: neither is set.
+
+    """
+    from services.notify.channels.aliyun import provider_id_key
+
+    secret = settings.encryption_key or settings.aliyun_access_key_secret
+    if secret is None:
+        raise ChannelConfigError("NOTIFY_ENCRYPTION_KEY is not set")
+    return provider_id_key(secret.get_secret_value())
 
 
 def provider_by_name(settings: NotifySettings, http: httpx.AsyncClient, name: str) -> ChannelProvider:

@@ -3,9 +3,12 @@
 * One message → ``SendSms`` with ``OutId`` = the message id (our idempotency key).
 * Several messages of one kind → ``SendBatchSms`` (up to 100 numbers, per-number ``TemplateParamJson``) with
   ``OutId`` = ``b`` + a batch id (Aliyun has one ``OutId`` and one ``BizId`` per request).
-* Aliyun's ``BizId`` is per request, so the per-message ``provider_message_id`` is ``"{OutId}:{mobile}"``
-  (mobile as 11 national digits): delivery receipts (``out_id`` + ``phone_number``) and
-  ``QuerySendDetails`` records (``OutId`` + ``PhoneNum``) carry both, so every path yields the same id.
+* Aliyun's ``BizId`` is per request, so the per-message ``provider_message_id`` is ``"{OutId}:{digest}"``,
+  ``digest`` = the first 20 hex digits of HMAC-SHA256 of the 11 national digits under ``id_key``: delivery
+  receipts (``out_id`` + ``phone_number``) and ``QuerySendDetails`` records (``OutId`` + ``PhoneNum``) carry
+  both, so every path yields the same id, and the id (stored in ``messages``/``early_receipts``, published on
+  ``notify.delivery.v1``) does not carry the mobile (PIPL Art. 51; issue #14). 80 bits keep the ids of one
+  batch (at most 100 numbers) apart.
 * A batch refused with ``isv.MOBILE_NUMBER_ILLEGAL`` (Aliyun does not say which number) is re-sent one
   ``SendSms`` per message, so only the bad numbers fail. Nothing was accepted, so nothing is duplicated.
 
@@ -16,6 +19,8 @@ document_detail/101867.html (SmsReport), .../smsup-http (SmsUp), error codes doc
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,6 +32,8 @@ from uuid import UUID
 from alibabacloud_dysmsapi20170525 import models as sms_models
 from alibabacloud_dysmsapi20170525.client import Client as DysmsapiClient
 from alibabacloud_tea_openapi.utils_models import Config
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from darabonba.exceptions import DaraException
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from Tea.exceptions import TeaException
@@ -43,7 +50,7 @@ from services.notify.channels.codes import TRANSPORT_ERROR, aliyun_classify, to_
 from shared.logging import get_logger
 from shared.vocabulary import Channel
 
-__all__ = ["AliyunSms", "aliyun_provider_message_id"]
+__all__ = ["AliyunSms", "aliyun_provider_message_id", "provider_id_key"]
 
 log = get_logger(__name__)
 _BATCH_PREFIX = "b"
@@ -52,9 +59,24 @@ _BATCH_PREFIX = "b"
 _IN_FLIGHT = timedelta(minutes=10)
 
 
-def aliyun_provider_message_id(out_id: str, mobile: str) -> str:
-    """The per-message id: ``"{OutId}:{11-digit mobile}"`` (see the module docstring)."""
-    return f"{out_id}:{to_national(mobile)}"
+_ID_DIGEST_HEX = 20
+
+
+def provider_id_key(secret: str) -> bytes:
+    """The HMAC key of the mobile digest in provider message ids, derived (HKDF-SHA256) from a secret."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"muster.notify.provider-id").derive(
+        secret.encode())
+
+
+def aliyun_provider_message_id(out_id: str, mobile: str, id_key: bytes) -> str:
+    """The per-message id: ``"{OutId}:{keyed digest of the 11-digit mobile}"`` (see the module docstring).
+
+    Raises:
+        ValueError: ``mobile`` is not a mainland mobile.
+
+    """
+    digest = hmac.new(id_key, to_national(mobile).encode(), hashlib.sha256).hexdigest()[:_ID_DIGEST_HEX]
+    return f"{out_id}:{digest}"
 
 
 def _is_batch_id(out_id: str | None) -> bool:
@@ -112,6 +134,8 @@ class AliyunSms(ChannelProvider):
         templates: approved TemplateCode per :class:`MessageKind` value.
         rate_per_second: client-side request limit (Aliyun's own is 5,000 QPS per account).
         timeout_seconds: connect and read timeout.
+        id_key: HMAC key of the mobile digest in ``provider_message_id`` (:func:`provider_id_key`); by default
+            derived from ``access_key_secret``. Changing it orphans the ids of messages awaiting a receipt.
 
     """
 
@@ -120,7 +144,8 @@ class AliyunSms(ChannelProvider):
     max_batch = 100
 
     def __init__(self, *, base_url: str, access_key_id: str, access_key_secret: str, sign_name: str,
-                 templates: Mapping[str, str], rate_per_second: float = 100.0, timeout_seconds: float = 5.0) -> None:
+                 templates: Mapping[str, str], rate_per_second: float = 100.0, timeout_seconds: float = 5.0,
+                 id_key: bytes | None = None) -> None:
         parts = urlsplit(base_url)
         self._client = DysmsapiClient(Config(
             access_key_id=access_key_id, access_key_secret=access_key_secret, endpoint=parts.netloc,
@@ -131,6 +156,11 @@ class AliyunSms(ChannelProvider):
         self.templates = dict(templates)
         self.rate_per_second = rate_per_second
         self._limiter = limiter(rate_per_second)
+        self._id_key = id_key if id_key is not None else provider_id_key(access_key_secret)
+
+    def provider_message_id(self, out_id: str, mobile: str) -> str:
+        """This account's id of the message ``out_id`` to ``mobile`` (:func:`aliyun_provider_message_id`)."""
+        return aliyun_provider_message_id(out_id, mobile, self._id_key)
 
     # --- send -------------------------------------------------------------------------------------------
 
@@ -204,7 +234,7 @@ class AliyunSms(ChannelProvider):
 
     def _result(self, m: OutboundMessage, code: str, out_id: str, biz_id: str | None) -> SendResult:
         if code == "OK":
-            return SendResult(m.message_id, True, aliyun_provider_message_id(out_id, m.recipient))
+            return SendResult(m.message_id, True, self.provider_message_id(out_id, m.recipient))
         retryable, permanent = aliyun_classify(code)
         return SendResult(m.message_id, False, None, code, retryable=retryable, recipient_permanent=permanent)
 
@@ -242,10 +272,10 @@ class AliyunSms(ChannelProvider):
         candidates = [d for d in dtos if d.template_code == template]
         for d in candidates:
             if d.out_id == str(message.message_id):
-                return SendResult(message.message_id, True, aliyun_provider_message_id(d.out_id, mobile))
+                return SendResult(message.message_id, True, self.provider_message_id(d.out_id, mobile))
         for d in candidates:
             if _is_batch_id(d.out_id) and values and all(v in (d.content or "") for v in values):
-                return SendResult(message.message_id, True, aliyun_provider_message_id(d.out_id, mobile))
+                return SendResult(message.message_id, True, self.provider_message_id(d.out_id, mobile))
         if not candidates:
             return SendResult(message.message_id, False, None, "not_found", retryable=True)
         return None
@@ -263,7 +293,7 @@ class AliyunSms(ChannelProvider):
         for r in _REPORTS.validate_json(body):
             recipient = to_e164(r.phone_number)
             receipts.append(DeliveryReceipt(
-                provider_message_id=aliyun_provider_message_id(r.out_id, recipient) if r.out_id else None,
+                provider_message_id=self.provider_message_id(r.out_id, recipient) if r.out_id else None,
                 message_id=_message_id_of(r.out_id),
                 recipient=recipient,
                 delivered=r.success,

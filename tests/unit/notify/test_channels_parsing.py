@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from services.notify.channels.aliyun import AliyunSms, aliyun_provider_message_id
+from services.notify.channels.aliyun import AliyunSms
 from services.notify.channels.tencent import TencentSms, tencent_reply_dedup_key
 from services.notify.channels.wechat import WeChatTemplate
 
@@ -49,11 +49,27 @@ def test_aliyun_smsreport_example(aliyun: AliyunSms) -> None:
     ok, failed = aliyun.parse_receipts(body, "application/json")
     assert ok.message_id == mid and ok.delivered and ok.error_code is None
     assert ok.recipient == "+8613811112222"
-    assert ok.provider_message_id == aliyun_provider_message_id(str(mid), "+8613811112222")
+    assert ok.provider_message_id == aliyun.provider_message_id(str(mid), "+8613811112222")
     assert ok.reported_at == datetime(2016, 12, 31, 16, 0, 5, tzinfo=UTC)  # Asia/Shanghai → UTC
     assert failed.message_id is None  # a batch OutId names no single message
     assert (failed.delivered, failed.error_code) == (False, "MK:0001")
-    assert failed.provider_message_id == "b0123:13811113333"
+    assert failed.provider_message_id == aliyun.provider_message_id("b0123", "+8613811113333")
+
+
+def test_aliyun_provider_message_id_does_not_carry_the_mobile(aliyun: AliyunSms) -> None:
+    """The id goes into notify.delivery.v1 and notify's tables: OutId plus a keyed digest, never the number."""
+    body = json.dumps([{"phone_number": "13811113333", "report_time": "2017-01-01 00:00:07", "success": True,
+                        "out_id": "b0123"}]).encode()
+    [receipt] = aliyun.parse_receipts(body, "application/json")
+    assert receipt.provider_message_id is not None
+    assert receipt.provider_message_id.startswith("b0123:")
+    assert "13811113333" not in receipt.provider_message_id and "1113333" not in receipt.provider_message_id
+    # one number, one id; two numbers of one batch, two ids; another key, another id (keyed, not a plain hash)
+    assert receipt.provider_message_id == aliyun.provider_message_id("b0123", "+86 138 1111 3333")
+    assert receipt.provider_message_id != aliyun.provider_message_id("b0123", "+8613811112222")
+    other = AliyunSms(base_url="http://127.0.0.1:9", access_key_id="id", access_key_secret="s", sign_name="红十字",
+                      templates=TEMPLATES, id_key=b"another key")
+    assert other.provider_message_id("b0123", "+8613811113333") != receipt.provider_message_id
 
 
 def test_aliyun_smsup_both_versions(aliyun: AliyunSms) -> None:
