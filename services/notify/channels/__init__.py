@@ -79,8 +79,10 @@ def _sms(settings: NotifySettings, name: str) -> ChannelProvider:
 
 
 def aliyun_id_key(settings: NotifySettings) -> bytes:
-    """The key of the mobile digest in Aliyun message ids: from ``NOTIFY_ENCRYPTION_KEY`` (the contacts' key,
-    which does not rotate with the AccessKey), else from the AccessKey secret.
+    """The key of the mobile digest in Aliyun message ids.
+
+    From ``NOTIFY_ENCRYPTION_KEY`` (the contacts' key, which does not rotate with the AccessKey), else from the
+    AccessKey secret.
 
     Raises:
         ChannelConfigError: neither is set.

@@ -159,7 +159,7 @@ class AliyunSms(ChannelProvider):
         self._id_key = id_key if id_key is not None else provider_id_key(access_key_secret)
 
     def provider_message_id(self, out_id: str, mobile: str) -> str:
-        """This account's id of the message ``out_id`` to ``mobile`` (:func:`aliyun_provider_message_id`)."""
+        """The account's id of the message ``out_id`` to ``mobile`` (:func:`aliyun_provider_message_id`)."""
         return aliyun_provider_message_id(out_id, mobile, self._id_key)
 
     # --- send -------------------------------------------------------------------------------------------
