@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
+from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.roster.domain.model import (
@@ -26,7 +27,7 @@ from services.roster.domain.normalise import NormaliseError, parse_mobile
 from shared.events import Availability
 from shared.vocabulary import SKILLS, Channel, TeamType
 
-__all__ = ["CertificateBody", "Page", "TeamIn", "TeamOut", "TeamPatch", "VolunteerIn", "VolunteerOut", "VolunteerPatch"]
+__all__ = ["MAX_PAGE", "CertificateBody", "Page", "PageNumber", "PageSize", "TeamIn", "TeamOut", "TeamPatch", "VolunteerIn", "VolunteerOut", "VolunteerPatch"]
 
 _SKILLS = {s.code for s in SKILLS}
 
@@ -247,6 +248,13 @@ class TeamOut(BaseModel):
 
 
 T = TypeVar("T")
+
+# The page number is bounded so that the row offset, (page - 1) × page_size, fits PostgreSQL's bigint
+# (OFFSET is an int8; 2**63 - 1 answered 500). 10**6 pages of 1,000 rows are far beyond any roster.
+MAX_PAGE = 1_000_000
+MAX_PAGE_SIZE = 1000
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"1-based page number, at most {MAX_PAGE}.")]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Rows per page, at most {MAX_PAGE_SIZE}.")]
 
 
 class Page(BaseModel, Generic[T]):

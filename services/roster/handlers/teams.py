@@ -13,7 +13,7 @@ from services.roster import commands
 from services.roster.adapters import repository as repo
 from services.roster.domain.model import Team
 from services.roster.handlers.deps import connection
-from services.roster.handlers.schemas import Page, TeamIn, TeamOut, TeamPatch
+from services.roster.handlers.schemas import Page, PageNumber, PageSize, TeamIn, TeamOut, TeamPatch
 from shared.vocabulary import TeamType
 
 router = APIRouter(prefix="/teams", tags=["teams"])
@@ -34,8 +34,8 @@ async def list_teams(
     unit: Annotated[str | None, Query(pattern=r"^\d{1,12}$", description="Unit code prefix (subtree).")] = None,
     team_type: TeamType | None = None,
     active: bool = True,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+    page: PageNumber = 1,
+    page_size: PageSize = 50,
 ) -> Page[TeamOut]:
     """Teams whose home unit lies in the subtree ``unit``, ordered by unit code then name."""
     items, total = await repo.list_teams(conn, unit=unit, team_type=team_type, active=active, page=page,
@@ -44,10 +44,17 @@ async def list_teams(
 
 
 @router.get("/{team_id}")
-async def get_team(team_id: UUID, conn: Conn) -> TeamOut:
+async def get_team(
+    team_id: UUID,
+    conn: Conn,
+    include_retired: Annotated[bool, Query(description="Answer a retired team too (with `active: false`).")] = False,
+) -> TeamOut:
+    """One team. 404 when unknown, or retired (unless ``include_retired``): a retired team is not live."""
     t = await repo.get_team(conn, team_id)
     if t is None:
         raise commands.NotFound(f"no team {team_id}")
+    if not t.active and not include_retired:
+        raise commands.NotFound(f"team {team_id} is retired (include_retired=true to read it)")
     return TeamOut.of(t)
 
 

@@ -23,7 +23,15 @@ from services.roster import commands
 from services.roster.adapters import repository as repo
 from services.roster.domain.model import MAX_NAME, Volunteer
 from services.roster.handlers.deps import connection
-from services.roster.handlers.schemas import Page, SkillCode, VolunteerIn, VolunteerOut, VolunteerPatch
+from services.roster.handlers.schemas import (
+    Page,
+    PageNumber,
+    PageSize,
+    SkillCode,
+    VolunteerIn,
+    VolunteerOut,
+    VolunteerPatch,
+)
 from shared.events import Availability
 
 router = APIRouter(prefix="/volunteers", tags=["volunteers"])
@@ -52,8 +60,8 @@ async def search_volunteers(
     availability: Availability | None = None,
     active: bool = True,
     name: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+    page: PageNumber = 1,
+    page_size: PageSize = 50,
 ) -> Page[VolunteerOut]:
     """Search volunteers (see the module docstring)."""
     f = repo.SearchFilter(unit=unit, skill=skill, certified_on=certified_on, availability=availability,

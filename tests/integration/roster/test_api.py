@@ -290,3 +290,28 @@ async def test_a_retired_volunteer_is_restored_through_the_api(client: httpx.Asy
     assert back.json()["active"] is True and back.json()["revision"] == 3
     assert (await client.get(f"/volunteers/{vid}")).json()["active"] is True
     assert (await client.post(f"/volunteers/{uuid.uuid4()}/restore")).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/teams", "/volunteers"])
+@pytest.mark.parametrize("page", ["9223372036854775807", "9223372036854775808", "99999999999999999999"])
+async def test_a_page_number_beyond_what_postgresql_stores_is_422_with_the_field(
+    client: httpx.AsyncClient, path: str, page: str
+) -> None:
+    r = await client.get(path, params={"page": page})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["query", "page"]
+
+
+async def test_a_retired_team_is_not_found_unless_asked_for(client: httpx.AsyncClient) -> None:
+    r = await client.post("/teams", json={"name": f"退役队{uuid.uuid4().hex[:6]}", "team_type": "water",
+                                          "unit_code": "330603105"})
+    assert r.status_code == 201, r.text
+    team_id = r.json()["id"]
+    assert (await client.get(f"/teams/{team_id}")).status_code == 200
+    assert (await client.delete(f"/teams/{team_id}")).status_code == 204
+    gone = await client.get(f"/teams/{team_id}")
+    assert gone.status_code == 404 and "retired" in gone.json()["detail"]
+    kept = await client.get(f"/teams/{team_id}", params={"include_retired": "true"})
+    assert kept.status_code == 200 and kept.json()["active"] is False
+    assert (await client.patch(f"/teams/{team_id}", json={"name": "x"})).status_code == 404
+    assert (await client.delete(f"/teams/{team_id}")).status_code == 404
