@@ -23,9 +23,11 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
 
 from shared.consumer import TRANSIENT_ERRORS, IdempotentConsumer, is_transient
 from shared.db import create_pool, upgrade_async
+from shared.http_errors import error_responses
 from shared.logging import configure_logging, get_logger
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
@@ -75,6 +77,13 @@ class ServiceSpec:
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     pool_max_size: int = 10
+
+
+class Readiness(BaseModel):
+    """``GET /health/ready``: ``status`` ok | unavailable, and each dependency's check (ok or the error)."""
+
+    status: str
+    checks: dict[str, str]
 
 
 def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = True) -> FastAPI:
@@ -127,7 +136,8 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
             await runtime.pool.close()
             log.info("service.stopped")
 
-    app = FastAPI(title=spec.title, lifespan=lifespan)
+    # Any route may meet a restarting database or broker (the handler below): 503 is documented for all.
+    app = FastAPI(title=spec.title, lifespan=lifespan, responses=error_responses(503))
     app.state.runtime = runtime
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -146,7 +156,9 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
     async def live() -> dict[str, str]:
         return {"status": "ok", "service": spec.name}
 
-    @app.get("/health/ready", tags=["health"])
+    @app.get("/health/ready", tags=["health"], responses={
+        200: {"model": Readiness, "description": "PostgreSQL and Kafka answer."},
+        503: {"model": Readiness, "description": "PostgreSQL or Kafka does not answer (`status: unavailable`)."}})
     async def ready() -> JSONResponse:
         checks: dict[str, str] = {}
         try:

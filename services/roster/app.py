@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from services.roster.handlers import imports, teams, units, volunteers
 from services.roster.handlers.auth import MIN_TOKEN_LENGTH, require_token
 from services.roster.handlers.deps import install_error_handlers
+from shared.http_errors import error_responses
 from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import RosterSettings
 
@@ -42,7 +43,7 @@ def create_app(settings: RosterSettings | None = None) -> FastAPI:
     from services.roster.consumers import unsubscribe_consumer
 
     # One router carries the token check, so no roster route can be mounted without it.
-    api = APIRouter(dependencies=[Depends(require_token)])
+    api = APIRouter(dependencies=[Depends(require_token)], responses=error_responses(401, 422))
     for router in (volunteers.router, teams.router, imports.router, units.router):
         api.include_router(router)
 

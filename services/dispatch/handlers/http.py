@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import IncidentMode
+from shared.http_errors import error_responses
 from shared.vocabulary import Level
 
 from .. import queries, usecases
@@ -35,7 +36,11 @@ from ..units import units
 
 __all__ = ["install_error_handlers", "router"]
 
-router = APIRouter(tags=["incidents"])
+# Every route: 401 (no/unknown token), 403 (role or unit), 422 (input); 503 is the app's (shared.service).
+router = APIRouter(tags=["incidents"], responses=error_responses(401, 403, 422))
+_ITEM = error_responses(404)  # an incident (or its call-out/requirement/volunteer) that does not exist
+_WRITE = error_responses(404, 409)  # ... or whose state refuses the change (closed, already called)
+_BODY = error_responses(400)  # a body that is not JSON
 
 
 class RequirementIn(BaseModel):
@@ -115,7 +120,7 @@ def _actor(op: Operator) -> usecases.Actor:
     return usecases.Actor(op.name, op.role, op.unit_code)
 
 
-@router.post("/incidents", status_code=201)
+@router.post("/incidents", status_code=201, responses=_BODY)
 async def open_incident(body: IncidentIn, request: Request, op: OperatorDep) -> dict[str, Any]:
     """Open an incident and call its first waves; returns the board (201).
 
@@ -154,7 +159,7 @@ async def _writable(conn: asyncpg.Connection, op: Operator, incident_id: UUID) -
     op.require_write(await queries.incident_unit(conn, incident_id))
 
 
-@router.get("/incidents/{incident_id}")
+@router.get("/incidents/{incident_id}", responses=_ITEM)
 async def get_board(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, Any]:
     """The incident board: requirements filled/outstanding, call-outs by state, level, next deadline, timeline."""
     async with _pool(request).acquire() as conn:
@@ -162,7 +167,7 @@ async def get_board(incident_id: UUID, request: Request, op: OperatorDep) -> dic
         return await queries.board(conn, incident_id)
 
 
-@router.get("/incidents/{incident_id}/callouts")
+@router.get("/incidents/{incident_id}/callouts", responses=_ITEM)
 async def get_callouts(incident_id: UUID, request: Request, op: OperatorDep) -> list[dict[str, Any]]:
     """Every call-out with every reply recorded for it."""
     async with _pool(request).acquire() as conn:
@@ -170,7 +175,7 @@ async def get_callouts(incident_id: UUID, request: Request, op: OperatorDep) -> 
         return await queries.callouts(conn, incident_id)
 
 
-@router.get("/incidents/{incident_id}/report")
+@router.get("/incidents/{incident_id}/report", responses=_ITEM)
 async def get_report(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, Any]:
     """Timeline and figures (seconds, rates 0..1)."""
     async with _pool(request).acquire() as conn:
@@ -178,7 +183,7 @@ async def get_report(incident_id: UUID, request: Request, op: OperatorDep) -> di
         return await queries.report(conn, incident_id)
 
 
-@router.post("/incidents/{incident_id}/callouts", status_code=201)
+@router.post("/incidents/{incident_id}/callouts", status_code=201, responses={**_WRITE, **_BODY})
 async def add_volunteer(incident_id: UUID, body: AddVolunteerIn, request: Request, op: OperatorDep) -> dict[str, str]:
     """Call one volunteer by hand for a requirement (201 with ``{"callout_id"}``).
 
@@ -195,7 +200,7 @@ async def add_volunteer(incident_id: UUID, body: AddVolunteerIn, request: Reques
     return {"callout_id": str(cid)}
 
 
-@router.delete("/incidents/{incident_id}/callouts/{callout_id}")
+@router.delete("/incidents/{incident_id}/callouts/{callout_id}", responses=_WRITE)
 async def remove_callout(incident_id: UUID, callout_id: UUID, request: Request, op: OperatorDep) -> dict[str, str]:
     """Stand one volunteer down by hand."""
     async with _pool(request).acquire() as conn:
@@ -204,7 +209,7 @@ async def remove_callout(incident_id: UUID, callout_id: UUID, request: Request, 
     return {"callout_id": str(callout_id), "state": "cancelled"}
 
 
-@router.post("/incidents/{incident_id}/stand-down")
+@router.post("/incidents/{incident_id}/stand-down", responses=_WRITE)
 async def stand_down(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, int]:
     """Stand everyone down (no more waves)."""
     async with _pool(request).acquire() as conn:
@@ -213,7 +218,7 @@ async def stand_down(incident_id: UUID, request: Request, op: OperatorDep) -> di
     return {"stood_down": n}
 
 
-@router.post("/incidents/{incident_id}/close")
+@router.post("/incidents/{incident_id}/close", responses={**_WRITE, **_BODY})
 async def close(incident_id: UUID, body: CloseIn, request: Request, op: OperatorDep) -> dict[str, Any]:
     """Close the incident with an outcome; returns the board."""
     async with _pool(request).acquire() as conn:
@@ -230,7 +235,7 @@ async def unmatched(request: Request, op: OperatorDep, limit: int = 200) -> list
         return await queries.unmatched_replies(conn, limit=min(max(limit, 1), 1000))
 
 
-@router.get("/audit", tags=["audit"])
+@router.get("/audit", tags=["audit"], responses=_ITEM)
 async def audit_log(request: Request, op: OperatorDep, incident_id: UUID | None = None) -> list[dict[str, Any]]:
     """The audit log (append-only), newest first; of one incident when given."""
     async with _pool(request).acquire() as conn:

@@ -50,13 +50,16 @@ from services.notify.context import NotifyContext
 from services.notify.inbound import apply_receipts, record_replies, record_reply
 from shared.consumer import is_transient
 from shared.groupcommit import GroupCommit
+from shared.http_errors import ProviderError, error_responses
 from shared.logging import get_logger
 from shared.vocabulary import Channel
 
 __all__ = ["router"]
 
 log = get_logger(__name__)
-router = APIRouter(prefix="/callbacks", tags=["callbacks"])
+# 400 malformed body or timestamp, 403 signature/address/replay, 404 wrong token or provider not active.
+router = APIRouter(prefix="/callbacks", tags=["callbacks"],
+                   responses=error_responses(400, 403, 404, model=ProviderError))
 
 _ALIYUN_OK = {"code": 0, "msg": "接收成功"}
 _TENCENT_OK = {"result": 0, "errmsg": "OK"}

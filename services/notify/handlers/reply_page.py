@@ -13,7 +13,7 @@ minutes out of range.
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Form, Request
@@ -31,6 +31,10 @@ __all__ = ["router"]
 
 log = get_logger(__name__)
 router = APIRouter(tags=["reply page"])
+_HTML: dict[str, Any] = {"content": {"text/html": {"schema": {"type": "string"}}}}
+_LINK_REFUSED: dict[int | str, dict[str, Any]] = {404: {"description": "Forged or altered link (an HTML page).", **_HTML},
+                 410: {"description": "Expired link (an HTML page).", **_HTML}}
+_ACTION_REFUSED: dict[int | str, dict[str, Any]] = {422: {"description": "Unknown action or ETA outside 1..1440 minutes (an HTML page).", **_HTML}}
 
 _LABELS = {"accept": "接受", "decline": "拒绝", "eta": "接受，预计到达", "arrived": "已到达"}
 _INTENTS = {"accept": ReplyIntent.ACCEPT, "decline": ReplyIntent.DECLINE, "eta": ReplyIntent.ETA,
@@ -78,7 +82,7 @@ def _page(r: asyncpg.Record, status: str = "") -> str:
                         status=f"<p><b>{html.escape(status)}</b></p>" if status else "")
 
 
-@router.get("/r/{token}", response_class=HTMLResponse)
+@router.get("/r/{token}", response_class=HTMLResponse, responses=_LINK_REFUSED)
 async def reply_page(request: Request, token: str) -> HTMLResponse:
     """The page for one message: title, text and the answer buttons."""
     row, error = await _load(request, token)
@@ -87,7 +91,7 @@ async def reply_page(request: Request, token: str) -> HTMLResponse:
     return HTMLResponse(_page(row))
 
 
-@router.post("/r/{token}", response_class=HTMLResponse)
+@router.post("/r/{token}", response_class=HTMLResponse, responses={**_LINK_REFUSED, **_ACTION_REFUSED})
 async def reply_action(
     request: Request, token: str, action: Annotated[str, Form()], eta_minutes: Annotated[int | None, Form()] = None
 ) -> HTMLResponse:

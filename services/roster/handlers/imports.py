@@ -17,13 +17,18 @@ from fastapi.responses import JSONResponse
 from services.roster import commands
 from services.roster.adapters.spreadsheet import SpreadsheetError
 from services.roster.handlers.deps import connection
+from shared.http_errors import error_responses
 
 router = APIRouter(prefix="/imports", tags=["imports"])
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
 MAX_BYTES = 50 * 1024 * 1024
 
 
-@router.post("", responses={422: {"description": "bad rows; nothing imported"}, 400: {"description": "unreadable"}})
+@router.post("", responses={
+    **error_responses(400, 409, 413),
+    200: {"description": "The report: imported (or, on a dry run, would import)."},
+    422: {"description": "The report when any row is bad (nothing imported), or an invalid request."},
+})
 async def import_register(
     file: Annotated[UploadFile, File(description="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX register.")],
     conn: Conn,

@@ -14,13 +14,14 @@ from services.roster.adapters import repository as repo
 from services.roster.domain.model import Team
 from services.roster.handlers.deps import connection
 from services.roster.handlers.schemas import Page, PageNumber, PageSize, TeamIn, TeamOut, TeamPatch
+from shared.http_errors import error_responses
 from shared.vocabulary import TeamType
 
 router = APIRouter(prefix="/teams", tags=["teams"])
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409))
 async def create_team(body: TeamIn, conn: Conn) -> TeamOut:
     """Add a team. 409 when an active team has the name; 422 for unknown unit/members or a leader who is not a member."""
     t = Team(id=uuid.uuid4(), revision=1, name=body.name, team_type=body.team_type, unit_code=body.unit_code,
@@ -43,7 +44,7 @@ async def list_teams(
     return Page[TeamOut](items=[TeamOut.of(t) for t in items], page=page, page_size=page_size, total=total)
 
 
-@router.get("/{team_id}")
+@router.get("/{team_id}", responses=error_responses(404))
 async def get_team(
     team_id: UUID,
     conn: Conn,
@@ -58,13 +59,13 @@ async def get_team(
     return TeamOut.of(t)
 
 
-@router.patch("/{team_id}")
+@router.patch("/{team_id}", responses=error_responses(400, 404, 409))
 async def update_team(team_id: UUID, body: TeamPatch, conn: Conn) -> TeamOut:
     """Change the fields given; ``member_ids`` replaces the member list."""
     return TeamOut.of(await commands.update_team(conn, team_id, body.changes()))
 
 
-@router.delete("/{team_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{team_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
 async def retire_team(team_id: UUID, conn: Conn) -> None:
     """Retire a team (tombstone published; members' profiles republished without it)."""
     await commands.retire_team(conn, team_id)

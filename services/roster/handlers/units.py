@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from services.roster.commands import NotFound
 from services.roster.handlers.deps import connection
+from shared.http_errors import error_responses
 
 router = APIRouter(prefix="/units", tags=["units"])
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
@@ -43,7 +44,7 @@ async def list_units(
     return [UnitOut(**dict(r)) for r in rows]
 
 
-@router.get("/{code}")
+@router.get("/{code}", responses=error_responses(404))
 async def get_unit(code: str, conn: Conn) -> UnitOut:
     r = await conn.fetchrow(f"SELECT {_COLS} FROM units WHERE code = $1", code)
     if r is None:

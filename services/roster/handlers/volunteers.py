@@ -33,12 +33,13 @@ from services.roster.handlers.schemas import (
     VolunteerPatch,
 )
 from shared.events import Availability
+from shared.http_errors import error_responses
 
 router = APIRouter(prefix="/volunteers", tags=["volunteers"])
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409))
 async def create_volunteer(body: VolunteerIn, conn: Conn) -> VolunteerOut:
     """Add a volunteer. 409 when the mobile is taken; 422 for an unknown unit or skill."""
     v = Volunteer(
@@ -70,7 +71,7 @@ async def search_volunteers(
     return Page[VolunteerOut](items=[VolunteerOut.of(v) for v in items], page=page, page_size=page_size, total=total)
 
 
-@router.get("/{volunteer_id}")
+@router.get("/{volunteer_id}", responses=error_responses(404))
 async def get_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
     """One volunteer (retired ones too). 404 when unknown."""
     v = await repo.get_volunteer(conn, volunteer_id)
@@ -79,19 +80,19 @@ async def get_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
     return VolunteerOut.of(v)
 
 
-@router.patch("/{volunteer_id}")
+@router.patch("/{volunteer_id}", responses=error_responses(400, 404, 409))
 async def update_volunteer(volunteer_id: UUID, body: VolunteerPatch, conn: Conn) -> VolunteerOut:
     """Change the fields given; the revision grows when anything changed."""
     return VolunteerOut.of(await commands.update_volunteer(conn, volunteer_id, body.changes()))
 
 
-@router.delete("/{volunteer_id}")
+@router.delete("/{volunteer_id}", responses=error_responses(404))
 async def retire_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
     """Retire a volunteer (kept, inactive; tombstones published). 404 when unknown or already retired."""
     return VolunteerOut.of(await commands.retire_volunteer(conn, volunteer_id))
 
 
-@router.post("/{volunteer_id}/restore")
+@router.post("/{volunteer_id}/restore", responses=error_responses(404, 409))
 async def restore_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
     """Make a retired volunteer active again (snapshots published; teams not restored). 404 unknown, 409 active."""
     return VolunteerOut.of(await commands.restore_volunteer(conn, volunteer_id))
