@@ -135,6 +135,8 @@ class VolunteerProfileUpdated(Event):
     unit_code: str = Field(description="Home village/community code (12 digits).", examples=["330603101201"])
     lat: float | None = Field(default=None, ge=-90, le=90, description="WGS84 latitude, degrees.")
     lon: float | None = Field(default=None, ge=-180, le=180, description="WGS84 longitude, degrees.")
+    position_approximate: bool = Field(
+        default=False, description="lat/lon is the centre of the volunteer's smallest known division, not their own.")
     skills: tuple[str, ...] = ()
     certificates: tuple[CertificateInfo, ...] = ()
     team_ids: tuple[UUID, ...] = ()

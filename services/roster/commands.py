@@ -25,6 +25,7 @@ import asyncpg
 from services.roster.adapters import repository as repo
 from services.roster.domain.importing import ImportPlan, ImportReport, RowError, merge_into
 from services.roster.domain.model import Team, Volunteer, contact_event, profile_event, team_event
+from services.roster.domain.positions import placed
 from services.roster.domain.units import Unit, UnitDirectory
 from shared import outbox
 from shared.events import Event, TeamUpdated
@@ -126,10 +127,11 @@ async def create_volunteer(conn: asyncpg.Connection, v: Volunteer) -> Volunteer:
         InvalidReference: unknown unit (or not a village), unknown skill.
 
     """
-    v = replace(v, revision=1, team_ids=())
+    v = replace(v, revision=1, team_ids=(), position_approximate=False)
     _check_skills(v)
     async with conn.transaction():
         await _check_unit(conn, v.unit_code, field="unit_code", village=True)
+        v = placed(v, await repo.unit_centre(conn, v.unit_code))
         if await conn.fetchval("SELECT 1 FROM volunteers WHERE mobile = $1", v.mobile):
             raise Conflict("a volunteer with this mobile exists")
         await repo.insert_volunteers(conn, [v])
@@ -151,7 +153,13 @@ async def update_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, changes
         old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
         if old is None or not old.active:
             raise NotFound(f"no active volunteer {volunteer_id}")
+        if "lat" in changes or "lon" in changes:
+            changes = {**changes, "position_approximate": False}  # a point given is the volunteer's own
         new = replace(old, **changes)
+        if new.lat is None or new.lon is None or (new.position_approximate and new.unit_code != old.unit_code):
+            # no own point: the (new) unit's centre, approximate
+            new = placed(replace(new, lat=None, lon=None, position_approximate=False),
+                         await repo.unit_centre(conn, new.unit_code))
         if new.same_content(old):
             return old
         _check_skills(new)
@@ -348,6 +356,7 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
             old = existing.get(row.mobile)
             if old is None:
                 v = Volunteer(id=uuid.uuid4(), revision=1, name=row.name, mobile=row.mobile, unit_code=row.unit_code,
+                              lat=row.lat, lon=row.lon, position_approximate=row.position_approximate,
                               skills=row.skills, certificates=row.certificates, team_ids=row.team_ids,
                               wechat_openid=row.wechat_openid)
                 new.append(v)

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 _V_COLS = (
-    "id, revision, name, mobile, unit_code, lat, lon, skills, certificates, availability, unavailable_until, "
+    "id, revision, name, mobile, unit_code, lat, lon, position_approximate, skills, certificates, availability, unavailable_until, "
     "wechat_openid, wechat_subscribed, preferred_channel, consent, sms_consent, active"
 )
 _V_SELECT = (
@@ -92,6 +92,7 @@ def _volunteer(r: asyncpg.Record) -> Volunteer:
         unit_code=r["unit_code"],
         lat=r["lat"],
         lon=r["lon"],
+        position_approximate=r["position_approximate"],
         skills=tuple(r["skills"]),
         certificates=tuple(Certificate.from_json(c) for c in r["certificates"]),
         team_ids=tuple(r["team_ids"]),
@@ -125,7 +126,7 @@ def search_rows(v: Volunteer) -> list[tuple[str, str, UUID]]:
 
 def _record(v: Volunteer) -> tuple[Any, ...]:
     return (
-        v.id, v.revision, v.name, v.mobile, v.unit_code, v.lat, v.lon, list(v.skills),
+        v.id, v.revision, v.name, v.mobile, v.unit_code, v.lat, v.lon, v.position_approximate, list(v.skills),
         [c.to_json() for c in v.certificates], v.availability.value, v.unavailable_until, v.wechat_openid,
         v.wechat_subscribed, v.preferred_channel.value, v.consent, v.sms_consent, v.active,
     )
@@ -161,6 +162,25 @@ async def volunteers_by_mobile(conn: asyncpg.Connection, mobiles: Sequence[str])
         list(mobiles),
     )
     return {r["mobile"]: _volunteer(r) for r in rows}
+
+
+async def unit_centre(conn: asyncpg.Connection, code: str) -> tuple[float, float] | None:
+    """WGS84 ``(lat, lon)`` of unit ``code``'s centre, else of its nearest ancestor's.
+
+    As :func:`services.roster.domain.positions.unit_centre`; None when no unit on the way has one.
+    """
+    r = await conn.fetchrow(
+        """
+        WITH RECURSIVE up(code, parent_code, lat, lon, depth) AS (
+            SELECT code, parent_code, lat, lon, 0 FROM units WHERE code = $1
+            UNION ALL
+            SELECT u.code, u.parent_code, u.lat, u.lon, up.depth + 1 FROM units u JOIN up ON u.code = up.parent_code
+        )
+        SELECT lat, lon FROM up WHERE lat IS NOT NULL AND lon IS NOT NULL ORDER BY depth LIMIT 1
+        """,
+        code,
+    )
+    return (r["lat"], r["lon"]) if r else None
 
 
 async def insert_volunteers(conn: asyncpg.Connection, volunteers: Sequence[Volunteer]) -> None:

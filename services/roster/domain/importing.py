@@ -22,7 +22,15 @@ issued_on    发证日期, issued, issued on                           date
 expires_on   有效期至, 有效期, 到期日期, expires, expires on           date, not before issued_on
 teams        所属队伍, 队伍, team, teams                            names of existing teams (each at most 64)
 openid       微信OpenID, openid, wechat openid                     WeChat openid
+lon          经度, longitude, lon, lng                             decimal degrees, with lat and datum
+lat          纬度, latitude, lat                                   decimal degrees, with lon and datum
+datum        坐标系, datum, coordinate system                      WGS-84 (GPS) or GCJ-02 (Amap/Tencent)
 ===========  ===================================================  ============================
+
+Positions (:mod:`services.roster.domain.positions`): a row's point is kept in WGS84 (GCJ-02 converted);
+it must lie inside the city. A row without a point is placed at the centre of its unit (or the unit's
+nearest ancestor with a centre) and marked ``position_approximate``. Address columns stay dropped (no
+geocoder here, and PIPL: the roster keeps no home address); the unit columns give the division.
 
 The home unit comes from ``unit_code`` when given, else from county → town → village names, each
 matched within its parent (with or without 村委会/居委会). Columns that must not be kept
@@ -66,6 +74,14 @@ from services.roster.domain.normalise import (
     parse_skills,
     suggest_skill,
 )
+from services.roster.domain.positions import (
+    CityBox,
+    PositionError,
+    parse_datum,
+    parse_degrees,
+    to_wgs84,
+    unit_centre,
+)
 from services.roster.domain.units import UnitDirectory
 from shared.privacy import mask_text
 from shared.vocabulary import Level, skill_by_code
@@ -95,6 +111,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "expires_on": ("有效期至", "有效期", "到期日期", "有效期限", "expires", "expires on", "expires_on", "expiry date"),
     "teams": ("所属队伍", "队伍", "所属救援队", "team", "teams"),
     "openid": ("微信openid", "openid", "wechat openid", "wechat_openid", "微信"),
+    "lon": ("经度", "longitude", "lon", "lng"),
+    "lat": ("纬度", "latitude", "lat"),
+    "datum": ("坐标系", "坐标系统", "datum", "coordinate system", "crs"),
 }
 # Columns never kept, whatever else they hold (personal data the roster does not need).
 _PERSONAL = ("身份证号", "身份证号码", "身份证", "证件号码", "住址", "家庭住址", "现住址", "地址", "户籍地址",
@@ -145,6 +164,9 @@ class ImportRow:
     certificates: tuple[Certificate, ...]
     team_ids: tuple[UUID, ...]
     wechat_openid: str | None
+    lat: float | None = None
+    lon: float | None = None
+    position_approximate: bool = False
 
 
 @dataclass
@@ -215,9 +237,12 @@ def merge_into(old: Volunteer, row: ImportRow, columns: Mapping[str, str] | Sequ
     Returns:
         The new state: name and unit from the row; skills from the row when the sheet has a skills
         column; the row's certificate merged by :func:`merge_certificates`; the openid when the row
-        gives one; team ids the union of both.
+        gives one; team ids the union of both; the row's point when it gives one, else the stored
+        volunteer's own point, else the row's (approximate) unit centre.
 
     """
+    own = old.lat is not None and old.lon is not None and not old.position_approximate
+    keep_point = own and (row.lat is None or row.position_approximate)
     return replace(
         old,
         name=row.name,
@@ -226,6 +251,9 @@ def merge_into(old: Volunteer, row: ImportRow, columns: Mapping[str, str] | Sequ
         certificates=merge_certificates(old.certificates, row.certificates),
         team_ids=tuple(sorted(set(old.team_ids) | set(row.team_ids))),
         wechat_openid=row.wechat_openid or old.wechat_openid,
+        lat=old.lat if keep_point else row.lat,
+        lon=old.lon if keep_point else row.lon,
+        position_approximate=False if keep_point else row.position_approximate,
     )
 
 
@@ -318,6 +346,7 @@ def validate_register(
     rows: list[ImportRow] = []
     seen_mobiles: dict[str, int] = {}
     cities = [u.code for u in units.of_level(Level.CITY)]
+    city_box = CityBox.of(units)
     unit_cache: dict[tuple[str, ...], tuple[str | None, list[tuple[str, str, str | None]]]] = {}
 
     for n, cells in enumerate(table[1:], start=2):
@@ -418,13 +447,52 @@ def validate_register(
         except NormaliseError as e:
             err("openid", e.reason, e.suggestion)
 
+        point = _row_point(cell, err, city_box)
+
         if errors:
             report.errors.extend(errors)
         elif unit_code is not None:
-            rows.append(ImportRow(n, name, mobile, unit_code, skills, certs, tuple(team_ids), openid))
+            if point is None:
+                centre = unit_centre(units, unit_code)
+                lat, lon, approximate = (*centre, True) if centre else (None, None, False)
+            else:
+                (lat, lon), approximate = point, False
+            rows.append(ImportRow(n, name, mobile, unit_code, skills, certs, tuple(team_ids), openid,
+                                  lat, lon, approximate))
     if report.rows == 0:
         report.errors.append(RowError(2, "-", "no data rows (the file has a header row only, or blank rows)"))
     return ImportPlan(report, rows, columns)
+
+
+def _row_point(cell: Any, err: Any, city_box: CityBox | None) -> tuple[float, float] | None:
+    """The row's WGS84 ``(lat, lon)``, or None when it gives none (or after reporting why it is unusable)."""
+    values: dict[str, float | None] = {}
+    bad = False
+    for f in ("lon", "lat"):
+        try:
+            values[f] = parse_degrees(cell(f), f)
+        except PositionError as e:
+            err(f, e.reason)
+            bad = True
+    lon, lat = values.get("lon"), values.get("lat")
+    if bad:
+        return None
+    if lon is None and lat is None:
+        return None
+    if lon is None or lat is None:
+        missing = "lon" if lon is None else "lat"
+        err(missing, f"{'longitude' if missing == 'lon' else 'latitude'} is missing (the row gives the other)")
+        return None
+    try:
+        datum = parse_datum(cell("datum"))
+    except PositionError as e:
+        err("datum", e.reason)
+        return None
+    wlat, wlon = to_wgs84(lat, lon, datum)
+    if city_box is not None and not city_box.contains(wlat, wlon):
+        err("lon", f"point ({lat}, {lon}) {datum} is outside the city (columns swapped or mistyped?)")
+        return None
+    return wlat, wlon
 
 
 def _resolve_unit(units: UnitDirectory, cities: list[str], mapping: Mapping[str, int], cell: Any, err: Any) -> str | None:

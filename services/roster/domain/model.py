@@ -94,7 +94,9 @@ class Volunteer:
         name: full name as shown to operators.
         mobile: E.164 (``+8613800138000``), unique among volunteers.
         unit_code: home village/community, 12-digit division code.
-        lat, lon: optional own location, WGS84 degrees.
+        lat, lon: location, WGS84 degrees: their own, or their unit's centre when ``position_approximate``
+            (:mod:`services.roster.domain.positions`); None when neither is known.
+        position_approximate: ``lat``/``lon`` is the centre of the smallest division known for them.
         skills: skill codes from :data:`shared.vocabulary.SKILLS`.
         certificates: the volunteer's certificates.
         team_ids: teams they belong to (kept in the team records; carried here for the profile).
@@ -112,6 +114,7 @@ class Volunteer:
     unit_code: str
     lat: float | None = None
     lon: float | None = None
+    position_approximate: bool = False
     skills: tuple[str, ...] = ()
     certificates: tuple[Certificate, ...] = ()
     team_ids: tuple[UUID, ...] = ()
@@ -170,6 +173,7 @@ def profile_event(v: Volunteer, *, drill: bool = False) -> VolunteerProfileUpdat
         unit_code=v.unit_code,
         lat=v.lat,
         lon=v.lon,
+        position_approximate=v.position_approximate,
         skills=v.skills,
         certificates=tuple(
             CertificateInfo(skill=c.kind, issued_on=c.issued_on, expires_on=c.expires_on) for c in v.certificates

@@ -163,8 +163,9 @@ class VolunteerOut(BaseModel):
     name: str
     mobile: str = Field(description="E.164.")
     unit_code: str
-    lat: float | None
+    lat: float | None = Field(description="WGS84 degrees: own point, or the unit's centre when approximate.")
     lon: float | None
+    position_approximate: bool = Field(description="lat/lon is the centre of the smallest division known.")
     skills: list[str]
     certificates: list[CertificateBody]
     team_ids: list[UUID]
@@ -181,7 +182,7 @@ class VolunteerOut(BaseModel):
     def of(cls, v: Volunteer) -> VolunteerOut:
         return cls(
             id=v.id, revision=v.revision, name=v.name, mobile=v.mobile, unit_code=v.unit_code, lat=v.lat, lon=v.lon,
-            skills=list(v.skills),
+            position_approximate=v.position_approximate, skills=list(v.skills),
             certificates=[CertificateBody(kind=c.kind, number=c.number, issued_on=c.issued_on,
                                           expires_on=c.expires_on) for c in v.certificates],
             team_ids=list(v.team_ids), availability=v.availability, unavailable_until=v.unavailable_until,

@@ -315,3 +315,46 @@ async def test_a_retired_team_is_not_found_unless_asked_for(client: httpx.AsyncC
     assert kept.status_code == 200 and kept.json()["active"] is False
     assert (await client.patch(f"/teams/{team_id}", json={"name": "x"})).status_code == 404
     assert (await client.delete(f"/teams/{team_id}")).status_code == 404
+
+
+async def test_imported_volunteers_get_a_position_their_profile_carries(
+    client: httpx.AsyncClient, roster_pool: Any
+) -> None:
+    from shared.divisions import gcj02_to_wgs84
+
+    own, rough, bad = mobile(), mobile(), mobile()
+    header = "姓名,手机号码,区县,乡镇(街道),村(社区),经度,纬度,坐标系\n"
+    good = (header + f"有坐标,{own},柯桥区,平水镇,王化,120.6401,29.8961,GCJ-02\n"
+            f"无坐标,{rough},柯桥区,平水镇,王化,,,\n")
+    r = await client.post("/imports", files={"file": ("r.csv", (good + f"坏坐标,{bad},柯桥区,平水镇,王化,120.64,291,WGS-84\n")
+                                                       .encode(), "text/csv")})
+    assert r.status_code == 422
+    assert [(e["row"], e["column"]) for e in r.json()["errors"]] == [(4, "纬度")]
+    async with roster_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM volunteers WHERE mobile = ANY($1::text[])",
+                                   ["+86" + own, "+86" + rough]) == 0  # nothing imported
+    r = await client.post("/imports", files={"file": ("r.csv", good.encode(), "text/csv")})
+    assert r.status_code == 200, r.text
+    async with roster_pool.acquire() as conn:
+        ids = {m: await conn.fetchval("SELECT id FROM volunteers WHERE mobile = $1", "+86" + m) for m in (own, rough)}
+        # the smallest division with a centre: the village's town here (the divisions file has no village centres)
+        village = await conn.fetchrow("SELECT lat, lon FROM units WHERE code = ANY($1::text[]) AND lat IS NOT NULL "
+                                      "ORDER BY length(code) DESC LIMIT 1", [VILLAGE, VILLAGE[:9], VILLAGE[:6]])
+        payload = await conn.fetchval("SELECT payload FROM outbox WHERE key = $1 AND topic = 'roster.volunteer-profile.v1' "
+                                      "ORDER BY id DESC LIMIT 1", str(ids[rough]))
+    a = (await client.get(f"/volunteers/{ids[own]}")).json()
+    lat, lon = gcj02_to_wgs84(29.8961, 120.6401)
+    assert (a["lat"], a["lon"], a["position_approximate"]) == (pytest.approx(lat), pytest.approx(lon), False)
+    b = (await client.get(f"/volunteers/{ids[rough]}")).json()
+    assert b["position_approximate"] is True and (b["lat"], b["lon"]) == (village["lat"], village["lon"])
+    profile = parse_event(payload)
+    assert (profile.lat, profile.lon, profile.position_approximate) == (village["lat"], village["lon"], True)  # type: ignore[attr-defined]
+
+
+async def test_a_volunteer_created_without_a_point_is_placed_at_their_unit_centre(client: httpx.AsyncClient) -> None:
+    r = await client.post("/volunteers", json=body())
+    assert r.status_code == 201, r.text
+    v = r.json()
+    assert v["position_approximate"] is True and v["lat"] is not None
+    moved = (await client.patch(f"/volunteers/{v['id']}", json={"lat": 29.9, "lon": 120.6})).json()
+    assert (moved["lat"], moved["lon"], moved["position_approximate"]) == (29.9, 120.6, False)
