@@ -31,7 +31,7 @@ from typing import Any
 from bench.machine import save
 from services.notify.testing import running_notify
 from shared.events import CallOutRequested, VolunteerContactUpdated, utcnow
-from shared.vocabulary import Level
+from shared.vocabulary import Channel, Level
 
 
 def _accepted(stats: dict[str, Any]) -> int:
@@ -61,7 +61,8 @@ async def main(n: int, wechat_share: float) -> dict[str, Any]:
             await ns.producer.send(
                 ns.contact_topic.name,
                 VolunteerContactUpdated(volunteer_id=vid, revision=1, mobile=mobile, wechat_openid=openid,
-                                        wechat_subscribed=wechat).to_bytes(),
+                                        wechat_subscribed=wechat,
+                                        preferred_channel=Channel.WECHAT if wechat else Channel.SMS).to_bytes(),
                 key=str(vid).encode(),
             )
         await ns.producer.flush()

@@ -76,7 +76,8 @@ an older notify's claim (which sets neither column) cannot inherit a gone sender
 
 _MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill,
     m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since, m.claim_id,
-    c.mobile_enc, c.openid_enc, c.wechat_subscribed, c.sms_consent, c.volunteer_id IS NOT NULL AS has_contact"""
+    c.mobile_enc, c.openid_enc, c.wechat_subscribed, c.sms_consent, c.preferred_channel,
+    c.volunteer_id IS NOT NULL AS has_contact"""
 
 
 @dataclass
@@ -311,6 +312,7 @@ class Sender:
         return ContactView(
             mobile=self._cipher.decrypt(row["mobile_enc"]), openid=self._cipher.decrypt(row["openid_enc"]),
             wechat_subscribed=row["wechat_subscribed"], sms_consent=row["sms_consent"],
+            preferred=Channel(row["preferred_channel"]) if row["preferred_channel"] else None,
         )
 
     async def _claim(self, conn: asyncpg.Connection) -> list[Claimed]:

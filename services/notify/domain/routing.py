@@ -2,10 +2,11 @@
 
 Pure: no I/O.
 
-Channel rule (issue #5): WeChat when the volunteer has an openid and follows the account
-(``wechat_subscribed``), SMS otherwise; never SMS when SMS consent is withdrawn (roster's
-``sms_consent`` or a TD/退订 reply). A channel that already failed for a message is not chosen again,
-which is how a WeChat message falls back to SMS.
+Channel rule (issues #5, #14): the volunteer's ``preferred_channel`` (from the roster) when it can
+reach them, else the other one. WeChat can reach them when they have an openid and follow the account
+(``wechat_subscribed``); SMS when they have a mobile and SMS consent (roster's ``sms_consent``, no
+TD/退订 reply since). Without a preference WeChat comes first. A channel that already failed for a
+message is not chosen again, which is how a WeChat message falls back to SMS (and an SMS to WeChat).
 
 Missing WeChat delivery receipt (:func:`receipt_overdue_reason`): sent again by SMS only when that can
 tell the volunteer something. See the function for the rule and why.
@@ -35,6 +36,7 @@ class ContactView:
         openid: WeChat openid or None.
         wechat_subscribed: follows the Official Account.
         sms_consent: SMS allowed (roster's consent and no TD/退订 since).
+        preferred: the volunteer's preferred channel (roster's ``preferred_channel``); None: WeChat first.
 
     """
 
@@ -42,6 +44,7 @@ class ContactView:
     openid: str | None
     wechat_subscribed: bool
     sms_consent: bool
+    preferred: Channel | None = None
 
 
 def choose_channel(contact: ContactView | None, *, exclude: Collection[Channel] = ()) -> Channel | None:
@@ -54,11 +57,12 @@ def choose_channel(contact: ContactView | None, *, exclude: Collection[Channel] 
     """
     if contact is None:
         return None
-    if contact.openid and contact.wechat_subscribed and Channel.WECHAT not in exclude:
-        return Channel.WECHAT
-    if contact.mobile and contact.sms_consent and Channel.SMS not in exclude:
-        return Channel.SMS
-    return None
+    reachable = {
+        Channel.WECHAT: bool(contact.openid and contact.wechat_subscribed),
+        Channel.SMS: bool(contact.mobile and contact.sms_consent),
+    }
+    order = (Channel.SMS, Channel.WECHAT) if contact.preferred is Channel.SMS else (Channel.WECHAT, Channel.SMS)
+    return next((c for c in order if reachable[c] and c not in exclude), None)
 
 
 def receipt_overdue_reason(

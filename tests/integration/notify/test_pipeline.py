@@ -28,6 +28,7 @@ from shared.events import (
     utcnow,
 )
 from shared.topics import DELIVERY, REPLY
+from shared.vocabulary import Channel
 
 
 def mobile() -> str:
@@ -39,12 +40,15 @@ def openid() -> str:
 
 
 async def add_volunteer(ns: NotifyStack, *, with_mobile: bool = True, wechat: bool = False,
-                        sms_consent: bool = True) -> tuple[uuid.UUID, str | None, str | None]:
+                        sms_consent: bool = True, preferred: Channel | None = None
+                        ) -> tuple[uuid.UUID, str | None, str | None]:
+    """A volunteer's contact; ``wechat``: an openid, following, preferring WeChat unless ``preferred`` says."""
     vid = uuid.uuid4()
     m = mobile() if with_mobile else None
     o = openid() if wechat else None
     event = VolunteerContactUpdated(volunteer_id=vid, revision=1, mobile=m, wechat_openid=o,
-                                    wechat_subscribed=wechat, sms_consent=sms_consent)
+                                    wechat_subscribed=wechat, sms_consent=sms_consent,
+                                    preferred_channel=preferred or (Channel.WECHAT if wechat else Channel.SMS))
     await ns.publish(ns.contact_topic, str(vid), event)
     row = await ns.wait_row("SELECT 1 FROM contacts WHERE volunteer_id = $1", vid)
     assert row is not None, "contact not projected"
@@ -105,6 +109,18 @@ async def test_rate_limit_is_retried_later_and_not_duplicated(notify_stack: Noti
     assert "isv.BUSINESS_LIMIT_CONTROL" in str(stats)
     await asyncio.sleep(0.5)
     assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+
+
+async def test_an_sms_volunteer_with_an_openid_gets_sms(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, o = await add_volunteer(ns, wechat=True, preferred=Channel.SMS)
+    e = request(vid)
+    await ns.publish(ns.callout_topic, str(vid), e)
+    row = await message_row(ns, e.callout_id)
+    assert row is not None
+    assert row["channel"] == "sms" and row["failed_channels"] == []
+    assert len(await ns.phone(m)) == 1  # type: ignore[arg-type]
+    assert await ns.phone(o) == []  # type: ignore[arg-type]
 
 
 async def test_wechat_not_following_falls_back_to_sms(notify_stack: NotifyStack) -> None:

@@ -105,6 +105,22 @@ def test_channel_choice() -> None:
     assert choose_channel(both, exclude=[Channel.WECHAT, Channel.SMS]) is None
 
 
+def test_the_preferred_channel_is_honoured_unless_it_cannot_reach_the_person() -> None:
+    openid = "o" + "a" * 27
+    sms_first = ContactView("+8613800138000", openid, wechat_subscribed=True, sms_consent=True, preferred=Channel.SMS)
+    assert choose_channel(sms_first) is Channel.SMS  # issue #14: an sms volunteer with an openid got WeChat
+    assert choose_channel(sms_first, exclude=[Channel.SMS]) is Channel.WECHAT  # SMS failed: WeChat reaches them
+    withdrawn = ContactView("+8613800138000", openid, wechat_subscribed=True, sms_consent=False, preferred=Channel.SMS)
+    assert choose_channel(withdrawn) is Channel.WECHAT  # TD/退订: SMS cannot be used
+    wechat_first = ContactView("+8613800138000", None, wechat_subscribed=False, sms_consent=True,
+                               preferred=Channel.WECHAT)
+    assert choose_channel(wechat_first) is Channel.SMS  # no openid: WeChat cannot reach them
+    unfollowed = ContactView("+8613800138000", openid, wechat_subscribed=False, sms_consent=True,
+                             preferred=Channel.WECHAT)
+    assert choose_channel(unfollowed) is Channel.SMS
+    assert choose_channel(ContactView("+8613800138000", openid, True, True, preferred=Channel.WECHAT)) is Channel.WECHAT
+
+
 def test_retry_delay_doubles_and_is_capped() -> None:
     assert [retry_delay(n, base=2, cap=20) for n in range(1, 6)] == [2, 4, 8, 16, 20]
     with pytest.raises(ValueError):
