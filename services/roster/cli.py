@@ -1,4 +1,4 @@
-"""``muster roster …``: load divisions, import registers, seed a synthetic roster, republish, stats.
+"""``muster roster …``: load divisions, import registers, seed a synthetic roster, republish, stats, tokens.
 
 Every command migrates the roster database first and loads the bundled divisions when the units
 table is empty. Events go to the outbox in the same transaction as the change; afterwards the
@@ -221,3 +221,74 @@ def stats() -> None:
             typer.echo(f"    {r['skill']:<14} {r['n']}")
     for t in teams:
         typer.echo(f"team {t['county']} {t['team_type']:<10} {t['n']}")
+
+
+token_app = typer.Typer(help="Named administrator tokens (role, unit scope; every change audited under the name).",
+                        no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Argument(..., help="Who holds it, e.g. 'keqiao-registrar-wang'."),
+    role: str = typer.Option("registrar", help="city_admin | registrar."),
+    unit: str = typer.Option(..., help="Unit code of the scope (the city's code for a city_admin)."),
+) -> None:
+    """Create a token and print it once (only its hash is kept); exits 1 on a bad role, unit or name."""
+    import asyncpg
+
+    from services.roster import admins
+
+    async def go() -> str:
+        settings = _settings()
+        pool = await _open(settings)
+        try:
+            async with pool.acquire() as conn:
+                return await admins.create_token(conn, name=name, role=role, unit_code=unit)
+        finally:
+            await pool.close()
+
+    try:
+        typer.echo(_run(go()))
+    except (ValueError, asyncpg.UniqueViolationError) as exc:
+        typer.echo(f"token not created: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every token: name, role, unit, created, revoked (never the secret)."""
+    from services.roster import admins
+
+    async def go() -> list[dict[str, Any]]:
+        settings = _settings()
+        pool = await _open(settings)
+        try:
+            async with pool.acquire() as conn:
+                return await admins.list_tokens(conn)
+        finally:
+            await pool.close()
+
+    for t in _run(go()):
+        revoked = f" revoked {t['revoked_at']:%Y-%m-%d %H:%M}" if t["revoked_at"] else ""
+        typer.echo(f"{t['name']}  {t['role']}  {t['unit_code']}  created {t['created_at']:%Y-%m-%d %H:%M}{revoked}")
+
+
+@token_app.command("revoke")
+def token_revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
+    """Revoke a token at once (audited); exits 1 when no live token has the name."""
+    from services.roster import admins
+
+    async def go() -> bool:
+        settings = _settings()
+        pool = await _open(settings)
+        try:
+            async with pool.acquire() as conn:
+                return await admins.revoke_token(conn, name)
+        finally:
+            await pool.close()
+
+    if not _run(go()):
+        typer.echo(f"no live token called {name!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {name}")

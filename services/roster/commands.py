@@ -9,7 +9,11 @@ Errors (all :class:`RosterError`)::
     ├── NotFound          the volunteer or team does not exist           (HTTP 404)
     ├── Conflict          the mobile or active team name is taken, or     (HTTP 409)
     │                     the volunteer to restore is active
-    └── InvalidReference  a unit, team or volunteer named does not fit    (HTTP 422; ``field`` names it)
+    ├── InvalidReference  a unit, team or volunteer named does not fit    (HTTP 422; ``field`` names it)
+    └── Forbidden         outside the administrator's unit scope          (HTTP 403)
+
+Every change takes the ``actor`` (:class:`services.roster.admins.Admin`; :data:`~services.roster.admins.SYSTEM`
+for the CLI and consumers), checks its unit scope, and appends an ``audit_log`` row in its transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from uuid import UUID
 import asyncpg
 
 from services.roster.adapters import repository as repo
+from services.roster.admins import SYSTEM, Admin, audit
 from services.roster.domain.importing import ImportPlan, ImportReport, RowError, merge_into
 from services.roster.domain.model import Team, Volunteer, contact_event, profile_event, team_event
 from services.roster.domain.positions import placed
@@ -36,6 +41,7 @@ from shared.vocabulary import SKILLS, Level
 
 __all__ = [
     "Conflict",
+    "Forbidden",
     "InvalidReference",
     "NotFound",
     "RosterError",
@@ -66,6 +72,32 @@ class NotFound(RosterError):
 
 class Conflict(RosterError):
     pass
+
+
+class Forbidden(RosterError):
+    """The unit lies outside the acting administrator's scope."""
+
+
+def _require_scope(actor: Admin, unit_code: str) -> None:
+    if not actor.covers(unit_code):
+        raise Forbidden(f"{actor.name} ({actor.role} of {actor.unit_code}) may not change unit {unit_code}")
+
+
+_AUDITED = ("name", "mobile", "unit_code", "lat", "lon", "skills", "availability", "wechat_openid",
+            "preferred_channel", "consent", "sms_consent", "active")
+
+
+def _snapshot(v: Volunteer, fields: Iterable[str] = _AUDITED) -> dict[str, Any]:
+    out = {}
+    for f in fields:
+        x = getattr(v, f)
+        out[f] = list(x) if isinstance(x, tuple) else (x.value if hasattr(x, "value") else x)
+    return out
+
+
+def _team_snapshot(t: Team) -> dict[str, Any]:
+    return {"name": t.name, "team_type": t.team_type.value, "unit_code": t.unit_code, "leader_id": t.leader_id,
+            "member_ids": list(t.member_ids), "active": t.active}
 
 
 class InvalidReference(RosterError):
@@ -119,16 +151,18 @@ def _check_skills(v: Volunteer) -> None:
 # --------------------------------------------------------------------------- volunteers
 
 
-async def create_volunteer(conn: asyncpg.Connection, v: Volunteer) -> Volunteer:
+async def create_volunteer(conn: asyncpg.Connection, v: Volunteer, *, actor: Admin = SYSTEM) -> Volunteer:
     """Add a volunteer (revision 1) and publish its profile and contact.
 
     Raises:
         Conflict: the mobile belongs to another volunteer.
         InvalidReference: unknown unit (or not a village), unknown skill.
+        Forbidden: the unit is outside ``actor``'s scope.
 
     """
     v = replace(v, revision=1, team_ids=(), position_approximate=False)
     _check_skills(v)
+    _require_scope(actor, v.unit_code)
     async with conn.transaction():
         await _check_unit(conn, v.unit_code, field="unit_code", village=True)
         v = placed(v, await repo.unit_centre(conn, v.unit_code))
@@ -136,23 +170,28 @@ async def create_volunteer(conn: asyncpg.Connection, v: Volunteer) -> Volunteer:
             raise Conflict("a volunteer with this mobile exists")
         await repo.insert_volunteers(conn, [v])
         await outbox.add_many(conn, volunteer_events(v))
+        await audit(conn, actor, "volunteer.create", str(v.id), None, _snapshot(v))
     log.info("roster.volunteer_created", volunteer_id=str(v.id), unit_code=v.unit_code)
     return v
 
 
-async def update_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, changes: dict[str, Any]) -> Volunteer:
+async def update_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, changes: dict[str, Any], *,
+                           actor: Admin = SYSTEM) -> Volunteer:
     """Apply ``changes`` (fields of :class:`Volunteer`) and publish the new snapshot if anything changed.
 
     Raises:
         NotFound: no such volunteer, or retired.
         Conflict: the new mobile belongs to another volunteer.
         InvalidReference: unknown unit or skill.
+        Forbidden: the volunteer's unit (old or new) is outside ``actor``'s scope.
 
     """
     async with conn.transaction():
         old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
         if old is None or not old.active:
             raise NotFound(f"no active volunteer {volunteer_id}")
+        _require_scope(actor, old.unit_code)
+        _require_scope(actor, changes.get("unit_code", old.unit_code))
         if "lat" in changes or "lon" in changes:
             changes = {**changes, "position_approximate": False}  # a point given is the volunteer's own
         new = replace(old, **changes)
@@ -172,23 +211,27 @@ async def update_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, changes
         new = replace(new, revision=old.revision + 1)
         await repo.update_volunteers(conn, [new])
         await outbox.add_many(conn, volunteer_events(new))
+        changed = [f for f in _AUDITED if getattr(new, f) != getattr(old, f)]
+        await audit(conn, actor, "volunteer.update", str(volunteer_id), _snapshot(old, changed), _snapshot(new, changed))
     log.info("roster.volunteer_updated", volunteer_id=str(volunteer_id), revision=new.revision)
     return new
 
 
-async def retire_volunteer(conn: asyncpg.Connection, volunteer_id: UUID) -> Volunteer:
+async def retire_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, *, actor: Admin = SYSTEM) -> Volunteer:
     """Retire a volunteer: inactive, removed from their teams, tombstones on profile and contact.
 
     Teams the volunteer led keep no leader; their snapshots are republished.
 
     Raises:
         NotFound: no such volunteer, or already retired.
+        Forbidden: the volunteer's unit is outside ``actor``'s scope.
 
     """
     async with conn.transaction():
         old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
         if old is None or not old.active:
             raise NotFound(f"no active volunteer {volunteer_id}")
+        _require_scope(actor, old.unit_code)
         retired = replace(old, active=False, revision=old.revision + 1, team_ids=())
         team_ids = [r["team_id"] for r in await conn.fetch(
             "SELECT team_id FROM team_members WHERE volunteer_id = $1", volunteer_id)]
@@ -199,27 +242,31 @@ async def retire_volunteer(conn: asyncpg.Connection, volunteer_id: UUID) -> Volu
         await repo.update_volunteers(conn, [retired])
         await _tombstone_volunteer(conn, volunteer_id)
         await _bump_teams(conn, set(team_ids))
+        await audit(conn, actor, "volunteer.retire", str(volunteer_id), _snapshot(old), {"active": False})
     log.info("roster.volunteer_retired", volunteer_id=str(volunteer_id))
     return retired
 
 
-async def restore_volunteer(conn: asyncpg.Connection, volunteer_id: UUID) -> Volunteer:
+async def restore_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, *, actor: Admin = SYSTEM) -> Volunteer:
     """Make a retired volunteer active again (no teams; they are added back one by one) and publish them.
 
     Raises:
         NotFound: no such volunteer.
         Conflict: the volunteer is active.
+        Forbidden: the volunteer's unit is outside ``actor``'s scope.
 
     """
     async with conn.transaction():
         old = await repo.get_volunteer(conn, volunteer_id, for_update=True)
         if old is None:
             raise NotFound(f"no volunteer {volunteer_id}")
+        _require_scope(actor, old.unit_code)
         if old.active:
             raise Conflict(f"volunteer {volunteer_id} is active")
         restored = replace(old, active=True, revision=old.revision + 1)
         await repo.update_volunteers(conn, [restored])
         await outbox.add_many(conn, volunteer_events(restored))
+        await audit(conn, actor, "volunteer.restore", str(volunteer_id), {"active": False}, _snapshot(restored))
     log.info("roster.volunteer_restored", volunteer_id=str(volunteer_id), revision=restored.revision)
     return restored
 
@@ -263,7 +310,7 @@ async def _check_team(conn: asyncpg.Connection, t: Team) -> None:
         raise Conflict(f"an active team is called {t.name!r}")
 
 
-async def create_team(conn: asyncpg.Connection, t: Team) -> Team:
+async def create_team(conn: asyncpg.Connection, t: Team, *, actor: Admin = SYSTEM) -> Team:
     """Add a team (revision 1), publish it, and republish its members' profiles (their team ids).
 
     Raises:
@@ -272,26 +319,31 @@ async def create_team(conn: asyncpg.Connection, t: Team) -> Team:
 
     """
     t = replace(t, revision=1, member_ids=tuple(dict.fromkeys(t.member_ids)))
+    _require_scope(actor, t.unit_code)
     async with conn.transaction():
         await _check_team(conn, t)
         await repo.insert_teams(conn, [t])
         await outbox.add(conn, ROSTER_TEAM, str(t.id), team_event(t))
         await _bump_volunteers(conn, t.member_ids)
+        await audit(conn, actor, "team.create", str(t.id), None, _team_snapshot(t))
     log.info("roster.team_created", team_id=str(t.id), members=len(t.member_ids))
     return t
 
 
-async def update_team(conn: asyncpg.Connection, team_id: UUID, changes: dict[str, Any]) -> Team:
+async def update_team(conn: asyncpg.Connection, team_id: UUID, changes: dict[str, Any], *,
+                      actor: Admin = SYSTEM) -> Team:
     """Apply ``changes`` (fields of :class:`Team`); members added or removed get new profiles.
 
     Raises:
-        NotFound | Conflict | InvalidReference: as for :func:`create_team`.
+        NotFound | Conflict | InvalidReference | Forbidden: as for :func:`create_team`.
 
     """
     async with conn.transaction():
         old = await repo.get_team(conn, team_id, for_update=True)
         if old is None or not old.active:
             raise NotFound(f"no active team {team_id}")
+        _require_scope(actor, old.unit_code)
+        _require_scope(actor, changes.get("unit_code", old.unit_code))
         new = replace(old, **changes)
         new = replace(new, member_ids=tuple(dict.fromkeys(new.member_ids)))
         if new == old:
@@ -301,26 +353,30 @@ async def update_team(conn: asyncpg.Connection, team_id: UUID, changes: dict[str
         await repo.save_team(conn, new)
         await outbox.add(conn, ROSTER_TEAM, str(new.id), team_event(new))
         await _bump_volunteers(conn, set(old.member_ids) ^ set(new.member_ids))
+        await audit(conn, actor, "team.update", str(team_id), _team_snapshot(old), _team_snapshot(new))
     log.info("roster.team_updated", team_id=str(team_id), revision=new.revision)
     return new
 
 
-async def retire_team(conn: asyncpg.Connection, team_id: UUID) -> None:
+async def retire_team(conn: asyncpg.Connection, team_id: UUID, *, actor: Admin = SYSTEM) -> None:
     """Retire a team: inactive, tombstone on the team topic, members' profiles republished without it.
 
     Raises:
         NotFound: no such team, or already retired.
+        Forbidden: the team's unit is outside ``actor``'s scope.
 
     """
     async with conn.transaction():
         old = await repo.get_team(conn, team_id, for_update=True)
         if old is None or not old.active:
             raise NotFound(f"no active team {team_id}")
+        _require_scope(actor, old.unit_code)
         await conn.execute("UPDATE teams SET active = false, revision = revision + 1, updated_at = now() WHERE id = $1",
                            team_id)
         await outbox.add_tombstone(conn, ROSTER_TEAM, str(team_id), event_id=uuid.uuid4(), event_type="TeamUpdated",
                                    producer="roster")
         await _bump_volunteers(conn, old.member_ids)
+        await audit(conn, actor, "team.retire", str(team_id), _team_snapshot(old), {"active": False})
     log.info("roster.team_retired", team_id=str(team_id))
 
 
@@ -331,7 +387,8 @@ async def load_directory(conn: asyncpg.Connection) -> UnitDirectory:
     return UnitDirectory(await repo.load_units(conn))
 
 
-async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run: bool = False) -> ImportReport:
+async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run: bool = False,
+                          actor: Admin = SYSTEM, source: str = "") -> ImportReport:
     """Apply a validated register: upsert by mobile, all or nothing.
 
     Nothing is written when the plan has errors or ``dry_run`` is set (the counts are still
@@ -341,12 +398,19 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
     retired volunteer is an error (an import never re-activates anyone; restore them with
     ``POST /volunteers/{id}/restore``). Team memberships listed are added.
 
+    A row whose unit (or, for a stored volunteer, whose current unit) is outside ``actor``'s scope is an
+    error on its row. A committed import is audited (``roster.import``: file name and counts).
+
     Returns:
         The plan's report with ``created``, ``updated``, ``unchanged`` and ``committed`` filled in.
 
     """
     report = plan.report
     report.dry_run = dry_run
+    for row in plan.rows:
+        if not actor.covers(row.unit_code):
+            report.errors.append(RowError(row.row, plan.columns.get("unit_code", plan.columns.get("village", "-")),
+                                          f"unit {row.unit_code} is outside your scope ({actor.unit_code})"))
     async with conn.transaction():
         existing = await repo.volunteers_by_mobile(conn, [r.mobile for r in plan.rows])
         new: list[Volunteer] = []
@@ -361,6 +425,12 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
                               wechat_openid=row.wechat_openid)
                 new.append(v)
                 memberships.extend((t, v.id) for t in row.team_ids)
+                continue
+            if not actor.covers(old.unit_code):
+                report.errors.append(RowError(
+                    row.row, plan.columns.get("mobile", "mobile"),
+                    f"volunteer {old.id} belongs to unit {old.unit_code}, outside your scope ({actor.unit_code})",
+                    value=mask_text(row.mobile)))
                 continue
             if not old.active:
                 report.errors.append(RowError(
@@ -383,6 +453,10 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
         items = [item for v in (*new, *changed) for item in volunteer_events(v)]
         await outbox.add_many(conn, items)
         await _bump_teams(conn, {t for t, _ in memberships})
+        await audit(conn, actor, "roster.import", source or None, None,
+                    {"rows": report.rows, "created": report.created, "updated": report.updated,
+                     "unchanged": report.unchanged, "created_ids": [str(v.id) for v in new],
+                     "updated_ids": [str(v.id) for v in changed]})
         report.committed = True
     log.info("roster.imported", created=report.created, updated=report.updated, unchanged=report.unchanged)
     return report
@@ -464,7 +538,8 @@ async def seed_roster(conn: asyncpg.Connection, volunteers: Sequence[Volunteer],
     return {"volunteers": len(volunteers), "teams": len(teams), "removed": removed}
 
 
-async def import_file(conn: asyncpg.Connection, data: bytes, filename: str, *, dry_run: bool = False) -> ImportReport:
+async def import_file(conn: asyncpg.Connection, data: bytes, filename: str, *, dry_run: bool = False,
+                      actor: Admin = SYSTEM) -> ImportReport:
     """Read, validate and apply a register file (CSV or XLSX); see :func:`import_register`.
 
     Raises:
@@ -478,7 +553,7 @@ async def import_file(conn: asyncpg.Connection, data: bytes, filename: str, *, d
     units = await load_directory(conn)
     teams = await repo.active_team_names(conn)
     plan = validate_register(table, units, teams)
-    report = await import_register(conn, plan, dry_run=dry_run)
+    report = await import_register(conn, plan, dry_run=dry_run, actor=actor, source=filename)
     if report.committed and report.created + report.updated >= BULK_ROWS:
         await repo.vacuum_search(conn)
     return report

@@ -1,9 +1,12 @@
-"""Access to the roster's HTTP API: one bearer token, ``ROSTER_ADMIN_TOKEN``.
+"""Access to the roster's HTTP API: named administrator tokens, and the shared ``ROSTER_ADMIN_TOKEN``.
 
 Every route except ``/health/*`` needs ``Authorization: Bearer <token>`` (the roster holds every
 volunteer's mobile and WeChat openid, and imports and retirements change who is called out).
-The token comes from :attr:`shared.settings.RosterSettings.admin_token` (no default; the local
-stack generates one into ``stack.env``); it is compared in constant time (:func:`hmac.compare_digest`).
+A named token (``muster roster token create``; :mod:`services.roster.admins`) acts as its administrator,
+with its role and unit scope, and each change it makes is audited under its name. The shared token comes
+from :attr:`shared.settings.RosterSettings.admin_token` (no default; the local stack generates one into
+``stack.env``), is compared in constant time (:func:`hmac.compare_digest`) and acts as a city administrator
+(:data:`services.roster.admins.SHARED_ADMIN`), for the stack, the CLI and the drill runner.
 
 Errors: 401 with ``WWW-Authenticate: Bearer`` and a ``detail`` saying what is wrong (no token, not
 a bearer token, wrong token); 401 too when the service has no token configured (it refuses
@@ -18,7 +21,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-__all__ = ["MIN_TOKEN_LENGTH", "check_token", "require_token"]
+from services.roster.admins import SHARED_ADMIN, TOKEN_PREFIX, Admin, authenticate
+
+__all__ = ["MIN_TOKEN_LENGTH", "AdminDep", "check_token", "require_token"]
 
 MIN_TOKEN_LENGTH = 16
 _bearer = HTTPBearer(auto_error=False, description="`ROSTER_ADMIN_TOKEN` (see the stack's `stack.env`).")
@@ -46,8 +51,8 @@ def check_token(configured: str | None, given: str | None) -> str | None:
 
 async def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """FastAPI dependency: raises 401 unless the request carries the service's bearer token."""
+) -> Admin:
+    """FastAPI dependency: the administrator behind the bearer token; 401 when there is none."""
     secret = getattr(request.app.state.runtime.settings, "admin_token", None)
     configured = secret.get_secret_value() if secret is not None else None
     given = credentials.credentials if credentials is not None else None
@@ -55,5 +60,14 @@ async def require_token(
         problem: str | None = "the Authorization header must be 'Bearer <token>'"
     else:
         problem = check_token(configured, given)
-    if problem is not None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=problem, headers={"WWW-Authenticate": "Bearer"})
+        if problem is None:
+            return SHARED_ADMIN
+        if configured and given and given.startswith(TOKEN_PREFIX):
+            async with request.app.state.runtime.require_pool().acquire() as conn:
+                admin = await authenticate(conn, given)
+            if admin is not None:
+                return admin
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=problem, headers={"WWW-Authenticate": "Bearer"})
+
+
+AdminDep = Annotated[Admin, Depends(require_token)]

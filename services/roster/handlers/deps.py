@@ -1,6 +1,6 @@
 """What the roster's routes share: a pooled connection per request and the error → HTTP mapping.
 
-``NotFound`` → 404, ``Conflict`` → 409, ``InvalidReference`` → 422 with the field path in ``loc``
+``NotFound`` → 404, ``Forbidden`` → 403 (outside the administrator's units), ``Conflict`` → 409, ``InvalidReference`` → 422 with the field path in ``loc``
 (the same shape FastAPI uses for body validation errors). A unique violation raised by a
 concurrent writer (two imports of the same mobile at once) is a 409 too: nothing was written.
 """
@@ -13,7 +13,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.roster.commands import Conflict, InvalidReference, NotFound
+from services.roster.commands import Conflict, Forbidden, InvalidReference, NotFound
 
 __all__ = ["connection", "install_error_handlers"]
 
@@ -39,6 +39,10 @@ def install_error_handlers(app: FastAPI) -> None:
                             status_code=422)
 
     app.add_exception_handler(asyncpg.UniqueViolationError, conflict)
+    async def forbidden(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
     app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(Forbidden, forbidden)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(InvalidReference, invalid)

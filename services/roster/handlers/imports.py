@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from services.roster import commands
 from services.roster.adapters.spreadsheet import SpreadsheetError
+from services.roster.handlers.auth import AdminDep
 from services.roster.handlers.deps import connection
 from shared.http_errors import error_responses
 
@@ -32,13 +33,14 @@ MAX_BYTES = 50 * 1024 * 1024
 async def import_register(
     file: Annotated[UploadFile, File(description="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX register.")],
     conn: Conn,
+    actor: AdminDep,
     dry_run: Annotated[bool, Query()] = False,
 ) -> JSONResponse:
     data = await file.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         return JSONResponse({"detail": "file larger than 50 MB"}, status_code=413)
     try:
-        report = await commands.import_file(conn, data, file.filename or "", dry_run=dry_run)
+        report = await commands.import_file(conn, data, file.filename or "", dry_run=dry_run, actor=actor)
     except SpreadsheetError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=400)
     body: dict[str, Any] = report.to_json()

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, status
 from services.roster import commands
 from services.roster.adapters import repository as repo
 from services.roster.domain.model import Team
+from services.roster.handlers.auth import AdminDep
 from services.roster.handlers.deps import connection
 from services.roster.handlers.schemas import Page, PageNumber, PageSize, TeamIn, TeamOut, TeamPatch
 from shared.http_errors import error_responses
@@ -22,11 +23,11 @@ Conn = Annotated[asyncpg.Connection, Depends(connection)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409))
-async def create_team(body: TeamIn, conn: Conn) -> TeamOut:
+async def create_team(body: TeamIn, conn: Conn, actor: AdminDep) -> TeamOut:
     """Add a team. 409 when an active team has the name; 422 for unknown unit/members or a leader who is not a member."""
     t = Team(id=uuid.uuid4(), revision=1, name=body.name, team_type=body.team_type, unit_code=body.unit_code,
              leader_id=body.leader_id, member_ids=tuple(body.member_ids), lat=body.lat, lon=body.lon)
-    return TeamOut.of(await commands.create_team(conn, t))
+    return TeamOut.of(await commands.create_team(conn, t, actor=actor))
 
 
 @router.get("")
@@ -60,12 +61,12 @@ async def get_team(
 
 
 @router.patch("/{team_id}", responses=error_responses(400, 404, 409))
-async def update_team(team_id: UUID, body: TeamPatch, conn: Conn) -> TeamOut:
+async def update_team(team_id: UUID, body: TeamPatch, conn: Conn, actor: AdminDep) -> TeamOut:
     """Change the fields given; ``member_ids`` replaces the member list."""
-    return TeamOut.of(await commands.update_team(conn, team_id, body.changes()))
+    return TeamOut.of(await commands.update_team(conn, team_id, body.changes(), actor=actor))
 
 
 @router.delete("/{team_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
-async def retire_team(team_id: UUID, conn: Conn) -> None:
+async def retire_team(team_id: UUID, conn: Conn, actor: AdminDep) -> None:
     """Retire a team (tombstone published; members' profiles republished without it)."""
-    await commands.retire_team(conn, team_id)
+    await commands.retire_team(conn, team_id, actor=actor)

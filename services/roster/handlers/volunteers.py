@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Query, status
 from services.roster import commands
 from services.roster.adapters import repository as repo
 from services.roster.domain.model import MAX_NAME, Volunteer
+from services.roster.handlers.auth import AdminDep
 from services.roster.handlers.deps import connection
 from services.roster.handlers.schemas import (
     Page,
@@ -40,7 +41,7 @@ Conn = Annotated[asyncpg.Connection, Depends(connection)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409))
-async def create_volunteer(body: VolunteerIn, conn: Conn) -> VolunteerOut:
+async def create_volunteer(body: VolunteerIn, conn: Conn, actor: AdminDep) -> VolunteerOut:
     """Add a volunteer. 409 when the mobile is taken; 422 for an unknown unit or skill."""
     v = Volunteer(
         id=uuid.uuid4(), revision=1, name=body.name, mobile=body.mobile, unit_code=body.unit_code, lat=body.lat,
@@ -49,7 +50,7 @@ async def create_volunteer(body: VolunteerIn, conn: Conn) -> VolunteerOut:
         wechat_subscribed=body.wechat_subscribed, preferred_channel=body.preferred_channel, consent=body.consent,
         sms_consent=body.sms_consent,
     )
-    return VolunteerOut.of(await commands.create_volunteer(conn, v))
+    return VolunteerOut.of(await commands.create_volunteer(conn, v, actor=actor))
 
 
 @router.get("")
@@ -81,18 +82,18 @@ async def get_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
 
 
 @router.patch("/{volunteer_id}", responses=error_responses(400, 404, 409))
-async def update_volunteer(volunteer_id: UUID, body: VolunteerPatch, conn: Conn) -> VolunteerOut:
+async def update_volunteer(volunteer_id: UUID, body: VolunteerPatch, conn: Conn, actor: AdminDep) -> VolunteerOut:
     """Change the fields given; the revision grows when anything changed."""
-    return VolunteerOut.of(await commands.update_volunteer(conn, volunteer_id, body.changes()))
+    return VolunteerOut.of(await commands.update_volunteer(conn, volunteer_id, body.changes(), actor=actor))
 
 
 @router.delete("/{volunteer_id}", responses=error_responses(404))
-async def retire_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
+async def retire_volunteer(volunteer_id: UUID, conn: Conn, actor: AdminDep) -> VolunteerOut:
     """Retire a volunteer (kept, inactive; tombstones published). 404 when unknown or already retired."""
-    return VolunteerOut.of(await commands.retire_volunteer(conn, volunteer_id))
+    return VolunteerOut.of(await commands.retire_volunteer(conn, volunteer_id, actor=actor))
 
 
 @router.post("/{volunteer_id}/restore", responses=error_responses(404, 409))
-async def restore_volunteer(volunteer_id: UUID, conn: Conn) -> VolunteerOut:
+async def restore_volunteer(volunteer_id: UUID, conn: Conn, actor: AdminDep) -> VolunteerOut:
     """Make a retired volunteer active again (snapshots published; teams not restored). 404 unknown, 409 active."""
-    return VolunteerOut.of(await commands.restore_volunteer(conn, volunteer_id))
+    return VolunteerOut.of(await commands.restore_volunteer(conn, volunteer_id, actor=actor))
