@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from deploy import stack as local_stack
-from muster.drill.runner import DISPATCH, run_drill
+from deploy.stack import stack_env
+from muster.drill.runner import DISPATCH, _seed_roster, _wait_projections, run_drill
 from muster.drill.scenario import load_scenario
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +39,8 @@ async def test_a_drill_beside_a_live_incident_leaves_it_alone(services, tmp_path
                           "--unit", "330600")).strip().splitlines()[-1].split()[-1]
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=30) as http:
+        await _seed_roster(scenario, http)  # the live incident needs people to call, as the drill does
+        await _wait_projections(stack_env()["KAFKA_BOOTSTRAP_SERVERS"])
         r = await http.post(f"{DISPATCH}/incidents", headers=headers, json={
             "kind": "fall", "title": "府山街道老人跌倒", "lat": plan.lat, "lon": plan.lon, "unit_code": plan.unit_code,
             "mode": "emergency", "requirements": [{"skill": "first_aid", "count": 2}],
