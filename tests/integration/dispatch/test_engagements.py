@@ -17,13 +17,23 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.dispatch import usecases
 from services.dispatch.units import units
-from shared.events import IncidentMode, ReplyIntent, ReplyReceived
+from shared.events import (
+    CallOutCancelled,
+    CancelReason,
+    IncidentMode,
+    ReplyIntent,
+    ReplyReceived,
+    parse_event,
+)
+from shared.outbox import event_headers
+from shared.topics import CALLOUT, REPLY
 from shared.vocabulary import Channel
 
-from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token
+from .conftest import DispatchDb, a_town_with_villages, add_volunteers, now, running_app, token, wait_for
 
 SKILL = "water_rescue"
 ACTOR = usecases.Actor("t", "city", "330600")
@@ -152,3 +162,54 @@ async def test_an_operator_moves_a_person_between_incidents(dispatch_db: Dispatc
         audit = await conn.fetchrow("SELECT before, after FROM audit_log WHERE action = 'volunteer.move' "
                                     "AND incident_id = $1", incidents[1])
     assert audit["before"]["incident_id"] == str(incidents[0]) and audit["after"]["callout_id"] == str(calls[1])
+
+
+async def test_two_accepts_over_kafka_assign_once_and_the_answer_is_published(dispatch_db: DispatchDb) -> None:
+    """The same race end to end on the real broker: both accepts published at once to ``notify.reply.v1``,
+    applied by the running consumer, and the answer relayed to ``dispatch.callout.v1``."""
+    db = dispatch_db
+    vid, incidents, calls = await two_incidents(db, index=72)
+    consumer = AIOKafkaConsumer(bootstrap_servers=db.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=db.bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        parts = [TopicPartition(CALLOUT.name, p) for p in range(CALLOUT.partitions)]
+        start = dict(await consumer.end_offsets(parts))
+        async with running_app(db, consumers=("replies",), tick=0.2):
+
+            async def publish(ev: ReplyReceived) -> None:
+                headers = [(k, v.encode()) for k, v in event_headers(ev).items()]
+                await producer.send_and_wait(REPLY.name, ev.to_bytes(), key=str(vid).encode(), headers=headers)
+
+            await asyncio.gather(*(publish(reply(vid, cid)) for cid in calls))
+
+            async def settled() -> list[tuple[str, str | None]] | None:
+                async with db.pool.acquire() as conn:
+                    got = await states(conn, calls)
+                return got if all(s != "requested" for s, _ in got) else None
+
+            got = await wait_for(settled)
+            assert sorted(got) == [("assigned", None), ("declined", "engaged_elsewhere")], got
+            lost = calls[[s for s, _ in got].index("declined")]
+            won_title = ["鉴湖溺水", "平水山体滑坡"][[s for s, _ in got].index("assigned")]
+
+            consumer.assign(parts)
+            for tp, offset in start.items():
+                consumer.seek(tp, offset)
+
+            async def answer() -> Any:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for rec in records:
+                        ev = parse_event(rec.value)
+                        if isinstance(ev, CallOutCancelled) and ev.callout_id == lost:
+                            return ev
+                return None
+
+            ev = await wait_for(answer)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    assert ev.reason is CancelReason.ENGAGED_ELSEWHERE and ev.engaged_incident_title == won_title
+    assert ev.volunteer_id == vid
