@@ -6,13 +6,16 @@ Steps (``muster drill run SCENARIO``):
    (:mod:`deploy.stack`);
 2. seed the roster (``scenario.roster``) unless one of that size is present, and wait until
    dispatch's roster projection has caught up;
-3. create a city-level operator token and open the scenario's incidents in drill mode through the
-   operator API (``POST /incidents``), each after its ``open_after_seconds``;
+3. create a city-level operator token (revoked when the drill ends, also on failure) and open the
+   scenario's incidents in drill mode through the operator API (``POST /incidents``), each after its
+   ``open_after_seconds``;
 4. follow the simulator's global message feed (``GET /sim/messages?after=…&wait=…``): a call-out
    message is answered as the responder model draws it (:mod:`muster.drill.responders`), after its
    latency, through the simulator's phone (``POST /sim/phones/{mobile}/reply``, delivered to notify
    as the provider's uplink callback) or a tap on the WeChat link; an assignment confirmation is
-   followed by a check-in ("到了") some seconds after the ETA unless the volunteer is a no-show;
+   followed by a check-in ("到了") some seconds after the ETA unless the volunteer is a no-show. Only
+   the drill's own messages are answered (:func:`is_drill_message`): a live incident beside the drill
+   is left alone, and the integrity counts cover only the drill's messages;
 5. follow the boards until every requirement is filled or flagged unfilled (or the scenario's
    timeout), let the last replies land, close the incidents, and build the report
    (:mod:`muster.drill.report`) with the integrity counts (:mod:`muster.drill.integrity`).

@@ -233,8 +233,8 @@ async def move_volunteer(incident_id: UUID, body: MoveIn, request: Request, op: 
     """
     async with _pool(request).acquire() as conn:
         await _writable(conn, op, incident_id)
-        current = await conn.fetchval("SELECT incident_id FROM engagements WHERE volunteer_id = $1", body.volunteer_id)
-        if current is not None:
+        current = await queries.engaged_in(conn, body.volunteer_id)
+        if current is not None:  # the operator must be able to act on the incident they are released from too
             await _writable(conn, op, current)
         m = await usecases.move_volunteer(conn, body.volunteer_id, incident_id, body.requirement_id, _actor(op))
     return MoveOut(volunteer_id=m.volunteer_id, from_incident_id=m.from_incident_id, from_callout_id=m.from_callout_id,
