@@ -575,13 +575,6 @@ def _integrity(state: DrillState, final: dict[str, dict[str, Any]], sim_log: lis
         for m in sim_log
     ]
     sent = [SentReply(s["volunteer_id"], s["text"]) for s in state.sent]
-    callouts = [
-        BoardCallOut(
-            callout_id=str(c["callout_id"]), volunteer_id=str(c["volunteer_id"]), state=c["state"],
-            replies_recorded=len(c.get("replies", [])),
-            stood_down=c["state"] == "cancelled",
-        )
-        for inc in final.values() for c in inc["callouts"]
-    ]
+    callouts = [BoardCallOut.from_board(c) for inc in final.values() for c in inc["callouts"]]
     requirements = [r for inc in final.values() for r in inc["board"]["requirements"]]
     return integrity(messages, sent, callouts, requirements)
