@@ -9,7 +9,8 @@ concurrent claim of the same person waits on the key and then finds it taken
 
 Triggers keep the table equal to "the call-outs in state assigned/arrived of open incidents":
 
-* ``callouts`` (statement level, INSERT and UPDATE): a row that leaves assigned/arrived (declined, stood
+* ``callouts`` (row level, INSERT and UPDATE, only for rows entering or leaving those states): a row
+  that leaves assigned/arrived (declined, stood
   down, removed …) frees its volunteer; a row that enters them is claimed, and if the volunteer is
   already engaged through another call-out the statement fails with a unique violation — the backstop
   for any writer that did not claim first;
@@ -46,43 +47,38 @@ FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id AND i.status =
 WHERE c.state IN ('assigned', 'arrived')
 ORDER BY c.volunteer_id, c.accepted_at NULLS LAST, c.callout_id;
 
-CREATE FUNCTION engagements_claim_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION engagements_follow_callout() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO engagements (volunteer_id, incident_id, callout_id)
-    SELECT n.volunteer_id, n.incident_id, n.callout_id
-    FROM new_rows n JOIN incidents i ON i.incident_id = n.incident_id AND i.status = 'open'
-    WHERE n.state IN ('assigned', 'arrived')
-    ON CONFLICT (callout_id) DO NOTHING;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION engagements_follow_updated() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM engagements e USING new_rows n
-    WHERE e.callout_id = n.callout_id AND n.state NOT IN ('assigned', 'arrived');
-    INSERT INTO engagements (volunteer_id, incident_id, callout_id)
-    SELECT n.volunteer_id, n.incident_id, n.callout_id
-    FROM new_rows n JOIN old_rows o ON o.callout_id = n.callout_id
-         JOIN incidents i ON i.incident_id = n.incident_id AND i.status = 'open'
-    WHERE n.state IN ('assigned', 'arrived') AND o.state NOT IN ('assigned', 'arrived')
-    ON CONFLICT (callout_id) DO NOTHING;
+    IF TG_OP = 'UPDATE' AND OLD.state IN ('assigned', 'arrived') AND NEW.state NOT IN ('assigned', 'arrived') THEN
+        DELETE FROM engagements WHERE callout_id = NEW.callout_id;
+    ELSIF NEW.state IN ('assigned', 'arrived')
+          AND EXISTS (SELECT 1 FROM incidents WHERE incident_id = NEW.incident_id AND status = 'open') THEN
+        -- already claimed by the writer: nothing; engaged through another call-out: unique violation
+        INSERT INTO engagements (volunteer_id, incident_id, callout_id)
+        VALUES (NEW.volunteer_id, NEW.incident_id, NEW.callout_id)
+        ON CONFLICT (callout_id) DO NOTHING;
+    END IF;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION engagements_release_closed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM engagements e USING new_rows n
-    WHERE e.incident_id = n.incident_id AND n.status <> 'open';
+    DELETE FROM engagements WHERE incident_id = NEW.incident_id;
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER callouts_engagements_insert AFTER INSERT ON callouts
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION engagements_claim_inserted();
-CREATE TRIGGER callouts_engagements_update AFTER UPDATE ON callouts
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION engagements_follow_updated();
-CREATE TRIGGER incidents_engagements_close AFTER UPDATE ON incidents
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION engagements_release_closed();
+-- row triggers with WHEN: the condition is checked without calling the function, so a wave's COPY and a
+-- stand-down of thousands of waiting call-outs call no trigger function at all (2 cores, medians of 10
+-- interleaved runs, without → with: COPY of 10,000 call-outs 73.3 → 74.6 ms, UPDATE of 10,000 to
+-- cancelled 85.8 → 85.0 ms)
+CREATE TRIGGER callouts_engagements_insert AFTER INSERT ON callouts FOR EACH ROW
+    WHEN (NEW.state IN ('assigned', 'arrived')) EXECUTE FUNCTION engagements_follow_callout();
+CREATE TRIGGER callouts_engagements_update AFTER UPDATE OF state ON callouts FOR EACH ROW
+    WHEN (OLD.state IS DISTINCT FROM NEW.state
+          AND (OLD.state IN ('assigned', 'arrived') OR NEW.state IN ('assigned', 'arrived')))
+    EXECUTE FUNCTION engagements_follow_callout();
+CREATE TRIGGER incidents_engagements_close AFTER UPDATE OF status ON incidents FOR EACH ROW
+    WHEN (OLD.status = 'open' AND NEW.status <> 'open') EXECUTE FUNCTION engagements_release_closed();
 """
 
 
