@@ -288,6 +288,7 @@ class CancelReason(StrEnum):
     INCIDENT_CLOSED = "incident_closed"
     STOOD_DOWN = "stood_down"  # the operator stood everyone down
     REMOVED = "removed"  # the operator removed this volunteer
+    ENGAGED_ELSEWHERE = "engaged_elsewhere"  # they accepted, but are already assigned in another open incident
 
 
 class CallOutCancelled(Event):
@@ -301,6 +302,9 @@ class CallOutCancelled(Event):
     reason: CancelReason
     incident_title: str
     was_assigned: bool = Field(default=False, description="They had been assigned (so they may be on their way).")
+    engaged_incident_title: str | None = Field(
+        default=None, description="Reason engaged_elsewhere: the title of the incident they are already assigned in.",
+    )
 
 
 # --------------------------------------------------------------------------- notify

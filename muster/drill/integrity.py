@@ -53,6 +53,20 @@ class BoardCallOut:
     replies_recorded: int
     stood_down: bool
 
+    @classmethod
+    def from_board(cls, row: dict[str, Any]) -> BoardCallOut:
+        """One row of ``GET /incidents/{id}/callouts``.
+
+        ``stood_down``: the volunteer was told not to come — the call-out was cancelled, or their acceptance
+        was refused because they are assigned in another incident (declined ``engaged_elsewhere``, answered
+        with a stand-down message).
+        """
+        return cls(
+            callout_id=str(row["callout_id"]), volunteer_id=str(row["volunteer_id"]), state=row["state"],
+            replies_recorded=len(row.get("replies", [])),
+            stood_down=row["state"] == "cancelled" or row.get("cancel_reason") == "engaged_elsewhere",
+        )
+
 
 def integrity(
     messages: Iterable[PhoneMessage],

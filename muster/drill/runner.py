@@ -6,13 +6,16 @@ Steps (``muster drill run SCENARIO``):
    (:mod:`deploy.stack`);
 2. seed the roster (``scenario.roster``) unless one of that size is present, and wait until
    dispatch's roster projection has caught up;
-3. create a city-level operator token and open the scenario's incidents in drill mode through the
-   operator API (``POST /incidents``), each after its ``open_after_seconds``;
+3. create a city-level operator token (revoked when the drill ends, also on failure) and open the
+   scenario's incidents in drill mode through the operator API (``POST /incidents``), each after its
+   ``open_after_seconds``;
 4. follow the simulator's global message feed (``GET /sim/messages?after=…&wait=…``): a call-out
    message is answered as the responder model draws it (:mod:`muster.drill.responders`), after its
    latency, through the simulator's phone (``POST /sim/phones/{mobile}/reply``, delivered to notify
    as the provider's uplink callback) or a tap on the WeChat link; an assignment confirmation is
-   followed by a check-in ("到了") some seconds after the ETA unless the volunteer is a no-show;
+   followed by a check-in ("到了") some seconds after the ETA unless the volunteer is a no-show. Only
+   the drill's own messages are answered (:func:`is_drill_message`): a live incident beside the drill
+   is left alone, and the integrity counts cover only the drill's messages;
 5. follow the boards until every requirement is filled or flagged unfilled (or the scenario's
    timeout), let the last replies land, close the incidents, and build the report
    (:mod:`muster.drill.report`) with the integrity counts (:mod:`muster.drill.integrity`).
@@ -39,7 +42,7 @@ from muster.drill.responders import ARRIVED_TEXTS, decide
 from muster.drill.scenario import IncidentPlan, Scenario
 from shared.vocabulary import Level
 
-__all__ = ["DrillState", "classify", "run_drill"]
+__all__ = ["DrillState", "classify", "is_drill_message", "run_drill"]
 
 REPLY_CONCURRENCY = 32
 """Phones' reply requests in flight at once (the rest wait their turn, in order)."""
@@ -68,6 +71,20 @@ def classify(text: str) -> str:
     if any(w in text for w in ("无需前往", "停止前往", "人员已满", "事件已结束", "任务已取消", "调度已调整")):
         return "stand_down"
     return "unknown"
+
+
+TITLE_KEY = 5
+"""Characters of an incident's title that a message about it always carries (SMS shortens a title to 6 at least)."""
+
+
+def is_drill_message(text: str, titles: Any) -> bool:
+    """True when ``text`` is a drill message (演练 first, after the SMS signature) about one of ``titles``.
+
+    The runner's phones answer, and its integrity counts cover, only the messages of its own incidents:
+    a live incident's messages (no 演练) and other incidents' are left alone.
+    """
+    body = re.sub(r"^【[^】]*】", "", text)
+    return body.startswith("演练") and any(t[:TITLE_KEY] in body for t in titles)
 
 
 def _log(msg: str) -> None:
@@ -199,6 +216,18 @@ async def _operator_token() -> str:
     return out.decode().strip().splitlines()[-1].split()[-1]
 
 
+async def _revoke_token(token: str) -> None:
+    """Revoke the drill's operator token by its id (``muster incident token revoke --id``), so none stays valid."""
+    from services.dispatch.auth import TOKEN_ID_LENGTH, hash_token
+
+    proc = await asyncio.create_subprocess_exec(
+        *_muster(), "incident", "token", "revoke", "--id", hash_token(token)[:TOKEN_ID_LENGTH],
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    if await proc.wait() != 0:
+        _log("could not revoke the drill's operator token: revoke it with `muster incident token revoke`")
+
+
 # ---------------------------------------------------------------------------------------- phones
 
 
@@ -249,6 +278,8 @@ def _spawn(state: DrillState, coro: Any) -> None:
 
 
 def _on_message(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, msg: dict[str, Any]) -> None:
+    if not is_drill_message(msg.get("text", ""), [p.title for p in scenario.incidents]):
+        return  # not this drill's: a live incident's call-out stays unanswered by the drill's phones
     kind = classify(msg.get("text", ""))
     msg["kind"] = kind
     state.messages.append(msg)
@@ -442,54 +473,66 @@ async def run_drill(scenario: Scenario, *, report_path: Path | None = None, star
     async with httpx.AsyncClient(timeout=30.0) as http:
         await _seed_roster(scenario, http)
         token = await _operator_token()
-        headers = {"Authorization": f"Bearer {token}"}
-        state.headers = headers
-        await _load_directory(state, http)
-        await _wait_projections(bootstrap)
-        (await http.post(f"{SIMULATOR}/sim/reset")).raise_for_status()
-        stop = asyncio.Event()
-        state.started = time.monotonic()
-        state.started_at = datetime.now(UTC)
-        follower = asyncio.create_task(_follow_phones(state, scenario, http, stop))
-        plans = sorted(scenario.incidents, key=lambda p: p.open_after_seconds)
-        for plan in plans:
-            await asyncio.sleep(max(0.0, plan.open_after_seconds - state.offset()))
-            incident_id = await _open(plan, http, headers)
-            state.incidents[incident_id] = plan
-            _log(f"opened {plan.title} ({incident_id})")
-        boards = await _follow_boards(state, scenario, http)
-        # Let the replies and check-ins already drawn land (bounded), then close.
-        grace = time.monotonic() + 30
-        while state.pending and time.monotonic() < grace:
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(3.0)  # the last replies travel simulator → notify → Kafka → dispatch
-        for incident_id in state.incidents:
-            await http.post(f"{DISPATCH}/incidents/{incident_id}/close", json={"outcome": "drill complete"},
-                            headers=headers)
-        closed = time.monotonic()
-        await _wait_replies_recorded(state, http, headers)
-        await _phones_quiet(state, since=closed)  # stand-downs reach the phones
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-        for task in list(state.pending):
-            task.cancel()
-
-        final: dict[str, dict[str, Any]] = {}
-        for incident_id in state.incidents:
-            board = (await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)).json()
-            callouts = (await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)).json()
-            report = (await http.get(f"{DISPATCH}/incidents/{incident_id}/report", headers=headers)).json()
-            final[incident_id] = {"board": board, "callouts": callouts, "report": report,
-                                  "plan": state.incidents[incident_id].model_dump(mode="json")}
-        sim_log = await _all_sim_messages(http)
-    counts = _integrity(state, final, sim_log)
+        try:
+            final, boards, sim_log = await _run(scenario, state, http, bootstrap, token)
+        finally:
+            await _revoke_token(token)
+    titles = [p.title for p in scenario.incidents]
+    counts = _integrity(state, final, [m for m in sim_log if is_drill_message(m.get("text", ""), titles)])
     result = build_report(scenario, state, final, counts, boards_seen=boards)
     paths = write_report(result, report_path)
     from muster.drill.report import print_summary
 
     print_summary(result, paths)
     return bool(result["ok"])
+
+
+async def _run(
+    scenario: Scenario, state: DrillState, http: httpx.AsyncClient, bootstrap: str, token: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """The drill itself, with the operator ``token``: (final boards, boards last seen, the simulator's log)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    state.headers = headers
+    await _load_directory(state, http)
+    await _wait_projections(bootstrap)
+    (await http.post(f"{SIMULATOR}/sim/reset")).raise_for_status()
+    stop = asyncio.Event()
+    state.started = time.monotonic()
+    state.started_at = datetime.now(UTC)
+    follower = asyncio.create_task(_follow_phones(state, scenario, http, stop))
+    plans = sorted(scenario.incidents, key=lambda p: p.open_after_seconds)
+    for plan in plans:
+        await asyncio.sleep(max(0.0, plan.open_after_seconds - state.offset()))
+        incident_id = await _open(plan, http, headers)
+        state.incidents[incident_id] = plan
+        _log(f"opened {plan.title} ({incident_id})")
+    boards = await _follow_boards(state, scenario, http)
+    # Let the replies and check-ins already drawn land (bounded), then close.
+    grace = time.monotonic() + 30
+    while state.pending and time.monotonic() < grace:
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(3.0)  # the last replies travel simulator → notify → Kafka → dispatch
+    for incident_id in state.incidents:
+        await http.post(f"{DISPATCH}/incidents/{incident_id}/close", json={"outcome": "drill complete"},
+                        headers=headers)
+    closed = time.monotonic()
+    await _wait_replies_recorded(state, http, headers)
+    await _phones_quiet(state, since=closed)  # stand-downs reach the phones
+    stop.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await follower
+    for task in list(state.pending):
+        task.cancel()
+
+    final: dict[str, dict[str, Any]] = {}
+    for incident_id in state.incidents:
+        board = (await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=headers)).json()
+        callouts = (await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)).json()
+        report = (await http.get(f"{DISPATCH}/incidents/{incident_id}/report", headers=headers)).json()
+        final[incident_id] = {"board": board, "callouts": callouts, "report": report,
+                              "plan": state.incidents[incident_id].model_dump(mode="json")}
+    sim_log = await _all_sim_messages(http)
+    return final, boards, sim_log
 
 
 async def _wait_replies_recorded(state: DrillState, http: httpx.AsyncClient, headers: dict[str, str],
@@ -532,13 +575,6 @@ def _integrity(state: DrillState, final: dict[str, dict[str, Any]], sim_log: lis
         for m in sim_log
     ]
     sent = [SentReply(s["volunteer_id"], s["text"]) for s in state.sent]
-    callouts = [
-        BoardCallOut(
-            callout_id=str(c["callout_id"]), volunteer_id=str(c["volunteer_id"]), state=c["state"],
-            replies_recorded=len(c.get("replies", [])),
-            stood_down=c["state"] == "cancelled",
-        )
-        for inc in final.values() for c in inc["callouts"]
-    ]
+    callouts = [BoardCallOut.from_board(c) for inc in final.values() for c in inc["callouts"]]
     requirements = [r for inc in final.values() for r in inc["board"]["requirements"]]
     return integrity(messages, sent, callouts, requirements)

@@ -1,7 +1,8 @@
 """Operator access: bearer tokens, each with a role and a unit scope.
 
 Roles: ``city`` (unit 330600), ``county`` (a 6-digit district/county), ``town`` (a 9-digit
-town/street) operators open and act on incidents whose village lies inside their unit; a
+town/street) and ``village`` (a 12-digit village/community, 村/社区) operators open and act on incidents
+whose village lies inside their unit (a village operator: only their own village's); a
 ``viewer`` reads incidents inside their unit (any level) and changes nothing. Tokens are random
 (``secrets.token_urlsafe``, 256 bits) and stored only as their SHA-256. A token's *id* is the first
 :data:`TOKEN_ID_LENGTH` hex digits of that hash: safe to show, enough to name one token. A revoked token
@@ -42,7 +43,9 @@ __all__ = [
 #: Hex digits of a token's SHA-256 that make its id (48 bits).
 TOKEN_ID_LENGTH = 12
 #: Role → the level its unit must be at (None: any level, read only).
-ROLES: dict[str, Level | None] = {"city": Level.CITY, "county": Level.COUNTY, "town": Level.TOWN, "viewer": None}
+ROLES: dict[str, Level | None] = {
+    "city": Level.CITY, "county": Level.COUNTY, "town": Level.TOWN, "village": Level.VILLAGE, "viewer": None,
+}
 
 
 @dataclass(frozen=True)

@@ -255,8 +255,8 @@ def token_revoke(
 @token_app.command("create")
 def token_create(
     name: str = typer.Option(..., help="Operator's name."),
-    role: str = typer.Option(..., help="city | county | town | viewer."),
-    unit: str = typer.Option(..., "--unit", help="Unit code of the scope (330600, a county, a town)."),
+    role: str = typer.Option(..., help="city | county | town | village | viewer."),
+    unit: str = typer.Option(..., "--unit", help="Unit code of the scope (330600, a county, a town, a village)."),
 ) -> None:
     """Create an operator token and print it (only its hash is stored)."""
     from .auth import create_token

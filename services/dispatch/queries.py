@@ -18,7 +18,7 @@ from .domain.report import CallOutFact, MessageFact, RequirementFact, incident_f
 from .domain.waves import LEVEL_ORDER
 from .errors import NotFound
 
-__all__ = ["board", "callouts", "incident_unit", "list_incidents", "report", "unmatched_replies"]
+__all__ = ["board", "callouts", "engaged_in", "incident_unit", "list_incidents", "report", "unmatched_replies"]
 
 
 def _iso(v: Any) -> Any:
@@ -42,6 +42,13 @@ def _row(r: asyncpg.Record) -> dict[str, Any]:
             conv = _CONVERTERS[type(v)] = str if isinstance(v, UUID) else _iso if hasattr(v, "isoformat") else _same
         out[k] = conv(v)
     return out
+
+
+async def engaged_in(conn: asyncpg.Connection, volunteer_id: UUID) -> UUID | None:
+    """The open incident ``volunteer_id`` is assigned (or arrived) in, from ``engagements``; None when free."""
+    incident_id: UUID | None = await conn.fetchval(
+        "SELECT incident_id FROM engagements WHERE volunteer_id = $1", volunteer_id)
+    return incident_id
 
 
 async def incident_unit(conn: asyncpg.Connection, incident_id: UUID) -> str:

@@ -6,7 +6,8 @@
   ``FOR UPDATE SKIP LOCKED``; waiting call-outs time out; next wave / escalation / unfilled.
 * :func:`apply_reply_event` — notify's ``ReplyReceived``: record it (always), apply it.
 * :func:`record_delivery` — notify's ``Message*`` for the board's figures.
-* :func:`add_volunteer`, :func:`remove_callout`, :func:`stand_down`, :func:`close_incident` — operator actions.
+* :func:`add_volunteer`, :func:`remove_callout`, :func:`move_volunteer`, :func:`stand_down`,
+  :func:`close_incident` — operator actions.
 
 Lock order everywhere: incident row → requirement rows → call-out rows, so concurrent replies,
 ticks and operator actions serialise without deadlocks. Call-outs are created under a
@@ -47,6 +48,7 @@ from shared.events import (
     MessageDelivered,
     MessageFailed,
     MessageSent,
+    ReplyIntent,
     ReplyReceived,
     RequirementFilled,
     RequirementSpec,
@@ -91,11 +93,13 @@ __all__ = [
     "Actor",
     "DueRequirementFailed",
     "IncidentInput",
+    "Move",
     "RequirementInput",
     "add_volunteer",
     "apply_reply_batch",
     "apply_reply_event",
     "close_incident",
+    "move_volunteer",
     "open_incident",
     "process_due",
     "record_delivery",
@@ -767,6 +771,97 @@ class _ReplyWrites:
         self.dirty_callouts, self.dirty_requirements = set(), set()
 
 
+_CLAIMING = (ReplyIntent.ACCEPT, ReplyIntent.ETA, ReplyIntent.ARRIVED)
+_CLAIMABLE = (CallOutState.REQUESTED.value, CallOutState.TIMED_OUT.value, CallOutState.DECLINED.value)
+
+
+class _Engagements:
+    """The ``engagements`` rows of a run of replies' volunteers: who is assigned where (issue #14, no double booking).
+
+    A volunteer is engaged (assigned or arrived) in at most one open incident: ``engagements`` has the
+    volunteer as primary key (migration 0006), so of two transactions claiming the same person the second
+    waits on the key and then finds it taken, whatever the order or concurrency of the replies. The run's
+    likely claims are made up front in one statement (:meth:`preclaim`); :meth:`take` settles each reply
+    that would assign someone; :meth:`release_unused` drops the claims no reply used. Triggers on
+    ``callouts`` and ``incidents`` free an engagement when its call-out leaves assigned/arrived or its
+    incident closes, and refuse an assignment nobody claimed.
+
+    ``held``: volunteer → (incident id, call-out id) of their engagement as last read or claimed;
+    ``ours``: the call-outs this transaction claimed.
+    """
+
+    def __init__(self) -> None:
+        self.held: dict[UUID, tuple[UUID, UUID]] = {}
+        self.ours: set[UUID] = set()
+
+    async def preclaim(self, conn: asyncpg.Connection, wanted: Sequence[tuple[UUID, UUID, UUID]]) -> None:
+        """Claim (volunteer, incident, call-out) for each reply that may assign (first per volunteer wins), read the rest."""
+        if not wanted:
+            return
+        # sorted by volunteer so that two runs claiming the same people take the keys in one order
+        rows = await conn.fetch(
+            """INSERT INTO engagements (volunteer_id, incident_id, callout_id)
+               SELECT v, i, c FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) WITH ORDINALITY AS u(v, i, c, n)
+               ORDER BY v, n
+               ON CONFLICT DO NOTHING RETURNING callout_id""",
+            [w[0] for w in wanted], [w[1] for w in wanted], [w[2] for w in wanted],
+        )
+        self.ours.update(r["callout_id"] for r in rows)
+        await self._read(conn, list({w[0] for w in wanted}))
+
+    async def _read(self, conn: asyncpg.Connection, volunteers: list[UUID]) -> None:
+        for r in await conn.fetch(
+            "SELECT volunteer_id, incident_id, callout_id FROM engagements WHERE volunteer_id = ANY($1::uuid[])",
+            volunteers,
+        ):
+            self.held[r["volunteer_id"]] = (r["incident_id"], r["callout_id"])
+
+    async def take(
+        self, conn: asyncpg.Connection, flush: Callable[[], Any], volunteer_id: UUID, incident_id: UUID,
+        callout_id: UUID, callouts: Mapping[UUID, Mapping[str, Any]],
+    ) -> UUID | None:
+        """Engage ``volunteer_id`` through ``callout_id``; None when done, else the incident they are engaged in.
+
+        A claim of ours on another call-out that no reply turned into an assignment (yet) is given up
+        for this one. ``flush`` writes the run's changes so far (so the triggers free what they free)
+        before a claim is made here.
+        """
+        held = self.held.get(volunteer_id)
+        if held is not None and held[1] == callout_id:
+            return None
+        if held is not None and not (held[1] in self.ours and callouts[held[1]]["state"] not in ("assigned", "arrived")):
+            return held[0]
+        await flush()
+        if held is not None:
+            await conn.execute("DELETE FROM engagements WHERE callout_id = $1", held[1])
+            self.ours.discard(held[1])
+            del self.held[volunteer_id]
+        claimed = await conn.fetchval(
+            "INSERT INTO engagements (volunteer_id, incident_id, callout_id) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING callout_id", volunteer_id, incident_id, callout_id,
+        )
+        if claimed is not None:
+            self.ours.add(callout_id)
+            self.held[volunteer_id] = (incident_id, callout_id)
+            return None
+        await self._read(conn, [volunteer_id])
+        held = self.held.get(volunteer_id)
+        return held[0] if held is not None and held[1] != callout_id else None
+
+    def released(self, volunteer_id: UUID, callout_id: UUID) -> None:
+        """A reply took ``callout_id`` out of assigned/arrived (the trigger deletes the row when it is written)."""
+        if self.held.get(volunteer_id, (None, None))[1] == callout_id:
+            del self.held[volunteer_id]
+
+    async def release_unused(self, conn: asyncpg.Connection) -> None:
+        """Drop this run's claims whose call-out did not end assigned or arrived."""
+        if self.ours:
+            await conn.execute(
+                "DELETE FROM engagements e USING callouts c WHERE e.callout_id = ANY($1::uuid[]) "
+                "AND c.callout_id = e.callout_id AND c.state NOT IN ('assigned', 'arrived')", list(self.ours),
+            )
+
+
 async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceived]) -> None:
     """Apply replies in order, each as :func:`apply_reply_event` describes, with a few statements in all.
 
@@ -803,6 +898,18 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
 
     requirements, callouts = await load() if heads else ({}, {})
     out = _ReplyWrites()
+    engagements = _Engagements()
+    await engagements.preclaim(conn, [
+        (c["volunteer_id"], heads[ev.callout_id]["incident_id"], ev.callout_id) for ev in replies
+        if ev.callout_id in callouts and ev.intent in _CLAIMING
+        and (c := callouts[ev.callout_id])["state"] in _CLAIMABLE
+        and ev.volunteer_id in (None, c["volunteer_id"])
+    ])
+    engaged_titles: dict[UUID, str] = {}
+
+    async def flush() -> None:
+        await out.flush(conn, callouts, requirements)
+
     for ev in replies:
         now = utcnow()
         head = heads.get(ev.callout_id) if ev.callout_id is not None else None
@@ -821,6 +928,16 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
             outstanding=req["count"] - req["filled"], incident_open=inc.status == "open",
             received_at=ev.received_at, last_reply_at=c["last_reply_at"],
         )
+        engaged_in = None
+        if outcome.filled_delta > 0:
+            engaged_in = await engagements.take(conn, flush, c["volunteer_id"], inc.incident_id, c["callout_id"],
+                                                callouts)
+            if engaged_in is not None:
+                outcome = apply_reply(
+                    state=CallOutState(c["state"]), intent=ev.intent, eta_minutes=ev.eta_minutes,
+                    outstanding=req["count"] - req["filled"], incident_open=True, received_at=ev.received_at,
+                    last_reply_at=c["last_reply_at"], engaged_elsewhere=True,
+                )
         out.record(ev, ev.callout_id, inc.incident_id, outcome.applied, outcome.note.value)
         log.info("dispatch.reply_applied", incident_id=str(inc.incident_id), callout_id=str(ev.callout_id),
                  intent=ev.intent.value, note=outcome.note.value)
@@ -833,10 +950,24 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
                          else None if new is CallOutState.DECLINED else c["accepted_at"]),
             arrived_at=ev.received_at if new is CallOutState.ARRIVED else c["arrived_at"],
             eta_minutes=outcome.eta_minutes if outcome.eta_minutes is not None else c["eta_minutes"],
-            cancel_reason="filled" if new is CallOutState.CANCELLED else c["cancel_reason"],
+            cancel_reason=("filled" if new is CallOutState.CANCELLED
+                           else "engaged_elsewhere" if engaged_in is not None else c["cancel_reason"]),
         )
         out.dirty_callouts.add(c["callout_id"])
         vid = c["volunteer_id"]
+        if new.value not in ("assigned", "arrived"):
+            engagements.released(vid, c["callout_id"])
+        if engaged_in is not None:
+            # the short answer, sent by notify like a stand-down: "already on <incident>, no need to come"
+            if engaged_in not in engaged_titles:
+                engaged_titles[engaged_in] = await conn.fetchval(
+                    "SELECT title FROM incidents WHERE incident_id = $1", engaged_in) or ""
+            out.events.append((CALLOUT, str(vid), CallOutCancelled(
+                callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid,
+                reason=CancelReason.ENGAGED_ELSEWHERE, incident_title=inc.title,
+                engaged_incident_title=engaged_titles[engaged_in], occurred_at=now, **inc.env(ev.event_id))))
+            out.timeline.append((inc.incident_id, now, ReplyNote.ENGAGED_ELSEWHERE.value, {
+                "callout_id": c["callout_id"], "volunteer_id": vid, "engaged_incident_id": engaged_in}))
         if outcome.confirm:
             out.events.append((CALLOUT, str(vid), CallOutAssigned(
                 callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, incident_title=inc.title,
@@ -857,6 +988,7 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
                 await _fill_check(conn, inc, req, filled, now=now, causation=ev.event_id)
                 requirements, callouts = await load()  # the stand-downs changed call-outs of this batch
     await out.flush(conn, callouts, requirements)
+    await engagements.release_unused(conn)
 
 
 _DELIVERY_STATUS = {"MessageSent": "sent", "MessageDelivered": "delivered", "MessageFailed": "failed"}
@@ -1010,6 +1142,96 @@ async def remove_callout(
                        volunteer_id=c["volunteer_id"], by=actor.name)
         await audit(conn, actor, "callout.remove", incident_id, {"callout_id": str(callout_id), "state": state.value},
                     {"state": "cancelled", "reason": "removed"})
+
+
+@dataclass(frozen=True)
+class Move:
+    """A volunteer moved between incidents: the call-out released and the one they are now assigned through."""
+
+    volunteer_id: UUID
+    from_incident_id: UUID
+    from_callout_id: UUID
+    to_incident_id: UUID
+    to_callout_id: UUID
+
+
+async def move_volunteer(
+    conn: asyncpg.Connection, volunteer_id: UUID, to_incident_id: UUID, requirement_id: UUID, actor: Actor,
+    *, now: datetime | None = None,
+) -> Move:
+    """Move an engaged volunteer to another incident: released from the first, then assigned in the second.
+
+    The operator's explicit exception to "at most one open incident per person" (issue #14): in one
+    transaction the volunteer's current call-out is stood down (reason ``removed``, its need reopens, as
+    :func:`remove_callout`), then their call-out for ``requirement_id`` in ``to_incident_id`` — the one
+    they were called with (often declined ``engaged_elsewhere``), or one added by hand when they were
+    never called there — becomes ``assigned`` (``CallOutAssigned``: notify confirms it). Audited as
+    ``volunteer.move`` on the target incident (before: where they were; after: where they are).
+
+    Raises:
+        NotFound: no such incident or requirement; the volunteer is not on the roster projection.
+        Conflict: the volunteer is not engaged anywhere (add them by hand instead), is already engaged in
+            ``to_incident_id``, either incident is closed, or the requirement is already filled.
+
+    """
+    now = now or utcnow()
+    async with conn.transaction():
+        eng = await conn.fetchrow("SELECT incident_id, callout_id FROM engagements WHERE volunteer_id = $1",
+                                  volunteer_id)
+        if eng is None:
+            raise Conflict(f"volunteer {volunteer_id} is not assigned in any open incident; add them by hand")
+        from_incident = eng["incident_id"]
+        if from_incident == to_incident_id:
+            raise Conflict(f"volunteer {volunteer_id} is already assigned in incident {to_incident_id}")
+        # both incidents first, in id order (the lock order of every writer), then the rest as remove_callout
+        await conn.execute("SELECT 1 FROM incidents WHERE incident_id = ANY($1::uuid[]) ORDER BY incident_id "
+                           "FOR NO KEY UPDATE", sorted([from_incident, to_incident_id]))
+        inc = await _open_incident_locked(conn, to_incident_id)
+        req = await conn.fetchrow(
+            "SELECT * FROM requirements WHERE requirement_id = $1 AND incident_id = $2", requirement_id, to_incident_id)
+        if req is None:
+            raise NotFound(f"no requirement {requirement_id} in incident {to_incident_id}")
+        if req["filled"] >= req["count"]:
+            raise Conflict(f"requirement {requirement_id} is already filled")
+        await remove_callout(conn, from_incident, eng["callout_id"], actor, now=now)
+        req = await conn.fetchrow("SELECT * FROM requirements WHERE requirement_id = $1 FOR UPDATE", requirement_id)
+        c = await conn.fetchrow("SELECT callout_id, requirement_id, state FROM callouts "
+                                "WHERE incident_id = $1 AND volunteer_id = $2 FOR UPDATE", to_incident_id, volunteer_id)
+        if c is None or c["requirement_id"] != requirement_id:
+            if c is not None:  # called for another need of this incident: that call-out is the one to assign
+                req = await conn.fetchrow("SELECT * FROM requirements WHERE requirement_id = $1 FOR UPDATE",
+                                          c["requirement_id"])
+                if req["filled"] >= req["count"]:
+                    raise Conflict(f"requirement {c['requirement_id']} (their call-out's) is already filled")
+                cid = c["callout_id"]
+            else:
+                [cid] = await _write_wave(conn, inc, req, [(volunteer_id, None, None)], level=Level(req["level"]),
+                                          wave=max(req["wave"], 1), now=now,
+                                          respond_by=now + timedelta(seconds=inc.deadline_s), causation=None,
+                                          manual=True)
+        else:
+            cid = c["callout_id"]
+        await conn.execute(
+            "UPDATE callouts SET state = 'assigned', accepted_at = $2, cancel_reason = NULL WHERE callout_id = $1",
+            cid, now,
+        )
+        await outbox.add(conn, CALLOUT, str(volunteer_id), CallOutAssigned(
+            callout_id=cid, incident_id=to_incident_id, volunteer_id=volunteer_id, incident_title=inc.title,
+            place=inc.place, occurred_at=now, **inc.env()))
+        filled = req["filled"] + 1
+        await conn.execute("UPDATE requirements SET filled = $2 WHERE requirement_id = $1", req["requirement_id"],
+                           filled)
+        await _fill_check(conn, inc, req, filled, now=now, causation=None)
+        await timeline(conn, to_incident_id, now, "moved_in", callout_id=cid, volunteer_id=volunteer_id,
+                       from_incident_id=from_incident, by=actor.name)
+        await timeline(conn, from_incident, now, "moved_out", callout_id=eng["callout_id"], volunteer_id=volunteer_id,
+                       to_incident_id=to_incident_id, by=actor.name)
+        await audit(conn, actor, "volunteer.move", to_incident_id,
+                    {"volunteer_id": str(volunteer_id), "incident_id": str(from_incident),
+                     "callout_id": str(eng["callout_id"])},
+                    {"volunteer_id": str(volunteer_id), "incident_id": str(to_incident_id), "callout_id": str(cid),
+                     "state": "assigned"})
+    return Move(volunteer_id, from_incident, eng["callout_id"], to_incident_id, cid)
 
 
 async def stand_down(conn: asyncpg.Connection, incident_id: UUID, actor: Actor, *, now: datetime | None = None) -> int:

@@ -293,7 +293,8 @@ class Sender:
             role=c.get("role", ""), reply_code=c.get("reply_code", ""),
             respond_by=datetime.fromisoformat(respond_by) if respond_by else None,
             reason=CancelReason(c["reason"]) if c.get("reason") else None,
-            was_assigned=bool(c.get("was_assigned", False)), drill=row["drill"],
+            was_assigned=bool(c.get("was_assigned", False)), engaged_incident_title=c.get("engaged_in", ""),
+            drill=row["drill"],
         )
         rendered = render(content, channel, signature=self._signature, several_open=open_count > 1)
         recipient = contact.openid if channel is Channel.WECHAT else contact.mobile

@@ -9,7 +9,10 @@ the need is open. Duplicate, late and out-of-order replies never over-fill and n
   is recorded only;
 * a reply after the incident closed, or after a stand-down, is recorded only;
 * an accept on an assigned call-out is a duplicate (an ETA on it updates the ETA);
-* a decline after an accept withdraws the person (filled − 1, the need reopens).
+* a decline after an accept withdraws the person (filled − 1, the need reopens);
+* an accept (or a check-in) from someone already assigned in another open incident is refused: the
+  call-out is declined (note ``engaged_elsewhere``, issue #14: nobody is booked twice) and they are
+  told which incident they are on; the wave goes on as after any decline.
 
 Every reply is recorded by the caller whatever the outcome; :class:`ReplyOutcome` says what to apply.
 """
@@ -41,6 +44,7 @@ class ReplyNote(StrEnum):
     OUT_OF_ORDER = "out_of_order"
     AFTER_STAND_DOWN = "after_stand_down"
     NOT_ACTIONABLE = "not_actionable"
+    ENGAGED_ELSEWHERE = "engaged_elsewhere"
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ def apply_reply(
     incident_open: bool,
     received_at: datetime,
     last_reply_at: datetime | None,
+    engaged_elsewhere: bool = False,
 ) -> ReplyOutcome:
     """Decide what a reply does to a call-out in ``state``.
 
@@ -96,10 +101,12 @@ def apply_reply(
         incident_open: the incident is still open.
         received_at: when the reply reached the provider (UTC).
         last_reply_at: ``received_at`` of the last reply applied to this call-out, or None.
+        engaged_elsewhere: the volunteer is assigned (or arrived) through another call-out in an open
+            incident; an outcome that would assign them here becomes declined (``ENGAGED_ELSEWHERE``).
 
     Returns:
-        The outcome; ``filled_delta`` is +1 only when ``outstanding > 0``, so a requirement is never
-        over-filled.
+        The outcome; ``filled_delta`` is +1 only when ``outstanding > 0`` and the volunteer is not engaged
+        elsewhere, so a requirement is never over-filled and nobody is counted in two incidents.
 
     """
     same = ReplyOutcome(state=state, note=ReplyNote.NOT_ACTIONABLE)
@@ -111,6 +118,9 @@ def apply_reply(
         return ReplyOutcome(state=state, note=ReplyNote.OUT_OF_ORDER)
     if state is CallOutState.CANCELLED:
         return ReplyOutcome(state=state, note=ReplyNote.AFTER_STAND_DOWN)
+    if (engaged_elsewhere and state in _WAITING and outstanding > 0
+            and intent in (ReplyIntent.ACCEPT, ReplyIntent.ETA, ReplyIntent.ARRIVED)):
+        return ReplyOutcome(CallOutState.DECLINED, ReplyNote.ENGAGED_ELSEWHERE)
 
     if intent in (ReplyIntent.ACCEPT, ReplyIntent.ETA):
         eta = eta_minutes if intent is ReplyIntent.ETA else None

@@ -209,6 +209,43 @@ async def remove_callout(incident_id: UUID, callout_id: UUID, request: Request, 
     return {"callout_id": str(callout_id), "state": "cancelled"}
 
 
+class MoveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    volunteer_id: UUID = Field(description="The volunteer to move (assigned or arrived in another open incident).")
+    requirement_id: UUID = Field(description="The need of this incident they are assigned to.")
+
+
+class MoveOut(BaseModel):
+    volunteer_id: UUID
+    from_incident_id: UUID
+    from_callout_id: UUID = Field(description="Their call-out in the first incident, now cancelled (removed).")
+    to_incident_id: UUID
+    to_callout_id: UUID = Field(description="Their call-out here, now assigned.")
+
+
+@router.post(
+    "/incidents/{incident_id}/moves", status_code=201, response_model=MoveOut,
+    responses={401: {"description": "No or unknown token"}, 403: {"description": "Either incident outside the "
+               "operator's unit, or a viewer"}, 404: {"description": "Unknown incident or requirement"},
+               409: {"description": "Not engaged elsewhere, an incident closed, or the requirement filled"}},
+)
+async def move_volunteer(incident_id: UUID, body: MoveIn, request: Request, op: OperatorDep) -> MoveOut:
+    """Move a volunteer here from the incident they are assigned in: released there, assigned here (201).
+
+    Nobody is assigned in two open incidents at once; this is the operator's explicit way to change
+    where someone goes (see :func:`services.dispatch.usecases.move_volunteer`). Audited ``volunteer.move``.
+    """
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        current = await queries.engaged_in(conn, body.volunteer_id)
+        if current is not None:  # the operator must be able to act on the incident they are released from too
+            await _writable(conn, op, current)
+        m = await usecases.move_volunteer(conn, body.volunteer_id, incident_id, body.requirement_id, _actor(op))
+    return MoveOut(volunteer_id=m.volunteer_id, from_incident_id=m.from_incident_id, from_callout_id=m.from_callout_id,
+                   to_incident_id=m.to_incident_id, to_callout_id=m.to_callout_id)
+
+
 @router.post("/incidents/{incident_id}/stand-down", responses=_WRITE)
 async def stand_down(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, int]:
     """Stand everyone down (no more waves)."""

@@ -54,7 +54,10 @@ _REASONS = {
     CancelReason.INCIDENT_CLOSED: "事件已结束",
     CancelReason.STOOD_DOWN: "任务已取消",
     CancelReason.REMOVED: "调度已调整",
+    CancelReason.ENGAGED_ELSEWHERE: "您已在其他任务中",
 }
+#: Characters of the other incident's title kept in an engaged-elsewhere answer (it must stay one SMS segment).
+ENGAGED_TITLE_LENGTH = 12
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class MessageContent:
         respond_by: deadline of the wave, timezone-aware UTC (not in the SMS; kept for the reply page).
         reason: why a call-out is cancelled (stand-down only).
         was_assigned: the volunteer had been assigned (stand-down only: they may be on their way).
+        engaged_incident_title: reason engaged_elsewhere: the incident they are already assigned in (named
+            in the answer, shortened to :data:`ENGAGED_TITLE_LENGTH` characters).
         drill: the message belongs to a drill: it starts with 演练.
 
     """
@@ -82,6 +87,7 @@ class MessageContent:
     respond_by: datetime | None = None
     reason: CancelReason | None = None
     was_assigned: bool = False
+    engaged_incident_title: str = ""
     drill: bool = False
 
 
@@ -120,6 +126,8 @@ def _values(c: MessageContent, code: str) -> dict[str, str]:
     if c.kind is MessageKind.ASSIGNED:
         return {"drill": drill, "title": c.incident_title, "place": c.place}
     reason = _REASONS[c.reason or CancelReason.STOOD_DOWN]
+    if c.reason is CancelReason.ENGAGED_ELSEWHERE and c.engaged_incident_title:
+        reason = f"您已在“{_shorten(c.engaged_incident_title, ENGAGED_TITLE_LENGTH)}”任务中"
     return {"drill": drill, "title": c.incident_title, "reason": reason,
             "action": "请停止前往" if c.was_assigned else "无需前往"}
 
@@ -145,7 +153,8 @@ def render(content: MessageContent, channel: Channel, *, signature: str = "", se
 
     """
     c = replace(content, incident_title=_clean(content.incident_title), place=_clean(content.place),
-                role=_clean(content.role), reply_code=_clean(content.reply_code))
+                role=_clean(content.role), reply_code=_clean(content.reply_code),
+                engaged_incident_title=_clean(content.engaged_incident_title))
     code = c.reply_code if several_open else ""
     template = TEMPLATES[c.kind]
     values = _values(c, code)

@@ -295,6 +295,7 @@ class CallOutMessages:
             [message_id_for(e.callout_id, MessageKind.STAND_DOWN) for e in stand_downs],
             [e.callout_id for e in stand_downs], [e.volunteer_id for e in stand_downs],
             [e.incident_id for e in stand_downs], [e.event_id for e in stand_downs], [e.drill for e in stand_downs],
-            [orjson.dumps({"title": e.incident_title, "reason": e.reason.value,
-                           "was_assigned": e.was_assigned}).decode() for e in stand_downs],
+            [orjson.dumps({"title": e.incident_title, "reason": e.reason.value, "was_assigned": e.was_assigned,
+                           **({"engaged_in": e.engaged_incident_title} if e.engaged_incident_title else {}),
+                           }).decode() for e in stand_downs],
         )

@@ -95,3 +95,32 @@ async def test_max_level_above_the_operator_scope_is_refused(
     assert await counts(dispatch_db) == before
     r = await client.post("/incidents", headers=headers, json=body(village, max_level="village"))
     assert r.status_code == 201 and r.json()["incident"]["max_level"] == "village", r.text
+
+
+async def test_a_village_operator_acts_only_in_its_own_village(
+    dispatch_db: DispatchDb, client: httpx.AsyncClient
+) -> None:
+    own, neighbour = village_of(XINCHANG, 10), village_of(XINCHANG, 11)
+    assert own[:9] == neighbour[:9]  # two villages of one town: the neighbour is as close as it gets
+    headers = await token(dispatch_db, "village", own)
+    r = await client.post("/incidents", headers=headers, json=body(own))
+    assert r.status_code == 201, r.text
+    assert r.json()["incident"]["max_level"] == "village"  # its search stays in the village
+    iid = r.json()["incident"]["incident_id"]
+    assert (await client.get(f"/incidents/{iid}", headers=headers)).status_code == 200
+    assert [i["incident_id"] for i in (await client.get("/incidents", headers=headers)).json()] == [iid]
+
+    before = await counts(dispatch_db)
+    r = await client.post("/incidents", headers=headers, json=body(neighbour))
+    assert r.status_code == 403 and own in r.json()["detail"], r.text
+    assert await counts(dispatch_db) == before
+    r = await client.post("/incidents", headers=headers, json=body(own, max_level="town"))
+    assert r.status_code == 403 and "scope" in r.json()["detail"], r.text
+
+    town_op = await token(dispatch_db, "town", own[:9])
+    r = await client.post("/incidents", headers=town_op, json=body(neighbour))
+    assert r.status_code == 201, r.text
+    other = r.json()["incident"]["incident_id"]
+    assert (await client.get(f"/incidents/{other}", headers=headers)).status_code == 403
+    assert (await client.post(f"/incidents/{other}/stand-down", headers=headers)).status_code == 403
+    assert (await client.post(f"/incidents/{iid}/stand-down", headers=headers)).status_code == 200

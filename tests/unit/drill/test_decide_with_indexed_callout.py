@@ -39,7 +39,8 @@ def levels(monkeypatch: pytest.MonkeyPatch) -> list[Level]:
     return seen
 
 
-SCENARIO = SimpleNamespace(responders=None, seed=7)  # decide is replaced: only its arguments matter
+# decide is replaced: only its arguments matter; the incident's title tells the drill's messages apart
+SCENARIO = SimpleNamespace(responders=None, seed=7, incidents=[SimpleNamespace(title="鉴湖溺水")])
 
 
 def _message(n: int) -> dict[str, Any]:

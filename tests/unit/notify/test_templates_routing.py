@@ -135,3 +135,15 @@ def test_match_callout_by_code_else_latest() -> None:
     assert match_callout([a, b], None) == b.callout_id
     assert match_callout([a, b], "ZZ") == b.callout_id
     assert match_callout([], "A7") is None
+
+
+def test_engaged_elsewhere_answer_names_the_incident_they_are_on() -> None:
+    """Issue #14: a second acceptance is answered with the incident they are already assigned in, in one segment."""
+    c = MessageContent(kind=MessageKind.STAND_DOWN, incident_title="鉴湖溺水", reason=CancelReason.ENGAGED_ELSEWHERE,
+                       engaged_incident_title="柯桥区平水镇山体滑坡救援现场")
+    r = render(c, Channel.SMS, signature=SIG)
+    assert r.text == "鉴湖溺水：您已在“柯桥区平水镇山体滑坡救…”任务中，无需前往，感谢您的支持"
+    assert sms_segments(SIG, r.text) == 1
+    assert r.template_params["reason"] == "您已在“柯桥区平水镇山体滑坡救…”任务中"
+    bare = MessageContent(kind=MessageKind.STAND_DOWN, incident_title="鉴湖溺水", reason=CancelReason.ENGAGED_ELSEWHERE)
+    assert "您已在其他任务中，无需前往" in render(bare, Channel.SMS, signature=SIG).text
