@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from shared.events import Event, parse_event
 from shared.logging import get_logger
+from shared.metrics import CONSUMER_EVENTS, DEAD_LETTERS
 from shared.topics import TopicSpec, dead_letter
 
 __all__ = ["TRANSIENT_ERRORS", "BatchHandler", "ConsumedRecord", "IdempotentConsumer", "Received", "Tombstone", "is_transient"]
@@ -152,6 +153,8 @@ class IdempotentConsumer:
         self._attempts = attempts
         self._backoff = transient_backoff
         self.stats = _Stats()
+        self.service = name.split(".", 1)[0]  # the metrics' service label
+        self._subscriber: Any = None
 
     # ---------------------------------------------------------------- parsing
 
@@ -193,6 +196,7 @@ class IdempotentConsumer:
                 self.name, record.topic, record.partition, record.offset, error[:2000],
             )
         self.stats.dead_lettered += 1
+        DEAD_LETTERS.labels(self.service, self.name, record.topic).inc()
         log.warning(
             "consumer.dead_lettered", consumer=self.name, topic=record.topic, partition=record.partition,
             offset=record.offset, error=error[:500],
@@ -234,6 +238,8 @@ class IdempotentConsumer:
             self.name, [item.event_id for _, item in parsed],
         )
         fresh = {r["event_id"] for r in rows}
+        if len(rows) < len(parsed):
+            CONSUMER_EVENTS.labels(self.service, self.name, self.topic.name, "duplicate").inc(len(parsed) - len(rows))
         todo: list[tuple[ConsumedRecord, Received]] = []
         for record, item in parsed:
             if item.event_id in fresh:
@@ -248,6 +254,7 @@ class IdempotentConsumer:
                 async with conn.transaction():  # a savepoint: a failed batch leaves nothing behind
                     await self._batch_handler(conn, [item for _, item in todo])
                 self.stats.applied += len(todo)
+                CONSUMER_EVENTS.labels(self.service, self.name, self.topic.name, "applied").inc(len(todo))
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -263,6 +270,7 @@ class IdempotentConsumer:
                 async with conn.transaction():  # a savepoint: a failed try leaves nothing behind
                     await self._handler(conn, item)
                 self.stats.applied += 1
+                CONSUMER_EVENTS.labels(self.service, self.name, self.topic.name, "applied").inc()
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -277,6 +285,23 @@ class IdempotentConsumer:
         await self._dead_letter(conn, record, f"handler failed {self._attempts} times: {last!r}")
 
     # ---------------------------------------------------------------- FastStream wiring
+
+    def partition_lags(self) -> list[tuple[int, int]]:
+        """``(partition, lag)`` of each partition this process is assigned: high watermark − fetch position.
+
+        Both come from the running aiokafka consumer's fetch state (no broker round trip); a partition not
+        fetched yet is left out. Empty before the subscriber starts.
+        """
+        consumer = getattr(self._subscriber, "consumer", None)
+        if consumer is None:
+            return []
+        assignment = consumer._subscription.subscription.assignment  # noqa: SLF001 - position() is async
+        out: list[tuple[int, int]] = []
+        for tp in consumer.assignment():
+            state = assignment.state_value(tp)
+            if state.highwater is not None and state.has_valid_position:
+                out.append((tp.partition, max(0, state.highwater - state.position)))
+        return out
 
     def attach(self, broker: Any, *, max_records: int = 500, batch_timeout_ms: int = 50) -> Any:
         """Register this consumer as a FastStream batch subscriber on ``broker`` (a KafkaBroker or KafkaRouter).
@@ -304,4 +329,5 @@ class IdempotentConsumer:
 
         consume.__annotations__ = {"msg": KafkaMessage, "return": None}  # resolved here, not as strings
         consume.__name__ = f"consume_{self.name.replace('.', '_').replace('-', '_')}"
+        self._subscriber = subscriber
         return subscriber(consume)

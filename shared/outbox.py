@@ -36,6 +36,7 @@ from aiokafka.partitioner import murmur2
 
 from shared.events import Event
 from shared.logging import get_logger
+from shared.metrics import DEAD_LETTERS, OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
 from shared.topics import TopicSpec
 
 __all__ = [
@@ -250,6 +251,16 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self.published = 0
 
+    async def depth(self) -> tuple[int, float]:
+        """``(unpublished rows, age in seconds of the oldest)``; (0, 0.0) when drained (partial index scan)."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 "
+                "FROM outbox WHERE published_at IS NULL"
+            )
+        assert row is not None
+        return int(row[0]), float(row[1])
+
     async def _start_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
@@ -306,6 +317,7 @@ class OutboxRelay:
             await self._stamp(conn, acked, undeliverable)
             total += len(acked)
             self.published += len(acked)
+            OUTBOX_PUBLISHED.labels(self._name).inc(len(acked))
             if transient is not None:
                 raise transient
             if not following:  # rows committed since, or out of id order: read from the oldest unpublished
@@ -415,6 +427,7 @@ class OutboxRelay:
             'INSERT INTO dead_letters (consumer, topic, partition, "offset", error) VALUES ($1, $2, -1, $3, $4)',
             f"{self._name}.outbox-relay", row.topic, row.id, error[:2000],
         )
+        DEAD_LETTERS.labels(self._name, f"{self._name}.outbox-relay", row.topic).inc()
         log.error("outbox.undeliverable", topic=row.topic, row_id=row.id, error=error[:500])
 
     async def prune(self, *, batch: int = 10_000, max_batches: int = 20) -> int:
@@ -481,6 +494,7 @@ class OutboxRelay:
                 raise
             except Exception as exc:  # broker or database down: keep the rows, retry with backoff
                 log.warning("outbox.relay_error", error=repr(exc), retry_in=backoff)
+                OUTBOX_RELAY_ERRORS.labels(self._name).inc()
                 await self.stop()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
