@@ -153,7 +153,7 @@ class IdempotentConsumer:
         self._attempts = attempts
         self._backoff = transient_backoff
         self.stats = _Stats()
-        self.service = name.split(".", 1)[0]  # the metrics' service label
+        self.service = name.split(".", 1)[0]  # the metrics' service label (build_app sets the service's name)
         self._subscriber: Any = None
 
     # ---------------------------------------------------------------- parsing
@@ -330,4 +330,6 @@ class IdempotentConsumer:
         consume.__annotations__ = {"msg": KafkaMessage, "return": None}  # resolved here, not as strings
         consume.__name__ = f"consume_{self.name.replace('.', '_').replace('-', '_')}"
         self._subscriber = subscriber
+        # the series exists at 0 from the start, so the first dead letter is an increase an alert sees
+        DEAD_LETTERS.labels(self.service, self.name, self.topic.name)
         return subscriber(consume)

@@ -104,6 +104,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
     consumers = [factory(runtime) for factory in spec.consumers]
     for consumer in consumers:
         consumer._dead_letters = dead_letters  # noqa: SLF001 - wired here, the composition root
+        consumer.service = spec.name
         consumer.attach(broker, max_records=settings.consumer_max_records)
     runtime.extras["consumers"] = consumers
 
