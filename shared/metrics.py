@@ -180,12 +180,11 @@ class _LagCollector(Collector):
     def __init__(self) -> None:
         self.sources: list[Callable[[], Iterable[tuple[str, str, str, int, int]]]] = []
 
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        yield self._family()
+
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "muster_consumer_lag_messages", "Records behind the partition's high watermark, per consumer group "
-            "and partition this process is assigned (high watermark − fetch position).",
-            labels=["service", "group", "topic", "partition"],
-        )
+        family = self._family()
         for source in list(self.sources):
             try:
                 for service, group, topic, partition, lag in source():
@@ -193,6 +192,14 @@ class _LagCollector(Collector):
             except Exception as exc:  # a consumer mid-rebalance: its partitions are missing this scrape
                 log.debug("metrics.lag_unavailable", error=repr(exc))
         yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "muster_consumer_lag_messages", "Records behind the partition's high watermark, per consumer group "
+            "and partition this process is assigned (high watermark − fetch position).",
+            labels=["service", "group", "topic", "partition"],
+        )
 
 
 _LAG = _LagCollector()
