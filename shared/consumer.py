@@ -33,6 +33,7 @@ from uuid import UUID
 import asyncpg
 from pydantic import ValidationError
 
+from shared import tracing
 from shared.events import Event, parse_event
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_EVENTS, DEAD_LETTERS
@@ -207,11 +208,17 @@ class IdempotentConsumer:
     async def process(self, records: Sequence[ConsumedRecord]) -> None:
         """Apply a batch of records in one transaction (see the module docstring for the rules).
 
+        With tracing on, the batch runs in a consumer span continuing its records' traces (:mod:`shared.tracing`).
+
         Raises:
             Exception: a transient error (see :func:`is_transient`), after ``transient_backoff`` seconds;
                 nothing of the batch was committed and it must be redelivered.
 
         """
+        with tracing.consumer_span(self.topic.name, self.name, (r.headers for r in records), len(records)):
+            await self._process(records)
+
+    async def _process(self, records: Sequence[ConsumedRecord]) -> None:
         parsed: list[tuple[ConsumedRecord, Received]] = []
         poison: list[tuple[ConsumedRecord, str]] = []
         for record in records:

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.partitioner import murmur2
 
+from shared import tracing
 from shared.events import Event
 from shared.logging import get_logger
 from shared.metrics import DEAD_LETTERS, OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
@@ -124,6 +125,7 @@ def event_headers(event: Event) -> dict[str, str]:
     }
     if event.correlation_id:
         headers["correlation_id"] = str(event.correlation_id)
+    tracing.inject(headers)  # the writer's trace context (W3C traceparent) when tracing is on
     return headers
 
 
@@ -382,6 +384,7 @@ class OutboxRelay:
         undeliverable: list[tuple[OutboxRow, BaseException]] = []
         open_batches: dict[tuple[str, int], tuple[Any, list[OutboxRow]]] = {}
         partitions: dict[str, list[int]] = {}
+        traced = tracing.enabled()
 
         async def flush(tp: tuple[str, int]) -> None:
             builder, members = open_batches.pop(tp)
@@ -397,7 +400,10 @@ class OutboxRelay:
             key = row.key.encode()
             parts = partitions[row.topic]
             tp = (row.topic, parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)])
-            headers = [(k, str(v).encode()) for k, v in row.headers.items()]
+            if traced and tracing.TRACEPARENT in row.headers:
+                headers = tracing.producer_headers(tp[0], tp[1], row.headers)
+            else:
+                headers = [(k, str(v).encode()) for k, v in row.headers.items()]
             for _ in range(2):
                 if tp not in open_batches:
                     open_batches[tp] = (producer.create_batch(), [])

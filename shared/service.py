@@ -28,6 +28,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 
+from shared import tracing
 from shared.consumer import TRANSIENT_ERRORS, IdempotentConsumer, is_transient
 from shared.db import create_pool, upgrade_async
 from shared.logging import configure_logging, get_logger
@@ -159,6 +160,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
                             headers={"Retry-After": "2"})
 
     install_metrics(app, spec.name)
+    tracing.instrument(app, spec.name)  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set (or a test's provider)
 
     async def outbox_depth() -> None:
         if runtime.relay is not None:
