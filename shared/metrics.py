@@ -158,20 +158,27 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        answered = False
+
+        def count(status: int) -> None:
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            HTTP_SECONDS.labels(self.service, method, template).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(self.service, method, template, f"{status // 100}xx").inc()
 
         async def sending(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal answered
             if message["type"] == "http.response.start":
-                status = message["status"]
-                route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
-                method = scope.get("method", "GET")
-                HTTP_SECONDS.labels(self.service, method, template).observe(time.perf_counter() - started)
-                HTTP_REQUESTS.labels(self.service, method, template, f"{status // 100}xx").inc()
+                answered = True
+                count(message["status"])
             await send(message)
 
-        await self.app(scope, receive, sending)
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if not answered:  # an unhandled error: the server answers 500 outside this middleware
+                count(500)
+            raise
 
 
 class _LagCollector(Collector):
