@@ -21,7 +21,7 @@ Series (labels in braces):
   ``muster_outbox_published_total{service}``, ``muster_outbox_relay_errors_total{service}``
 * dispatch: ``muster_dispatch_callouts{state}`` (call-outs of open incidents), ``muster_dispatch_fanout_seconds``,
   ``muster_dispatch_callouts_requested_total``, ``muster_dispatch_ticks_total``,
-  ``muster_dispatch_last_tick_timestamp_seconds``, ``muster_dispatch_replies_applied_total``,
+  ``muster_dispatch_last_tick_timestamp_seconds``, ``muster_dispatch_replies_total``,
   ``muster_dispatch_reply_to_board_seconds``
 * notify: ``muster_notify_messages_total{channel,provider,outcome}`` (sent | retry | fallback | failed |
   delivered | undelivered), ``muster_notify_delivery_receipt_seconds{channel,provider}``,
@@ -119,7 +119,7 @@ DISPATCH_REPLY_SECONDS = Histogram(
     "muster_dispatch_reply_to_board_seconds", "From a reply's arrival at notify (received_at) to its application "
     "to the call-out in dispatch.", buckets=_LATENCY_BUCKETS,
 )
-DISPATCH_REPLIES = Counter("muster_dispatch_replies_applied_total", "Volunteers' replies applied to call-outs.")
+DISPATCH_REPLIES = Counter("muster_dispatch_replies_total", "Volunteers' replies dispatch took in: applied to their call-out, or kept as unmatched.")
 NOTIFY_MESSAGES = Counter(
     "muster_notify_messages_total", "Message outcomes: sent (provider accepted), retry, fallback (to another "
     "channel), failed, delivered and undelivered (delivery receipts).", ["channel", "provider", "outcome"],

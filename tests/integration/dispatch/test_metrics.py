@@ -116,7 +116,7 @@ async def test_metrics_move_with_a_callout(dispatch_db: DispatchDb) -> None:
     assert value(after, "muster_dispatch_callouts", state="assigned") == 1
     assert value(after, "muster_dispatch_callouts", state="requested") + value(
         after, "muster_dispatch_callouts", state="cancelled") == len(callouts) - 1
-    assert moved("muster_dispatch_replies_applied_total") == 1
+    assert moved("muster_dispatch_replies_total") == 1
     assert moved("muster_dispatch_reply_to_board_seconds_count") == 1
     assert value(after, "muster_dispatch_last_tick_timestamp_seconds") > 0
     # plumbing: the outbox relay published the call-outs (and more), the consumer applied the reply
