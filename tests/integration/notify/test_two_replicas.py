@@ -20,6 +20,7 @@ from typing import Any
 from services.notify.app import create_app
 from services.notify.testing import NotifyStack
 from shared.events import VolunteerContactUpdated
+from tests.conftest import wait_for_assignment
 
 from .test_pipeline import request
 
@@ -71,6 +72,7 @@ async def test_fan_out_survives_two_rebalances_with_one_message_each(notify_stac
     rows = "SELECT count(*) FROM messages WHERE callout_id = ANY($1::uuid[]) AND kind = 'callout'"
     await produce(callouts[: N // 2])
     async with second.router.lifespan_context(second):  # B joins: the group rebalances mid-consumption
+        await wait_for_assignment(second.state.runtime, ".callouts")  # the rebalance is done: B owns partitions
         await produce(callouts[N // 2:])
         await _until(lambda: _at_least(ns, rows, ids, N * 3 // 4), timeout=180)
         by_b = applied(second.state.runtime)
@@ -99,3 +101,4 @@ async def _count_ready(ns: NotifyStack, vids: list[uuid.UUID]) -> bool:
 
 async def _at_least(ns: NotifyStack, sql: str, ids: list[uuid.UUID], n: int) -> bool:
     return await _count(ns, sql, ids) >= n
+
