@@ -6,7 +6,8 @@ call-outs are being consumed and leaves before the fan-out is done: both are con
 (partitions move between A and B with batches in flight). Every volunteer must get exactly one message and
 every call-out exactly one message row. Real Kafka, PostgreSQL and the simulator over HTTP.
 
-Not covered here: the replies' half (two dispatch replicas applying replies during a rebalance).
+The replies' half (two dispatch replicas applying replies across rebalances) is
+tests/integration/dispatch/test_two_replicas.py.
 """
 
 from __future__ import annotations
