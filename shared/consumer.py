@@ -156,6 +156,7 @@ class IdempotentConsumer:
         self.stats = _Stats()
         self.service = name.split(".", 1)[0]  # the metrics' service label (build_app sets the service's name)
         self._subscriber: Any = None
+        self._lags: list[tuple[int, int]] = []
 
     # ---------------------------------------------------------------- parsing
 
@@ -294,21 +295,29 @@ class IdempotentConsumer:
     # ---------------------------------------------------------------- FastStream wiring
 
     def partition_lags(self) -> list[tuple[int, int]]:
-        """``(partition, lag)`` of each partition this process is assigned: high watermark − fetch position.
+        """``(partition, lag)`` of each partition this process is assigned, as :meth:`measure_lag` last found."""
+        return self._lags
 
-        Both come from the running aiokafka consumer's fetch state (no broker round trip); a partition not
-        fetched yet is left out. Empty before the subscriber starts.
+    async def measure_lag(self) -> None:
+        """Measure each assigned partition's lag: its end offset now (one ListOffsets request) − the fetch position.
+
+        The end offset is asked of the broker because the high watermark the fetcher keeps is only as fresh as
+        the last fetch, and a consumer stuck in a batch fetches nothing: its lag would look constant. No
+        assignment (not started, or mid-rebalance): no partitions.
         """
-        consumer = getattr(self._subscriber, "consumer", None)
-        if consumer is None:
-            return []
-        assignment = consumer._subscription.subscription.assignment  # noqa: SLF001 - position() is async
-        out: list[tuple[int, int]] = []
-        for tp in consumer.assignment():
+        consumer: Any = getattr(self._subscriber, "consumer", None)
+        parts = list(consumer.assignment()) if consumer is not None else []
+        if not parts:
+            self._lags = []
+            return
+        ends = await consumer.end_offsets(parts)
+        assignment = consumer._subscription.subscription.assignment  # noqa: SLF001 - position() would wait for a reset
+        lags = []
+        for tp in parts:
             state = assignment.state_value(tp)
-            if state.highwater is not None and state.has_valid_position:
-                out.append((tp.partition, max(0, state.highwater - state.position)))
-        return out
+            if state.has_valid_position and tp in ends:
+                lags.append((tp.partition, max(0, ends[tp] - state.position)))
+        self._lags = lags
 
     def attach(self, broker: Any, *, max_records: int = 500, batch_timeout_ms: int = 50) -> Any:
         """Register this consumer as a FastStream batch subscriber on ``broker`` (a KafkaBroker or KafkaRouter).

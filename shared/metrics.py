@@ -8,13 +8,13 @@ with the route template (``/incidents/{incident_id}``), so every label has a sma
 The metrics are module-level objects in the process-wide registry (one process runs one service in
 production; tests that run several apps in one process share the series, told apart by ``service``).
 Figures that live in PostgreSQL (outbox depth, call-outs by state) are read on scrape by the async
-collectors a service registers with :func:`on_scrape`; consumer lag is read from the running
-consumers' own fetch positions and high watermarks (no broker round trip on scrape).
+collectors a service registers with :func:`on_scrape`; consumer lag is each running consumer's fetch
+position against its partitions' end offsets, asked of the broker on scrape.
 
 Series (labels in braces):
 
 * ``muster_http_requests_total{service,method,route,status_class}``, ``muster_http_request_duration_seconds``
-* ``muster_consumer_lag_messages{service,group,topic,partition}`` (gauge, high watermark − position)
+* ``muster_consumer_lag_messages{service,group,topic,partition}`` (gauge, end offset − fetch position)
 * ``muster_consumer_events_total{service,group,topic,outcome}`` (outcome: applied | duplicate)
 * ``muster_dead_letters_total{service,source,topic}`` (source: the consumer, or ``<service>.outbox-relay``)
 * ``muster_outbox_pending_events{service}``, ``muster_outbox_oldest_pending_age_seconds{service}`` (relay lag),
@@ -210,8 +210,8 @@ class _LagCollector(Collector):
     @staticmethod
     def _family() -> GaugeMetricFamily:
         return GaugeMetricFamily(
-            "muster_consumer_lag_messages", "Records behind the partition's high watermark, per consumer group "
-            "and partition this process is assigned (high watermark − fetch position).",
+            "muster_consumer_lag_messages", "Records behind the partition's end, per consumer group and partition "
+            "this process is assigned (end offset at scrape − fetch position).",
             labels=["service", "group", "topic", "partition"],
         )
 

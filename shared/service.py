@@ -168,7 +168,11 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
             OUTBOX_PENDING.labels(spec.name).set(pending)
             OUTBOX_OLDEST_SECONDS.labels(spec.name).set(oldest)
 
+    async def consumer_lags() -> None:
+        await asyncio.gather(*(c.measure_lag() for c in consumers))
+
     on_scrape(app, outbox_depth)
+    on_scrape(app, consumer_lags)
     for hook in spec.scrape:
         on_scrape(app, functools.partial(hook, runtime))
 
