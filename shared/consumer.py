@@ -33,8 +33,10 @@ from uuid import UUID
 import asyncpg
 from pydantic import ValidationError
 
+from shared import tracing
 from shared.events import Event, parse_event
 from shared.logging import get_logger
+from shared.metrics import CONSUMER_EVENTS, DEAD_LETTERS
 from shared.topics import TopicSpec, dead_letter
 
 __all__ = ["TRANSIENT_ERRORS", "BatchHandler", "ConsumedRecord", "IdempotentConsumer", "Received", "Tombstone", "is_transient"]
@@ -152,6 +154,9 @@ class IdempotentConsumer:
         self._attempts = attempts
         self._backoff = transient_backoff
         self.stats = _Stats()
+        self.service = name.split(".", 1)[0]  # the metrics' service label (build_app sets the service's name)
+        self._subscriber: Any = None
+        self._lags: list[tuple[int, int]] = []
 
     # ---------------------------------------------------------------- parsing
 
@@ -193,6 +198,7 @@ class IdempotentConsumer:
                 self.name, record.topic, record.partition, record.offset, error[:2000],
             )
         self.stats.dead_lettered += 1
+        DEAD_LETTERS.labels(self.service, self.name, record.topic).inc()
         log.warning(
             "consumer.dead_lettered", consumer=self.name, topic=record.topic, partition=record.partition,
             offset=record.offset, error=error[:500],
@@ -203,11 +209,17 @@ class IdempotentConsumer:
     async def process(self, records: Sequence[ConsumedRecord]) -> None:
         """Apply a batch of records in one transaction (see the module docstring for the rules).
 
+        With tracing on, the batch runs in a consumer span continuing its records' traces (:mod:`shared.tracing`).
+
         Raises:
             Exception: a transient error (see :func:`is_transient`), after ``transient_backoff`` seconds;
                 nothing of the batch was committed and it must be redelivered.
 
         """
+        with tracing.consumer_span(self.topic.name, self.name, (r.headers for r in records), len(records)):
+            await self._process(records)
+
+    async def _process(self, records: Sequence[ConsumedRecord]) -> None:
         parsed: list[tuple[ConsumedRecord, Received]] = []
         poison: list[tuple[ConsumedRecord, str]] = []
         for record in records:
@@ -234,6 +246,8 @@ class IdempotentConsumer:
             self.name, [item.event_id for _, item in parsed],
         )
         fresh = {r["event_id"] for r in rows}
+        if len(rows) < len(parsed):
+            CONSUMER_EVENTS.labels(self.service, self.name, self.topic.name, "duplicate").inc(len(parsed) - len(rows))
         todo: list[tuple[ConsumedRecord, Received]] = []
         for record, item in parsed:
             if item.event_id in fresh:
@@ -248,6 +262,7 @@ class IdempotentConsumer:
                 async with conn.transaction():  # a savepoint: a failed batch leaves nothing behind
                     await self._batch_handler(conn, [item for _, item in todo])
                 self.stats.applied += len(todo)
+                CONSUMER_EVENTS.labels(self.service, self.name, self.topic.name, "applied").inc(len(todo))
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -263,6 +278,7 @@ class IdempotentConsumer:
                 async with conn.transaction():  # a savepoint: a failed try leaves nothing behind
                     await self._handler(conn, item)
                 self.stats.applied += 1
+                CONSUMER_EVENTS.labels(self.service, self.name, self.topic.name, "applied").inc()
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -277,6 +293,31 @@ class IdempotentConsumer:
         await self._dead_letter(conn, record, f"handler failed {self._attempts} times: {last!r}")
 
     # ---------------------------------------------------------------- FastStream wiring
+
+    def partition_lags(self) -> list[tuple[int, int]]:
+        """``(partition, lag)`` of each partition this process is assigned, as :meth:`measure_lag` last found."""
+        return self._lags
+
+    async def measure_lag(self) -> None:
+        """Measure each assigned partition's lag: its end offset now (one ListOffsets request) − the fetch position.
+
+        The end offset is asked of the broker because the high watermark the fetcher keeps is only as fresh as
+        the last fetch, and a consumer stuck in a batch fetches nothing: its lag would look constant. No
+        assignment (not started, or mid-rebalance): no partitions.
+        """
+        consumer: Any = getattr(self._subscriber, "consumer", None)
+        parts = list(consumer.assignment()) if consumer is not None else []
+        if not parts:
+            self._lags = []
+            return
+        ends = await consumer.end_offsets(parts)
+        assignment = consumer._subscription.subscription.assignment  # noqa: SLF001 - position() would wait for a reset
+        lags = []
+        for tp in parts:
+            state = assignment.state_value(tp)
+            if state.has_valid_position and tp in ends:
+                lags.append((tp.partition, max(0, ends[tp] - state.position)))
+        self._lags = lags
 
     def attach(self, broker: Any, *, max_records: int = 500, batch_timeout_ms: int = 50) -> Any:
         """Register this consumer as a FastStream batch subscriber on ``broker`` (a KafkaBroker or KafkaRouter).
@@ -304,4 +345,7 @@ class IdempotentConsumer:
 
         consume.__annotations__ = {"msg": KafkaMessage, "return": None}  # resolved here, not as strings
         consume.__name__ = f"consume_{self.name.replace('.', '_').replace('-', '_')}"
+        self._subscriber = subscriber
+        # the series exists at 0 from the start, so the first dead letter is an increase an alert sees
+        DEAD_LETTERS.labels(self.service, self.name, self.topic.name)
         return subscriber(consume)

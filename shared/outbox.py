@@ -34,8 +34,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidTopicError, MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.partitioner import murmur2
 
+from shared import tracing
 from shared.events import Event
 from shared.logging import get_logger
+from shared.metrics import DEAD_LETTERS, OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
 from shared.topics import TopicSpec
 
 __all__ = [
@@ -123,6 +125,7 @@ def event_headers(event: Event) -> dict[str, str]:
     }
     if event.correlation_id:
         headers["correlation_id"] = str(event.correlation_id)
+    tracing.inject(headers)  # the writer's trace context (W3C traceparent) when tracing is on
     return headers
 
 
@@ -250,6 +253,16 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self.published = 0
 
+    async def depth(self) -> tuple[int, float]:
+        """``(unpublished rows, age in seconds of the oldest)``; (0, 0.0) when drained (partial index scan)."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 "
+                "FROM outbox WHERE published_at IS NULL"
+            )
+        assert row is not None
+        return int(row[0]), float(row[1])
+
     async def _start_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
@@ -306,6 +319,7 @@ class OutboxRelay:
             await self._stamp(conn, acked, undeliverable)
             total += len(acked)
             self.published += len(acked)
+            OUTBOX_PUBLISHED.labels(self._name).inc(len(acked))
             if transient is not None:
                 raise transient
             if not following:  # rows committed since, or out of id order: read from the oldest unpublished
@@ -370,6 +384,7 @@ class OutboxRelay:
         undeliverable: list[tuple[OutboxRow, BaseException]] = []
         open_batches: dict[tuple[str, int], tuple[Any, list[OutboxRow]]] = {}
         partitions: dict[str, list[int]] = {}
+        traced = tracing.enabled()
 
         async def flush(tp: tuple[str, int]) -> None:
             builder, members = open_batches.pop(tp)
@@ -385,7 +400,10 @@ class OutboxRelay:
             key = row.key.encode()
             parts = partitions[row.topic]
             tp = (row.topic, parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)])
-            headers = [(k, str(v).encode()) for k, v in row.headers.items()]
+            if traced and tracing.TRACEPARENT in row.headers:
+                headers = tracing.producer_headers(tp[0], tp[1], row.headers)
+            else:
+                headers = [(k, str(v).encode()) for k, v in row.headers.items()]
             for _ in range(2):
                 if tp not in open_batches:
                     open_batches[tp] = (producer.create_batch(), [])
@@ -415,6 +433,7 @@ class OutboxRelay:
             'INSERT INTO dead_letters (consumer, topic, partition, "offset", error) VALUES ($1, $2, -1, $3, $4)',
             f"{self._name}.outbox-relay", row.topic, row.id, error[:2000],
         )
+        DEAD_LETTERS.labels(self._name, f"{self._name}.outbox-relay", row.topic).inc()
         log.error("outbox.undeliverable", topic=row.topic, row_id=row.id, error=error[:500])
 
     async def prune(self, *, batch: int = 10_000, max_batches: int = 20) -> int:
@@ -481,6 +500,7 @@ class OutboxRelay:
                 raise
             except Exception as exc:  # broker or database down: keep the rows, retry with backoff
                 log.warning("outbox.relay_error", error=repr(exc), retry_in=backoff)
+                OUTBOX_RELAY_ERRORS.labels(self._name).inc()
                 await self.stop()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -6,6 +6,9 @@ A service's composition root (``services/<name>/app.py``) describes itself with 
 migrations, opens the asyncpg pool, starts the outbox relay, starts the FastStream broker with the
 consumers, and starts background tasks; it stops them in reverse order.
 
+Metrics: ``GET /metrics`` (Prometheus text; :mod:`shared.metrics`): HTTP requests by route template,
+consumer lag and events, outbox depth and relay lag, dead letters, and the service's own ``scrape`` hooks.
+
 Health: ``GET /health/live`` (the process answers) and ``GET /health/ready`` (PostgreSQL answers
 ``SELECT 1`` and the Kafka producer is connected), 200 or 503 with the failing check named.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +29,18 @@ from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
+from shared import tracing
 from shared.consumer import TRANSIENT_ERRORS, IdempotentConsumer, is_transient
 from shared.db import create_pool, upgrade_async
 from shared.http_errors import error_responses
 from shared.logging import configure_logging, get_logger
+from shared.metrics import (
+    OUTBOX_OLDEST_SECONDS,
+    OUTBOX_PENDING,
+    install_metrics,
+    on_scrape,
+    register_lag_source,
+)
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -66,6 +78,7 @@ class ServiceSpec:
             ticker); ``asyncio.create_task`` takes a coroutine, not any awaitable.
         on_start: awaited after the pool opens and before consumers start (e.g. to build adapters).
         on_stop: awaited at shutdown before the pool closes.
+        scrape: coroutine functions awaited before each ``/metrics`` answer (gauges read from PostgreSQL).
 
     """
 
@@ -77,6 +90,7 @@ class ServiceSpec:
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     pool_max_size: int = 10
+    scrape: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
 
 
 class Readiness(BaseModel):
@@ -100,8 +114,12 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
     consumers = [factory(runtime) for factory in spec.consumers]
     for consumer in consumers:
         consumer._dead_letters = dead_letters  # noqa: SLF001 - wired here, the composition root
+        consumer.service = spec.name
         consumer.attach(broker, max_records=settings.consumer_max_records)
     runtime.extras["consumers"] = consumers
+
+    def lags() -> list[tuple[str, str, str, int, int]]:
+        return [(c.service, c.name, c.topic.name, p, lag) for c in consumers for p, lag in c.partition_lags()]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,6 +136,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
         await broker.start()
         for job in spec.background:
             runtime.tasks.append(asyncio.create_task(job(runtime), name=f"{spec.name}-{job.__name__}"))
+        unregister_lags = register_lag_source(lags)
         log.info("service.started", port=settings.http_port)
         try:
             yield
@@ -128,6 +147,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             runtime.tasks.clear()
+            unregister_lags()
             await broker.stop()
             if spec.on_stop:
                 await spec.on_stop(runtime)
@@ -148,6 +168,23 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
         log.warning("http.unavailable", path=request.url.path, error=type(exc).__name__)
         return JSONResponse({"error": "unavailable", "retry_after_seconds": 2}, status_code=503,
                             headers={"Retry-After": "2"})
+
+    install_metrics(app, spec.name)
+    tracing.instrument(app, spec.name)  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set (or a test's provider)
+
+    async def outbox_depth() -> None:
+        if runtime.relay is not None:
+            pending, oldest = await runtime.relay.depth()
+            OUTBOX_PENDING.labels(spec.name).set(pending)
+            OUTBOX_OLDEST_SECONDS.labels(spec.name).set(oldest)
+
+    async def consumer_lags() -> None:
+        await asyncio.gather(*(c.measure_lag() for c in consumers))
+
+    on_scrape(app, outbox_depth)
+    on_scrape(app, consumer_lags)
+    for hook in spec.scrape:
+        on_scrape(app, functools.partial(hook, runtime))
 
     for transient in TRANSIENT_ERRORS:
         app.add_exception_handler(transient, unavailable)

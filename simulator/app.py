@@ -67,6 +67,7 @@ from fastapi.responses import JSONResponse
 
 from services.notify.channels.tencent import tencent_reply_dedup_key
 from shared.logging import get_logger
+from shared.metrics import SIMULATOR_MESSAGES, install_metrics
 from simulator.pusher import CallbackPusher, Push
 from simulator.settings import SimulatorSettings
 from simulator.signing import (
@@ -161,8 +162,11 @@ def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
     app = FastAPI(title="muster provider simulator", lifespan=lifespan)
     app.state.sim = state
     app.state.runtime = runtime
+    install_metrics(app, "simulator")
 
     async def delivered(messages: list[DeliveredMessage]) -> None:
+        for m in messages:
+            SIMULATOR_MESSAGES.labels(m.provider).inc()
         log_file = runtime.get("log_file")
         if log_file is not None and messages:
             log_file.write(b"".join(orjson.dumps(m.public()) + b"\n" for m in messages))

@@ -11,10 +11,12 @@ Tests use unique ids (topics, groups, incidents) instead of truncating shared ta
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -115,3 +117,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for tier in ("unit", "integration", "e2e", "faults"):
             if f"/tests/{tier}/" in path:
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+async def wait_for_assignment(runtime: Any, suffix: str, timeout: float = 60.0) -> None:
+    """Until the replica's consumer ``*<suffix>`` has partitions assigned (its group's rebalance is over)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not any(getattr(c._subscriber, "consumer", None) is not None and c._subscriber.consumer.assignment()
+                  for c in runtime.extras["consumers"] if c.name.endswith(suffix)):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the second replica was never assigned a partition")
+        await asyncio.sleep(0.1)

@@ -11,12 +11,26 @@ from collections.abc import Collection
 
 from fastapi import FastAPI
 
-from shared.service import ServiceSpec, build_app
+from shared.metrics import DISPATCH_CALLOUTS
+from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import DispatchSettings
 
+from .domain.model import CallOutState
 from .handlers.consumers import consumer_factories
 from .handlers.http import install_error_handlers, router
 from .handlers.ticker import deadline_ticker
+
+
+async def callouts_by_state(runtime: Runtime) -> None:
+    """Set ``muster_dispatch_callouts{state}`` from the call-outs of open incidents (one grouped count)."""
+    async with runtime.require_pool().acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT c.state, count(*) FROM incidents i JOIN callouts c ON c.incident_id = i.incident_id "
+            "WHERE i.status = 'open' GROUP BY c.state"
+        )
+    counts = {r[0]: r[1] for r in rows}
+    for state in CallOutState:
+        DISPATCH_CALLOUTS.labels(state.value).set(counts.get(state.value, 0))
 
 
 def create_app(
@@ -38,6 +52,7 @@ def create_app(
         routers=[router],
         consumers=consumer_factories(settings.consumer_prefix, only=consumers),
         background=[deadline_ticker],
+        scrape=[callouts_by_state],
     )
     app = build_app(spec, settings, migrate=migrate)
     install_error_handlers(app)

@@ -23,6 +23,7 @@ actions (raised before anything is written).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,6 +57,12 @@ from shared.events import (
     utcnow,
 )
 from shared.logging import get_logger
+from shared.metrics import (
+    DISPATCH_CALLOUTS_REQUESTED,
+    DISPATCH_FANOUT_SECONDS,
+    DISPATCH_REPLIES,
+    DISPATCH_REPLY_SECONDS,
+)
 from shared.topics import CALLOUT, INCIDENT, TopicSpec
 from shared.vocabulary import TEAM_TYPES, Level, TeamType, skill_by_code
 
@@ -350,6 +357,7 @@ async def _call_next(
         called = await called_in_incident(conn, inc.incident_id)
     size = wave_size(outstanding, inc.factor)
     while True:
+        started = time.perf_counter()  # a wave's fan-out: selection and writes (muster_dispatch_fanout_seconds)
         unit = ancestor(inc.unit_code, level)
         prefix = unit_prefix(unit, level)
         picked: list[tuple[UUID, UUID | None, float | None]]
@@ -380,6 +388,8 @@ async def _call_next(
             respond_by = now + timedelta(seconds=inc.deadline_s)
             await _write_wave(conn, inc, req, picked[: decision.size], level=level, wave=wave, now=now,
                               respond_by=respond_by, causation=causation)
+            DISPATCH_FANOUT_SECONDS.observe(time.perf_counter() - started)
+            DISPATCH_CALLOUTS_REQUESTED.inc(decision.size)
             called.update(p[0] for p in picked[: decision.size])
             await conn.execute(
                 "UPDATE requirements SET wave = $2, level = $3, deadline_at = $4, status = 'open' "
@@ -878,6 +888,10 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
     """
     if not replies:
         return
+    DISPATCH_REPLIES.inc(len(replies))
+    now_ts = time.time()
+    for r in replies:  # the reply's arrival at notify to its application here (reply → board)
+        DISPATCH_REPLY_SECONDS.observe(max(0.0, now_ts - r.received_at.timestamp()))
     heads = {r["callout_id"]: r for r in await conn.fetch(
         "SELECT callout_id, requirement_id, incident_id FROM callouts WHERE callout_id = ANY($1::uuid[])",
         list({ev.callout_id for ev in replies if ev.callout_id is not None}))}

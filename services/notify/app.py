@@ -32,6 +32,7 @@ from services.notify.handlers import callbacks, reply_page
 from services.notify.handlers.consumers import CallOutMessages, ContactProjection, close_incident_callouts
 from services.notify.sender import Sender
 from shared.consumer import IdempotentConsumer
+from shared.metrics import NOTIFY_WAITING
 from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import NotifySettings
 from shared.topics import CALLOUT, INCIDENT, ROSTER_CONTACT, TopicSpec
@@ -134,8 +135,17 @@ def create_app(
         on_start=on_start,
         on_stop=on_stop,
         pool_max_size=20,
+        scrape=(_messages_waiting,),
     )
     return build_app(spec, settings, migrate=migrate)
+
+
+async def _messages_waiting(runtime: Runtime) -> None:
+    """Set ``muster_notify_messages_waiting{status}``: messages pending or sending (their partial indexes)."""
+    async with runtime.require_pool().acquire() as conn:
+        for status in ("pending", "sending"):
+            NOTIFY_WAITING.labels(status).set(
+                await conn.fetchval("SELECT count(*) FROM messages WHERE status = $1", status))
 
 
 async def _unwired(topic: str, value: bytes | None, key: bytes | None, headers: dict[str, str]) -> None:

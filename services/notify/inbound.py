@@ -41,6 +41,7 @@ from services.notify.sender import DROP_CLAIM
 from shared import outbox
 from shared.events import MessageDelivered, MessageFailed, MessageKind, ReplyIntent, ReplyReceived
 from shared.logging import get_logger
+from shared.metrics import NOTIFY_MESSAGES, NOTIFY_PROVIDER_ERRORS, NOTIFY_RECEIPT_SECONDS
 from shared.privacy import mask_mobile, mask_openid, mask_text
 from shared.topics import DELIVERY, REPLY
 from shared.vocabulary import Channel
@@ -97,10 +98,14 @@ async def apply_receipts(
             UPDATE messages m SET status = 'delivered', delivered_at = u.at, updated_at = now()
             FROM unnest($2::text[], $3::timestamptz[]) AS u(pid, at)
             WHERE m.provider = $1 AND m.provider_message_id = u.pid AND m.status = 'sent'
-            RETURNING {_RECEIPT_ROW}
+            RETURNING {_RECEIPT_ROW}, extract(epoch FROM u.at - m.sent_at)::float8 AS receipt_seconds
             """,
             provider, [r.provider_message_id for r in delivered], [r.reported_at for r in delivered],
         )
+        for row in rows:
+            NOTIFY_MESSAGES.labels(row["channel"], row["provider"], "delivered").inc()
+            if row["receipt_seconds"] is not None:
+                NOTIFY_RECEIPT_SECONDS.labels(row["channel"], row["provider"]).observe(max(0.0, row["receipt_seconds"]))
         await outbox.add_many(conn, [
             (DELIVERY, str(row["volunteer_id"]),
              MessageDelivered(**_fields(row), provider_message_id=row["provider_message_id"]))
@@ -146,6 +151,8 @@ async def apply_receipts(
 async def _failed_receipt(
     conn: asyncpg.Connection, row: Any, code: str, *, cipher: ContactCipher, sms_available: bool
 ) -> None:
+    NOTIFY_MESSAGES.labels(row["channel"], row["provider"], "undelivered").inc()
+    NOTIFY_PROVIDER_ERRORS.labels(row["provider"], code).inc()
     fallback = False
     if row["channel"] == Channel.WECHAT.value and sms_available:
         c = await conn.fetchrow("SELECT mobile_enc, sms_consent FROM contacts WHERE volunteer_id = $1",

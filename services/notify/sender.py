@@ -60,6 +60,7 @@ from shared.consumer import is_transient
 from shared.events import CancelReason, MessageFailed, MessageKind, MessageSent, utcnow
 from shared.groupcommit import GroupCommit
 from shared.logging import get_logger
+from shared.metrics import NOTIFY_MESSAGES, NOTIFY_PROVIDER_ERRORS
 from shared.settings import NotifySettings
 from shared.topics import DELIVERY
 from shared.vocabulary import Channel
@@ -547,24 +548,36 @@ class Sender:
         """Store the providers' answers for ``items`` (same order) and their events, in one transaction."""
         accepted: list[tuple[Claimed, SendResult]] = []
         retry: list[Claimed] = []
+        outcomes: list[tuple[str, str, str, str | None]] = []  # (channel, provider, outcome, refusal code)
         async with self._pool.acquire() as conn, conn.transaction():
             for c, r in zip(items, results, strict=True):
                 if r.accepted:
                     accepted.append((c, r))
-                elif r.retryable and c.row["attempts"] + 1 < self._s.max_attempts:
+                    continue
+                outcome = "failed"
+                if r.retryable and c.row["attempts"] + 1 < self._s.max_attempts:
+                    outcome = "retry"
                     retry.append(c)
                     log.info("message.retry", message_id=str(c.row["message_id"]), error_code=r.error_code,
                              attempt=c.row["attempts"] + 1)
                 elif choose_channel(c.contact, exclude={*map(Channel, c.row["failed_channels"]), c.channel,
                                                         *(set(Channel) - set(self._providers))}):
+                    outcome = "fallback"
                     await self._fall_back(conn, c.row, c.channel, c.provider.name, r.error_code or "failed", claim=c)
                 else:
                     await self._fail(conn, c.row, r.error_code or "failed", channel=c.channel.value,
                                      provider=c.provider.name, claim=c)
+                outcomes.append((c.channel.value, c.provider.name, outcome, r.error_code or "unknown"))
             if accepted:
                 await self._mark_sent(conn, accepted)
             if retry:
                 await self._reschedule(conn, [c.row for c in retry], error="retryable", claims=retry)
+        # counted once committed: a transaction that rolled back leaves the rows in doubt, counted when resolved
+        for c, _ in accepted:
+            NOTIFY_MESSAGES.labels(c.channel.value, c.provider.name, "sent").inc()
+        for channel, provider, outcome, code in outcomes:
+            NOTIFY_MESSAGES.labels(channel, provider, outcome).inc()
+            NOTIFY_PROVIDER_ERRORS.labels(provider, code).inc()
 
     async def _mark_sent(self, conn: asyncpg.Connection, accepted: Sequence[tuple[Claimed, SendResult]], *,
                          in_doubt: bool = False) -> None:

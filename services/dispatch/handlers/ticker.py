@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.logging import get_logger
+from shared.metrics import DISPATCH_LAST_TICK, DISPATCH_TICKS
 from shared.service import Runtime
 from shared.settings import DispatchSettings
 
@@ -52,6 +53,8 @@ async def deadline_ticker(runtime: Runtime) -> None:
     while True:
         try:
             n = await run_due(runtime.require_pool())
+            DISPATCH_TICKS.inc()
+            DISPATCH_LAST_TICK.set_to_current_time()
             if n:
                 log.info("dispatch.ticked", handled=n)
         except asyncio.CancelledError:
