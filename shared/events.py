@@ -267,6 +267,15 @@ class CallOutRequested(Event):
     role: str = Field(description="What they are asked to do, in Chinese, e.g. 救护员.")
     reply_code: str = Field(description="Short code that tells this call-out apart among the volunteer's open ones.")
     respond_by: AwareDatetime = Field(description="Deadline of this wave, UTC.")
+    meeting_point: str = Field(default="", description="Where to gather (address or landmark); empty in events "
+                               "older than the field: use ``place``.", examples=["鉴湖南门停车场"])
+    meeting_lat: float | None = Field(default=None, ge=-90, le=90, description="Meeting point, WGS84 latitude.")
+    meeting_lon: float | None = Field(default=None, ge=-180, le=180, description="Meeting point, WGS84 longitude.")
+    map_url: str | None = Field(default=None, description="Amap marker link of the meeting point (GCJ-02), "
+                                "see shared.maps.", examples=["https://uri.amap.com/marker?position=120.5,30.0"])
+    callback_phone: str | None = Field(default=None, description="The operator's callback number (landline, 400 "
+                                       "or 95 number: providers' notification-template rule).",
+                                       examples=["0575-85123456"])
 
 
 class CallOutAssigned(Event):
@@ -279,6 +288,9 @@ class CallOutAssigned(Event):
     volunteer_id: UUID
     incident_title: str
     place: str
+    meeting_point: str = Field(default="", description="Where to gather; empty in older events: use ``place``.")
+    map_url: str | None = Field(default=None, description="Amap marker link of the meeting point (GCJ-02).")
+    callback_phone: str | None = Field(default=None, description="The operator's callback number.")
 
 
 class CancelReason(StrEnum):

@@ -54,6 +54,7 @@ from shared.events import (
     utcnow,
 )
 from shared.logging import get_logger
+from shared.maps import amap_marker_url
 from shared.topics import CALLOUT, INCIDENT, TopicSpec
 from shared.vocabulary import TEAM_TYPES, Level, TeamType, skill_by_code
 
@@ -68,9 +69,11 @@ from .domain.replies import ReplyNote, apply_reply
 from .domain.selection import select_teams, select_volunteers, within_unit
 from .domain.validation import (
     MAX_KIND_LENGTH,
+    MAX_MEETING_POINT_LENGTH,
     MAX_OUTCOME_LENGTH,
     MAX_REQUIREMENTS,
     MAX_TITLE_LENGTH,
+    check_callback_phone,
     check_requirement,
     check_text,
 )
@@ -148,6 +151,10 @@ class IncidentInput:
     max_level: Level | None = None
     over_call_factor: float = 2.0
     wave_deadline_seconds: int | None = None
+    meeting_point: str | None = None
+    meeting_lat: float | None = None
+    meeting_lon: float | None = None
+    callback_phone: str | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -167,10 +174,20 @@ class _Incident:
     factor: float
     deadline_s: int
     status: str
+    meeting_point: str = ""
+    meeting_lat: float = 0.0
+    meeting_lon: float = 0.0
+    callback_phone: str | None = None
 
     @property
     def drill(self) -> bool:
         return self.mode is IncidentMode.DRILL
+
+    def where(self) -> dict[str, Any]:
+        """Where to go, as call-out events carry it: meeting point, its Amap link (GCJ-02), callback number."""
+        return {"meeting_point": self.meeting_point,
+                "map_url": amap_marker_url(self.meeting_lat, self.meeting_lon, self.meeting_point),
+                "callback_phone": self.callback_phone}
 
     def env(self, causation: UUID | None = None) -> dict[str, Any]:
         """Envelope fields of an event about this incident."""
@@ -193,6 +210,8 @@ def _incident_of(r: asyncpg.Record) -> _Incident:
     return _Incident(
         r["incident_id"], r["kind"], r["title"], IncidentMode(r["mode"]), r["lat"], r["lon"], r["unit_code"],
         r["place"], Level(r["max_level"]), r["over_call_factor"], r["wave_deadline_seconds"], r["status"],
+        r["meeting_point"] or r["place"], r["meeting_lat"] if r["meeting_lat"] is not None else r["lat"],
+        r["meeting_lon"] if r["meeting_lon"] is not None else r["lon"], r["callback_phone"],
     )
 
 
@@ -262,7 +281,8 @@ async def _write_wave(
         callout_id=uuid4(), incident_id=inc.incident_id, requirement_id=req["requirement_id"],
         volunteer_id=picked[0][0], team_id=picked[0][1], wave=wave, level=level, incident_kind=inc.kind,
         incident_title=inc.title, place=inc.place, role=_role_text(req["skill"], req["team_type"]),
-        reply_code="00", respond_by=respond_by, occurred_at=now, **inc.env(causation),
+        reply_code="00", respond_by=respond_by, occurred_at=now, meeting_lat=inc.meeting_lat,
+        meeting_lon=inc.meeting_lon, **inc.where(), **inc.env(causation),
     )
     render = _CallOutRenderer(template)
     base_headers = outbox.event_headers(template)
@@ -460,6 +480,7 @@ async def open_incident(
         raise InvalidInput(str(exc)) from exc
     check_text("title", data.title, MAX_TITLE_LENGTH)
     check_text("kind", data.kind, MAX_KIND_LENGTH)
+    meeting = _meeting(data.meeting_point, data.meeting_lat, data.meeting_lon, data.callback_phone)
 
     incident_id = uuid4()
     specs = tuple(
@@ -475,11 +496,12 @@ async def open_incident(
     async with conn.transaction():
         await conn.execute(
             """INSERT INTO incidents (incident_id, kind, title, mode, lat, lon, unit_code, place, start_level,
-                   max_level, over_call_factor, wave_deadline_seconds, opened_by, opened_at, opened_event_id)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)""",
+                   max_level, over_call_factor, wave_deadline_seconds, opened_by, opened_at, opened_event_id,
+                   meeting_point, meeting_lat, meeting_lon, callback_phone)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)""",
             incident_id, data.kind, data.title, data.mode.value, data.lat, data.lon, data.unit_code, place,
             data.start_level.value, max_level.value, data.over_call_factor, deadline_s, actor.name, now,
-            opened.event_id,
+            opened.event_id, *meeting,
         )
         await conn.executemany(
             "INSERT INTO requirements (requirement_id, incident_id, position, skill, team_type, count, level) "
@@ -498,9 +520,66 @@ async def open_incident(
             await _call_next(conn, inc, req, now=now, causation=opened.event_id, called=called)
         await audit(conn, actor, "incident.open", incident_id, None,
                     {"kind": data.kind, "title": data.title, "mode": data.mode.value, "unit_code": data.unit_code,
-                     "lat": data.lat, "lon": data.lon, "requirements": [s.model_dump(mode="json") for s in specs]})
+                     "lat": data.lat, "lon": data.lon, "requirements": [s.model_dump(mode="json") for s in specs],
+                     "meeting_point": meeting[0], "meeting_lat": meeting[1], "meeting_lon": meeting[2],
+                     "callback_phone": meeting[3]})
     log.info("dispatch.incident_opened", incident_id=str(incident_id), mode=data.mode.value, by=actor.name)
     return incident_id
+
+
+def _meeting(
+    text: str | None, lat: float | None, lon: float | None, phone: str | None
+) -> tuple[str | None, float | None, float | None, str | None]:
+    """Checked meeting point and callback number, as stored (None = the incident's place / point, no number).
+
+    Raises:
+        InvalidInput: a blank or over-long (> 40 characters) meeting point, only one of lat/lon, a point out of
+            range, or a callback number SMS providers do not allow (see ``check_callback_phone``).
+
+    """
+    if text is not None:
+        text = " ".join(text.split())
+        check_text("meeting_point", text, MAX_MEETING_POINT_LENGTH)
+    if (lat is None) != (lon is None):
+        raise InvalidInput("meeting_lat and meeting_lon go together: give both or neither")
+    if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise InvalidInput(f"meeting point ({lat}, {lon}) is not a WGS84 latitude/longitude")
+    return text, lat, lon, check_callback_phone(phone) if phone is not None else None
+
+
+async def set_meeting_point(
+    conn: asyncpg.Connection, incident_id: UUID, actor: Actor, *, meeting_point: str | None,
+    meeting_lat: float | None, meeting_lon: float | None, callback_phone: str | None,
+    now: datetime | None = None,
+) -> None:
+    """Change an open incident's meeting point and/or callback number; later call-outs carry the new values.
+
+    Fields left None keep their value (the point goes with its text only when given). Audited and on the
+    timeline. Call-outs already sent keep what they said; an operator broadcast tells people on the way.
+
+    The caller checked the operator's scope.
+
+    Raises:
+        NotFound: no such incident. Conflict: the incident is closed.
+        InvalidInput: as :func:`_meeting`, or nothing to change.
+
+    """
+    now = now or utcnow()
+    text, lat, lon, phone = _meeting(meeting_point, meeting_lat, meeting_lon, callback_phone)
+    if text is None and lat is None and phone is None:
+        raise InvalidInput("nothing to change: give meeting_point, meeting_lat/meeting_lon or callback_phone")
+    async with conn.transaction():
+        await _open_incident_locked(conn, incident_id)
+        await conn.execute(
+            """UPDATE incidents SET meeting_point = coalesce($2, meeting_point), meeting_lat = coalesce($3, meeting_lat),
+                   meeting_lon = coalesce($4, meeting_lon), callback_phone = coalesce($5, callback_phone)
+               WHERE incident_id = $1""",
+            incident_id, text, lat, lon, phone,
+        )
+        change = {k: v for k, v in {"meeting_point": text, "meeting_lat": lat, "meeting_lon": lon,
+                                     "callback_phone": phone}.items() if v is not None}
+        await timeline(conn, incident_id, now, "meeting_point_changed", by=actor.name, **change)
+        await audit(conn, actor, "incident.meeting_point", incident_id, None, change)
 
 
 # --------------------------------------------------------------------------- deadlines
@@ -840,7 +919,7 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
         if outcome.confirm:
             out.events.append((CALLOUT, str(vid), CallOutAssigned(
                 callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, incident_title=inc.title,
-                place=inc.place, occurred_at=now, **inc.env(ev.event_id))))
+                place=inc.place, occurred_at=now, **inc.where(), **inc.env(ev.event_id))))
         if outcome.stand_down:
             out.events.append((CALLOUT, str(vid), CallOutCancelled(
                 callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid,

@@ -26,6 +26,7 @@ from ..auth import Operator, authenticate
 from ..domain.validation import (
     MAX_CODE_LENGTH,
     MAX_KIND_LENGTH,
+    MAX_MEETING_POINT_LENGTH,
     MAX_OUTCOME_LENGTH,
     MAX_REQUIREMENTS,
     MAX_TITLE_LENGTH,
@@ -79,6 +80,29 @@ class IncidentIn(BaseModel):
     requirements: list[RequirementIn] = Field(max_length=MAX_REQUIREMENTS, description="1..20 requirements.")
     start_level: Level = Level.VILLAGE
     policy: PolicyIn = Field(default_factory=PolicyIn)
+    meeting_point: str | None = Field(
+        default=None, max_length=MAX_MEETING_POINT_LENGTH,
+        description="Where to gather (address or landmark), 1..40 characters; default the incident's place.",
+        examples=["鉴湖南门停车场"],
+    )
+    meeting_lat: float | None = Field(default=None, description="Meeting point, WGS84 latitude; default the "
+                                      "incident's point (give with meeting_lon).")
+    meeting_lon: float | None = Field(default=None, description="Meeting point, WGS84 longitude.")
+    callback_phone: str | None = Field(
+        default=None, max_length=20, description="Operator's callback number for the message: a landline with "
+        "area code, a 400 or a 95 number (SMS notification-template rule); 422 otherwise.",
+        examples=["0575-85123456"],
+    )
+
+
+class MeetingPointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    meeting_point: str | None = Field(default=None, max_length=MAX_MEETING_POINT_LENGTH,
+                                      description="New meeting point text, 1..40 characters.")
+    meeting_lat: float | None = Field(default=None, description="New meeting point, WGS84 latitude.")
+    meeting_lon: float | None = Field(default=None, description="New meeting point, WGS84 longitude.")
+    callback_phone: str | None = Field(default=None, max_length=20, description="New callback number.")
 
 
 class AddVolunteerIn(BaseModel):
@@ -132,6 +156,8 @@ async def open_incident(body: IncidentIn, request: Request, op: OperatorDep) -> 
         requirements=[usecases.RequirementInput(r.skill, r.team_type, r.count) for r in body.requirements],
         start_level=body.start_level, max_level=body.policy.max_level,
         over_call_factor=body.policy.over_call_factor, wave_deadline_seconds=body.policy.wave_deadline_seconds,
+        meeting_point=body.meeting_point, meeting_lat=body.meeting_lat, meeting_lon=body.meeting_lon,
+        callback_phone=body.callback_phone,
     )
     async with _pool(request).acquire() as conn:
         incident_id = await usecases.open_incident(conn, data, _actor(op), place=u.place(body.unit_code))
@@ -202,6 +228,25 @@ async def remove_callout(incident_id: UUID, callout_id: UUID, request: Request, 
         await _writable(conn, op, incident_id)
         await usecases.remove_callout(conn, incident_id, callout_id, _actor(op))
     return {"callout_id": str(callout_id), "state": "cancelled"}
+
+
+@router.put("/incidents/{incident_id}/meeting-point")
+async def set_meeting_point(
+    incident_id: UUID, body: MeetingPointIn, request: Request, op: OperatorDep
+) -> dict[str, Any]:
+    """Change the meeting point and/or callback number; returns the board.
+
+    Call-outs sent from now on carry the new values; people already called keep what their message said
+    (tell them with a broadcast). 404 unknown incident, 409 closed, 403 outside the operator's unit, 422 bad
+    input or nothing to change.
+    """
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        await usecases.set_meeting_point(
+            conn, incident_id, _actor(op), meeting_point=body.meeting_point, meeting_lat=body.meeting_lat,
+            meeting_lon=body.meeting_lon, callback_phone=body.callback_phone,
+        )
+        return await queries.board(conn, incident_id)
 
 
 @router.post("/incidents/{incident_id}/stand-down")
