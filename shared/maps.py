@@ -19,9 +19,11 @@ SMS providers refuse URLs as template variables (Aliyun ``isv.PARAM_NOT_SUPPORT_
 from __future__ import annotations
 
 import math
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
-__all__ = ["AMAP_MARKER_PREFIX", "amap_marker_url", "amap_position", "out_of_china", "wgs84_to_gcj02"]
+__all__ = [
+    "AMAP_MARKER_PREFIX", "amap_marker_url", "amap_position", "out_of_china", "position_of", "wgs84_to_gcj02",
+]
 
 AMAP_MARKER_PREFIX = "https://uri.amap.com/marker?position="
 
@@ -78,3 +80,11 @@ def amap_marker_url(lat: float, lon: float, name: str = "") -> str:
     """The Amap marker link for a WGS-84 point, with ``name`` (percent-encoded UTF-8) as the marker's label."""
     url = AMAP_MARKER_PREFIX + amap_position(lat, lon)
     return url + "&name=" + quote(name, safe="") if name else url
+
+
+def position_of(url: str | None) -> str:
+    """The ``position`` (``lon,lat``) of an Amap marker link made by :func:`amap_marker_url`; "" for anything else."""
+    if not url or not url.startswith(AMAP_MARKER_PREFIX):
+        return ""
+    values = parse_qs(urlsplit(url).query).get("position", [""])
+    return values[0]

@@ -60,6 +60,7 @@ from shared.consumer import is_transient
 from shared.events import CancelReason, MessageFailed, MessageKind, MessageSent, utcnow
 from shared.groupcommit import GroupCommit
 from shared.logging import get_logger
+from shared.maps import position_of
 from shared.settings import NotifySettings
 from shared.topics import DELIVERY
 from shared.vocabulary import Channel
@@ -289,7 +290,8 @@ class Sender:
         respond_by = c.get("respond_by")
         content = MessageContent(
             kind=MessageKind(row["kind"]), incident_title=c.get("title", ""), place=c.get("place", ""),
-            role=c.get("role", ""), reply_code=c.get("reply_code", ""),
+            role=c.get("role", ""), reply_code=c.get("reply_code", ""), map_position=position_of(c.get("map_url")),
+            callback_phone=c.get("callback_phone", ""),
             respond_by=datetime.fromisoformat(respond_by) if respond_by else None,
             reason=CancelReason(c["reason"]) if c.get("reason") else None,
             was_assigned=bool(c.get("was_assigned", False)), drill=row["drill"],

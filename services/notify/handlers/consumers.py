@@ -150,6 +150,11 @@ async def close_incident_callouts(conn: asyncpg.Connection, item: Received) -> N
         )
 
 
+def _where(e: CallOutRequested | CallOutAssigned) -> dict[str, str]:
+    """The message content's map link and callback number (empty for events older than these fields)."""
+    return {"map_url": e.map_url or "", "callback_phone": e.callback_phone or ""}
+
+
 class CallOutMessages:
     """Turns call-out events into ``pending`` messages (one per call-out and kind)."""
 
@@ -199,8 +204,8 @@ class CallOutMessages:
 
     async def _requested_many(self, conn: asyncpg.Connection, events: Sequence[CallOutRequested]) -> None:
         contents = [
-            orjson.dumps({"title": e.incident_title, "place": e.place, "role": e.role, "reply_code": e.reply_code,
-                          "respond_by": e.respond_by.isoformat()}).decode()
+            orjson.dumps({"title": e.incident_title, "place": e.meeting_point or e.place, "role": e.role,
+                          "reply_code": e.reply_code, "respond_by": e.respond_by.isoformat(), **_where(e)}).decode()
             for e in events
         ]
         await conn.execute(
@@ -228,7 +233,8 @@ class CallOutMessages:
             "UPDATE callouts SET state = 'assigned' WHERE callout_id = $1 AND state <> 'closed' RETURNING reply_code",
             e.callout_id,
         )
-        content = {"title": e.incident_title, "place": e.place, "reply_code": code or ""}
+        content = {"title": e.incident_title, "place": e.meeting_point or e.place, "reply_code": code or "",
+                   **_where(e)}
         await conn.execute(
             _INSERT_MESSAGE,
             message_id_for(e.callout_id, MessageKind.ASSIGNED), e.callout_id, MessageKind.ASSIGNED.value,

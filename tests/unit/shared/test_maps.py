@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.maps import AMAP_MARKER_PREFIX, amap_marker_url, amap_position, out_of_china, wgs84_to_gcj02
+from shared.maps import AMAP_MARKER_PREFIX, amap_marker_url, amap_position, out_of_china, position_of, wgs84_to_gcj02
 
 # Point pairs published with the reference implementation (googollee/eviltransform, python/test.py):
 # wgs lat, wgs lon, gcj lat, gcj lon.
@@ -34,3 +34,9 @@ def test_marker_link_is_gcj02_lon_lat() -> None:
         f"{AMAP_MARKER_PREFIX}{g_lon:.6f},{g_lat:.6f}&name=%E5%8D%97%E9%97%A8%20%E5%B9%BF%E5%9C%BA"
     )
     assert amap_marker_url(lat, lon) == AMAP_MARKER_PREFIX + amap_position(lat, lon)
+
+
+def test_position_of_reads_back_the_link() -> None:
+    url = amap_marker_url(30.0, 120.5, "南门")
+    assert position_of(url) == amap_position(30.0, 120.5)
+    assert position_of(None) == "" and position_of("https://example.com/?position=1,2") == ""
