@@ -321,6 +321,7 @@ class MessageKind(StrEnum):
     ASSIGNED = "assigned"
     STAND_DOWN = "stand_down"
     REMINDER = "reminder"
+    AUTO_ANSWER = "auto_answer"  # the one automatic answer to an unrecognised reply: how to reply, where to go
 
 
 class _MessageEvent(Event):

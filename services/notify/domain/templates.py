@@ -55,6 +55,8 @@ TEMPLATES: dict[MessageKind, str] = {
     MessageKind.ASSIGNED: "${drill}${title}：已确认您出勤，请前往${place}，地图" + AMAP_MARKER_PREFIX
     + "${pos}${callback}，到达后回复“到了”",
     MessageKind.STAND_DOWN: "${drill}${title}：${reason}，${action}，感谢您的支持",
+    MessageKind.AUTO_ANSWER: "${drill}${title}：未能识别您的回复。请到${place}集合，地图" + AMAP_MARKER_PREFIX
+    + "${pos}${callback}。回复1${code}接受，2${code}拒绝，到达后回复“到了”",
 }
 """The approved template per kind (Aliyun ``${var}`` syntax); what SMS templates must be registered as."""
 
@@ -129,7 +131,7 @@ def _shorten(s: str, n: int) -> str:
 def _values(c: MessageContent, code: str) -> dict[str, str]:
     drill = "演练：" if c.drill else ""
     callback = f"，调度电话{c.callback_phone}" if c.callback_phone else ""
-    if c.kind in (MessageKind.CALLOUT, MessageKind.REMINDER):
+    if c.kind in (MessageKind.CALLOUT, MessageKind.REMINDER, MessageKind.AUTO_ANSWER):
         return {"drill": drill, "title": c.incident_title, "role": c.role or "志愿者", "place": c.place,
                 "pos": c.map_position, "callback": callback, "code": code}
     if c.kind is MessageKind.ASSIGNED:

@@ -141,3 +141,11 @@ def test_match_callout_by_code_else_latest() -> None:
     assert match_callout([a, b], None) == b.callout_id
     assert match_callout([a, b], "ZZ") == b.callout_id
     assert match_callout([], "A7") is None
+
+
+def test_auto_answer_says_how_to_reply_and_where_to_gather() -> None:
+    r = render(callout(kind=MessageKind.AUTO_ANSWER), Channel.SMS, signature=SIG, several_open=True)
+    assert r.text.startswith("柯桥区鉴湖溺水：未能识别您的回复。请到鉴湖村东岸码头集合")
+    assert "https://uri.amap.com/marker?position=" + POS in r.text and "调度电话0575-85123456" in r.text
+    assert "回复1A7接受，2A7拒绝，到达后回复“到了”" in r.text
+    assert sms_length(SIG, r.text) <= 500

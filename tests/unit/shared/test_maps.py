@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from shared.maps import AMAP_MARKER_PREFIX, amap_marker_url, amap_position, out_of_china, position_of, wgs84_to_gcj02
+from shared.maps import (
+    AMAP_MARKER_PREFIX,
+    amap_marker_url,
+    amap_position,
+    out_of_china,
+    position_of,
+    wgs84_to_gcj02,
+)
 
 # Point pairs published with the reference implementation (googollee/eviltransform, python/test.py):
 # wgs lat, wgs lon, gcj lat, gcj lon.

@@ -1,0 +1,79 @@
+"""Where to go in the message, and the one automatic answer to an unrecognised reply (issue 14).
+
+Real Kafka, PostgreSQL and the provider simulator: the phone shows the meeting point, the Amap link and
+the callback number; an unrecognised reply (请问在哪里集合) gets exactly one automatic answer per call-out,
+however many follow, and is still published for the operator.
+"""
+
+from __future__ import annotations
+
+from services.notify.testing import NotifyStack
+from shared.maps import amap_marker_url, amap_position
+
+from .test_pipeline import _replies_for, _reply_consumer, add_volunteer, message_row, request
+
+
+def _where(lat: float = 30.0, lon: float = 120.5) -> dict[str, object]:
+    return {"meeting_point": "鉴湖南门停车场", "meeting_lat": lat, "meeting_lon": lon,
+            "map_url": amap_marker_url(lat, lon, "鉴湖南门停车场"), "callback_phone": "0575-85123456"}
+
+
+async def test_the_sms_says_where_to_gather_with_the_map_link_and_callback(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    e = request(vid, **_where())
+    await ns.publish(ns.callout_topic, str(vid), e)
+    assert await message_row(ns, e.callout_id) is not None
+    [got] = await ns.wait_phone(m, 1)
+    text = got["text"]
+    assert "请到鉴湖南门停车场集合" in text
+    assert "https://uri.amap.com/marker?position=" + amap_position(30.0, 120.5) in text
+    assert "调度电话0575-85123456" in text and "回复1" in text
+    assert len(text) <= 500
+
+
+async def test_an_old_event_without_the_new_fields_still_gets_its_message(notify_stack: NotifyStack) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    e = request(vid)  # no meeting point, map link or callback: as dispatch wrote them before
+    await ns.publish(ns.callout_topic, str(vid), e)
+    [got] = await ns.wait_phone(m, 1)
+    assert "请到鉴湖村东岸码头集合" in got["text"] and "调度电话" not in got["text"]
+
+
+async def test_an_unrecognised_reply_gets_one_automatic_answer_and_stays_for_the_operator(
+    notify_stack: NotifyStack,
+) -> None:
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    e = request(vid, **_where())
+    await ns.publish(ns.callout_topic, str(vid), e)
+    await ns.wait_phone(m, 1)
+    consumer = await _reply_consumer(ns)
+    try:
+        for text in ("请问在哪里集合", "在哪？", "???"):  # three unrecognised replies, as an auto-responder would send
+            r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": text})
+            assert r.status_code == 200, r.text
+        replies = await _replies_for(consumer, vid, 3)
+        assert [x.intent.value for x in replies] == ["unrecognised"] * 3
+        assert {x.callout_id for x in replies} == {e.callout_id}
+        answer = await message_row(ns, e.callout_id, kind="auto_answer")
+        assert answer is not None, "no automatic answer"
+        got = await ns.wait_phone(m, 2)
+        auto = [g["text"] for g in got if "未能识别您的回复" in g["text"]]
+        assert len(auto) == 1
+        assert "请到鉴湖南门停车场集合" in auto[0] and "marker?position=" in auto[0] and "回复1接受，2拒绝" in auto[0]
+        async with ns.pool.acquire() as conn:
+            n = await conn.fetchval(
+                "SELECT count(*) FROM messages WHERE callout_id = $1 AND kind = 'auto_answer'", e.callout_id)
+        assert n == 1
+        # a recognised reply afterwards is applied as usual and answered by nobody automatically
+        await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "好的"})
+        [accepted] = await _replies_for(consumer, vid, 1)
+        assert accepted.intent.value == "accept" and accepted.callout_id == e.callout_id
+    finally:
+        await consumer.stop()
+    assert len(await ns.phone(m)) == 2  # the call-out and the one automatic answer
