@@ -131,7 +131,10 @@ def _shorten(s: str, n: int) -> str:
 def _values(c: MessageContent, code: str) -> dict[str, str]:
     drill = "演练：" if c.drill else ""
     callback = f"，调度电话{c.callback_phone}" if c.callback_phone else ""
-    if c.kind in (MessageKind.CALLOUT, MessageKind.REMINDER, MessageKind.AUTO_ANSWER):
+    if c.kind is MessageKind.AUTO_ANSWER:
+        return {"drill": drill, "title": c.incident_title, "place": c.place, "pos": c.map_position,
+                "callback": callback, "code": code}
+    if c.kind in (MessageKind.CALLOUT, MessageKind.REMINDER):
         return {"drill": drill, "title": c.incident_title, "role": c.role or "志愿者", "place": c.place,
                 "pos": c.map_position, "callback": callback, "code": code}
     if c.kind is MessageKind.ASSIGNED:
