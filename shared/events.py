@@ -30,6 +30,8 @@ from shared.vocabulary import Channel, Level, TeamType
 __all__ = [
     "AnyEvent",
     "Availability",
+    "BroadcastAudience",
+    "BroadcastRequested",
     "CallOutAssigned",
     "CallOutCancelled",
     "CallOutRequested",
@@ -293,6 +295,30 @@ class CallOutAssigned(Event):
     callback_phone: str | None = Field(default=None, description="The operator's callback number.")
 
 
+class BroadcastAudience(StrEnum):
+    ASSIGNED = "assigned"  # accepted, on the way or arrived
+    CALLED = "called"  # everyone still called: not declined, not stood down (waiting, timed out, assigned, arrived)
+
+
+class BroadcastRequested(Event):
+    """An operator's text to one person of an incident's audience. Topic ``dispatch.callout.v1``, key volunteer id.
+
+    One event per recipient (their call-out in the incident); notify sends it once per call-out and broadcast
+    (message id from ``broadcast_id`` and ``callout_id``). Replies to it are matched like replies to any message.
+    """
+
+    event_type: Literal["BroadcastRequested"] = "BroadcastRequested"
+    producer: Producer = "dispatch"
+    broadcast_id: UUID = Field(description="The operator's broadcast; idempotency key with the call-out.")
+    callout_id: UUID
+    incident_id: UUID
+    volunteer_id: UUID
+    incident_title: str
+    text: str = Field(description="What the operator wrote, 1..120 characters, no URL (SMS template rule).",
+                      examples=["集合点改到南门"])
+    callback_phone: str | None = Field(default=None, description="The operator's callback number.")
+
+
 class CancelReason(StrEnum):
     FILLED = "filled"  # the need was filled before (or as) they answered
     INCIDENT_CLOSED = "incident_closed"
@@ -321,6 +347,7 @@ class MessageKind(StrEnum):
     ASSIGNED = "assigned"
     STAND_DOWN = "stand_down"
     REMINDER = "reminder"
+    BROADCAST = "broadcast"  # an operator's text to an incident's assigned or called people
     AUTO_ANSWER = "auto_answer"  # the one automatic answer to an unrecognised reply: how to reply, where to go
 
 
@@ -394,6 +421,7 @@ AnyEvent = Annotated[
     | CallOutRequested
     | CallOutAssigned
     | CallOutCancelled
+    | BroadcastRequested
     | MessageSent
     | MessageDelivered
     | MessageFailed

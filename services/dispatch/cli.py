@@ -192,6 +192,22 @@ def meeting_point_cmd(
     _print_board(b)
 
 
+@app.command("broadcast")
+def broadcast_cmd(
+    incident_id: str,
+    text: str = typer.Option(..., "--text", help="What to tell them, e.g. 集合点改到南门 (no link)."),
+    audience: str = typer.Option("assigned", help="assigned | called (everyone not declined or stood down)."),
+    broadcast_id: str | None = typer.Option(None, help="Idempotency key; the same id again sends nothing more."),
+    url: str | None = UrlOpt, token: str | None = TokenOpt,
+) -> None:
+    """Send a text to an incident's assigned (or still called) people, once each."""
+    with _client(url, token) as c:
+        r = _call(c, "POST", f"/incidents/{incident_id}/broadcasts",
+                  json={"text": text, "audience": audience, "broadcast_id": broadcast_id})
+    typer.echo(f"broadcast {r['broadcast_id']}: {r['recipients']} recipient(s)"
+               + ("" if r["created"] else " (already sent; nothing more)"))
+
+
 @app.command("stand-down")
 def stand_down_cmd(incident_id: str, url: str | None = UrlOpt, token: str | None = TokenOpt) -> None:
     """Stand everyone down (every open call-out cancelled; no more waves)."""

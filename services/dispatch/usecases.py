@@ -36,6 +36,8 @@ from shared import outbox
 from shared.consumer import Received, is_transient
 from shared.divisions import ancestor, level_of
 from shared.events import (
+    BroadcastAudience,
+    BroadcastRequested,
     CallOutAssigned,
     CallOutCancelled,
     CallOutRequested,
@@ -73,6 +75,7 @@ from .domain.validation import (
     MAX_OUTCOME_LENGTH,
     MAX_REQUIREMENTS,
     MAX_TITLE_LENGTH,
+    check_broadcast_text,
     check_callback_phone,
     check_requirement,
     check_text,
@@ -92,17 +95,20 @@ from .errors import AccessDenied, Conflict, InvalidInput, NotFound
 
 __all__ = [
     "Actor",
+    "Broadcast",
     "DueRequirementFailed",
     "IncidentInput",
     "RequirementInput",
     "add_volunteer",
     "apply_reply_batch",
     "apply_reply_event",
+    "broadcast",
     "close_incident",
     "open_incident",
     "process_due",
     "record_delivery",
     "remove_callout",
+    "set_meeting_point",
     "stand_down",
 ]
 
@@ -580,6 +586,75 @@ async def set_meeting_point(
                                      "callback_phone": phone}.items() if v is not None}
         await timeline(conn, incident_id, now, "meeting_point_changed", by=actor.name, **change)
         await audit(conn, actor, "incident.meeting_point", incident_id, None, change)
+
+
+_AUDIENCE_STATES = {
+    BroadcastAudience.ASSIGNED: [CallOutState.ASSIGNED.value, CallOutState.ARRIVED.value],
+    BroadcastAudience.CALLED: [CallOutState.REQUESTED.value, CallOutState.TIMED_OUT.value, CallOutState.ASSIGNED.value,
+                               CallOutState.ARRIVED.value],
+}
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """A broadcast as recorded: its id, how many call-outs it went to, and whether this request made it."""
+
+    broadcast_id: UUID
+    recipients: int
+    created: bool
+
+
+async def broadcast(
+    conn: asyncpg.Connection, incident_id: UUID, actor: Actor, *, text: str, audience: BroadcastAudience,
+    broadcast_id: UUID | None = None, now: datetime | None = None,
+) -> Broadcast:
+    """Send an operator's text to the incident's audience: one ``BroadcastRequested`` per call-out, in one transaction.
+
+    ``audience`` ``assigned``: call-outs accepted, on the way or arrived; ``called``: every call-out not declined
+    or stood down. ``broadcast_id`` makes a repeated request harmless: the same id again records and sends
+    nothing more and returns the first result (``created`` False). Drill incidents' broadcasts are drill-marked.
+    Audited (``incident.broadcast``) and on the timeline. The caller checked the operator's scope.
+
+    Raises:
+        NotFound: no such incident. Conflict: the incident is closed, or ``broadcast_id`` belongs to another
+            incident. InvalidInput: text blank, longer than 120 characters or holding a URL.
+
+    """
+    now = now or utcnow()
+    text = check_broadcast_text(text)
+    broadcast_id = broadcast_id or uuid4()
+    async with conn.transaction():
+        inc = await _open_incident_locked(conn, incident_id)
+        before = await conn.fetchrow(
+            "SELECT incident_id, recipients FROM broadcasts WHERE broadcast_id = $1", broadcast_id)
+        if before is not None:
+            if before["incident_id"] != incident_id:
+                raise Conflict(f"broadcast {broadcast_id} belongs to another incident")
+            return Broadcast(broadcast_id, before["recipients"], created=False)
+        rows = await conn.fetch(
+            "SELECT callout_id, volunteer_id FROM callouts WHERE incident_id = $1 AND state = ANY($2::text[]) "
+            "ORDER BY callout_id", incident_id, _AUDIENCE_STATES[audience],
+        )
+        await conn.execute(
+            "INSERT INTO broadcasts (broadcast_id, incident_id, audience, text, sent_by, sent_at, recipients) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            broadcast_id, incident_id, audience.value, text, actor.name, now, len(rows),
+        )
+        await outbox.add_many(conn, [
+            (CALLOUT, str(r["volunteer_id"]), BroadcastRequested(
+                broadcast_id=broadcast_id, callout_id=r["callout_id"], incident_id=incident_id,
+                volunteer_id=r["volunteer_id"], incident_title=inc.title, text=text, callback_phone=inc.callback_phone,
+                occurred_at=now, **inc.env()))
+            for r in rows
+        ])
+        await timeline(conn, incident_id, now, "broadcast", by=actor.name, broadcast_id=str(broadcast_id),
+                       audience=audience.value, recipients=len(rows))
+        await audit(conn, actor, "incident.broadcast", incident_id, None,
+                    {"broadcast_id": str(broadcast_id), "audience": audience.value, "text": text,
+                     "recipients": len(rows)})
+    log.info("dispatch.broadcast", incident_id=str(incident_id), broadcast_id=str(broadcast_id),
+             audience=audience.value, recipients=len(rows), by=actor.name)
+    return Broadcast(broadcast_id, len(rows), created=True)
 
 
 # --------------------------------------------------------------------------- deadlines

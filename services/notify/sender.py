@@ -291,7 +291,7 @@ class Sender:
         content = MessageContent(
             kind=MessageKind(row["kind"]), incident_title=c.get("title", ""), place=c.get("place", ""),
             role=c.get("role", ""), reply_code=c.get("reply_code", ""), map_position=position_of(c.get("map_url")),
-            callback_phone=c.get("callback_phone", ""),
+            callback_phone=c.get("callback_phone", ""), broadcast_text=c.get("text", ""),
             respond_by=datetime.fromisoformat(respond_by) if respond_by else None,
             reason=CancelReason(c["reason"]) if c.get("reason") else None,
             was_assigned=bool(c.get("was_assigned", False)), drill=row["drill"],

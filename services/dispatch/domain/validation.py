@@ -31,6 +31,7 @@ __all__ = [
     "COUNTY_PAD_M",
     "MAX_CODE_LENGTH",
     "MAX_COUNT",
+    "MAX_BROADCAST_LENGTH",
     "MAX_MEETING_POINT_LENGTH",
     "MAX_KIND_LENGTH",
     "MAX_NAME_LENGTH",
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_REQUIREMENTS",
     "MAX_TITLE_LENGTH",
     "Box",
+    "check_broadcast_text",
     "check_callback_phone",
     "check_point",
     "check_requirement",
@@ -62,6 +64,8 @@ MAX_CODE_LENGTH = 40
 MAX_REQUIREMENTS = 20
 #: A meeting point's text, characters: it goes into every call-out SMS (at most 500 characters in all).
 MAX_MEETING_POINT_LENGTH = 40
+#: An operator broadcast's text, characters (with the title and signature it stays within 500).
+MAX_BROADCAST_LENGTH = 120
 _M_PER_DEG_LAT = 111_320.0
 
 
@@ -123,6 +127,27 @@ def check_callback_phone(value: str) -> str:
             "SMS notification templates allow no other contact numbers"
         )
     return phone
+
+
+# Both SMS providers refuse URLs in template variables (Aliyun isv.PARAM_NOT_SUPPORT_URL, Tencent
+# InvalidParameterValue.ProhibitedUseUrlInTemplateParameter); a broadcast's text is one.
+_URL = re.compile(r"https?://|www\.|\b[a-z0-9-]+\.(?:com|cn|net|org|top|xyz|cc)\b", re.IGNORECASE)
+
+
+def check_broadcast_text(value: str) -> str:
+    """Return the broadcast text with runs of spaces folded; refuse an empty, too long or URL-bearing one.
+
+    Raises:
+        InvalidInput: blank, longer than :data:`MAX_BROADCAST_LENGTH`, or holding a URL (providers refuse
+            URLs in template variables: Aliyun ``isv.PARAM_NOT_SUPPORT_URL``, Tencent
+            ``InvalidParameterValue.ProhibitedUseUrlInTemplateParameter``).
+
+    """
+    text = " ".join(value.split())
+    check_text("text", text, MAX_BROADCAST_LENGTH)
+    if _URL.search(text):
+        raise InvalidInput("a broadcast may not contain a link: SMS providers refuse URLs in template variables")
+    return text
 
 
 def check_requirement(*, skill: str | None, team_type: str | None, count: int) -> None:

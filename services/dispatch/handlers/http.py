@@ -18,12 +18,13 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import IncidentMode
+from shared.events import BroadcastAudience, IncidentMode
 from shared.vocabulary import Level
 
 from .. import queries, usecases
 from ..auth import Operator, authenticate
 from ..domain.validation import (
+    MAX_BROADCAST_LENGTH,
     MAX_CODE_LENGTH,
     MAX_KIND_LENGTH,
     MAX_MEETING_POINT_LENGTH,
@@ -93,6 +94,23 @@ class IncidentIn(BaseModel):
         "area code, a 400 or a 95 number (SMS notification-template rule); 422 otherwise.",
         examples=["0575-85123456"],
     )
+
+
+class BroadcastIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=MAX_BROADCAST_LENGTH, description="What to tell them, 1..120 characters, no link.",
+                      examples=["集合点改到南门"])
+    audience: BroadcastAudience = Field(description="assigned: accepted, on the way or arrived; called: everyone "
+                                        "not declined or stood down.")
+    broadcast_id: UUID | None = Field(default=None, description="Idempotency key: the same id again sends nothing "
+                                      "more (default: a new broadcast).")
+
+
+class BroadcastOut(BaseModel):
+    broadcast_id: UUID
+    recipients: int = Field(description="Call-outs it goes to (one message per person and channel).")
+    created: bool = Field(description="False when this broadcast id had already been sent.")
 
 
 class MeetingPointIn(BaseModel):
@@ -247,6 +265,25 @@ async def set_meeting_point(
             meeting_lon=body.meeting_lon, callback_phone=body.callback_phone,
         )
         return await queries.board(conn, incident_id)
+
+
+@router.post(
+    "/incidents/{incident_id}/broadcasts", status_code=201, response_model=BroadcastOut,
+    responses={200: {"model": BroadcastOut, "description": "This broadcast id was already sent; nothing more is."}},
+)
+async def send_broadcast(incident_id: UUID, body: BroadcastIn, request: Request, op: OperatorDep) -> JSONResponse:
+    """Send a text to the incident's assigned people (or everyone still called), through notify.
+
+    201 with the number of recipients; 200 when ``broadcast_id`` was already sent (nothing more goes out).
+    404 unknown incident, 409 closed (or the id belongs to another incident), 403 outside the operator's unit,
+    422 empty, too long or with a link.
+    """
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        b = await usecases.broadcast(conn, incident_id, _actor(op), text=body.text, audience=body.audience,
+                                     broadcast_id=body.broadcast_id)
+    out = BroadcastOut(broadcast_id=b.broadcast_id, recipients=b.recipients, created=b.created)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if b.created else 200)
 
 
 @router.post("/incidents/{incident_id}/stand-down")

@@ -55,6 +55,7 @@ TEMPLATES: dict[MessageKind, str] = {
     MessageKind.ASSIGNED: "${drill}${title}：已确认您出勤，请前往${place}，地图" + AMAP_MARKER_PREFIX
     + "${pos}${callback}，到达后回复“到了”",
     MessageKind.STAND_DOWN: "${drill}${title}：${reason}，${action}，感谢您的支持",
+    MessageKind.BROADCAST: "${drill}${title}调度通知：${text}${callback}",
     MessageKind.AUTO_ANSWER: "${drill}${title}：未能识别您的回复。请到${place}集合，地图" + AMAP_MARKER_PREFIX
     + "${pos}${callback}。回复1${code}接受，2${code}拒绝，到达后回复“到了”",
 }
@@ -78,6 +79,7 @@ class MessageContent:
         place: where to go, as people say it: the meeting point, else the incident's place.
         map_position: the meeting point for the map link, GCJ-02 ``lon,lat`` (:func:`shared.maps.amap_position`).
         callback_phone: the operator's callback number, or empty.
+        broadcast_text: what the operator wrote (broadcasts only).
         role: what they are asked to do, e.g. 救护员 (call-outs and reminders).
         reply_code: the call-out's reply code.
         respond_by: deadline of the wave, timezone-aware UTC (not in the SMS; kept for the reply page).
@@ -94,6 +96,7 @@ class MessageContent:
     reply_code: str = ""
     map_position: str = ""
     callback_phone: str = ""
+    broadcast_text: str = ""
     respond_by: datetime | None = None
     reason: CancelReason | None = None
     was_assigned: bool = False
@@ -131,6 +134,8 @@ def _shorten(s: str, n: int) -> str:
 def _values(c: MessageContent, code: str) -> dict[str, str]:
     drill = "演练：" if c.drill else ""
     callback = f"，调度电话{c.callback_phone}" if c.callback_phone else ""
+    if c.kind is MessageKind.BROADCAST:
+        return {"drill": drill, "title": c.incident_title, "text": c.broadcast_text, "callback": callback}
     if c.kind is MessageKind.AUTO_ANSWER:
         return {"drill": drill, "title": c.incident_title, "place": c.place, "pos": c.map_position,
                 "callback": callback, "code": code}
@@ -177,7 +182,8 @@ def render(content: MessageContent, channel: Channel, *, signature: str = "", se
 
     """
     c = replace(content, incident_title=_clean(content.incident_title), place=_clean(content.place),
-                role=_clean(content.role), reply_code=_clean(content.reply_code))
+                role=_clean(content.role), reply_code=_clean(content.reply_code),
+                broadcast_text=_clean(content.broadcast_text))
     code = c.reply_code if several_open else ""
     template = TEMPLATES[c.kind]
     values = _values(c, code)

@@ -112,3 +112,9 @@ def test_an_automatic_answer_is_not_counted_as_a_callout() -> None:
 
     assert classify("演练：鉴湖溺水：未能识别您的回复。请到南门集合，地图…。回复1接受，2拒绝，到达后回复“到了”") == "auto_answer"
     assert classify("演练：鉴湖溺水，需救护员，请到南门集合。回复1接受，2拒绝") == "callout"
+
+
+def test_a_broadcast_is_not_counted_as_a_callout() -> None:
+    from muster.drill.runner import classify
+
+    assert classify("演练：鉴湖溺水调度通知：集合点改到南门，回复1确认") == "broadcast"

@@ -149,3 +149,10 @@ def test_auto_answer_says_how_to_reply_and_where_to_gather() -> None:
     assert "https://uri.amap.com/marker?position=" + POS in r.text and "调度电话0575-85123456" in r.text
     assert "回复1A7接受，2A7拒绝，到达后回复“到了”" in r.text
     assert sms_length(SIG, r.text) <= 500
+
+
+def test_broadcast_carries_the_operators_text_and_is_drill_marked() -> None:
+    c = callout(kind=MessageKind.BROADCAST, broadcast_text="集合点改到南门【急】", drill=True)
+    r = render(c, Channel.SMS, signature=SIG)
+    assert r.text == "演练：柯桥区鉴湖溺水调度通知：集合点改到南门[急]，调度电话0575-85123456"
+    assert list(r.template_params) == ["drill", "title", "text", "callback"]
