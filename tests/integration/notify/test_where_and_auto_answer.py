@@ -77,3 +77,34 @@ async def test_an_unrecognised_reply_gets_one_automatic_answer_and_stays_for_the
     finally:
         await consumer.stop()
     assert len(await ns.phone(m)) == 2  # the call-out and the one automatic answer
+
+
+async def test_a_broadcast_is_sent_once_per_call_out_and_broadcast_even_when_redelivered(
+    notify_stack: NotifyStack,
+) -> None:
+    import uuid
+
+    from shared.events import BroadcastRequested
+
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    e = request(vid, **_where(), drill=True)
+    await ns.publish(ns.callout_topic, str(vid), e)
+    await ns.wait_phone(m, 1)
+    b = BroadcastRequested(broadcast_id=uuid.uuid4(), callout_id=e.callout_id, incident_id=e.incident_id,
+                           volunteer_id=vid, incident_title=e.incident_title, text="集合点改到南门",
+                           callback_phone="0575-85123456", drill=True)
+    await ns.publish(ns.callout_topic, str(vid), b)
+    await ns.publish(ns.callout_topic, str(vid), b.model_copy(update={"event_id": uuid.uuid4()}))  # re-published
+    second = b.model_copy(update={"event_id": uuid.uuid4(), "broadcast_id": uuid.uuid4(), "text": "请带好急救包"})
+    await ns.publish(ns.callout_topic, str(vid), second)  # a new broadcast: its own message
+    got = await ns.wait_phone(m, 3)
+    texts = [g["text"] for g in got]
+    assert sum("调度通知：集合点改到南门" in t for t in texts) == 1, texts
+    assert sum("调度通知：请带好急救包" in t for t in texts) == 1, texts
+    assert all("演练" in t for t in texts)
+    async with ns.pool.acquire() as conn:
+        n = await conn.fetchval("SELECT count(*) FROM messages WHERE callout_id = $1 AND kind = 'broadcast'",
+                                e.callout_id)
+    assert n == 2
