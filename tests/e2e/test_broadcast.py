@@ -92,6 +92,25 @@ async def test_each_called_persons_phone_gets_the_broadcast_once(services: Any) 
             assert all(m["text"].removeprefix(m["text"][: m["text"].find("】") + 1]).startswith("演练") for m in got)
             assert not [m for m in await _phones(http, marker) if "无人已出勤" in m["text"]]
 
+            # an unrecognised reply: one automatic answer, and the operator's list shows it, flagged answered
+            sms = sorted(m["recipient"] for m in called if m["channel"] == "sms")
+            assert sms, "no SMS recipient among the called"
+            for text in ("请问在哪里集合", "在哪"):
+                r = await http.post(f"{SIMULATOR}/sim/phones/{sms[0]}/reply", json={"text": text})
+                assert r.status_code == 200, r.text
+
+            async def answered() -> list[Any]:
+                rows = (await http.get(f"{DISPATCH}/incidents/{incident_id}/replies/unrecognised",
+                                       headers=headers)).json()
+                return rows if len(rows) == 2 and all(x["auto_answered"] for x in rows) else []
+
+            deadline = asyncio.get_running_loop().time() + 60
+            while not (rows := await answered()) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.5)
+            assert sorted(x["text"] for x in rows) == sorted(["在哪", "请问在哪里集合"]), rows
+            auto = [m for m in await _phones(http, marker) if "未能识别您的回复" in m["text"]]
+            assert [m["recipient"] for m in auto] == [sms[0]] and "府山公园南门" in auto[0]["text"]
+
             audit = (await http.get(f"{DISPATCH}/audit", headers=headers,
                                     params={"incident_id": incident_id})).json()
             assert sum(a["action"] == "incident.broadcast" for a in audit) == 3

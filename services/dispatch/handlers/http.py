@@ -214,6 +214,17 @@ async def get_callouts(incident_id: UUID, request: Request, op: OperatorDep) -> 
         return await queries.callouts(conn, incident_id)
 
 
+@router.get("/incidents/{incident_id}/replies/unrecognised", tags=["replies"])
+async def get_unrecognised(incident_id: UUID, request: Request, op: OperatorDep) -> list[dict[str, Any]]:
+    """Replies of the incident nobody could classify, newest first, flagged with whether the automatic answer went.
+
+    404 unknown incident, 403 outside the operator's unit.
+    """
+    async with _pool(request).acquire() as conn:
+        await _readable(conn, op, incident_id)
+        return await queries.unrecognised_replies(conn, incident_id)
+
+
 @router.get("/incidents/{incident_id}/report")
 async def get_report(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, Any]:
     """Timeline and figures (seconds, rates 0..1)."""
