@@ -75,6 +75,8 @@ DROP_CLAIM = "claimed_by = NULL, claim_id = NULL"
 """SET clause of every update that puts a message back to ``pending``: the next claim names its own sender, and
 an older notify's claim (which sets neither column) cannot inherit a gone sender's."""
 
+_WITHHELD_WHEN_CLOSED = frozenset({MessageKind.CALLOUT.value, MessageKind.BROADCAST.value, MessageKind.AUTO_ANSWER.value})
+
 _MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill,
     m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since, m.claim_id,
     c.mobile_enc, c.openid_enc, c.wechat_subscribed, c.sms_consent, c.volunteer_id IS NOT NULL AS has_contact"""
@@ -332,7 +334,8 @@ class Sender:
         # A call-out whose call-out closed meanwhile (filled, stood down) is not sent: its stand-down may
         # already be out. This covers what the stand-down's own withhold cannot see: a call-out waiting to
         # retry (rate limit) or to go again by SMS (a receipt sweep that read the call-out open just before).
-        withheld = [r for r in rows if r["kind"] == MessageKind.CALLOUT.value and r["callout_state"] == "closed"]
+        # A broadcast or automatic answer to a call-out closed since is not sent either: they are not needed.
+        withheld = [r for r in rows if r["kind"] in _WITHHELD_WHEN_CLOSED and r["callout_state"] == "closed"]
         if withheld:
             await conn.execute(
                 """

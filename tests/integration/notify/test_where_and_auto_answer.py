@@ -108,3 +108,35 @@ async def test_a_broadcast_is_sent_once_per_call_out_and_broadcast_even_when_red
         n = await conn.fetchval("SELECT count(*) FROM messages WHERE callout_id = $1 AND kind = 'broadcast'",
                                 e.callout_id)
     assert n == 2
+
+
+async def test_a_broadcast_not_yet_sent_when_the_call_out_is_stood_down_is_withheld(notify_stack: NotifyStack) -> None:
+    import uuid
+
+    from shared.events import BroadcastRequested, CallOutCancelled, CancelReason
+
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    e = request(vid, **_where())
+    await ns.publish(ns.callout_topic, str(vid), e)
+    await ns.wait_phone(m, 1)
+    await ns.hold_sender()
+    try:
+        b = BroadcastRequested(broadcast_id=uuid.uuid4(), callout_id=e.callout_id, incident_id=e.incident_id,
+                               volunteer_id=vid, incident_title=e.incident_title, text="集合点改到南门")
+        await ns.publish(ns.callout_topic, str(vid), b)
+        await ns.publish(ns.callout_topic, str(vid), CallOutCancelled(
+            callout_id=e.callout_id, incident_id=e.incident_id, volunteer_id=vid, reason=CancelReason.STOOD_DOWN,
+            incident_title=e.incident_title))
+        assert await ns.wait_row("SELECT 1 FROM messages WHERE callout_id = $1 AND kind = 'stand_down'",
+                                 e.callout_id) is not None
+    finally:
+        ns.resume_sender()
+    assert await message_row(ns, e.callout_id, kind="stand_down") is not None
+    withheld = await ns.wait_row(
+        "SELECT error_code FROM messages WHERE callout_id = $1 AND kind = 'broadcast' AND status = 'failed'",
+        e.callout_id)
+    assert withheld is not None and withheld["error_code"] == "cancelled_before_send"
+    texts = [g["text"] for g in await ns.phone(m)]
+    assert not any("调度通知" in t for t in texts), texts
