@@ -25,7 +25,7 @@ EVENTS_BY_TOPIC: dict[topics.TopicSpec, tuple[type[ev.Event], ...]] = {
     topics.ROSTER_TEAM: (ev.TeamUpdated,),
     topics.INCIDENT: (ev.IncidentOpened, ev.IncidentEscalated, ev.RequirementFilled, ev.RequirementUnfilled,
                       ev.IncidentClosed),
-    topics.CALLOUT: (ev.CallOutRequested, ev.CallOutAssigned, ev.CallOutCancelled),
+    topics.CALLOUT: (ev.CallOutRequested, ev.CallOutAssigned, ev.CallOutCancelled, ev.BroadcastRequested),
     topics.DELIVERY: (ev.MessageSent, ev.MessageDelivered, ev.MessageFailed),
     topics.REPLY: (ev.ReplyReceived,),
 }

@@ -30,6 +30,8 @@ from shared.vocabulary import Channel, Level, TeamType
 __all__ = [
     "AnyEvent",
     "Availability",
+    "BroadcastAudience",
+    "BroadcastRequested",
     "CallOutAssigned",
     "CallOutCancelled",
     "CallOutRequested",
@@ -269,6 +271,15 @@ class CallOutRequested(Event):
     role: str = Field(description="What they are asked to do, in Chinese, e.g. 救护员.")
     reply_code: str = Field(description="Short code that tells this call-out apart among the volunteer's open ones.")
     respond_by: AwareDatetime = Field(description="Deadline of this wave, UTC.")
+    meeting_point: str = Field(default="", description="Where to gather (address or landmark); empty in events "
+                               "older than the field: use ``place``.", examples=["鉴湖南门停车场"])
+    meeting_lat: float | None = Field(default=None, ge=-90, le=90, description="Meeting point, WGS84 latitude.")
+    meeting_lon: float | None = Field(default=None, ge=-180, le=180, description="Meeting point, WGS84 longitude.")
+    map_url: str | None = Field(default=None, description="Amap marker link of the meeting point (GCJ-02), "
+                                "see shared.maps.", examples=["https://uri.amap.com/marker?position=120.5,30.0"])
+    callback_phone: str | None = Field(default=None, description="The operator's callback number (landline, 400 "
+                                       "or 95 number: providers' notification-template rule).",
+                                       examples=["0575-85123456"])
 
 
 class CallOutAssigned(Event):
@@ -281,6 +292,33 @@ class CallOutAssigned(Event):
     volunteer_id: UUID
     incident_title: str
     place: str
+    meeting_point: str = Field(default="", description="Where to gather; empty in older events: use ``place``.")
+    map_url: str | None = Field(default=None, description="Amap marker link of the meeting point (GCJ-02).")
+    callback_phone: str | None = Field(default=None, description="The operator's callback number.")
+
+
+class BroadcastAudience(StrEnum):
+    ASSIGNED = "assigned"  # accepted, on the way or arrived
+    CALLED = "called"  # everyone still called: not declined, not stood down (waiting, timed out, assigned, arrived)
+
+
+class BroadcastRequested(Event):
+    """An operator's text to one person of an incident's audience. Topic ``dispatch.callout.v1``, key volunteer id.
+
+    One event per recipient (their call-out in the incident); notify sends it once per call-out and broadcast
+    (message id from ``broadcast_id`` and ``callout_id``). Replies to it are matched like replies to any message.
+    """
+
+    event_type: Literal["BroadcastRequested"] = "BroadcastRequested"
+    producer: Producer = "dispatch"
+    broadcast_id: UUID = Field(description="The operator's broadcast; idempotency key with the call-out.")
+    callout_id: UUID
+    incident_id: UUID
+    volunteer_id: UUID
+    incident_title: str
+    text: str = Field(description="What the operator wrote, 1..120 characters, no URL (SMS template rule).",
+                      examples=["集合点改到南门"])
+    callback_phone: str | None = Field(default=None, description="The operator's callback number.")
 
 
 class CancelReason(StrEnum):
@@ -315,6 +353,8 @@ class MessageKind(StrEnum):
     ASSIGNED = "assigned"
     STAND_DOWN = "stand_down"
     REMINDER = "reminder"
+    BROADCAST = "broadcast"  # an operator's text to an incident's assigned or called people
+    AUTO_ANSWER = "auto_answer"  # the one automatic answer to an unrecognised reply: how to reply, where to go
 
 
 class _MessageEvent(Event):
@@ -387,6 +427,7 @@ AnyEvent = Annotated[
     | CallOutRequested
     | CallOutAssigned
     | CallOutCancelled
+    | BroadcastRequested
     | MessageSent
     | MessageDelivered
     | MessageFailed

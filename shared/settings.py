@@ -111,7 +111,8 @@ class NotifySettings(ServiceSettings):
     aliyun_sign_name: str = Field(default="红十字志愿者", description="Approved SMS signature (签名).")
     aliyun_templates: dict[str, str] = Field(
         default={"callout": "SMS_900001", "assigned": "SMS_900002", "stand_down": "SMS_900003",
-                 "reminder": "SMS_900004"},
+                 "reminder": "SMS_900004", "auto_answer": "SMS_900005",
+                 "broadcast": "SMS_900006"},
         description="Approved template code per message kind (JSON object in the environment).",
     )
     aliyun_rate_per_second: float = Field(default=100.0, gt=0, description="Requests/s towards Dysmsapi.")
@@ -124,7 +125,8 @@ class NotifySettings(ServiceSettings):
     tencent_sdk_app_id: str = Field(default="1400006666", description="SmsSdkAppId.")
     tencent_sign_name: str = Field(default="红十字志愿者", description="Approved SMS signature content.")
     tencent_templates: dict[str, str] = Field(
-        default={"callout": "1900001", "assigned": "1900002", "stand_down": "1900003", "reminder": "1900004"},
+        default={"callout": "1900001", "assigned": "1900002", "stand_down": "1900003", "reminder": "1900004",
+                 "auto_answer": "1900005", "broadcast": "1900006"},
         description="Approved TemplateId per message kind (JSON object in the environment).",
     )
     tencent_rate_per_second: float = Field(default=100.0, gt=0, description="Requests/s towards SendSms.")
@@ -135,7 +137,8 @@ class NotifySettings(ServiceSettings):
     wechat_app_secret: SecretStr | None = Field(default=None, description="Official Account AppSecret.")
     wechat_templates: dict[str, str] = Field(
         default={"callout": "TPL_callout", "assigned": "TPL_assigned", "stand_down": "TPL_stand_down",
-                 "reminder": "TPL_reminder"},
+                 "reminder": "TPL_reminder", "auto_answer": "TPL_auto_answer",
+                 "broadcast": "TPL_broadcast"},
         description="Template message template_id per message kind (JSON object in the environment).",
     )
     wechat_use_bizsend: bool = Field(

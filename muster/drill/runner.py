@@ -60,10 +60,14 @@ def classify(text: str) -> str:
     """The kind of a message a phone received, read as a volunteer would read it.
 
     Returns:
-        ``callout`` (asks for 回复1…), ``assigned`` (已确认…出勤), ``stand_down`` (人员已满/无需前往/停止前往),
+        ``auto_answer`` (未能识别您的回复…), ``broadcast`` (调度通知：…), ``callout`` (asks for 回复1…), ``assigned`` (已确认…出勤), ``stand_down`` (人员已满/无需前往/停止前往),
         or ``unknown``.
 
     """
+    if "未能识别您的回复" in text:
+        return "auto_answer"
+    if "调度通知：" in text:
+        return "broadcast"
     if "回复1" in text:
         return "callout"
     if "已确认" in text:

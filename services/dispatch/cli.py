@@ -93,6 +93,8 @@ def parse_need(text: str) -> dict[str, Any]:
 def _print_board(b: dict[str, Any]) -> None:
     i = b["incident"]
     typer.echo(f"{i['incident_id']}  {i['title']}  [{i['mode']}/{i['status']}]  {i['place']}")
+    if i.get("meeting_point") or i.get("callback_phone"):
+        typer.echo(f"  meeting point: {i.get('meeting_point') or i['place']}; callback {i.get('callback_phone') or '-'}")
     typer.echo(f"  opened {_local(i['opened_at'])} by {i['opened_by']}; level {b['current_level']}; "
                f"next deadline {_local(b['next_deadline'])}")
     for r in b["requirements"]:
@@ -119,12 +121,18 @@ def open_cmd(
     ),
     factor: float = typer.Option(2.0, help="Over-call factor."),
     deadline: int | None = typer.Option(None, help="Wave deadline, seconds (required for drills)."),
+    meeting_point: str | None = typer.Option(None, help="Where to gather (default: the incident's place)."),
+    meeting_lat: float | None = typer.Option(None, help="Meeting point, WGS84 latitude (default: --lat)."),
+    meeting_lon: float | None = typer.Option(None, help="Meeting point, WGS84 longitude (default: --lon)."),
+    callback: str | None = typer.Option(None, help="Callback number in the message (landline, 400 or 95)."),
     url: str | None = UrlOpt, token: str | None = TokenOpt, as_json: bool = JsonOpt,
 ) -> None:
     """Open an incident and call its first waves."""
     body = {"kind": kind, "title": title, "lat": lat, "lon": lon, "unit_code": unit, "mode": mode,
             "start_level": start_level, "requirements": [parse_need(n) for n in need],
-            "policy": {"over_call_factor": factor, "wave_deadline_seconds": deadline, "max_level": max_level}}
+            "policy": {"over_call_factor": factor, "wave_deadline_seconds": deadline, "max_level": max_level},
+            "meeting_point": meeting_point, "meeting_lat": meeting_lat, "meeting_lon": meeting_lon,
+            "callback_phone": callback}
     with _client(url, token) as c:
         b = _call(c, "POST", "/incidents", json=body)
     typer.echo(json.dumps(b, ensure_ascii=False, indent=1)) if as_json else _print_board(b)
@@ -166,6 +174,38 @@ def close_cmd(incident_id: str, outcome: str = typer.Option(..., help="What happ
     with _client(url, token) as c:
         b = _call(c, "POST", f"/incidents/{incident_id}/close", json={"outcome": outcome})
     _print_board(b)
+
+
+@app.command("meeting-point")
+def meeting_point_cmd(
+    incident_id: str,
+    text: str | None = typer.Option(None, "--text", help="New meeting point, address or landmark."),
+    lat: float | None = typer.Option(None, help="New meeting point, WGS84 latitude."),
+    lon: float | None = typer.Option(None, help="New meeting point, WGS84 longitude."),
+    callback: str | None = typer.Option(None, help="New callback number (landline, 400 or 95)."),
+    url: str | None = UrlOpt, token: str | None = TokenOpt,
+) -> None:
+    """Change an incident's meeting point and/or callback number (later call-outs carry them)."""
+    with _client(url, token) as c:
+        b = _call(c, "PUT", f"/incidents/{incident_id}/meeting-point",
+                  json={"meeting_point": text, "meeting_lat": lat, "meeting_lon": lon, "callback_phone": callback})
+    _print_board(b)
+
+
+@app.command("broadcast")
+def broadcast_cmd(
+    incident_id: str,
+    text: str = typer.Option(..., "--text", help="What to tell them, e.g. 集合点改到南门 (no link)."),
+    audience: str = typer.Option("assigned", help="assigned | called (everyone not declined or stood down)."),
+    broadcast_id: str | None = typer.Option(None, help="Idempotency key; the same id again sends nothing more."),
+    url: str | None = UrlOpt, token: str | None = TokenOpt,
+) -> None:
+    """Send a text to an incident's assigned (or still called) people, once each."""
+    with _client(url, token) as c:
+        r = _call(c, "POST", f"/incidents/{incident_id}/broadcasts",
+                  json={"text": text, "audience": audience, "broadcast_id": broadcast_id})
+    typer.echo(f"broadcast {r['broadcast_id']}: {r['recipients']} recipient(s)"
+               + ("" if r["created"] else " (already sent; nothing more)"))
 
 
 @app.command("stand-down")

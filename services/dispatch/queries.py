@@ -18,7 +18,8 @@ from .domain.report import CallOutFact, MessageFact, RequirementFact, incident_f
 from .domain.waves import LEVEL_ORDER
 from .errors import NotFound
 
-__all__ = ["board", "callouts", "engaged_in", "incident_unit", "list_incidents", "report", "unmatched_replies"]
+__all__ = ["board", "callouts", "engaged_in", "incident_unit", "list_incidents", "report", "unmatched_replies",
+           "unrecognised_replies"]
 
 
 def _iso(v: Any) -> Any:
@@ -150,6 +151,29 @@ async def unmatched_replies(conn: asyncpg.Connection, *, limit: int = 200) -> li
     rows = await conn.fetch(
         "SELECT reply_id, volunteer_id, callout_id, intent, text, channel, sender, received_at, note FROM replies "
         "WHERE incident_id IS NULL ORDER BY received_at DESC LIMIT $1", limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def unrecognised_replies(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[str, Any]]:
+    """The incident's replies nobody could classify, for an operator to read, newest first; never dropped.
+
+    Returns:
+        ``[{"reply_id", "callout_id", "volunteer_id", "text", "channel", "received_at", "auto_answered"}]``;
+        ``auto_answered`` is true once notify reported the call-out's one automatic answer (kind ``auto_answer``
+        on ``notify.delivery.v1``), so the operator knows the volunteer was told how to reply.
+
+    Raises:
+        NotFound: no such incident.
+
+    """
+    await incident_unit(conn, incident_id)
+    rows = await conn.fetch(
+        """SELECT r.reply_id, r.callout_id, r.volunteer_id, r.text, r.channel, r.received_at,
+                  EXISTS (SELECT 1 FROM messages m WHERE m.callout_id = r.callout_id AND m.kind = 'auto_answer')
+                      AS auto_answered
+           FROM replies r WHERE r.incident_id = $1 AND r.intent = 'unrecognised' ORDER BY r.received_at DESC""",
+        incident_id,
     )
     return [_row(r) for r in rows]
 

@@ -38,6 +38,8 @@ from shared import outbox
 from shared.consumer import Received, is_transient
 from shared.divisions import ancestor, level_of
 from shared.events import (
+    BroadcastAudience,
+    BroadcastRequested,
     CallOutAssigned,
     CallOutCancelled,
     CallOutRequested,
@@ -63,6 +65,7 @@ from shared.metrics import (
     DISPATCH_REPLIES,
     DISPATCH_REPLY_SECONDS,
 )
+from shared.maps import amap_marker_url
 from shared.topics import CALLOUT, INCIDENT, TopicSpec
 from shared.vocabulary import TEAM_TYPES, Level, TeamType, skill_by_code
 
@@ -77,9 +80,12 @@ from .domain.replies import ReplyNote, apply_reply
 from .domain.selection import select_teams, select_volunteers, within_unit
 from .domain.validation import (
     MAX_KIND_LENGTH,
+    MAX_MEETING_POINT_LENGTH,
     MAX_OUTCOME_LENGTH,
     MAX_REQUIREMENTS,
     MAX_TITLE_LENGTH,
+    check_broadcast_text,
+    check_callback_phone,
     check_requirement,
     check_text,
 )
@@ -98,6 +104,7 @@ from .errors import AccessDenied, Conflict, InvalidInput, NotFound
 
 __all__ = [
     "Actor",
+    "Broadcast",
     "DueRequirementFailed",
     "IncidentInput",
     "Move",
@@ -105,12 +112,14 @@ __all__ = [
     "add_volunteer",
     "apply_reply_batch",
     "apply_reply_event",
+    "broadcast",
     "close_incident",
     "move_volunteer",
     "open_incident",
     "process_due",
     "record_delivery",
     "remove_callout",
+    "set_meeting_point",
     "stand_down",
 ]
 
@@ -159,6 +168,10 @@ class IncidentInput:
     max_level: Level | None = None
     over_call_factor: float = 2.0
     wave_deadline_seconds: int | None = None
+    meeting_point: str | None = None
+    meeting_lat: float | None = None
+    meeting_lon: float | None = None
+    callback_phone: str | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -178,10 +191,20 @@ class _Incident:
     factor: float
     deadline_s: int
     status: str
+    meeting_point: str = ""
+    meeting_lat: float = 0.0
+    meeting_lon: float = 0.0
+    callback_phone: str | None = None
 
     @property
     def drill(self) -> bool:
         return self.mode is IncidentMode.DRILL
+
+    def where(self) -> dict[str, Any]:
+        """Where to go, as call-out events carry it: meeting point, its Amap link (GCJ-02), callback number."""
+        return {"meeting_point": self.meeting_point,
+                "map_url": amap_marker_url(self.meeting_lat, self.meeting_lon, self.meeting_point),
+                "callback_phone": self.callback_phone}
 
     def env(self, causation: UUID | None = None) -> dict[str, Any]:
         """Envelope fields of an event about this incident."""
@@ -204,6 +227,8 @@ def _incident_of(r: asyncpg.Record) -> _Incident:
     return _Incident(
         r["incident_id"], r["kind"], r["title"], IncidentMode(r["mode"]), r["lat"], r["lon"], r["unit_code"],
         r["place"], Level(r["max_level"]), r["over_call_factor"], r["wave_deadline_seconds"], r["status"],
+        r["meeting_point"] or r["place"], r["meeting_lat"] if r["meeting_lat"] is not None else r["lat"],
+        r["meeting_lon"] if r["meeting_lon"] is not None else r["lon"], r["callback_phone"],
     )
 
 
@@ -273,7 +298,8 @@ async def _write_wave(
         callout_id=uuid4(), incident_id=inc.incident_id, requirement_id=req["requirement_id"],
         volunteer_id=picked[0][0], team_id=picked[0][1], wave=wave, level=level, incident_kind=inc.kind,
         incident_title=inc.title, place=inc.place, role=_role_text(req["skill"], req["team_type"]),
-        reply_code="00", respond_by=respond_by, occurred_at=now, **inc.env(causation),
+        reply_code="00", respond_by=respond_by, occurred_at=now, meeting_lat=inc.meeting_lat,
+        meeting_lon=inc.meeting_lon, **inc.where(), **inc.env(causation),
     )
     render = _CallOutRenderer(template)
     base_headers = outbox.event_headers(template)
@@ -474,6 +500,7 @@ async def open_incident(
         raise InvalidInput(str(exc)) from exc
     check_text("title", data.title, MAX_TITLE_LENGTH)
     check_text("kind", data.kind, MAX_KIND_LENGTH)
+    meeting = _meeting(data.meeting_point, data.meeting_lat, data.meeting_lon, data.callback_phone)
 
     incident_id = uuid4()
     specs = tuple(
@@ -489,11 +516,12 @@ async def open_incident(
     async with conn.transaction():
         await conn.execute(
             """INSERT INTO incidents (incident_id, kind, title, mode, lat, lon, unit_code, place, start_level,
-                   max_level, over_call_factor, wave_deadline_seconds, opened_by, opened_at, opened_event_id)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)""",
+                   max_level, over_call_factor, wave_deadline_seconds, opened_by, opened_at, opened_event_id,
+                   meeting_point, meeting_lat, meeting_lon, callback_phone)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)""",
             incident_id, data.kind, data.title, data.mode.value, data.lat, data.lon, data.unit_code, place,
             data.start_level.value, max_level.value, data.over_call_factor, deadline_s, actor.name, now,
-            opened.event_id,
+            opened.event_id, *meeting,
         )
         await conn.executemany(
             "INSERT INTO requirements (requirement_id, incident_id, position, skill, team_type, count, level) "
@@ -512,9 +540,135 @@ async def open_incident(
             await _call_next(conn, inc, req, now=now, causation=opened.event_id, called=called)
         await audit(conn, actor, "incident.open", incident_id, None,
                     {"kind": data.kind, "title": data.title, "mode": data.mode.value, "unit_code": data.unit_code,
-                     "lat": data.lat, "lon": data.lon, "requirements": [s.model_dump(mode="json") for s in specs]})
+                     "lat": data.lat, "lon": data.lon, "requirements": [s.model_dump(mode="json") for s in specs],
+                     "meeting_point": meeting[0], "meeting_lat": meeting[1], "meeting_lon": meeting[2],
+                     "callback_phone": meeting[3]})
     log.info("dispatch.incident_opened", incident_id=str(incident_id), mode=data.mode.value, by=actor.name)
     return incident_id
+
+
+def _meeting(
+    text: str | None, lat: float | None, lon: float | None, phone: str | None
+) -> tuple[str | None, float | None, float | None, str | None]:
+    """Checked meeting point and callback number, as stored (None = the incident's place / point, no number).
+
+    Raises:
+        InvalidInput: a blank or over-long (> 40 characters) meeting point, only one of lat/lon, a point out of
+            range, or a callback number SMS providers do not allow (see ``check_callback_phone``).
+
+    """
+    if text is not None:
+        text = " ".join(text.split())
+        check_text("meeting_point", text, MAX_MEETING_POINT_LENGTH)
+    if (lat is None) != (lon is None):
+        raise InvalidInput("meeting_lat and meeting_lon go together: give both or neither")
+    if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise InvalidInput(f"meeting point ({lat}, {lon}) is not a WGS84 latitude/longitude")
+    return text, lat, lon, check_callback_phone(phone) if phone is not None else None
+
+
+async def set_meeting_point(
+    conn: asyncpg.Connection, incident_id: UUID, actor: Actor, *, meeting_point: str | None,
+    meeting_lat: float | None, meeting_lon: float | None, callback_phone: str | None,
+    now: datetime | None = None,
+) -> None:
+    """Change an open incident's meeting point and/or callback number; later call-outs carry the new values.
+
+    Fields left None keep their value (the point goes with its text only when given). Audited and on the
+    timeline. Call-outs already sent keep what they said; an operator broadcast tells people on the way.
+
+    The caller checked the operator's scope.
+
+    Raises:
+        NotFound: no such incident. Conflict: the incident is closed.
+        InvalidInput: as :func:`_meeting`, or nothing to change.
+
+    """
+    now = now or utcnow()
+    text, lat, lon, phone = _meeting(meeting_point, meeting_lat, meeting_lon, callback_phone)
+    if text is None and lat is None and phone is None:
+        raise InvalidInput("nothing to change: give meeting_point, meeting_lat/meeting_lon or callback_phone")
+    async with conn.transaction():
+        await _open_incident_locked(conn, incident_id)
+        await conn.execute(
+            """UPDATE incidents SET meeting_point = coalesce($2, meeting_point), meeting_lat = coalesce($3, meeting_lat),
+                   meeting_lon = coalesce($4, meeting_lon), callback_phone = coalesce($5, callback_phone)
+               WHERE incident_id = $1""",
+            incident_id, text, lat, lon, phone,
+        )
+        change = {k: v for k, v in {"meeting_point": text, "meeting_lat": lat, "meeting_lon": lon,
+                                     "callback_phone": phone}.items() if v is not None}
+        await timeline(conn, incident_id, now, "meeting_point_changed", by=actor.name, **change)
+        await audit(conn, actor, "incident.meeting_point", incident_id, None, change)
+
+
+_AUDIENCE_STATES = {
+    BroadcastAudience.ASSIGNED: [CallOutState.ASSIGNED.value, CallOutState.ARRIVED.value],
+    BroadcastAudience.CALLED: [CallOutState.REQUESTED.value, CallOutState.TIMED_OUT.value, CallOutState.ASSIGNED.value,
+                               CallOutState.ARRIVED.value],
+}
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """A broadcast as recorded: its id, how many call-outs it went to, and whether this request made it."""
+
+    broadcast_id: UUID
+    recipients: int
+    created: bool
+
+
+async def broadcast(
+    conn: asyncpg.Connection, incident_id: UUID, actor: Actor, *, text: str, audience: BroadcastAudience,
+    broadcast_id: UUID | None = None, now: datetime | None = None,
+) -> Broadcast:
+    """Send an operator's text to the incident's audience: one ``BroadcastRequested`` per call-out, in one transaction.
+
+    ``audience`` ``assigned``: call-outs accepted, on the way or arrived; ``called``: every call-out not declined
+    or stood down. ``broadcast_id`` makes a repeated request harmless: the same id again records and sends
+    nothing more and returns the first result (``created`` False). Drill incidents' broadcasts are drill-marked.
+    Audited (``incident.broadcast``) and on the timeline. The caller checked the operator's scope.
+
+    Raises:
+        NotFound: no such incident. Conflict: the incident is closed, or ``broadcast_id`` belongs to another
+            incident. InvalidInput: text blank, longer than 120 characters or holding a URL.
+
+    """
+    now = now or utcnow()
+    text = check_broadcast_text(text)
+    broadcast_id = broadcast_id or uuid4()
+    async with conn.transaction():
+        inc = await _open_incident_locked(conn, incident_id)
+        before = await conn.fetchrow(
+            "SELECT incident_id, recipients FROM broadcasts WHERE broadcast_id = $1", broadcast_id)
+        if before is not None:
+            if before["incident_id"] != incident_id:
+                raise Conflict(f"broadcast {broadcast_id} belongs to another incident")
+            return Broadcast(broadcast_id, before["recipients"], created=False)
+        rows = await conn.fetch(
+            "SELECT callout_id, volunteer_id FROM callouts WHERE incident_id = $1 AND state = ANY($2::text[]) "
+            "ORDER BY callout_id", incident_id, _AUDIENCE_STATES[audience],
+        )
+        await conn.execute(
+            "INSERT INTO broadcasts (broadcast_id, incident_id, audience, text, sent_by, sent_at, recipients) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            broadcast_id, incident_id, audience.value, text, actor.name, now, len(rows),
+        )
+        await outbox.add_many(conn, [
+            (CALLOUT, str(r["volunteer_id"]), BroadcastRequested(
+                broadcast_id=broadcast_id, callout_id=r["callout_id"], incident_id=incident_id,
+                volunteer_id=r["volunteer_id"], incident_title=inc.title, text=text, callback_phone=inc.callback_phone,
+                occurred_at=now, **inc.env()))
+            for r in rows
+        ])
+        await timeline(conn, incident_id, now, "broadcast", by=actor.name, broadcast_id=str(broadcast_id),
+                       audience=audience.value, recipients=len(rows))
+        await audit(conn, actor, "incident.broadcast", incident_id, None,
+                    {"broadcast_id": str(broadcast_id), "audience": audience.value, "text": text,
+                     "recipients": len(rows)})
+    log.info("dispatch.broadcast", incident_id=str(incident_id), broadcast_id=str(broadcast_id),
+             audience=audience.value, recipients=len(rows), by=actor.name)
+    return Broadcast(broadcast_id, len(rows), created=True)
 
 
 # --------------------------------------------------------------------------- deadlines
@@ -985,7 +1139,7 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
         if outcome.confirm:
             out.events.append((CALLOUT, str(vid), CallOutAssigned(
                 callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, incident_title=inc.title,
-                place=inc.place, occurred_at=now, **inc.env(ev.event_id))))
+                place=inc.place, occurred_at=now, **inc.where(), **inc.env(ev.event_id))))
         if outcome.stand_down:
             out.events.append((CALLOUT, str(vid), CallOutCancelled(
                 callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid,

@@ -37,6 +37,7 @@ from services.notify.adapters.crypto import ContactCipher
 from services.notify.channels.base import DeliveryReceipt
 from services.notify.domain.replies import ParsedReply, parse_reply
 from services.notify.domain.routing import OpenCallOut, choose_channel, match_callout
+from services.notify.handlers.consumers import message_id_for
 from services.notify.sender import DROP_CLAIM
 from shared import outbox
 from shared.events import MessageDelivered, MessageFailed, MessageKind, ReplyIntent, ReplyReceived
@@ -230,6 +231,29 @@ def _answerable(rows: list[Any], code: str | None) -> list[Any]:
     return [r for r in rows if r["open"]] or rows
 
 
+# The one automatic answer to an unrecognised reply: a message of kind auto_answer for the call-out, its
+# content copied from the call-out's own message (title, meeting point, map link, callback number). The
+# message id is (call-out, kind) and messages_one_per_callout_kind is unique, so a call-out gets at most one
+# however many unrecognised replies come: an auto-responder answering it cannot start a loop.
+_AUTO_ANSWER = """
+    INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, causation_id, drill, content)
+    SELECT a.message_id, m.callout_id, 'auto_answer', m.volunteer_id, m.incident_id, a.causation_id, m.drill, m.content
+    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS a(message_id, callout_id, causation_id)
+    JOIN messages m ON m.callout_id = a.callout_id AND m.kind = 'callout'
+    JOIN callouts c ON c.callout_id = a.callout_id AND c.state <> 'closed'
+    ON CONFLICT ON CONSTRAINT messages_one_per_callout_kind DO NOTHING
+"""
+
+
+async def _answer_unrecognised(conn: asyncpg.Connection, events: Sequence[ReplyReceived]) -> None:
+    """Queue the automatic answer for each unrecognised reply matched to an open call-out (at most one each)."""
+    todo = [(e.callout_id, e.event_id) for e in events
+            if e.intent is ReplyIntent.UNRECOGNISED and e.callout_id is not None]
+    if todo:
+        await conn.execute(_AUTO_ANSWER, [message_id_for(c, MessageKind.AUTO_ANSWER) for c, _ in todo],
+                           [c for c, _ in todo], [eid for _, eid in todo])
+
+
 async def record_reply(
     conn: asyncpg.Connection,
     *,
@@ -321,6 +345,7 @@ async def record_reply(
         correlation_id=meta["incident_id"] if meta else None, drill=bool(meta["drill"]) if meta else False,
     )
     await outbox.add(conn, REPLY, str(volunteer_id) if volunteer_id else (masked or "unknown"), event)
+    await _answer_unrecognised(conn, [event])
     log.info("reply.received", reply_id=str(reply_id), volunteer_id=str(volunteer_id) if volunteer_id else None,
              callout_id=str(callout_id) if callout_id else None, intent=parsed.intent.value)
     return event
@@ -473,6 +498,7 @@ async def record_replies(
     if len(stored) < len(rows):
         log.info("reply.replay_ignored", provider=provider, count=len(rows) - len(stored))
     published = [e for e in events if e.reply_id in stored]
+    await _answer_unrecognised(conn, published)
     for e in published:
         log.info("reply.received", reply_id=str(e.reply_id), volunteer_id=str(e.volunteer_id) if e.volunteer_id else None,
                  callout_id=str(e.callout_id) if e.callout_id else None, intent=e.intent.value)

@@ -61,6 +61,7 @@ from shared.events import CancelReason, MessageFailed, MessageKind, MessageSent,
 from shared.groupcommit import GroupCommit
 from shared.logging import get_logger
 from shared.metrics import NOTIFY_MESSAGES, NOTIFY_PROVIDER_ERRORS
+from shared.maps import position_of
 from shared.settings import NotifySettings
 from shared.topics import DELIVERY
 from shared.vocabulary import Channel
@@ -74,6 +75,8 @@ _OWNED = "m.status = 'sending' AND m.claim_id IS NOT DISTINCT FROM u.claim_id"
 DROP_CLAIM = "claimed_by = NULL, claim_id = NULL"
 """SET clause of every update that puts a message back to ``pending``: the next claim names its own sender, and
 an older notify's claim (which sets neither column) cannot inherit a gone sender's."""
+
+_WITHHELD_WHEN_CLOSED = frozenset({MessageKind.CALLOUT.value, MessageKind.BROADCAST.value, MessageKind.AUTO_ANSWER.value})
 
 _MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill,
     m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since, m.claim_id,
@@ -291,7 +294,8 @@ class Sender:
         respond_by = c.get("respond_by")
         content = MessageContent(
             kind=MessageKind(row["kind"]), incident_title=c.get("title", ""), place=c.get("place", ""),
-            role=c.get("role", ""), reply_code=c.get("reply_code", ""),
+            role=c.get("role", ""), reply_code=c.get("reply_code", ""), map_position=position_of(c.get("map_url")),
+            callback_phone=c.get("callback_phone", ""), broadcast_text=c.get("text", ""),
             respond_by=datetime.fromisoformat(respond_by) if respond_by else None,
             reason=CancelReason(c["reason"]) if c.get("reason") else None,
             was_assigned=bool(c.get("was_assigned", False)), engaged_incident_title=c.get("engaged_in", ""),
@@ -334,7 +338,8 @@ class Sender:
         # A call-out whose call-out closed meanwhile (filled, stood down) is not sent: its stand-down may
         # already be out. This covers what the stand-down's own withhold cannot see: a call-out waiting to
         # retry (rate limit) or to go again by SMS (a receipt sweep that read the call-out open just before).
-        withheld = [r for r in rows if r["kind"] == MessageKind.CALLOUT.value and r["callout_state"] == "closed"]
+        # A broadcast or automatic answer to a call-out closed since is not sent either: they are not needed.
+        withheld = [r for r in rows if r["kind"] in _WITHHELD_WHEN_CLOSED and r["callout_state"] == "closed"]
         if withheld:
             await conn.execute(
                 """

@@ -17,6 +17,7 @@ may pass for either county; a point in another part of the city is refused.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,12 +31,16 @@ __all__ = [
     "COUNTY_PAD_M",
     "MAX_CODE_LENGTH",
     "MAX_COUNT",
+    "MAX_BROADCAST_LENGTH",
+    "MAX_MEETING_POINT_LENGTH",
     "MAX_KIND_LENGTH",
     "MAX_NAME_LENGTH",
     "MAX_OUTCOME_LENGTH",
     "MAX_REQUIREMENTS",
     "MAX_TITLE_LENGTH",
     "Box",
+    "check_broadcast_text",
+    "check_callback_phone",
     "check_point",
     "check_requirement",
     "check_text",
@@ -57,6 +62,10 @@ MAX_NAME_LENGTH = 64
 MAX_CODE_LENGTH = 40
 #: Requirements of one incident.
 MAX_REQUIREMENTS = 20
+#: A meeting point's text, characters: it goes into every call-out SMS (at most 500 characters in all).
+MAX_MEETING_POINT_LENGTH = 40
+#: An operator broadcast's text, characters (with the title and signature it stays within 500).
+MAX_BROADCAST_LENGTH = 120
 _M_PER_DEG_LAT = 111_320.0
 
 
@@ -93,6 +102,52 @@ def check_text(field: str, value: str, max_length: int) -> None:
         raise InvalidInput(f"{field} must not be empty")
     if len(value) > max_length:
         raise InvalidInput(f"{field} is {len(value)} characters long; at most {max_length} are allowed")
+
+
+# Aliyun "短信模板规范" (help.aliyun.com/document_detail/463270.htm): a notification template may name at
+# most two contact numbers, and only landlines (area code + 7-8 digits), 400 numbers or 95 numbers.
+_CALLBACK = re.compile(r"0\d{2,3}-?\d{7,8}|400-?\d{3}-?\d{4}|95\d{3,6}")
+
+
+def check_callback_phone(value: str) -> str:
+    """Return the callback number without spaces; refuse one SMS providers do not allow in a notification.
+
+    Accepted (source: Aliyun notification-template rules, help.aliyun.com/document_detail/463270.htm):
+    a landline with its area code (``0575-85123456``), a 400 number (``400-123-4567``) or a 95 number
+    (``95119``). Mobile numbers are not allowed in notification templates.
+
+    Raises:
+        InvalidInput: naming the accepted forms.
+
+    """
+    phone = "".join(value.split())
+    if not _CALLBACK.fullmatch(phone):
+        raise InvalidInput(
+            f"callback_phone {phone!r} is not a landline with area code (0575-85123456), a 400 or a 95 number; "
+            "SMS notification templates allow no other contact numbers"
+        )
+    return phone
+
+
+# Both SMS providers refuse URLs in template variables (Aliyun isv.PARAM_NOT_SUPPORT_URL, Tencent
+# InvalidParameterValue.ProhibitedUseUrlInTemplateParameter); a broadcast's text is one.
+_URL = re.compile(r"https?://|www\.|\b[a-z0-9-]+\.(?:com|cn|net|org|top|xyz|cc)\b", re.IGNORECASE)
+
+
+def check_broadcast_text(value: str) -> str:
+    """Return the broadcast text with runs of spaces folded; refuse an empty, too long or URL-bearing one.
+
+    Raises:
+        InvalidInput: blank, longer than :data:`MAX_BROADCAST_LENGTH`, or holding a URL (providers refuse
+            URLs in template variables: Aliyun ``isv.PARAM_NOT_SUPPORT_URL``, Tencent
+            ``InvalidParameterValue.ProhibitedUseUrlInTemplateParameter``).
+
+    """
+    text = " ".join(value.split())
+    check_text("text", text, MAX_BROADCAST_LENGTH)
+    if _URL.search(text):
+        raise InvalidInput("a broadcast may not contain a link: SMS providers refuse URLs in template variables")
+    return text
 
 
 def check_requirement(*, skill: str | None, team_type: str | None, count: int) -> None:

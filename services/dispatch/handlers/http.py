@@ -18,15 +18,17 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import IncidentMode
+from shared.events import BroadcastAudience, IncidentMode
 from shared.http_errors import error_responses
 from shared.vocabulary import Level
 
 from .. import queries, usecases
 from ..auth import Operator, authenticate
 from ..domain.validation import (
+    MAX_BROADCAST_LENGTH,
     MAX_CODE_LENGTH,
     MAX_KIND_LENGTH,
+    MAX_MEETING_POINT_LENGTH,
     MAX_OUTCOME_LENGTH,
     MAX_REQUIREMENTS,
     MAX_TITLE_LENGTH,
@@ -84,6 +86,46 @@ class IncidentIn(BaseModel):
     requirements: list[RequirementIn] = Field(max_length=MAX_REQUIREMENTS, description="1..20 requirements.")
     start_level: Level = Level.VILLAGE
     policy: PolicyIn = Field(default_factory=PolicyIn)
+    meeting_point: str | None = Field(
+        default=None, max_length=MAX_MEETING_POINT_LENGTH,
+        description="Where to gather (address or landmark), 1..40 characters; default the incident's place.",
+        examples=["鉴湖南门停车场"],
+    )
+    meeting_lat: float | None = Field(default=None, description="Meeting point, WGS84 latitude; default the "
+                                      "incident's point (give with meeting_lon).")
+    meeting_lon: float | None = Field(default=None, description="Meeting point, WGS84 longitude.")
+    callback_phone: str | None = Field(
+        default=None, max_length=20, description="Operator's callback number for the message: a landline with "
+        "area code, a 400 or a 95 number (SMS notification-template rule); 422 otherwise.",
+        examples=["0575-85123456"],
+    )
+
+
+class BroadcastIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=MAX_BROADCAST_LENGTH, description="What to tell them, 1..120 characters, no link.",
+                      examples=["集合点改到南门"])
+    audience: BroadcastAudience = Field(description="assigned: accepted, on the way or arrived; called: everyone "
+                                        "not declined or stood down.")
+    broadcast_id: UUID | None = Field(default=None, description="Idempotency key: the same id again sends nothing "
+                                      "more (default: a new broadcast).")
+
+
+class BroadcastOut(BaseModel):
+    broadcast_id: UUID
+    recipients: int = Field(description="Call-outs it goes to (one message per person and channel).")
+    created: bool = Field(description="False when this broadcast id had already been sent.")
+
+
+class MeetingPointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    meeting_point: str | None = Field(default=None, max_length=MAX_MEETING_POINT_LENGTH,
+                                      description="New meeting point text, 1..40 characters.")
+    meeting_lat: float | None = Field(default=None, description="New meeting point, WGS84 latitude.")
+    meeting_lon: float | None = Field(default=None, description="New meeting point, WGS84 longitude.")
+    callback_phone: str | None = Field(default=None, max_length=20, description="New callback number.")
 
 
 class AddVolunteerIn(BaseModel):
@@ -137,6 +179,8 @@ async def open_incident(body: IncidentIn, request: Request, op: OperatorDep) -> 
         requirements=[usecases.RequirementInput(r.skill, r.team_type, r.count) for r in body.requirements],
         start_level=body.start_level, max_level=body.policy.max_level,
         over_call_factor=body.policy.over_call_factor, wave_deadline_seconds=body.policy.wave_deadline_seconds,
+        meeting_point=body.meeting_point, meeting_lat=body.meeting_lat, meeting_lon=body.meeting_lon,
+        callback_phone=body.callback_phone,
     )
     async with _pool(request).acquire() as conn:
         incident_id = await usecases.open_incident(conn, data, _actor(op), place=u.place(body.unit_code))
@@ -175,6 +219,17 @@ async def get_callouts(incident_id: UUID, request: Request, op: OperatorDep) -> 
         return await queries.callouts(conn, incident_id)
 
 
+@router.get("/incidents/{incident_id}/replies/unrecognised", tags=["replies"], responses=_ITEM)
+async def get_unrecognised(incident_id: UUID, request: Request, op: OperatorDep) -> list[dict[str, Any]]:
+    """Replies of the incident nobody could classify, newest first, flagged with whether the automatic answer went.
+
+    404 unknown incident, 403 outside the operator's unit.
+    """
+    async with _pool(request).acquire() as conn:
+        await _readable(conn, op, incident_id)
+        return await queries.unrecognised_replies(conn, incident_id)
+
+
 @router.get("/incidents/{incident_id}/report", responses=_ITEM)
 async def get_report(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, Any]:
     """Timeline and figures (seconds, rates 0..1)."""
@@ -207,6 +262,45 @@ async def remove_callout(incident_id: UUID, callout_id: UUID, request: Request, 
         await _writable(conn, op, incident_id)
         await usecases.remove_callout(conn, incident_id, callout_id, _actor(op))
     return {"callout_id": str(callout_id), "state": "cancelled"}
+
+
+@router.put("/incidents/{incident_id}/meeting-point", responses=_WRITE)
+async def set_meeting_point(
+    incident_id: UUID, body: MeetingPointIn, request: Request, op: OperatorDep
+) -> dict[str, Any]:
+    """Change the meeting point and/or callback number; returns the board.
+
+    Call-outs sent from now on carry the new values; people already called keep what their message said
+    (tell them with a broadcast). 404 unknown incident, 409 closed, 403 outside the operator's unit, 422 bad
+    input or nothing to change.
+    """
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        await usecases.set_meeting_point(
+            conn, incident_id, _actor(op), meeting_point=body.meeting_point, meeting_lat=body.meeting_lat,
+            meeting_lon=body.meeting_lon, callback_phone=body.callback_phone,
+        )
+        return await queries.board(conn, incident_id)
+
+
+@router.post(
+    "/incidents/{incident_id}/broadcasts", status_code=201, response_model=BroadcastOut,
+    responses={200: {"model": BroadcastOut, "description": "This broadcast id was already sent; nothing more is."},
+               **_WRITE},
+)
+async def send_broadcast(incident_id: UUID, body: BroadcastIn, request: Request, op: OperatorDep) -> JSONResponse:
+    """Send a text to the incident's assigned people (or everyone still called), through notify.
+
+    201 with the number of recipients; 200 when ``broadcast_id`` was already sent (nothing more goes out).
+    404 unknown incident, 409 closed (or the id belongs to another incident), 403 outside the operator's unit,
+    422 empty, too long or with a link.
+    """
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        b = await usecases.broadcast(conn, incident_id, _actor(op), text=body.text, audience=body.audience,
+                                     broadcast_id=body.broadcast_id)
+    out = BroadcastOut(broadcast_id=b.broadcast_id, recipients=b.recipients, created=b.created)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if b.created else 200)
 
 
 class MoveIn(BaseModel):

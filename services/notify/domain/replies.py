@@ -5,8 +5,12 @@ the reply codes of the volunteer's open call-outs, and returns a :class:`ParsedR
 
 What is understood (tables in ``tests/unit/notify/test_replies.py``):
 
-* accept: ``1``, 好/好的/收到/可以/行/能/去/接受/马上到/马上去, ``ok``/``okay``/``y``/``yes``, 是, 👍 👌 ✅ 🙆
-* decline: ``2``, 不/不行/不去/没空/去不了/来不了/有事/拒绝, ``no``/``n``/``nope``/``sorry``, 👎 ❌ 🙅
+* accept: ``1``, 好/好的/收到/收到了/可以/行/能/去/接受/马上到/马上去, ``ok``/``okay``/``y``/``yes``, 是, 👍 👌 ✅ 🙆,
+  and as the whole message 嗯/嗯呐/对的/行吧/能来/来了/马上来/这就去/可/中/妥/得嘞/没毛病
+* decline: ``2``, 不/不行/不去/没空/去不了/来不了/有事/拒绝, ``no``/``n``/``nope``/``sorry``, 👎 ❌ 🙅,
+  and as the whole message 抱歉/算了/下次(吧)/(我)在外地/没法去/没法来/没办法
+* acknowledgements without a commitment (知道了, 了解, 明白, 哦) stay unrecognised: they get the automatic
+  answer that says how to reply.
 * ETA (an acceptance with minutes): ``20分钟``, ``20分``, ``二十分钟``, ``半小时``, ``一小时``,
   ``一个半小时``, ``1.5小时``, ``20min``, ``1h``, ``1 20`` (code 1 followed by a number of minutes)
 * arrived: 到了/已到/已到达/到达/到位/在现场/现场了, ``arrived``
@@ -118,7 +122,10 @@ _HOURS = re.compile(_NUM + r"\s*(?:个)?\s*(?:小时|钟头|hours?|hrs?|h)(?![a-
 _MINUTES = re.compile(_NUM + r"\s*(?:分钟|分|mins?|minutes?|m)(?![a-z])")
 _BARE_NUMBER = re.compile(r"^(?:1\s+)?(\d{1,3})$")
 
-_ACCEPT_EXACT = frozenset({"是", "是的", "对", "行", "能", "去", "到", "嗯", "嗯嗯", "来", "我来"})
+_ACCEPT_EXACT = frozenset({"是", "是的", "对", "对的", "行", "行吧", "能", "能来", "去", "到", "嗯", "嗯嗯", "嗯呐", "来",
+                           "我来", "来了", "马上来", "这就去", "可", "中", "妥", "得嘞", "没毛病"})
+# Whole-message refusals whose words are not a "no" inside a longer text (抱歉，马上到 is a yes).
+_DECLINE_EXACT = frozenset({"抱歉", "算了", "下次吧", "下次", "在外地", "我在外地", "没法去", "没法来", "没办法"})
 # Questions, on the normalised text with _NOT_NEGATION words cut out (好，不好意思 is not 好不好). ([^不没])[不没]\1 is the A-not-A question: 是不是, 要不要,
 # 能不能, 可不可(以), 有没有, 去没去.
 _QUESTION = re.compile(r"吗|什么|啥|哪|谁|怎么|咋|几点|几时|多少|请问|为何|干嘛|了没有?$|([^不没])[不没]\1")
@@ -138,8 +145,8 @@ _NOT_NEGATION = re.compile(
 )
 _UNSUBSCRIBE = re.compile(r"^(?:td|t|退订|退订短信|取消订阅|unsubscribe|stop)$")
 _NOT_YET_ARRIVED = re.compile(r"(?:还)?(?:没|未)到")
-_ARRIVED = re.compile(r"(?<!马上)(?<!快)(?<!就)(?:已到|到了|已经到|到达|到位|在现场|现场了|arrived|i m here|im here)")
-_SURELY_ARRIVED = re.compile(r"已到|已经到|到了|在现场|现场了")
+_ARRIVED = re.compile(r"(?<!马上)(?<!快)(?<!就)(?<!收)(?:已到|到了|已经到|到达|到位|在现场|现场了|arrived|i m here|im here)")
+_SURELY_ARRIVED = re.compile(r"已到|已经到|(?<!收)到了|在现场|现场了")
 _DECLINE = re.compile(
     r"不|没空|没时间|去不了|来不了|有事|拒绝|无法|(?<![a-z])(?:no|n|nope|sorry|cannot|can t|cant)(?![a-z])|👎"
 )
@@ -231,7 +238,7 @@ def parse_reply(text: str, open_codes: Collection[str] = ()) -> ParsedReply:
         return ParsedReply(ReplyIntent.UNRECOGNISED, code=code)
     eta = _eta_minutes(t)
     not_yet = bool(_NOT_YET_ARRIVED.search(compact))
-    declined = bool(_DECLINE.search(_NOT_NEGATION.sub(" ", t))) and not not_yet
+    declined = (bool(_DECLINE.search(_NOT_NEGATION.sub(" ", t))) and not not_yet) or compact in _DECLINE_EXACT
     if re.match(r"^2(?!\d)", compact) and eta is None:
         declined = True
     if declined:

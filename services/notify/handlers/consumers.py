@@ -15,7 +15,8 @@ topic                             consumer (group id)          effect
                                                                tombstone → row deleted
 ``dispatch.callout.v1``           ``notify.callouts``          ``CallOutRequested`` → message ``callout``;
                                                                ``CallOutAssigned`` → ``assigned``;
-                                                               ``CallOutCancelled`` → ``stand_down``
+                                                               ``CallOutCancelled`` → ``stand_down``;
+                                                               ``BroadcastRequested`` → ``broadcast``
 ================================  ===========================  ========================================
 
 Messages are written ``pending``; the sender (:mod:`services.notify.sender`) picks the channel, words
@@ -34,6 +35,7 @@ import orjson
 from services.notify.adapters.crypto import ContactCipher
 from shared.consumer import Received, Tombstone
 from shared.events import (
+    BroadcastRequested,
     CallOutAssigned,
     CallOutCancelled,
     CallOutRequested,
@@ -53,6 +55,11 @@ _MESSAGE_NS = UUID("6d757374-6572-4e6f-7469-667900000001")
 def message_id_for(callout_id: UUID, kind: MessageKind) -> UUID:
     """The message id of (call-out, kind): UUID v5, the same on every redelivery."""
     return uuid.uuid5(_MESSAGE_NS, f"{callout_id}:{kind.value}")
+
+
+def broadcast_message_id(broadcast_id: UUID, callout_id: UUID) -> UUID:
+    """The message id of a broadcast to one call-out: UUID v5, the same on every redelivery."""
+    return uuid.uuid5(_MESSAGE_NS, f"{callout_id}:broadcast:{broadcast_id}")
 
 
 class ContactProjection:
@@ -150,6 +157,11 @@ async def close_incident_callouts(conn: asyncpg.Connection, item: Received) -> N
         )
 
 
+def _where(e: CallOutRequested | CallOutAssigned) -> dict[str, str]:
+    """The message content's map link and callback number (empty for events older than these fields)."""
+    return {"map_url": e.map_url or "", "callback_phone": e.callback_phone or ""}
+
+
 class CallOutMessages:
     """Turns call-out events into ``pending`` messages (one per call-out and kind)."""
 
@@ -160,6 +172,8 @@ class CallOutMessages:
             await self._assigned(conn, item)
         elif isinstance(item, CallOutCancelled):
             await self._cancelled(conn, item)
+        elif isinstance(item, BroadcastRequested):
+            await self._broadcast(conn, item)
         # other events on the topic are not ours; the consumer records them as processed
 
     async def apply_batch(self, conn: asyncpg.Connection, items: Sequence[Received]) -> None:
@@ -199,8 +213,8 @@ class CallOutMessages:
 
     async def _requested_many(self, conn: asyncpg.Connection, events: Sequence[CallOutRequested]) -> None:
         contents = [
-            orjson.dumps({"title": e.incident_title, "place": e.place, "role": e.role, "reply_code": e.reply_code,
-                          "respond_by": e.respond_by.isoformat()}).decode()
+            orjson.dumps({"title": e.incident_title, "place": e.meeting_point or e.place, "role": e.role,
+                          "reply_code": e.reply_code, "respond_by": e.respond_by.isoformat(), **_where(e)}).decode()
             for e in events
         ]
         await conn.execute(
@@ -228,11 +242,32 @@ class CallOutMessages:
             "UPDATE callouts SET state = 'assigned' WHERE callout_id = $1 AND state <> 'closed' RETURNING reply_code",
             e.callout_id,
         )
-        content = {"title": e.incident_title, "place": e.place, "reply_code": code or ""}
+        content = {"title": e.incident_title, "place": e.meeting_point or e.place, "reply_code": code or "",
+                   **_where(e)}
         await conn.execute(
             _INSERT_MESSAGE,
             message_id_for(e.callout_id, MessageKind.ASSIGNED), e.callout_id, MessageKind.ASSIGNED.value,
             e.volunteer_id, e.incident_id, e.event_id, e.drill, content,
+        )
+
+    async def _broadcast(self, conn: asyncpg.Connection, e: BroadcastRequested) -> None:
+        """Queue an operator broadcast for one call-out: once per (call-out, broadcast), on the call-out's channel.
+
+        The content keeps the call-out's reply code, so the volunteer can still answer it from this message.
+        """
+        code = await conn.fetchval("SELECT reply_code FROM callouts WHERE callout_id = $1", e.callout_id)
+        await conn.execute(
+            """
+            INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, causation_id, drill, content,
+                                  broadcast_id)
+            VALUES ($1, $2, 'broadcast', $3, $4, $5, $6, $7, $8)
+            ON CONFLICT ON CONSTRAINT messages_one_per_callout_kind DO NOTHING
+            """,
+            broadcast_message_id(e.broadcast_id, e.callout_id), e.callout_id, e.volunteer_id, e.incident_id,
+            e.event_id, e.drill,
+            {"title": e.incident_title, "text": e.text, "callback_phone": e.callback_phone or "",
+             "reply_code": code or ""},
+            e.broadcast_id,
         )
 
     async def _cancelled(self, conn: asyncpg.Connection, e: CallOutCancelled) -> None:

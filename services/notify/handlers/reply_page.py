@@ -1,7 +1,8 @@
 """The WeChat reply page: ``GET /r/{token}`` shows the call-out with buttons, ``POST /r/{token}`` answers it.
 
 The token is a signed, expiring link (:mod:`services.notify.adapters.reply_links`) naming one message;
-the page never shows a phone number or an openid. ``POST`` takes the form fields ``action`` =
+the page never shows the volunteer's phone number or openid. It shows the meeting point, its Amap link
+(GCJ-02, :mod:`shared.maps`) and the operator's callback number. ``POST`` takes the form fields ``action`` =
 ``accept`` | ``decline`` | ``eta`` | ``arrived`` and, for ``eta``, ``eta_minutes`` (1..1440). The answer
 is stored and published like an SMS reply (``ReplyReceived`` on ``notify.reply.v1``, channel
 ``wechat``); tapping the same button twice publishes once (dedup key: message, action, minutes).
@@ -25,6 +26,7 @@ from services.notify.handlers.callbacks import _ctx
 from services.notify.inbound import record_reply
 from shared.events import ReplyIntent, utcnow
 from shared.logging import get_logger
+from shared.maps import AMAP_MARKER_PREFIX
 from shared.vocabulary import Channel
 
 __all__ = ["router"]
@@ -44,8 +46,9 @@ _PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>红十字志愿者出勤</title>
 <style>body{{font-family:sans-serif;margin:1.2em;font-size:18px}}button{{display:block;width:100%;margin:.5em 0;
 padding:.8em;font-size:18px;border-radius:8px;border:0}}.a{{background:#c00;color:#fff}}.d{{background:#ddd}}
-input{{font-size:18px;width:5em}}</style></head><body>
-<h2>{title}</h2><p>{body}</p>{status}
+input{{font-size:18px;width:5em}}.map{{display:block;text-align:center;background:#06c;color:#fff;
+padding:.8em;border-radius:8px;text-decoration:none}}</style></head><body>
+<h2>{title}</h2><p>{body}</p>{where}{status}
 <form method="post"><button class="a" name="action" value="accept">接受</button>
 <button class="d" name="action" value="decline">拒绝</button></form>
 <form method="post"><input type="hidden" name="action" value="eta">预计 <input name="eta_minutes" type="number"
@@ -76,9 +79,21 @@ async def _load(request: Request, token: str) -> tuple[asyncpg.Record | None, HT
     return row, None
 
 
+def _where(content: dict[str, str]) -> str:
+    """Meeting point, the map link (a button the phone opens in Amap) and the callback number (tap to call)."""
+    parts = []
+    if place := content.get("place"):
+        parts.append(f"<p>集合地点：<b>{html.escape(place)}</b></p>")
+    if (url := content.get("map_url")) and url.startswith(AMAP_MARKER_PREFIX):
+        parts.append(f'<p><a class="map" href="{html.escape(url, quote=True)}">在高德地图中打开集合地点</a></p>')
+    if phone := content.get("callback_phone"):
+        parts.append(f'<p>调度电话：<a href="tel:{html.escape(phone, quote=True)}">{html.escape(phone)}</a></p>')
+    return "".join(parts)
+
+
 def _page(r: asyncpg.Record, status: str = "") -> str:
     title = ("演练：" if r["drill"] else "") + str(r["content"].get("title", ""))
-    return _PAGE.format(title=html.escape(title), body=html.escape(r["body"] or ""),
+    return _PAGE.format(title=html.escape(title), body=html.escape(r["body"] or ""), where=_where(r["content"]),
                         status=f"<p><b>{html.escape(status)}</b></p>" if status else "")
 
 

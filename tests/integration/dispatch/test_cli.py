@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 from typer.testing import CliRunner
 
@@ -57,3 +58,39 @@ async def test_incident_commands(dispatch_db: DispatchDb) -> None:
         assert "stood down 2 call-out(s)" in out
         out = await asyncio.to_thread(run, "incident", "close", incident_id, "--outcome", "测试结束", env=env)
         assert "closed" in out
+
+
+async def test_meeting_point_and_broadcast_commands(dispatch_db: DispatchDb) -> None:
+    db = dispatch_db
+    town, villages = a_town_with_villages(1, index=41)
+    await add_volunteers(db, villages[0], 2)
+    lat, lon = units().centres[town]
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None) -> str:
+        result = runner.invoke(muster, list(args), env=env)
+        assert result.exit_code == 0, (args, result.output)
+        return result.stdout
+
+    bid = str(uuid.uuid4())
+    tok = await asyncio.to_thread(run, "incident", "token", "create", "--name", "集合点值班员", "--role", "county",
+                                  "--unit", town[:6], env={"DISPATCH_DATABASE_URL": db.dsn})
+    async with served_app(db) as url:
+        env = {"DISPATCH_URL": url, "MUSTER_TOKEN": tok.strip()}
+        out = await asyncio.to_thread(
+            run, "incident", "open", "--title", "集合点命令", "--kind", "fall", "--lat", str(lat), "--lon", str(lon),
+            "--unit", villages[0], "--need", "first_aid:1", "--mode", "drill", "--deadline", "600",
+            "--meeting-point", "村口大樟树", "--callback", "0575-85123456", env=env)
+        incident_id = out.split()[0]
+        assert "meeting point: 村口大樟树; callback 0575-85123456" in out
+        out = await asyncio.to_thread(run, "incident", "meeting-point", incident_id, "--text", "南门停车场", env=env)
+        assert "meeting point: 南门停车场; callback 0575-85123456" in out
+        out = await asyncio.to_thread(run, "incident", "broadcast", incident_id, "--text", "集合点改到南门",
+                                      "--audience", "called", "--broadcast-id", bid,
+                                      env=env)
+        assert "2 recipient(s)" in out
+        out = await asyncio.to_thread(run, "incident", "broadcast", incident_id, "--text", "集合点改到南门",
+                                      "--audience", "called", "--broadcast-id", bid,
+                                      env=env)
+        assert "already sent; nothing more" in out
+        await asyncio.to_thread(run, "incident", "close", incident_id, "--outcome", "测试结束", env=env)

@@ -36,7 +36,7 @@ async def test_stored_ids_with_a_mobile_are_rewritten_to_what_the_service_now_co
             mid, uuid.uuid4(), uuid.uuid4(), f"{out_id}:13811112222")
         await conn.execute("INSERT INTO early_receipts (provider, provider_message_id, delivered, reported_at) "
                            "VALUES ('aliyun', 'b0123:13811113333', true, now())")
-        await asyncio.to_thread(_upgrade, dsn, "0009_provider_ids")
+        await asyncio.to_thread(_upgrade, dsn, "0009")
         key = aliyun_id_key(NotifySettings())
         assert await conn.fetchval("SELECT provider_message_id FROM messages WHERE message_id = $1", mid) \
             == aliyun_provider_message_id(out_id, "+8613811112222", key)

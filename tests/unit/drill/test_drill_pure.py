@@ -105,3 +105,16 @@ def test_two_different_messages_to_one_phone_in_one_batch_are_not_a_duplicate():
     assert integrity(messages, [], callouts, [])["duplicate_messages"] == 0
     resent = [*messages, PhoneMessage("v1", "callout", "batch-1", "演练：B 需救护员")]  # the same one again
     assert integrity(resent, [], callouts, [])["duplicate_messages"] == 1
+
+
+def test_an_automatic_answer_is_not_counted_as_a_callout() -> None:
+    from muster.drill.runner import classify
+
+    assert classify("演练：鉴湖溺水：未能识别您的回复。请到南门集合，地图…。回复1接受，2拒绝，到达后回复“到了”") == "auto_answer"
+    assert classify("演练：鉴湖溺水，需救护员，请到南门集合。回复1接受，2拒绝") == "callout"
+
+
+def test_a_broadcast_is_not_counted_as_a_callout() -> None:
+    from muster.drill.runner import classify
+
+    assert classify("演练：鉴湖溺水调度通知：集合点改到南门，回复1确认") == "broadcast"

@@ -62,6 +62,17 @@ TABLE: list[tuple[str, ReplyIntent, int | None]] = [
     ("不到半小时", E, 30), ("好的，不过我要晚点到", A, None), ("好，不好意思，刚看到，马上到", A, None),
     # ... while 不过去/不过来 still say "not coming"
     ("我不过去了", D, None), ("忙不过来", D, None), ("好的，不过去不了", D, None),
+    # short answers Chinese SMS users send (issue 14), full-width digits and letters too
+    ("收到了", A, None), ("收到了！", A, None), ("好的收到", A, None), ("嗯", A, None), ("嗯呐", A, None),
+    ("对的", A, None), ("行吧", A, None), ("能来", A, None), ("来了", A, None), ("马上来", A, None),
+    ("这就去", A, None), ("可", A, None), ("中", A, None), ("妥", A, None), ("得嘞", A, None), ("没毛病", A, None),
+    ("好嘞", A, None), ("好滴", A, None), ("ＯＫ", A, None), ("ok的", A, None), ("１１", A, None),
+    ("抱歉", D, None), ("算了", D, None), ("下次吧", D, None), ("在外地", D, None), ("我在外地", D, None),
+    ("没法去", D, None), ("没办法", D, None), ("不能去", D, None), ("去不了了", D, None), ("不参加", D, None),
+    ("２。", D, None), ("抱歉刚看到，马上到", A, None),
+    # acknowledgements without a commitment get the automatic answer instead of a guess
+    ("知道了", X, None), ("了解", X, None), ("明白", X, None), ("哦", X, None), ("在哪里", X, None),
+    ("地址呢", X, None),
 ]
 
 

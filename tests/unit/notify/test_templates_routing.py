@@ -29,18 +29,35 @@ from shared.vocabulary import Channel
 SIG = "红十字志愿者"
 
 
+POS = "120.585123,30.012345"  # GCJ-02 lon,lat as shared.maps.amap_position writes it
+
+
 def callout(**kw: object) -> MessageContent:
     base: dict[str, object] = dict(kind=MessageKind.CALLOUT, incident_title="柯桥区鉴湖溺水", place="鉴湖村东岸码头",
-                                   role="救护员", reply_code="A7")
+                                   role="救护员", reply_code="A7", map_position=POS, callback_phone="0575-85123456")
     base.update(kw)
     return MessageContent(**base)  # type: ignore[arg-type]
 
 
-def test_callout_fits_one_segment_and_says_how_to_answer() -> None:
+def test_callout_says_where_to_gather_map_callback_and_how_to_answer_in_two_segments() -> None:
     r = render(callout(), Channel.SMS, signature=SIG)
-    assert r.text == "柯桥区鉴湖溺水，需救护员，请到鉴湖村东岸码头。回复1接受，2拒绝"
-    assert sms_length(SIG, r.text) <= 70
-    assert sms_segments(SIG, r.text) == 1
+    assert r.text == ("柯桥区鉴湖溺水，需救护员，请到鉴湖村东岸码头集合，地图https://uri.amap.com/marker?position="
+                      "120.585123,30.012345，调度电话0575-85123456。回复1接受，2拒绝")
+    assert sms_segments(SIG, r.text) == 2
+
+
+def test_no_template_variable_is_a_url_and_the_link_is_fixed_text() -> None:
+    # Aliyun isv.PARAM_NOT_SUPPORT_URL / Tencent ProhibitedUseUrlInTemplateParameter (providers.md, section 4)
+    for kind in (MessageKind.CALLOUT, MessageKind.REMINDER, MessageKind.ASSIGNED):
+        r = render(callout(kind=kind), Channel.SMS, signature=SIG)
+        assert "https://uri.amap.com/marker?position=${pos}" in TEMPLATES[kind]
+        assert not any("http" in v or "://" in v or "www." in v for v in r.template_params.values())
+        assert r.template_params["pos"] == POS and "0575-85123456" in r.template_params["callback"]
+
+
+def test_without_callback_number_the_message_names_none() -> None:
+    r = render(callout(callback_phone=""), Channel.SMS, signature=SIG)
+    assert "调度电话" not in r.text and r.template_params["callback"] == ""
 
 
 def test_reply_code_only_when_several_callouts_are_open() -> None:
@@ -56,11 +73,16 @@ def test_drill_messages_start_with_yanlian() -> None:
     assert not render(callout(), Channel.SMS, signature=SIG).text.startswith("演练")
 
 
-def test_long_place_and_title_are_shortened_to_one_segment() -> None:
+def test_long_place_and_title_are_shortened_to_the_fewest_segments() -> None:
     c = callout(incident_title="柯桥区鉴湖街道鉴湖村溺水事故紧急救援行动", place="鉴湖村东岸码头附近的停车场入口处旁边的大樟树下往南一百米处")
     r = render(c, Channel.SMS, signature=SIG, several_open=True)
-    assert sms_length(SIG, r.text) == 70
-    assert "…" in r.text and "回复1A7接受，2A7拒绝" in r.text
+    assert sms_segments(SIG, r.text) == 2 and sms_length(SIG, r.text) == 2 * 67
+    assert "…" in r.text and "回复1A7接受，2A7拒绝" in r.text and POS in r.text
+
+
+def test_short_texts_are_not_shortened() -> None:
+    r = render(callout(), Channel.SMS, signature=SIG, several_open=True)
+    assert "…" not in r.text and "鉴湖村东岸码头" in r.text and "柯桥区鉴湖溺水" in r.text
 
 
 def test_text_is_the_approved_template_filled() -> None:
@@ -147,3 +169,18 @@ def test_engaged_elsewhere_answer_names_the_incident_they_are_on() -> None:
     assert r.template_params["reason"] == "您已在“柯桥区平水镇山体滑坡救…”任务中"
     bare = MessageContent(kind=MessageKind.STAND_DOWN, incident_title="鉴湖溺水", reason=CancelReason.ENGAGED_ELSEWHERE)
     assert "您已在其他任务中，无需前往" in render(bare, Channel.SMS, signature=SIG).text
+
+
+def test_auto_answer_says_how_to_reply_and_where_to_gather() -> None:
+    r = render(callout(kind=MessageKind.AUTO_ANSWER), Channel.SMS, signature=SIG, several_open=True)
+    assert r.text.startswith("柯桥区鉴湖溺水：未能识别您的回复。请到鉴湖村东岸码头集合")
+    assert "https://uri.amap.com/marker?position=" + POS in r.text and "调度电话0575-85123456" in r.text
+    assert "回复1A7接受，2A7拒绝，到达后回复“到了”" in r.text
+    assert sms_length(SIG, r.text) <= 500
+
+
+def test_broadcast_carries_the_operators_text_and_is_drill_marked() -> None:
+    c = callout(kind=MessageKind.BROADCAST, broadcast_text="集合点改到南门【急】", drill=True)
+    r = render(c, Channel.SMS, signature=SIG)
+    assert r.text == "演练：柯桥区鉴湖溺水调度通知：集合点改到南门[急]，调度电话0575-85123456"
+    assert list(r.template_params) == ["drill", "title", "text", "callback"]

@@ -1,6 +1,6 @@
 """Aliyun provider message ids without the mobile: ``"{OutId}:{11 digits}"`` → ``"{OutId}:{keyed digest}"``.
 
-Revision ID: 0009_provider_ids
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-03
 
@@ -16,7 +16,7 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_provider_ids"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None

@@ -1,6 +1,6 @@
 """Volunteers' positions may be approximate: the centre of the smallest division known for them.
 
-Revision ID: 0008_positions
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-03
 
@@ -13,7 +13,7 @@ catalogue).
 
 from alembic import op
 
-revision = "0008_positions"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None

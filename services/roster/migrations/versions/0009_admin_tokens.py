@@ -1,7 +1,7 @@
 """Named administrator tokens (role, unit scope) and the audit log of roster changes.
 
-Revision ID: 0009_admin_tokens
-Revises: 0008_positions
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03
 
 See :mod:`services.roster.admins`. ``admin_tokens`` keeps only the SHA-256 of each token; ``audit_log`` is
@@ -10,8 +10,8 @@ append-only (who, role, action, subject, before, after).
 
 from alembic import op
 
-revision = "0009_admin_tokens"
-down_revision = "0008_positions"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
