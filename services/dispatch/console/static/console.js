@@ -14,6 +14,12 @@
     declined: "已拒绝", timed_out: "超时未复", cancelled: "已撤回", stood_down: "已撤回", withdrawn: "已撤回" };
   const MSG = { sent: "已发送", delivered: "已送达", failed: "失败" };
   const CHANNEL = { sms: "短信", wechat: "微信", voice: "语音" };
+  const MSG_KIND = { callout: "呼叫", assigned: "确认", stand_down: "撤回", reminder: "提醒" };
+  // pydantic's 422 messages in Chinese, by error type (the field comes from loc)
+  const PYDANTIC = { string_too_long: (c) => `最多 ${c.max_length} 个字符`, string_too_short: () => "不能为空",
+    missing: () => "必填", float_parsing: () => "须为数字", int_parsing: () => "须为整数", float_type: () => "须为数字",
+    int_type: () => "须为整数", enum: () => "取值无效", too_long: (c) => `最多 ${c.max_length} 项`, uuid_parsing: () => "编号无效" };
+  const pmsg = (d) => (PYDANTIC[d.type] ? PYDANTIC[d.type](d.ctx || {}) + `（${d.msg}）` : d.msg);
   const TL = { opened: "发起事件", wave_called: "呼叫一轮", escalated: "升级", unfilled: "未满员", deadline: "时限到",
     filled: "需求满员", reopened: "需求重开", added_by_hand: "手动加人", removed_by_hand: "手动撤回",
     stood_down: "全部撤回", closed: "结束事件", assigned: "接受", withdrawn: "撤销接受", arrived: "到达" };
@@ -65,7 +71,7 @@
   let audio = null;
   function toggleSound() {
     if (audio) { audio.close(); audio = null; } else { audio = new (window.AudioContext || window.webkitAudioContext)(); beep(); }
-    $("#sound").textContent = audio ? "🔔 提示音已开" : "🔇 开启提示音";
+    $("#sound").textContent = audio ? "提示音：开" : "提示音：关";
   }
   function beep(freq) {
     if (!audio) return;
@@ -178,7 +184,7 @@
       (el || $("#form-error")).textContent += (el && el.textContent ? "；" : "") + msg;
     };
     if (e.body && Array.isArray(e.body.detail)) {
-      e.body.detail.forEach((d) => { const loc = (d.loc || []).slice(1); put(loc.join("."), d.msg); });
+      e.body.detail.forEach((d) => { const loc = (d.loc || []).slice(1); put(loc.join("."), pmsg(d)); });
     } else if (e.status === 422 && e.body && typeof e.body.detail === "string") {
       const hit = WORDS.find(([w]) => e.body.detail.toLowerCase().includes(w)); put(hit ? hit[1] : "", e.body.detail);
     } else { $("#form-error").textContent = (e.status === 403 ? "无权操作：" : "失败：") + e.message; }
@@ -188,6 +194,7 @@
   let snap = null, lastAccepted = null;
   function drawBoard(s) {
     snap = s; const b = s.board, inc = b.incident;
+    nameOf = Object.fromEntries(s.responders.map((r) => [r.volunteer_id, r.name]));
     const drill = inc.mode === "drill"; $("#drill-banner").hidden = !drill; document.body.classList.toggle("drill", drill);
     $("#b-title").textContent = inc.title;
     $("#b-meta").innerHTML = `<span class="mode ${esc(inc.mode)}">${esc(MODE(inc.mode))}</span> ${esc(KIND(inc.kind))} · ${esc(inc.place || inc.unit_code)} · 发起 ${fmtDate(inc.opened_at)}
@@ -212,7 +219,7 @@
       <td>${r.distance_m == null ? "" : (r.distance_m / 1000).toFixed(1) + " 公里"}</td>
       <td class="state">${esc(STATE[r.state] || r.state)}${r.eta_minutes != null && r.state !== "arrived" ? "，约 " + r.eta_minutes + " 分钟到" : ""}${r.cancel_reason ? " <small>(" + esc(r.cancel_reason) + ")</small>" : ""}</td>
       <td>${esc(LEVEL(r.level))} / ${r.wave}</td>
-      <td>${r.messages.map((m) => `<span class="msg ${esc(m.status)}">${esc(CHANNEL[m.channel] || m.channel)}${esc(MSG[m.status] || m.status)}</span>`).join(" ")}</td>
+      <td>${r.messages.map((m) => `<span class="msg ${esc(m.status)}">${esc(MSG_KIND[m.kind] || m.kind)}·${esc(CHANNEL[m.channel] || m.channel)}${esc(MSG[m.status] || m.status)}</span>`).join(" ")}</td>
       <td>${writes && (open(r) || r.state === "arrived") ? `<button type="button" class="small" data-remove="${r.callout_id}">撤回</button>` : ""}</td></tr>`).join("");
     $("#timeline").innerHTML = b.timeline.slice().reverse().map((t) => `<li><time>${fmtTime(t.at)}</time> ${esc(TL[t.kind] || t.kind)}
       <small>${esc(tlDetail(t.detail))}</small></li>`).join("");
@@ -224,9 +231,11 @@
     lastAccepted = accepted;
     drawMap(s); tick();
   }
+  let nameOf = {};
   function tlDetail(d) {
     if (!d) return "";
     const parts = [];
+    if (d.volunteer_id && nameOf[d.volunteer_id]) parts.push(nameOf[d.volunteer_id]);
     if (d.level) parts.push(LEVEL(d.level)); if (d.wave) parts.push("第 " + d.wave + " 轮");
     if (d.called != null) parts.push("呼叫 " + d.called + " 人"); if (d.filled != null) parts.push("到位 " + d.filled);
     if (d.by) parts.push("操作员 " + d.by); if (d.outcome) parts.push(d.outcome); if (d.callouts != null) parts.push(d.callouts + " 人");
@@ -237,7 +246,7 @@
     document.querySelectorAll(".countdown").forEach((el) => {
       const at = el.dataset.at; if (!at) { el.textContent = ""; return; }
       const s = Math.round((new Date(at) - Date.now()) / 1000);
-      el.textContent = s >= 0 ? `⏱ ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}` : "⏱ 时限已到";
+      el.textContent = s >= 0 ? `剩 ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}` : "时限已到";
       el.classList.toggle("late", s < 30);
     });
   }
@@ -245,14 +254,32 @@
     const svg = $("#map"); if (!svg) return;
     const box = JSON.parse(svg.dataset.box), w = +svg.dataset.w, h = +svg.dataset.h;
     const xy = (lat, lon) => [((lon - box.west) / (box.east - box.west)) * w, ((box.north - lat) / (box.north - box.south)) * h];
-    const inc = s.board.incident; let out = "";
-    s.responders.filter((r) => r.lat != null && r.lon != null && r.state !== "cancelled").forEach((r) => {
-      const [x, y] = xy(r.lat, r.lon); out += `<circle class="resp st-${esc(r.state)}" cx="${x}" cy="${y}" r="4"><title>${esc(r.name)} ${esc(STATE[r.state] || r.state)}</title></circle>`; });
-    if (inc.meeting_lat != null) { const [x, y] = xy(inc.meeting_lat, inc.meeting_lon); out += `<rect class="meet" x="${x - 5}" y="${y - 5}" width="10" height="10"><title>集合点</title></rect>`; }
-    const [x, y] = xy(inc.lat, inc.lon);
-    out += `<path class="inc" d="M${x} ${y - 10} L${x + 9} ${y + 6} L${x - 9} ${y + 6} Z"><title>${esc(inc.title)}</title></path>`;
+    const inc = s.board.incident, pts = [xy(inc.lat, inc.lon)];
+    const resp = s.responders.filter((r) => r.lat != null && r.lon != null && r.state !== "cancelled");
+    resp.forEach((r) => pts.push(xy(r.lat, r.lon)));
+    if (inc.meeting_lat != null) pts.push(xy(inc.meeting_lat, inc.meeting_lon));
+    // the view: the whole city ("全市"), or fitted to the incident and its responders (at least ~6 km across)
+    const whole = svg.dataset.view === "city";
+    const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+    let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    const side = Math.max(40, (x1 - x0) * 1.3, (y1 - y0) * 1.3), cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+    const vb = whole ? [0, 0, w, h] : [cx - side / 2, cy - side / 2, side, side];
+    svg.setAttribute("viewBox", vb.join(" "));
+    const k = vb[2] / w; // marks keep their size on screen
+    svg.querySelectorAll(".dot").forEach((c) => { c.setAttribute("r", (c.classList.contains("county") ? 5 : 3) * k); });
+    svg.querySelectorAll(".dot-label").forEach((t) => { t.style.fontSize = 12 * k + "px"; t.setAttribute("dx", 7 * k); t.setAttribute("dy", 4 * k); });
+    svg.classList.toggle("zoomed", !whole);
+    let out = "";
+    resp.forEach((r) => { const [x, y] = xy(r.lat, r.lon);
+      out += `<circle class="resp st-${esc(r.state)}" cx="${x}" cy="${y}" r="${4 * k}"><title>${esc(r.name)} ${esc(STATE[r.state] || r.state)}</title></circle>`; });
+    if (inc.meeting_lat != null) { const [x, y] = xy(inc.meeting_lat, inc.meeting_lon); out += `<rect class="meet" x="${x - 5 * k}" y="${y - 5 * k}" width="${10 * k}" height="${10 * k}"><title>集合点</title></rect>`; }
+    const [x, y] = pts[0];
+    out += `<path class="inc" style="stroke-width:${1.5 * k}" d="M${x} ${y - 10 * k} L${x + 9 * k} ${y + 6 * k} L${x - 9 * k} ${y + 6 * k} Z"><title>${esc(inc.title)}</title></path>`;
     $("#map-marks").innerHTML = out;
+    $("#map-note").textContent = whole ? "全市" : `局部（约 ${(side / w * (box.east - box.west) * 96.5).toFixed(1)} 公里见方）`;
   }
+  const mapToggle = $("#map-toggle");
+  if (mapToggle) mapToggle.onclick = () => { const svg = $("#map"); svg.dataset.view = svg.dataset.view === "city" ? "" : "city"; if (snap) drawMap(snap); };
 
   // live: fetch-read SSE stream (token in the header), reconnect with Last-Event-ID, fall back to polling
   let lastId = null, failures = 0, pollTimer = null;
@@ -339,7 +366,7 @@
       const k = ev.key.toLowerCase(), ok = (id) => !$(id).disabled && !$(id).closest("[hidden]");
       if (k === "a" && ok("#act-add")) addByHand(); else if (k === "d" && ok("#act-standdown")) standDown();
       else if (k === "c" && ok("#act-close")) closeIncident(); else if (k === "r") $("#act-report").click();
-      else if (k === "s") toggleSound(); else return;
+      else if (k === "s") toggleSound(); else if (k === "m") $("#map-toggle").click(); else return;
       ev.preventDefault();
     });
     setInterval(tick, 1000);
@@ -351,6 +378,7 @@
     if (!(await signedIn())) { location.href = "/console/"; return; }
     const [rep, s] = await Promise.all([api("GET", `/incidents/${incidentId}/report`), api("GET", `/console/api/incidents/${incidentId}`)]);
     const inc = s.board.incident, f = rep.figures || {};
+    nameOf = Object.fromEntries(s.responders.map((r) => [r.volunteer_id, r.name]));
     $("#drill-banner").hidden = inc.mode !== "drill";
     $("#r-title").textContent = (inc.mode === "drill" ? "演练报告：" : "事件报告：") + inc.title;
     $("#r-meta").textContent = `${KIND(inc.kind)} · ${inc.place || inc.unit_code} · 发起 ${fmtDate(rep.opened_at)} · 结束 ${rep.closed_at ? fmtDate(rep.closed_at) : "（进行中）"}${rep.outcome ? " · 结果：" + rep.outcome : ""}`;
