@@ -67,6 +67,7 @@ class BoardHub:
         self._watches: dict[UUID, _Watch] = {}
         self._seq = 0
         self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self.reads = 0  # snapshot reads done (a test counts them)
 
     async def snapshot_frame(self, incident_id: UUID) -> Frame:
@@ -134,6 +135,7 @@ class BoardHub:
             try:
                 conn = await asyncpg.connect(self._dsn)
                 await conn.add_listener(CHANNEL, self._on_notify)
+                self.listening.set()
                 for incident_id in list(self._watches):
                     self.changed(incident_id)  # catch up on what changed while not listening
                 lost = asyncio.Event()
@@ -144,6 +146,7 @@ class BoardHub:
             except Exception as exc:  # noqa: BLE001 - retried: the database may be restarting
                 log.warning("console.listener_lost", error=type(exc).__name__)
             finally:
+                self.listening.clear()
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await conn.close()
