@@ -8,7 +8,9 @@ the report. Screenshots go to ``reports/screenshots/`` (look at them: Chinese mu
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,7 +48,7 @@ async def console(stack) -> AsyncIterator[dict[str, Any]]:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = await browser.new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
         page.set_default_timeout(TIMEOUT_MS)
-        yield {"page": page, "token": token, "headers": {"Authorization": f"Bearer {token}"}}
+        yield {"page": page, "browser": browser, "token": token, "headers": {"Authorization": f"Bearer {token}"}}
         await browser.close()
 
 
@@ -182,3 +184,68 @@ async def test_open_watch_a_reply_add_remove_close_and_report(console) -> None:
     await page.goto(f"{DISPATCH}/console/")
     await page.fill("#closed-search", "控制台测试")
     await page.wait_for_selector(f"#closed-rows a[href='/console/incidents/{incident_id}']")
+
+
+async def _token(role: str, unit: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "muster", "incident", "token", "create", "--name", f"console-{role}", "--role", role,
+        "--unit", unit, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    return out.decode().strip().splitlines()[-1].split()[-1]
+
+
+async def _signed_in_page(console: dict[str, Any], token: str) -> Any:
+    page = await console["browser"].new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    page.set_default_timeout(TIMEOUT_MS)
+    await page.add_init_script(f"sessionStorage.setItem('muster.operator.token', {json.dumps(token)})")
+    return page
+
+
+async def _open_by_api(http: httpx.AsyncClient, headers: dict[str, str], title: str) -> dict[str, Any]:
+    r = await http.post(f"{DISPATCH}/incidents", headers=headers, json={
+        "kind": "drowning", "title": title, "lat": 29.996, "lon": 120.56, "unit_code": "330602002002", "mode": "drill",
+        "requirements": [{"skill": "first_aid", "count": 1}],
+        "policy": {"wave_deadline_seconds": 600, "max_level": "village"}})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def test_when_the_stream_is_blocked_the_board_polls_and_still_changes(console) -> None:
+    page = await _signed_in_page(console, console["token"])
+    await page.route("**/incidents/*/stream", lambda route: route.abort())
+    async with httpx.AsyncClient(timeout=30) as http:
+        board = await _open_by_api(http, console["headers"], "推送受阻测试")
+        incident_id = board["incident"]["incident_id"]
+        try:
+            await page.goto(f"{DISPATCH}/console/incidents/{incident_id}")
+            await page.wait_for_selector("#conn.poll")
+            await page.wait_for_selector("#b-title:has-text('推送受阻测试')")
+            r = await http.post(f"{DISPATCH}/incidents/{incident_id}/stand-down", headers=console["headers"])
+            assert r.status_code == 200, r.text
+            await page.wait_for_selector("#timeline li:has-text('全部撤回')")
+            await page.screenshot(path=str(SHOTS / "07-board-polling.png"))
+        finally:
+            await http.post(f"{DISPATCH}/incidents/{incident_id}/close", headers=console["headers"],
+                            json={"outcome": "测试结束"})
+            await page.close()
+
+
+async def test_an_operator_of_another_county_is_told_why_and_a_viewer_gets_no_actions(console) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        board = await _open_by_api(http, console["headers"], "权限测试")
+        incident_id = board["incident"]["incident_id"]
+        try:
+            page = await _signed_in_page(console, await _token("county", "330603"))  # 柯桥区: not 越城区
+            await page.goto(f"{DISPATCH}/console/incidents/{incident_id}")
+            await page.wait_for_selector("#flash:has-text('outside')")
+            await page.wait_for_selector("#conn.off")
+            await page.close()
+            page = await _signed_in_page(console, await _token("viewer", "330602"))
+            await page.goto(f"{DISPATCH}/console/incidents/{incident_id}")
+            await page.wait_for_selector("#conn.on")
+            assert not await page.is_visible("#act-close")
+            await page.close()
+        finally:
+            await http.post(f"{DISPATCH}/incidents/{incident_id}/close", headers=console["headers"],
+                            json={"outcome": "测试结束"})

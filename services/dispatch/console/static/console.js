@@ -13,6 +13,7 @@
   const STATE = { requested: "已呼叫", delivered: "已送达", accepted: "已接受", assigned: "已接受", arrived: "已到达",
     declined: "已拒绝", timed_out: "超时未复", cancelled: "已撤回", stood_down: "已撤回", withdrawn: "已撤回" };
   const MSG = { sent: "已发送", delivered: "已送达", failed: "失败" };
+  const CANCEL = { filled: "已满员", removed: "操作员撤回", stood_down: "全部撤回", closed: "事件结束", timed_out: "超时" };
   const CHANNEL = { sms: "短信", wechat: "微信", voice: "语音" };
   const MSG_KIND = { callout: "呼叫", assigned: "确认", stand_down: "撤回", reminder: "提醒" };
   // pydantic's 422 messages in Chinese, by error type (the field comes from loc)
@@ -217,7 +218,7 @@
     $("#responders tbody").innerHTML = s.responders.map((r) => `<tr data-callout="${r.callout_id}" data-state="${esc(r.state)}" class="st-${esc(r.state)}">
       <td>${esc(r.name || "（未知）")}${r.manual ? ' <small class="tag">手动</small>' : ""}</td><td>${esc(r.unit_name)}</td>
       <td>${r.distance_m == null ? "" : (r.distance_m / 1000).toFixed(1) + " 公里"}</td>
-      <td class="state">${esc(STATE[r.state] || r.state)}${r.eta_minutes != null && r.state !== "arrived" ? "，约 " + r.eta_minutes + " 分钟到" : ""}${r.cancel_reason ? " <small>(" + esc(r.cancel_reason) + ")</small>" : ""}</td>
+      <td class="state">${esc(STATE[r.state] || r.state)}${r.eta_minutes != null && r.state !== "arrived" ? "，约 " + r.eta_minutes + " 分钟到" : ""}${r.cancel_reason ? " <small>（" + esc(CANCEL[r.cancel_reason] || r.cancel_reason) + "）</small>" : ""}</td>
       <td>${esc(LEVEL(r.level))} / ${r.wave}</td>
       <td>${r.messages.map((m) => `<span class="msg ${esc(m.status)}">${esc(MSG_KIND[m.kind] || m.kind)}·${esc(CHANNEL[m.channel] || m.channel)}${esc(MSG[m.status] || m.status)}</span>`).join(" ")}</td>
       <td>${writes && (open(r) || r.state === "arrived") ? `<button type="button" class="small" data-remove="${r.callout_id}">撤回</button>` : ""}</td></tr>`).join("");
@@ -405,6 +406,12 @@
     }
     $("#r-printed").textContent = "打印时间（北京时间）：" + fmtDate(new Date().toISOString());
   }
+
+  // N opens the form from any page (outside text fields)
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key.toLowerCase() !== "n" || ev.target.closest("input, textarea, select, dialog") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (me && me.writes && page !== "new") location.href = "/console/new";
+  });
 
   const pages = { index: indexPage, new: newPage, board: boardPage, report: reportPage };
   (pages[page] || (() => {}))().catch((e) => flash("出错：" + e.message));
