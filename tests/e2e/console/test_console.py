@@ -139,7 +139,7 @@ async def test_open_watch_a_reply_add_remove_close_and_report(console) -> None:
         row = page.locator(f"tr[data-callout='{target['callout_id']}']")
         await row.locator("td.state:has-text('已接受')").wait_for()
         assert await page.evaluate("window.__sameDocument") == "yes"  # pushed, not reloaded
-        await page.wait_for_selector(f".req .filled:has-text('1')")
+        await page.wait_for_selector(".req .filled:has-text('1')")
         await page.screenshot(path=str(SHOTS / "03-board-drill.png"), full_page=True)
 
         called = {r["volunteer_id"] for r in

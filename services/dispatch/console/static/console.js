@@ -13,7 +13,7 @@
   const STATE = { requested: "已呼叫", delivered: "已送达", accepted: "已接受", assigned: "已接受", arrived: "已到达",
     declined: "已拒绝", timed_out: "超时未复", cancelled: "已撤回", stood_down: "已撤回", withdrawn: "已撤回" };
   const MSG = { sent: "已发送", delivered: "已送达", failed: "失败" };
-  const CANCEL = { filled: "已满员", removed: "操作员撤回", stood_down: "全部撤回", closed: "事件结束", timed_out: "超时" };
+  const CANCEL = { filled: "已满员", removed: "操作员撤回", stood_down: "全部撤回", incident_closed: "事件结束" };
   const CHANNEL = { sms: "短信", wechat: "微信", voice: "语音" };
   const MSG_KIND = { callout: "呼叫", assigned: "确认", stand_down: "撤回", reminder: "提醒" };
   // pydantic's 422 messages in Chinese, by error type (the field comes from loc)
