@@ -31,6 +31,9 @@ HERE = Path(__file__).resolve().parent
 SHOTS = Path(__file__).resolve().parents[3] / "reports" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 60_000
+# counts the console's beeps (each is one oscillator)
+BEEP_COUNTER = """window.__beeps = 0; const _osc = AudioContext.prototype.createOscillator;
+AudioContext.prototype.createOscillator = function () { window.__beeps += 1; return _osc.call(this); };"""
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +51,7 @@ async def console(stack) -> AsyncIterator[dict[str, Any]]:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = await browser.new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
         page.set_default_timeout(TIMEOUT_MS)
+        await page.add_init_script(BEEP_COUNTER)
         yield {"page": page, "browser": browser, "token": token, "headers": {"Authorization": f"Bearer {token}"}}
         await browser.close()
 
@@ -134,11 +138,14 @@ async def test_open_watch_a_reply_add_remove_close_and_report(console) -> None:
         target = await _until(sms_delivered, "a call-out delivered by SMS")
         [mobile] = [p for p, v in (await Directory().phones(http, [target["volunteer_id"]])).items()
                     if p.startswith("+")][:1]
+        await page.click("#sound")  # the operator turns the sound on (a first beep says it is on)
+        await page.wait_for_function("window.__beeps === 1")
         r = await http.post(f"{SIMULATOR}/sim/phones/{mobile}/reply", json={"text": f"1{target['reply_code']} 10分钟到"})
         assert r.status_code < 300, r.text
         row = page.locator(f"tr[data-callout='{target['callout_id']}']")
         await row.locator("td.state:has-text('已接受')").wait_for()
         assert await page.evaluate("window.__sameDocument") == "yes"  # pushed, not reloaded
+        await page.wait_for_function("window.__beeps >= 2")  # the new acceptance beeped
         await page.wait_for_selector(".req .filled:has-text('1')")
         await page.screenshot(path=str(SHOTS / "03-board-drill.png"), full_page=True)
 

@@ -192,7 +192,7 @@
   }
 
   // ---- the board
-  let snap = null, lastAccepted = null;
+  let snap = null, lastAccepted = null, lastUnfilled = 0;
   function drawBoard(s) {
     snap = s; const b = s.board, inc = b.incident;
     nameOf = Object.fromEntries(s.responders.map((r) => [r.volunteer_id, r.name]));
@@ -227,9 +227,10 @@
     document.querySelectorAll(".actions [data-needs-write] button, .actions button").forEach((btn) => {
       if (btn.id !== "act-report") btn.disabled = !writes; });
     const accepted = s.responders.filter((r) => r.state === "accepted" || r.state === "assigned").length;
-    if (lastAccepted !== null && accepted > lastAccepted) beep(880);
-    if (lastAccepted !== null && b.requirements.some((q) => q.status === "unfilled")) beep(330);
-    lastAccepted = accepted;
+    const unfilled = b.requirements.filter((q) => q.status === "unfilled").length;
+    if (lastAccepted !== null && accepted > lastAccepted) beep(880); // a new acceptance: high
+    if (lastAccepted !== null && unfilled > lastUnfilled) beep(330); // a requirement just went unfilled: low
+    lastAccepted = accepted; lastUnfilled = unfilled;
     drawMap(s); tick();
   }
   let nameOf = {};
