@@ -71,7 +71,7 @@ async def _one_rate(rate: float, seconds: float, *, http: httpx.AsyncClient, hea
     incidents, declines = await _targets(http, headers, db, Directory(), need, tag, 0.0, rng)  # texts "2<code>"
     replies = [Reply(t.callout_id, 1, t.mobile, ("1" if rng.random() < 0.6 else "2") + t.text[1:])
                for t in declines]
-    want = {str(r.callout_id): ("accepted" if r.text.startswith("1") else "declined") for r in replies}
+    want = {str(r.callout_id): ("assigned" if r.text.startswith("1") else "declined") for r in replies}
     incident_id = str(incidents[-1])
     by_incident = await db.fetch("SELECT callout_id::text, incident_id::text FROM callouts WHERE callout_id = ANY($1)",
                                  [r.callout_id for r in replies])

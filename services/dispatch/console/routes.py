@@ -1,9 +1,10 @@
 """Console routes: the pages, their static files, the divisions data, the live stream and two small reads.
 
 The stream (``GET /incidents/{id}/stream``, ``text/event-stream``) sends ``event: board`` frames whose
-``data`` is ``{"board", "responders"}`` and whose ``id`` is a sequence number: the first frame is the
-current snapshot (also after a reconnect with ``Last-Event-ID``: a snapshot is everything missed), then
-one after each committed change; a ``: keepalive`` comment every 15 s. The browser reads it with
+``id`` is a sequence number and whose ``data`` is ``{"full", "board", "responders"}``: the first frame is
+the whole board (``full: true``; also after a reconnect with ``Last-Event-ID``: it is everything missed),
+then after each committed change the board and only the responder rows that changed (``full: false``; a
+viewer too slow to keep up gets a whole one again); a ``: keepalive`` comment every 15 s. The browser reads it with
 ``fetch`` (so the token goes in the ``Authorization`` header, never in a URL or an access log).
 Errors as the rest of the API: 401/403/404 (see :mod:`services.dispatch.handlers.http`).
 """
@@ -212,19 +213,18 @@ async def stream(incident_id: UUID, request: Request, op: OperatorDep) -> Stream
     async with _pool(request).acquire() as conn:
         op.require_scope(await queries.incident_unit(conn, incident_id))
     hub = _hub(request)
-    q = hub.subscribe(incident_id)  # before the first snapshot, so no change falls between the two
-    first = await hub.snapshot_frame(incident_id)
+    q = hub.subscribe(incident_id)  # its first frame is the whole board, then every change after it
 
     async def frames() -> AsyncIterator[bytes]:
         try:
-            yield b"retry: 2000\n\n" + first.encode()
+            yield b"retry: 2000\n\n"
             while True:
                 try:
                     frame = await asyncio.wait_for(q.get(), KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
-                yield frame.encode()
+                yield frame.wire
         finally:
             hub.unsubscribe(incident_id, q)
 

@@ -125,8 +125,8 @@ async def test_open_watch_a_reply_add_remove_close_and_report(console) -> None:
     await page.wait_for_url("**/console/incidents/*")
     incident_id = page.url.rstrip("/").rsplit("/", 1)[-1]
     await page.wait_for_selector("#conn.on")
-    assert await page.is_visible("#drill-banner")
     await page.wait_for_selector("#responders tbody tr")
+    assert await page.is_visible("#drill-banner")
     await page.evaluate("window.__sameDocument = 'yes'")
 
     async with httpx.AsyncClient(timeout=30) as http:

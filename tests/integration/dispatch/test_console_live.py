@@ -62,7 +62,7 @@ async def test_a_notify_reaches_listeners_at_commit_and_never_on_rollback(dispat
         await listener.close()
 
 
-async def test_ten_viewers_get_the_same_snapshot_from_one_read(dispatch_db: DispatchDb) -> None:
+async def test_ten_viewers_get_the_same_frame_from_one_read_with_only_the_changed_rows(dispatch_db: DispatchDb) -> None:
     village = _village()
     vids = await add_volunteers(dispatch_db, village, 3)
     headers = await token(dispatch_db)
@@ -71,22 +71,26 @@ async def test_ten_viewers_get_the_same_snapshot_from_one_read(dispatch_db: Disp
         hub = BoardHub(dispatch_db.pool, dispatch_db.dsn)
         try:
             queues = [hub.subscribe(UUID(incident_id)) for _ in range(10)]
+            firsts = [json.loads((await asyncio.wait_for(q.get(), 20)).data) for q in queues]
+            assert all(f["full"] and len(f["responders"]) == 2 for f in firsts)  # the wave called 2 of 3
             await asyncio.wait_for(hub.listening.wait(), 20)
-            # on (re)connecting the listener re-reads every watched board once (what a lost NOTIFY would have said)
-            [await asyncio.wait_for(q.get(), 20) for q in queues]
-            assert hub.reads == 1
-            called = {c["volunteer_id"] for c in
-                      (await client.get(f"/incidents/{incident_id}/callouts", headers=headers)).json()}
+            # on connecting, the listener re-reads every watched board once (what a lost NOTIFY would have said)
+            await wait_for(lambda: all(q.qsize() == 1 for q in queues), timeout=20)
+            for q in queues:
+                assert json.loads(q.get_nowait().data)["responders"] == []  # nothing changed since the first
+            reads = hub.reads
+            called = {x["volunteer_id"] for x in firsts[0]["responders"]}
             extra = next(str(v) for v in vids if str(v) not in called)
             r = await client.post(f"/incidents/{incident_id}/callouts", headers=headers,
                                   json={"volunteer_id": extra, "requirement_id": requirement_id})
             assert r.status_code == 201, r.text
             frames = [await asyncio.wait_for(q.get(), 20) for q in queues]
-            assert hub.reads == 2  # one read for ten viewers
+            assert hub.reads == reads + 1  # one read for ten viewers
             assert len({f.seq for f in frames}) == 1
-            snap = json.loads(frames[0].data)
-            assert extra in {x["volunteer_id"] for x in snap["responders"]}
-            assert snap["board"]["timeline"][-1]["kind"] == "added_by_hand"
+            delta = json.loads(frames[0].data)
+            assert not delta["full"]
+            assert [x["volunteer_id"] for x in delta["responders"]] == [extra]  # only the changed row
+            assert delta["board"]["timeline"][-1]["kind"] == "added_by_hand"
         finally:
             await hub.stop()
 

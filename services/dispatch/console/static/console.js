@@ -301,7 +301,7 @@
           const frame = buf.slice(0, i); buf = buf.slice(i + 2); let data = "", id = null;
           frame.split("\n").forEach((line) => { if (line.startsWith("data: ")) data += line.slice(6); else if (line.startsWith("id: ")) id = line.slice(4); });
           if (id) lastId = id;
-          if (data) drawBoard(JSON.parse(data));
+          if (data) later(data);
         }
       }
       throw new Error("stream ended");
@@ -311,6 +311,18 @@
       if (failures >= 3) startPolling(); else conn("retry", "重新连接中…");
       setTimeout(stream, Math.min(15000, 1000 * 2 ** failures));
     }
+  }
+  // frames: a whole board (full) or the board with the changed responder rows; drawn once per animation frame
+  let pending = null;
+  function later(data) {
+    const f = JSON.parse(data), base = pending || snap;
+    pending = f.full || !base ? f : merge(base, f);
+    if (!later.scheduled) { later.scheduled = true; requestAnimationFrame(() => { later.scheduled = false; const p = pending; pending = null; drawBoard(p); }); }
+  }
+  function merge(base, f) {
+    const rows = base.responders.slice(), at = new Map(rows.map((r, i) => [r.callout_id, i]));
+    f.responders.forEach((r) => { if (at.has(r.callout_id)) rows[at.get(r.callout_id)] = r; else { at.set(r.callout_id, rows.length); rows.push(r); } });
+    return { board: f.board, responders: rows };
   }
   function startPolling() {
     conn("poll", "◌ 推送受阻，轮询中");
