@@ -125,8 +125,10 @@ def serve(service: ServiceName, port: int | None = typer.Option(None, help="HTTP
     module = importlib.import_module(f"services.{service.value}.app")
     application = module.create_app()
     settings = application.state.runtime.settings
+    # The console's live streams (SSE) never end by themselves: after 5 s of graceful shutdown uvicorn cancels
+    # what is left and runs the lifespan's shutdown (outbox relay, pool), instead of a SIGKILL after 20 s.
     uvicorn.run(application, host=settings.http_host, port=port or settings.http_port, log_config=None,
-                access_log=False)
+                access_log=False, timeout_graceful_shutdown=5)
 
 
 def _register_service_commands() -> None:

@@ -211,3 +211,14 @@ def print_summary(report: dict[str, Any], paths: tuple[Path, Path]) -> None:
         print(f"errors ({len(report['errors'])}): {report['errors'][:3]}")
     print(f"report: {paths[0]}")
     print(f"html:   {paths[1]}")
+    console = console_url()
+    print(f"console: {console}")
+    for inc in report["incidents"]:
+        print(f"console report: {console}incidents/{inc['incident_id']}/report")
+
+
+def console_url() -> str:
+    """The operator console's address on this stack (``http://127.0.0.1:<dispatch port>/console/``)."""
+    from deploy.stack import StackSettings
+
+    return StackSettings().url("dispatch").rstrip("/") + "/console/"

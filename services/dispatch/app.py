@@ -16,6 +16,8 @@ from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import DispatchSettings
 
 from .domain.model import CallOutState
+from .console import router as console_router
+from .console import stop_hub
 from .handlers.consumers import consumer_factories
 from .handlers.http import install_error_handlers, router
 from .handlers.ticker import deadline_ticker
@@ -49,10 +51,11 @@ def create_app(
     spec = ServiceSpec(
         name="dispatch",
         title="muster dispatch",
-        routers=[router],
+        routers=[router, console_router],
         consumers=consumer_factories(settings.consumer_prefix, only=consumers),
         background=[deadline_ticker],
         scrape=[callouts_by_state],
+        on_stop=stop_hub,
     )
     app = build_app(spec, settings, migrate=migrate)
     install_error_handlers(app)

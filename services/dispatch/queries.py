@@ -134,10 +134,11 @@ async def callouts(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[str
 
 
 async def list_incidents(conn: asyncpg.Connection, *, unit_prefix: str, limit: int = 100) -> list[dict[str, Any]]:
-    """Incidents inside the unit prefix, newest first, with filled/needed totals."""
+    """Incidents inside the unit prefix, newest first, with filled/needed totals and the levels reached."""
     rows = await conn.fetch(
-        """SELECT i.incident_id, i.kind, i.title, i.mode, i.unit_code, i.status, i.opened_at, i.closed_at,
-                  sum(r.count)::int AS needed, sum(r.filled)::int AS filled
+        """SELECT i.incident_id, i.kind, i.title, i.mode, i.unit_code, i.status, i.opened_at, i.closed_at, i.place,
+                  sum(r.count)::int AS needed, sum(r.filled)::int AS filled,
+                  array_agg(DISTINCT r.level) AS levels
            FROM incidents i JOIN requirements r ON r.incident_id = i.incident_id
            WHERE i.unit_code LIKE $1 || '%'
            GROUP BY i.incident_id ORDER BY i.opened_at DESC LIMIT $2""",

@@ -69,6 +69,7 @@ from shared.maps import amap_marker_url
 from shared.topics import CALLOUT, INCIDENT, TopicSpec
 from shared.vocabulary import TEAM_TYPES, Level, TeamType, skill_by_code
 
+from .adapters.board_feed import board_changed
 from .adapters.projection import (
     called_in_incident,
     load_team_candidates,
@@ -238,6 +239,7 @@ async def timeline(conn: asyncpg.Connection, incident_id: UUID, at: datetime, ki
         "INSERT INTO timeline (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
         incident_id, at, kind, {k: (str(v) if isinstance(v, UUID) else v) for k, v in detail.items()},
     )
+    await board_changed(conn, [incident_id])  # every operator action, wave, escalation and fill passes here
 
 
 async def audit(
@@ -931,6 +933,7 @@ class _ReplyWrites:
                 [t[0] for t in self.timeline], [t[1] for t in self.timeline], [t[2] for t in self.timeline],
                 [{k: (str(v) if isinstance(v, UUID) else v) for k, v in t[3].items()} for t in self.timeline],
             )
+        await board_changed(conn, {r[3] for r in self.replies if r[3] is not None})
         self.replies, self.events, self.timeline = [], [], []
         self.dirty_callouts, self.dirty_requirements = set(), set()
 
@@ -1183,9 +1186,9 @@ async def record_deliveries(conn: asyncpg.Connection, items: Sequence[Received])
             log.warning("dispatch.unexpected_event", event_type=getattr(item, "event_type", None))
     if not events:
         return
-    await conn.execute(
-        """INSERT INTO messages (event_id, message_id, callout_id, incident_id, volunteer_id, kind, channel, provider,
-               status, error_code, fallback, occurred_at)
+    changed = await conn.fetch(  # the incidents whose boards changed, once each
+        """WITH ins AS (INSERT INTO messages (event_id, message_id, callout_id, incident_id, volunteer_id, kind,
+               channel, provider, status, error_code, fallback, occurred_at)
            SELECT u.event_id, u.message_id, u.callout_id, c.incident_id, u.volunteer_id, u.kind, u.channel,
                   u.provider, u.status, u.error_code, u.fallback, u.occurred_at
            FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[],
@@ -1193,13 +1196,15 @@ async def record_deliveries(conn: asyncpg.Connection, items: Sequence[Received])
                 AS u(event_id, message_id, callout_id, volunteer_id, kind, channel, provider, status, error_code,
                      fallback, occurred_at)
            JOIN callouts c ON c.callout_id = u.callout_id
-           ON CONFLICT (event_id) DO NOTHING""",
+           ON CONFLICT (event_id) DO NOTHING
+           RETURNING incident_id) SELECT DISTINCT incident_id FROM ins""",
         [e.event_id for e in events], [e.message_id for e in events], [e.callout_id for e in events],
         [e.volunteer_id for e in events], [e.kind.value for e in events], [e.channel.value for e in events],
         [e.provider for e in events], [_DELIVERY_STATUS[e.event_type] for e in events],
         [e.error_code if isinstance(e, MessageFailed) else None for e in events],
         [e.fallback if isinstance(e, MessageFailed) else False for e in events], [e.occurred_at for e in events],
     )
+    await board_changed(conn, {r["incident_id"] for r in changed})
     for e in events:
         if isinstance(e, MessageFailed):
             log.warning("dispatch.delivery_failed", callout_id=str(e.callout_id), channel=e.channel.value,
