@@ -15,9 +15,9 @@ from shared.metrics import DISPATCH_CALLOUTS
 from shared.service import Runtime, ServiceSpec, build_app
 from shared.settings import DispatchSettings
 
-from .domain.model import CallOutState
 from .console import router as console_router
 from .console import stop_hub
+from .domain.model import CallOutState
 from .handlers.consumers import consumer_factories
 from .handlers.http import install_error_handlers, router
 from .handlers.ticker import deadline_ticker

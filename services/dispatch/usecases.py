@@ -59,13 +59,13 @@ from shared.events import (
     utcnow,
 )
 from shared.logging import get_logger
+from shared.maps import amap_marker_url
 from shared.metrics import (
     DISPATCH_CALLOUTS_REQUESTED,
     DISPATCH_FANOUT_SECONDS,
     DISPATCH_REPLIES,
     DISPATCH_REPLY_SECONDS,
 )
-from shared.maps import amap_marker_url
 from shared.topics import CALLOUT, INCIDENT, TopicSpec
 from shared.vocabulary import TEAM_TYPES, Level, TeamType, skill_by_code
 

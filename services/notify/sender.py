@@ -60,8 +60,8 @@ from shared.consumer import is_transient
 from shared.events import CancelReason, MessageFailed, MessageKind, MessageSent, utcnow
 from shared.groupcommit import GroupCommit
 from shared.logging import get_logger
-from shared.metrics import NOTIFY_MESSAGES, NOTIFY_PROVIDER_ERRORS
 from shared.maps import position_of
+from shared.metrics import NOTIFY_MESSAGES, NOTIFY_PROVIDER_ERRORS
 from shared.settings import NotifySettings
 from shared.topics import DELIVERY
 from shared.vocabulary import Channel
