@@ -100,6 +100,8 @@ async def _fill_form(page: Any, title: str, deadline: str) -> None:
     await page.fill("input[name=req-count]", "2")
     await page.select_option("select[name=max_level]", "county")
     await page.fill("input[name=wave_deadline_seconds]", deadline)
+    await page.fill("input[name=meeting_point]", "府山公园南门停车场")
+    await page.fill("input[name=callback_phone]", "0575-85123456")
 
 
 async def test_the_form_shows_the_apis_errors_beside_the_fields(console) -> None:
@@ -147,7 +149,23 @@ async def test_open_watch_a_reply_add_remove_close_and_report(console) -> None:
         assert await page.evaluate("window.__sameDocument") == "yes"  # pushed, not reloaded
         await page.wait_for_function("window.__beeps >= 2")  # the new acceptance beeped
         await page.wait_for_selector(".req .filled:has-text('1')")
+        assert "集合点：府山公园南门停车场" in await page.text_content("#b-meta")
         await page.screenshot(path=str(SHOTS / "03-board-drill.png"), full_page=True)
+
+        # broadcast to the assigned (keyboard B): the accepted person's phone gets the text once
+        await page.keyboard.press("b")
+        await page.wait_for_selector("#confirm[open] textarea[name=text]")
+        await page.select_option("#confirm select[name=audience]", "assigned")
+        await page.fill("#confirm textarea[name=text]", "集合点改到南门")
+        await page.click("#confirm-ok")
+        await page.wait_for_selector(".flash.ok:has-text('已发给 1 人')")
+
+        async def broadcast_on_phone() -> Any:
+            got = [m for m in (await http.get(f"{SIMULATOR}/sim/phones/{mobile}/messages")).json()
+                   if "集合点改到南门" in m["text"]]
+            return got or None
+
+        assert len(await _until(broadcast_on_phone, "the broadcast on the accepted phone")) == 1
 
         called = {r["volunteer_id"] for r in
                   (await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)).json()}

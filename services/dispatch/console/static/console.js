@@ -166,6 +166,8 @@
         requirements: [...reqs.children].map((d) => { const [t, c] = d.querySelector("[name=req-what]").value.split(":");
           return { [t === "skill" ? "skill" : "team_type"]: c, count: num(d.querySelector("[name=req-count]").value) }; }),
         policy: {} };
+      if (form.meeting_point.value.trim()) body.meeting_point = form.meeting_point.value.trim();
+      if (form.callback_phone.value.trim()) body.callback_phone = form.callback_phone.value.trim();
       if (form.max_level.value) body.policy.max_level = form.max_level.value;
       if (form.wave_deadline_seconds.value.trim()) body.policy.wave_deadline_seconds = num(form.wave_deadline_seconds.value);
       try {
@@ -178,7 +180,7 @@
   const WORDS = [["title", "title"], ["kind", "kind"], ["wave_deadline", "policy.wave_deadline_seconds"],
     ["deadline", "policy.wave_deadline_seconds"], ["max_level", "policy.max_level"], ["start_level", "start_level"],
     ["count", "requirements"], ["skill", "requirements"], ["requirement", "requirements"], ["lat", "lat"], ["lon", "lon"],
-    ["point", "lat"], ["unit", "unit_code"], ["village", "unit_code"], ["mode", "mode"]];
+    ["meeting", "meeting_point"], ["callback", "callback_phone"], ["phone", "callback_phone"], ["point", "lat"], ["unit", "unit_code"], ["village", "unit_code"], ["mode", "mode"]];
   function showFieldErrors(form, e) {
     const put = (field, msg) => {
       const el = form.querySelector(`[data-for="${field}"]`) || form.querySelector(`[data-for="${field.split(".")[0]}"]`);
@@ -200,6 +202,7 @@
     $("#b-title").textContent = inc.title;
     $("#b-meta").innerHTML = `<span class="mode ${esc(inc.mode)}">${esc(MODE(inc.mode))}</span> ${esc(KIND(inc.kind))} · ${esc(inc.place || inc.unit_code)} · 发起 ${fmtDate(inc.opened_at)}
       · <b>当前层级：${esc(LEVEL(b.current_level))}</b> · <span class="status ${esc(inc.status)}">${inc.status === "open" ? "进行中" : "已结束"}</span>
+      ${inc.meeting_point ? " · 集合点：" + esc(inc.meeting_point) : ""}${inc.callback_phone ? " · 回拨 " + esc(inc.callback_phone) : ""}
       ${inc.outcome ? " · 结果：" + esc(inc.outcome) : ""} · 下一时限 <span class="countdown" data-at="${esc(b.next_deadline || "")}"></span>`;
     const byReq = {}; s.responders.forEach((r) => { (byReq[r.requirement_id] = byReq[r.requirement_id] || []).push(r); });
     $("#reqs").innerHTML = b.requirements.map((q) => {
@@ -366,6 +369,17 @@
     if (!(await confirmDialog("确定全部撤回？所有仍在等待或已接受的人员将收到撤回通知，不再呼叫新的一轮。"))) return;
     await act("全部撤回", () => api("POST", `/incidents/${incidentId}/stand-down`));
   }
+  async function broadcast() {
+    const vals = await confirmDialog("群发通知：经短信/微信发给本事件的响应人员，每人一次，计入审计。",
+      `<label>对象 <select name="audience"><option value="assigned">已接受、在途和已到达的人员</option>
+         <option value="called">所有仍在呼叫中的人员</option></select></label>
+       <label>内容 <textarea name="text" rows="3" cols="40" maxlength="120" placeholder="如：集合点改到南门"></textarea></label>`);
+    if (!vals || !vals.text.trim()) return;
+    try {
+      const b = await api("POST", `/incidents/${incidentId}/broadcasts`, { text: vals.text.trim(), audience: vals.audience });
+      flash(`群发通知：已发给 ${b.recipients} 人`, "ok");
+    } catch (e) { flash("群发通知失败：" + (e.status === 403 ? "无权操作 — " : "") + e.message); }
+  }
   async function closeIncident() {
     const vals = await confirmDialog("结束事件：请填写处置结果。", `<label>结果 <textarea name="outcome" rows="3" cols="40" placeholder="如：已救起，移交 120"></textarea></label>`);
     if (!vals) return;
@@ -373,13 +387,13 @@
   }
   async function boardPage() {
     if (!(await signedIn())) { location.href = "/console/"; return; }
-    $("#act-add").onclick = addByHand; $("#act-standdown").onclick = standDown; $("#act-close").onclick = closeIncident;
+    $("#act-add").onclick = addByHand; $("#act-standdown").onclick = standDown; $("#act-close").onclick = closeIncident; $("#act-broadcast").onclick = broadcast;
     $("#responders").onclick = (ev) => { const b = ev.target.closest("[data-remove]"); if (b) removeOne(b.dataset.remove); };
     document.addEventListener("keydown", (ev) => {
       if (ev.target.closest("input, textarea, select, dialog") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
       const k = ev.key.toLowerCase(), ok = (id) => !$(id).disabled && !$(id).closest("[hidden]");
       if (k === "a" && ok("#act-add")) addByHand(); else if (k === "d" && ok("#act-standdown")) standDown();
-      else if (k === "c" && ok("#act-close")) closeIncident(); else if (k === "r") $("#act-report").click();
+      else if (k === "c" && ok("#act-close")) closeIncident(); else if (k === "b" && ok("#act-broadcast")) broadcast(); else if (k === "r") $("#act-report").click();
       else if (k === "s") toggleSound(); else if (k === "m") $("#map-toggle").click(); else return;
       ev.preventDefault();
     });
