@@ -209,9 +209,10 @@ async def _wait_projections(bootstrap: str, timeout: float = 180) -> None:
     raise RuntimeError(f"projections still behind after {timeout}s: lags {lags}")
 
 
-async def _operator_token() -> str:
+async def _operator_token(name: str = "drill-admin") -> str:
+    """Create a city-wide operator token named ``name`` and return its secret (raises ``RuntimeError``)."""
     proc = await asyncio.create_subprocess_exec(
-        *_muster(), "incident", "token", "create", "--name", "drill-admin", "--role", "city", "--unit", "330600",
+        *_muster(), "incident", "token", "create", "--name", name, "--role", "city", "--unit", "330600",
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await proc.communicate()

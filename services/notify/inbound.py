@@ -36,7 +36,7 @@ import asyncpg
 from services.notify.adapters.crypto import ContactCipher
 from services.notify.channels.base import DeliveryReceipt
 from services.notify.domain.replies import ParsedReply, parse_reply
-from services.notify.domain.routing import OpenCallOut, choose_channel, match_callout
+from services.notify.domain.routing import RecentCallOut, choose_channel, match_callout
 from services.notify.handlers.consumers import message_id_for
 from services.notify.sender import DROP_CLAIM
 from shared import outbox
@@ -208,27 +208,31 @@ async def apply_early_receipts(
     return len(early)
 
 
+# A volunteer's call-outs within the reply window, as reply matching reads them (``RecentCallOut``): a
+# stand-down or a decline sets ``closed_at``; an incident's close does not (no message is sent then).
+_RECENT_COLUMNS = """
+    c.callout_id, c.reply_code, c.requested_at, c.incident_id, c.drill, c.state <> 'closed' AS open,
+    c.closed_at AS stood_down_at, EXISTS (SELECT 1 FROM replies r WHERE r.callout_id = c.callout_id) AS answered
+"""
+_RECENT_FIELDS = ("callout_id", "reply_code", "requested_at", "incident_id", "drill", "open", "stood_down_at",
+                  "answered")
+
+
 async def _recent_callouts(conn: asyncpg.Connection, volunteer_id: UUID, window_hours: float) -> list[Any]:
-    """The volunteer's call-outs requested within the reply window (hours), newest first, with an ``open`` flag."""
+    """The volunteer's call-outs requested within the reply window (hours), newest first (``_RECENT_COLUMNS``)."""
     return list(await conn.fetch(
-        "SELECT callout_id, reply_code, requested_at, incident_id, drill, state <> 'closed' AS open FROM callouts "
-        "WHERE volunteer_id = $1 AND requested_at > now() - make_interval(secs => $2) "
-        "ORDER BY requested_at DESC",
+        f"SELECT {_RECENT_COLUMNS} FROM callouts c "
+        "WHERE c.volunteer_id = $1 AND c.requested_at > now() - make_interval(secs => $2) "
+        "ORDER BY c.requested_at DESC",
         volunteer_id, window_hours * 3600,
     ))
 
 
-def _answerable(rows: list[Any], code: str | None) -> list[Any]:
-    """Which call-outs a reply can answer.
-
-    A reply code names its call-out among all recent ones, open or not: the volunteer typed the code of
-    the message they read, and a stand-down may have crossed it on the way. Without a code, the open
-    call-outs; when none is open, the ones already closed (a "1" typed a second after the stand-down
-    still answers the call-out it was meant for; dispatch records it as a late reply).
-    """
-    if code is not None:
-        return rows
-    return [r for r in rows if r["open"]] or rows
+def _match(rows: Sequence[Any], code: str | None) -> UUID | None:
+    """:func:`match_callout` over rows of ``_RECENT_COLUMNS`` (records or dicts)."""
+    return match_callout([RecentCallOut(r["callout_id"], r["reply_code"], r["requested_at"], open=r["open"],
+                                        stood_down_at=r["stood_down_at"], answered=r["answered"]) for r in rows],
+                         code)
 
 
 # The one automatic answer to an unrecognised reply: a message of kind auto_answer for the call-out, its
@@ -308,10 +312,7 @@ async def record_reply(
     if parsed is None:
         parsed = parse_reply(text, [r["reply_code"] for r in recent])
     if callout_id is None and parsed.intent is not ReplyIntent.UNSUBSCRIBE:
-        callout_id = match_callout(
-            [OpenCallOut(r["callout_id"], r["reply_code"], r["requested_at"]) for r in _answerable(recent, parsed.code)],
-            parsed.code,
-        )
+        callout_id = _match(recent, parsed.code)
     meta = next((r for r in recent if r["callout_id"] == callout_id), None) if callout_id else None
     if callout_id and meta is None:  # named by the caller (reply page) and older than the window
         meta = await conn.fetchrow("SELECT incident_id, drill FROM callouts WHERE callout_id = $1", callout_id)
@@ -403,15 +404,14 @@ async def record_replies(
         )
         SELECT 'dup' AS kind, dedup_key, NULL::bytea AS h, NULL::uuid AS volunteer_id, NULL::uuid AS callout_id,
                NULL::text AS reply_code, NULL::timestamptz AS requested_at, NULL::uuid AS incident_id,
-               NULL::bool AS drill, NULL::bool AS open
+               NULL::bool AS drill, NULL::bool AS open, NULL::timestamptz AS stood_down_at, NULL::bool AS answered
         FROM replies WHERE provider = $1 AND dedup_key = ANY($2::text[])
         UNION ALL
-        SELECT 'own', NULL, h, volunteer_id, NULL, NULL, NULL, NULL, NULL, NULL FROM own
+        SELECT 'own', NULL, h, volunteer_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM own
         UNION ALL
-        SELECT 'call', NULL, NULL, volunteer_id, callout_id, reply_code, requested_at, incident_id, drill,
-               state <> 'closed'
-        FROM callouts WHERE volunteer_id IN (SELECT volunteer_id FROM own)
-          AND requested_at > now() - make_interval(secs => $4)
+        SELECT 'call', NULL, NULL, c.volunteer_id, {_RECENT_COLUMNS}
+        FROM callouts c WHERE c.volunteer_id IN (SELECT volunteer_id FROM own)
+          AND c.requested_at > now() - make_interval(secs => $4)
         """,
         provider, [u.dedup_key for u in uplinks], list(set(hash_of.values())), window_hours * 3600,
     ):
@@ -421,7 +421,7 @@ async def record_replies(
             owners[r["h"]] = r["volunteer_id"]
         else:
             recent.setdefault(r["volunteer_id"], []).append(
-                {k: r[k] for k in ("callout_id", "reply_code", "requested_at", "incident_id", "drill", "open")})
+                {k: r[k] for k in _RECENT_FIELDS})
     for mine in recent.values():
         mine.sort(key=lambda c: c["requested_at"], reverse=True)  # newest first, as record_reply reads them
     rows: list[tuple[Any, ...]] = []
@@ -440,11 +440,10 @@ async def record_replies(
         parsed = parse_reply(u.text, [r["reply_code"] for r in mine])
         callout_id = None
         if parsed.intent is not ReplyIntent.UNSUBSCRIBE:
-            callout_id = match_callout(
-                [OpenCallOut(r["callout_id"], r["reply_code"], r["requested_at"]) for r in _answerable(mine, parsed.code)],
-                parsed.code,
-            )
+            callout_id = _match(mine, parsed.code)
         meta = next((r for r in mine if r["callout_id"] == callout_id), None) if callout_id else None
+        if meta is not None:
+            meta["answered"] = True  # the replies after it in the push see it answered, as they would one by one
         reply_id = uuid4()
         rows.append((reply_id, provider, u.dedup_key, channel.value, volunteer_id, callout_id, sender_hash,
                      masked if volunteer_id is None else None, u.text, parsed.intent.value, parsed.eta_minutes,

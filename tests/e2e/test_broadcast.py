@@ -54,7 +54,7 @@ async def _until(http: httpx.AsyncClient, marker: str, text: str, n: int, timeou
 
 async def test_each_called_persons_phone_gets_the_broadcast_once(services: Any) -> None:
     marker = f"广播测试{uuid.uuid4().hex[:4]}"
-    headers = {"Authorization": f"Bearer {await _operator_token()}"}
+    headers = {"Authorization": f"Bearer {await _operator_token('e2e-broadcast')}"}
     async with httpx.AsyncClient(timeout=60) as http:
         r = await http.post(f"{DISPATCH}/incidents", headers=headers, json={
             "kind": "cardiac_arrest", "title": marker, "lat": 29.9960, "lon": 120.5600, "unit_code": "330602002002",

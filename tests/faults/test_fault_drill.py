@@ -195,7 +195,7 @@ async def test_call_out_survives_kills_broker_and_database_outages_and_poison(fa
     boards: dict[str, Any] = {}
     async with httpx.AsyncClient(timeout=15.0) as http, httpx.AsyncClient(timeout=15.0) as ops:
         await runner._seed_roster(scenario, http)  # noqa: SLF001 - the drill runner's steps, reused
-        headers = {"Authorization": f"Bearer {await runner._operator_token()}"}  # noqa: SLF001
+        headers = {"Authorization": f"Bearer {await runner._operator_token('fault-drill')}"}  # noqa: SLF001
         state.headers = headers  # the phones refresh the runner's call-out index with it
         await runner._load_directory(state, http)  # noqa: SLF001
         await runner._wait_projections(bootstrap)  # noqa: SLF001

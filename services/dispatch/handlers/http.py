@@ -264,7 +264,7 @@ async def remove_callout(incident_id: UUID, callout_id: UUID, request: Request, 
     return {"callout_id": str(callout_id), "state": "cancelled"}
 
 
-@router.put("/incidents/{incident_id}/meeting-point", responses=_WRITE)
+@router.put("/incidents/{incident_id}/meeting-point", responses={**_WRITE, **_BODY})
 async def set_meeting_point(
     incident_id: UUID, body: MeetingPointIn, request: Request, op: OperatorDep
 ) -> dict[str, Any]:
@@ -286,7 +286,7 @@ async def set_meeting_point(
 @router.post(
     "/incidents/{incident_id}/broadcasts", status_code=201, response_model=BroadcastOut,
     responses={200: {"model": BroadcastOut, "description": "This broadcast id was already sent; nothing more is."},
-               **_WRITE},
+               **_WRITE, **_BODY},
 )
 async def send_broadcast(incident_id: UUID, body: BroadcastIn, request: Request, op: OperatorDep) -> JSONResponse:
     """Send a text to the incident's assigned people (or everyone still called), through notify.
@@ -320,9 +320,7 @@ class MoveOut(BaseModel):
 
 @router.post(
     "/incidents/{incident_id}/moves", status_code=201, response_model=MoveOut,
-    responses={401: {"description": "No or unknown token"}, 403: {"description": "Either incident outside the "
-               "operator's unit, or a viewer"}, 404: {"description": "Unknown incident or requirement"},
-               409: {"description": "Not engaged elsewhere, an incident closed, or the requirement filled"}},
+    responses={**_WRITE, **_BODY},  # 403 either incident outside the unit; 409 not engaged elsewhere, closed, filled
 )
 async def move_volunteer(incident_id: UUID, body: MoveIn, request: Request, op: OperatorDep) -> MoveOut:
     """Move a volunteer here from the incident they are assigned in: released there, assigned here (201).

@@ -3,7 +3,7 @@
 from services.notify.domain.replies import ParsedReply, normalise, parse_reply
 from services.notify.domain.routing import (
     ContactView,
-    OpenCallOut,
+    RecentCallOut,
     choose_channel,
     match_callout,
     retry_delay,
@@ -13,7 +13,7 @@ from services.notify.domain.templates import MessageContent, Rendered, render, s
 __all__ = [
     "ContactView",
     "MessageContent",
-    "OpenCallOut",
+    "RecentCallOut",
     "ParsedReply",
     "Rendered",
     "choose_channel",

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from shared.vocabulary import Channel
 
-__all__ = ["ContactView", "OpenCallOut", "choose_channel", "match_callout", "receipt_overdue_reason", "retry_delay"]
+__all__ = ["CROSSING_SECONDS", "ContactView", "RecentCallOut", "choose_channel", "match_callout", "receipt_overdue_reason", "retry_delay"]
 
 
 @dataclass(frozen=True)
@@ -119,28 +119,54 @@ def retry_delay(attempt: int, *, base: float = 2.0, cap: float = 300.0) -> float
     return float(min(cap, base * 2 ** (attempt - 1)))
 
 
+# How long after a stand-down a reply without a code may still be meant for the stood-down call-out: the
+# stand-down SMS crossed the volunteer's "好的" on the way, or they answered the message they had just read
+# before reading the next one. Ten minutes covers an SMS delivery and a volunteer reading it (carriers
+# deliver most SMS within a minute; a volunteer driving reads it at the next stop).
+CROSSING_SECONDS = 600.0
+
+
 @dataclass(frozen=True)
-class OpenCallOut:
-    """A call-out a volunteer may still answer.
+class RecentCallOut:
+    """One of a volunteer's call-outs within the reply window, as reply matching sees it.
 
     Attributes:
         callout_id: the call-out.
-        reply_code: its code (tells it apart among the volunteer's open ones).
+        reply_code: its code (tells it apart among the volunteer's call-outs).
         requested_at: when it was requested, UTC.
+        open: not closed in notify (no stand-down, decline or incident close yet).
+        stood_down_at: when a stand-down (or the volunteer's decline) closed it, UTC; None while open or when
+            it closed with its incident (no message then, so nothing to cross).
+        answered: the volunteer has already replied to it.
 
     """
 
     callout_id: UUID
     reply_code: str
     requested_at: datetime
+    open: bool = True
+    stood_down_at: datetime | None = None
+    answered: bool = False
 
 
-def match_callout(open_callouts: Sequence[OpenCallOut], code: str | None) -> UUID | None:
-    """The call-out a reply answers: the one with ``code``, else the latest open one; None when none is open."""
-    if not open_callouts:
+def match_callout(recent: Sequence[RecentCallOut], code: str | None, *, now: datetime | None = None) -> UUID | None:
+    """The call-out a reply answers, or None when the volunteer has none in the window.
+
+    With a ``code``: the call-out with that code, open or closed (the volunteer typed the code of the
+    message they read; a stand-down may have crossed it). Without one: the newest call-out the volunteer
+    may mean, which is an open one or one stood down less than :data:`CROSSING_SECONDS` before ``now``
+    (UTC, default the current time) that they have not answered: a "好的" sent as the stand-down crossed
+    it answers the message they read, not an older open call-out of another incident (issue #14: a
+    drill's phone accepted a live incident that way). When there is none of those, the newest call-out
+    (dispatch records the reply as late).
+    """
+    if not recent:
         return None
     if code is not None:
-        for c in open_callouts:
+        for c in recent:
             if c.reply_code.lower() == code.lower():
                 return c.callout_id
-    return max(open_callouts, key=lambda c: c.requested_at).callout_id
+    at = now or datetime.now(UTC)
+    live = [c for c in recent if c.open or (
+        c.stood_down_at is not None and not c.answered and (at - c.stood_down_at).total_seconds() <= CROSSING_SECONDS)]
+    return max(live or recent, key=lambda c: c.requested_at).callout_id

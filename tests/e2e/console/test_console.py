@@ -45,7 +45,7 @@ async def console(stack) -> AsyncIterator[dict[str, Any]]:
     async with httpx.AsyncClient(timeout=60) as http:
         await _seed_roster(load_scenario(HERE.parent / "small_drill.yaml"), http)
     await _wait_projections(stack_env()["KAFKA_BOOTSTRAP_SERVERS"])
-    token = await _operator_token()
+    token = await _operator_token("e2e-console")
     SHOTS.mkdir(parents=True, exist_ok=True)
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -79,7 +79,7 @@ async def test_sign_in_shows_the_operator_and_the_incident_list(console) -> None
     await page.goto(f"{DISPATCH}/console/")
     await page.fill("#token", console["token"])
     await page.click("#signin-form button[type=submit]")
-    await page.wait_for_selector("#who:has-text('drill-admin')")
+    await page.wait_for_selector("#who:has-text('e2e-console')")
     await page.wait_for_selector("#incidents:not([hidden])")
     assert await page.evaluate("sessionStorage.getItem('muster.operator.token')") == console["token"]
     await page.screenshot(path=str(SHOTS / "01-incident-list.png"), full_page=True)

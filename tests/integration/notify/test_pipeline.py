@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from services.notify.handlers.consumers import message_id_for
@@ -712,6 +713,43 @@ async def test_after_an_incident_closes_a_reply_without_code_answers_the_newer_c
         assert r.status_code == 200
         replies = await _replies_for(consumer, vid, 1)
         assert len(replies) == 1 and replies[0].callout_id == later.callout_id
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("path", ["sms_push", "one_by_one"])
+async def test_a_reply_without_code_as_the_stand_down_crosses_it_answers_the_stood_down_call_out(
+        notify_stack: NotifyStack, path: str) -> None:
+    """Regression (issue #14, a drill beside a live incident): the volunteer had an open call-out of a live
+    incident, then the drill's, which filled and was stood down; the drill phone's "收到，马上出发" (no code),
+    sent as the stand-down crossed it, was matched to the live incident's call-out and accepted it there."""
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    consumer = await _reply_consumer(ns)
+    try:
+        live = request(vid, reply_code="U7", incident_title="府山街道老人跌倒")
+        await ns.publish(ns.callout_topic, str(vid), live)
+        assert await message_row(ns, live.callout_id) is not None
+        drill = request(vid, reply_code="B2", incident_title="府山公园心脏骤停", drill=True)
+        await ns.publish(ns.callout_topic, str(vid), drill)
+        assert await message_row(ns, drill.callout_id) is not None
+        await ns.publish(ns.callout_topic, str(vid), CallOutCancelled(
+            callout_id=drill.callout_id, incident_id=drill.incident_id, volunteer_id=vid,
+            reason=CancelReason.FILLED, incident_title=drill.incident_title, drill=True))
+        assert await message_row(ns, drill.callout_id, kind="stand_down") is not None
+        if path == "sms_push":
+            r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "收到，马上出发"})
+            assert r.status_code == 200
+        else:
+            from services.notify.inbound import record_reply
+
+            ctx = ns.runtime.extras["notify"]
+            async with ns.pool.acquire() as conn, conn.transaction():
+                await record_reply(conn, provider="aliyun", dedup_key=f"it:{uuid.uuid4()}", channel=Channel.SMS,
+                                   text="收到，马上出发", received_at=utcnow(), cipher=ctx.cipher, sender=m)
+        [reply] = await _replies_for(consumer, vid, 1)
+        assert (reply.callout_id, reply.correlation_id, reply.drill) == (drill.callout_id, drill.incident_id, True)
     finally:
         await consumer.stop()
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from services.notify.domain.routing import (
     ContactView,
-    OpenCallOut,
+    RecentCallOut,
     choose_channel,
     match_callout,
     retry_delay,
@@ -151,12 +151,50 @@ def test_retry_delay_doubles_and_is_capped() -> None:
 
 def test_match_callout_by_code_else_latest() -> None:
     now = datetime.now(UTC)
-    a = OpenCallOut(uuid4(), "A7", now - timedelta(minutes=10))
-    b = OpenCallOut(uuid4(), "B2", now - timedelta(minutes=1))
+    a = RecentCallOut(uuid4(), "A7", now - timedelta(minutes=10))
+    b = RecentCallOut(uuid4(), "B2", now - timedelta(minutes=1))
     assert match_callout([a, b], "a7") == a.callout_id
     assert match_callout([a, b], None) == b.callout_id
     assert match_callout([a, b], "ZZ") == b.callout_id
     assert match_callout([], "A7") is None
+
+
+def test_a_reply_without_code_answers_the_call_out_just_stood_down_not_an_older_open_one() -> None:
+    """Regression (issue #14, drill beside a live incident): open call-out A of a live incident, then
+    the drill's B, filled and stood down 0.3 s before the drill phone's "收到" arrived: it accepted A."""
+    now = datetime.now(UTC)
+    a = RecentCallOut(uuid4(), "U7", now - timedelta(seconds=7))
+    b = RecentCallOut(uuid4(), "B2", now - timedelta(seconds=1), open=False, stood_down_at=now - timedelta(seconds=0.3))
+    assert match_callout([a, b], None, now=now) == b.callout_id
+    # long after the stand-down, or once they answered it, the open one is meant
+    assert match_callout([a, b], None, now=now + timedelta(minutes=11)) == a.callout_id
+    answered = RecentCallOut(b.callout_id, "B2", b.requested_at, open=False, stood_down_at=b.stood_down_at,
+                             answered=True)
+    assert match_callout([a, answered], None, now=now) == a.callout_id
+    # closed with its incident (no stand-down sent): not a candidate while another is open
+    closed = RecentCallOut(uuid4(), "C3", now, open=False)
+    assert match_callout([a, closed], None, now=now) == a.callout_id
+    # nothing open nor just stood down: the newest (a late reply)
+    assert match_callout([closed, answered], None, now=now) == closed.callout_id
+
+
+@given(st.lists(st.tuples(st.integers(0, 3600), st.booleans(), st.one_of(st.none(), st.integers(0, 1200)),
+                          st.booleans()), min_size=1, max_size=6))
+def test_a_reply_without_code_never_goes_past_a_newer_live_call_out(rows: list[tuple[int, bool, int | None, bool]]) -> None:
+    """Whatever the mix: the match is a call-out of the list, and no newer call-out is open or freshly stood down."""
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    recent = [RecentCallOut(uuid4(), f"X{i}", now - timedelta(seconds=age), open=is_open,
+                            stood_down_at=None if is_open or down is None else now - timedelta(seconds=down),
+                            answered=answered)
+              for i, (age, is_open, down, answered) in enumerate(rows)]
+    got = next(c for c in recent if c.callout_id == match_callout(recent, None, now=now))
+
+    def live(c: RecentCallOut) -> bool:
+        return c.open or (c.stood_down_at is not None and not c.answered
+                          and (now - c.stood_down_at).total_seconds() <= 600)
+
+    assert not any(live(c) and c.requested_at > got.requested_at for c in recent)
+    assert live(got) or not any(live(c) for c in recent)
 
 
 def test_engaged_elsewhere_answer_names_the_incident_they_are_on() -> None:
