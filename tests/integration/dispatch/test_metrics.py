@@ -93,7 +93,11 @@ async def test_metrics_move_with_a_callout(dispatch_db: DispatchDb) -> None:
         group = next(c.name for c in client._transport.app.state.runtime.extras["consumers"])  # type: ignore[attr-defined]
 
         async def settled() -> Samples | None:
-            s = await scrape(client)
+            async with db.pool.acquire() as conn:  # the consumer counts "applied" just before its commit
+                if await conn.fetchval("SELECT state FROM callouts WHERE callout_id = $1",
+                                       first["callout_id"]) != "assigned":
+                    return None
+            s = await scrape(client)  # after the commit: the gauges read on this scrape see it
             applied = value(s, "muster_consumer_events_total", group=group, outcome="applied")
             drained = value(s, "muster_outbox_pending_events", service="dispatch") == 0
             return s if applied >= 1 and drained else None
