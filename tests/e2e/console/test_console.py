@@ -204,6 +204,10 @@ async def test_open_watch_a_reply_add_remove_close_and_report(console) -> None:
     await page.wait_for_selector("#r-timeline tbody tr")
     text = await page.text_content("main")
     assert "结束事件" in text and "府山公园心脏骤停" in text
+    kinds = await page.eval_on_selector_all("#r-timeline tbody tr td:nth-child(2)", "tds => tds.map(t => t.textContent)")
+    assert "群发通知" in kinds and not [k for k in kinds if k.isascii()], kinds  # every entry named in Chinese
+    needs = await page.eval_on_selector_all("#r-reqs tbody td:last-child", "tds => tds.map(t => t.textContent)")
+    assert needs and "进行中" not in needs, needs  # a closed incident's unfilled need says so
     await page.screenshot(path=str(SHOTS / "06-report.png"), full_page=True)
 
     await page.goto(f"{DISPATCH}/console/")

@@ -13,7 +13,8 @@
   const STATE = { requested: "已呼叫", delivered: "已送达", accepted: "已接受", assigned: "已接受", arrived: "已到达",
     declined: "已拒绝", timed_out: "超时未复", cancelled: "已撤回", stood_down: "已撤回", withdrawn: "已撤回" };
   const MSG = { sent: "已发送", delivered: "已送达", failed: "失败" };
-  const CANCEL = { filled: "已满员", removed: "操作员撤回", stood_down: "全部撤回", incident_closed: "事件结束" };
+  const CANCEL = { filled: "已满员", removed: "操作员撤回", stood_down: "全部撤回", incident_closed: "事件结束",
+    engaged_elsewhere: "已在其他任务中" };
   const CHANNEL = { sms: "短信", wechat: "微信", voice: "语音" };
   const MSG_KIND = { callout: "呼叫", assigned: "确认", stand_down: "撤回", reminder: "提醒" };
   // pydantic's 422 messages in Chinese, by error type (the field comes from loc)
@@ -23,7 +24,8 @@
   const pmsg = (d) => (PYDANTIC[d.type] ? PYDANTIC[d.type](d.ctx || {}) + `（${d.msg}）` : d.msg);
   const TL = { opened: "发起事件", wave_called: "呼叫一轮", escalated: "升级", unfilled: "未满员", deadline: "时限到",
     filled: "需求满员", reopened: "需求重开", added_by_hand: "手动加人", removed_by_hand: "手动撤回",
-    stood_down: "全部撤回", closed: "结束事件", assigned: "接受", withdrawn: "撤销接受", arrived: "到达" };
+    stood_down: "全部撤回", closed: "结束事件", assigned: "接受", withdrawn: "撤销接受", arrived: "到达",
+    broadcast: "群发通知", meeting_point_changed: "集合点变更", moved_in: "调入本事件", moved_out: "调往他处" };
   const TZ = { timeZone: "Asia/Shanghai", hour12: false };
   const fmtTime = (iso) => iso ? new Date(iso).toLocaleTimeString("zh-CN", TZ) : "";
   const fmtDate = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", TZ) : "";
@@ -419,7 +421,7 @@
       ["发送失败", f.delivery_failures]];
     $("#r-figures").innerHTML = rows.map(([k, v]) => `<tr><th>${k}</th><td>${esc(v == null ? "—" : v)}</td></tr>`).join("");
     $("#r-reqs tbody").innerHTML = s.board.requirements.map((q) => { const arrived = s.responders.filter((r) => r.requirement_id === q.requirement_id && r.state === "arrived").length;
-      return `<tr><td>${esc(role(q))}</td><td>${q.count}</td><td>${q.filled}</td><td>${arrived}</td><td>${esc(LEVEL(q.level))}</td><td>${secs(((f.requirements || []).find((x) => x.requirement_id === q.requirement_id) || {}).time_to_fill_s)}</td><td>${q.status === "filled" ? "已满员" : q.status === "unfilled" ? "未满员" : "进行中"}</td></tr>`; }).join("");
+      return `<tr><td>${esc(role(q))}</td><td>${q.count}</td><td>${q.filled}</td><td>${arrived}</td><td>${esc(LEVEL(q.level))}</td><td>${secs(((f.requirements || []).find((x) => x.requirement_id === q.requirement_id) || {}).time_to_fill_s)}</td><td>${q.status === "filled" ? "已满员" : q.status === "unfilled" || rep.closed_at ? "未满员" : "进行中"}</td></tr>`; }).join("");
     const tl = rep.timeline || [];
     $("#r-timeline tbody").innerHTML = tl.map((t) => `<tr><td>${fmtTime(t.at)}</td><td>${esc(TL[t.kind] || t.kind)}</td><td>${esc(tlDetail(t.detail))}</td></tr>`).join("");
     $("#r-people tbody").innerHTML = s.responders.filter((r) => ["accepted", "assigned", "arrived"].includes(r.state) || r.accepted_at)
