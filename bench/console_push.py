@@ -22,16 +22,15 @@ import random
 import shutil
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
+from bench.machine import save
 from bench.reply_path import DISPATCH, SIMULATOR, Directory, Reply, _close, _targets
 
-RESULTS = Path(__file__).resolve().parent / "results"
 VIEWERS = 20
 
 _OBSERVER = """() => {
@@ -144,11 +143,8 @@ async def run(rates: tuple[float, ...], seconds: float) -> dict[str, Any]:
             await browser.close()
     finally:
         await db.close()
-    import os
-
-    return {"bench": "console_push", "at": datetime.now(UTC).isoformat(), "seconds": seconds, "rates": out,
-            "end_point": "row state visible on the console page (browser clock) minus reply sent (same machine)",
-            "load_average": list(os.getloadavg())}
+    return {"seconds": seconds, "rates": out, "viewers": VIEWERS,
+            "end_point": "row state visible on the console page (browser clock) minus reply sent (same machine)"}
 
 
 def main() -> None:
@@ -157,9 +153,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     a = p.parse_args()
     result = asyncio.run(run(tuple(float(x) for x in a.rates.split(",")), a.seconds))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"console_push-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    path = save("console_push", result)  # with the machine: cores, CPU, load average, commit
     print(f"{'rate/s':>7} {'sent':>6} {'seen':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for r in result["rates"]:
         print(f"{r['rate_per_s']:>7g} {r['sent']:>6} {r['seen']:>6} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} "

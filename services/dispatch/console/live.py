@@ -5,7 +5,8 @@ transaction that changes a board (:func:`~services.dispatch.adapters.board_feed.
 :class:`BoardHub` LISTENs on one dedicated connection; for an incident somebody watches it reads the
 snapshot (board + responders) once and hands the same encoded frame to every viewer's queue, so ten
 desks and a wall board cost one read per change, not eleven. Changes arriving while a read runs, or
-within :data:`MIN_INTERVAL_S` of the last read, are coalesced into one more read. A frame carries the
+within the board's read interval of the last read (:data:`MIN_INTERVAL_S`, or :data:`READ_SHARE` times
+the last read's duration for a big board), are coalesced into one more read. A frame carries the
 board and only the responder rows changed since the previous frame (see :class:`Frame`); each has a
 sequence number (``id:`` of the SSE frame). A new viewer, and one that reconnects (``Last-Event-ID``),
 gets the whole board first, which is everything it missed. When the listener's connection drops, it reconnects and
@@ -38,6 +39,11 @@ QUEUE_LIMIT = 8
 #: Least seconds between two reads of one board: changes in between make one read (a reply burst on a
 #: 1,700-responder board would otherwise read and send 1.5 MB to every viewer after each batch).
 MIN_INTERVAL_S = 0.2
+#: ... and at least this many times the last read's duration, at most MAX_INTERVAL_S: a big board under a
+#: burst (1,667 responders: 0.16 s to read and encode) takes at most about a third of the event loop that
+#: also applies the replies (at a fixed 0.2 s it took most of it and replies queued behind the reads).
+READ_SHARE = 3.0
+MAX_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class _Watch:
     dirty: bool = False
     reading: asyncio.Task[None] | None = None
     last_read: float = float("-inf")  # loop time of the last read
+    interval: float = MIN_INTERVAL_S  # seconds between reads, from the last read's duration
     rows: dict[str, dict[str, Any]] | None = None  # responders by call-out id, as the viewers have them
 
 
@@ -128,7 +135,7 @@ class BoardHub:
         loop = asyncio.get_running_loop()
         while True:
             if not w.joining:  # a newcomer is served at once; changes wait out the interval
-                await asyncio.sleep(max(0.0, w.last_read + MIN_INTERVAL_S - loop.time()))
+                await asyncio.sleep(max(0.0, w.last_read + w.interval - loop.time()))
             w.last_read = loop.time()
             w.dirty = False
             try:
@@ -161,6 +168,7 @@ class BoardHub:
                 q.put_nowait(whole)
                 w.viewers.add(q)
             w.joining.clear()
+            w.interval = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, READ_SHARE * (loop.time() - w.last_read)))
             if not w.dirty:
                 return
 

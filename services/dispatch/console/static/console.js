@@ -220,13 +220,13 @@
     const open = (r) => ["requested", "accepted", "assigned", "delivered"].includes(r.state);
     $("#resp-count").textContent = `共 ${s.responders.length} 人次，已接受 ${s.responders.filter((r) => r.state === "accepted" || r.state === "assigned").length}`;
     const writes = me && me.writes && inc.status === "open";
-    $("#responders tbody").innerHTML = s.responders.map((r) => `<tr data-callout="${r.callout_id}" data-state="${esc(r.state)}" class="st-${esc(r.state)}">
+    drawRows(s.responders, (r) => `<tr data-callout="${r.callout_id}" data-state="${esc(r.state)}" class="st-${esc(r.state)}">
       <td>${esc(r.name || "（未知）")}${r.manual ? ' <small class="tag">手动</small>' : ""}</td><td>${esc(r.unit_name)}</td>
       <td>${r.distance_m == null ? "" : (r.distance_m / 1000).toFixed(1) + " 公里"}</td>
       <td class="state">${esc(STATE[r.state] || r.state)}${r.eta_minutes != null && r.state !== "arrived" ? "，约 " + r.eta_minutes + " 分钟到" : ""}${r.cancel_reason ? " <small>（" + esc(CANCEL[r.cancel_reason] || r.cancel_reason) + "）</small>" : ""}</td>
       <td>${esc(LEVEL(r.level))} / ${r.wave}</td>
       <td>${r.messages.map((m) => `<span class="msg ${esc(m.status)}">${esc(MSG_KIND[m.kind] || m.kind)}·${esc(CHANNEL[m.channel] || m.channel)}${esc(MSG[m.status] || m.status)}</span>`).join(" ")}</td>
-      <td>${writes && (open(r) || r.state === "arrived") ? `<button type="button" class="small" data-remove="${r.callout_id}">撤回</button>` : ""}</td></tr>`).join("");
+      <td>${writes && (open(r) || r.state === "arrived") ? `<button type="button" class="small" data-remove="${r.callout_id}">撤回</button>` : ""}</td></tr>`);
     $("#timeline").innerHTML = b.timeline.slice().reverse().map((t) => `<li><time>${fmtTime(t.at)}</time> ${esc(TL[t.kind] || t.kind)}
       <small>${esc(tlDetail(t.detail))}</small></li>`).join("");
     document.querySelectorAll(".actions [data-needs-write] button, .actions button").forEach((btn) => {
@@ -236,9 +236,24 @@
     if (lastAccepted !== null && accepted > lastAccepted) beep(880); // a new acceptance: high
     if (lastAccepted !== null && unfilled > lastUnfilled) beep(330); // a requirement just went unfilled: low
     lastAccepted = accepted; lastUnfilled = unfilled;
-    drawMap(s); tick();
+    drawMapSoon(); tick();
   }
   let nameOf = {};
+  // The responders table: only the rows whose HTML changed are replaced (a reply changes one row of a
+  // board that may have 1,700; rebuilding the whole table on every frame kept the browser busy under a
+  // burst of replies). A different set or order of rows (a new wave, a full frame) rebuilds it.
+  let rowHtml = new Map();
+  function drawRows(rows, html) {
+    const tbody = $("#responders tbody"), next = new Map(rows.map((r) => [r.callout_id, html(r)]));
+    const ids = [...next.keys()], trs = tbody.rows;
+    const same = trs.length === ids.length && ids.every((id, i) => trs[i].dataset.callout === id);
+    if (!same) tbody.innerHTML = [...next.values()].join("");
+    else ids.forEach((id, i) => {
+      const h = next.get(id); if (rowHtml.get(id) === h) return;
+      const t = document.createElement("tbody"); t.innerHTML = h; tbody.replaceChild(t.firstElementChild, trs[i]);
+    });
+    rowHtml = next;
+  }
   function tlDetail(d) {
     if (!d) return "";
     const parts = [];
@@ -256,6 +271,13 @@
       el.textContent = s >= 0 ? `剩 ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}` : "时限已到";
       el.classList.toggle("late", s < 30);
     });
+  }
+  // the map at most once a second (a burst of frames redraws it once more at the end, from the latest board)
+  let mapAt = 0, mapTimer = null;
+  function drawMapSoon() {
+    const wait = mapAt + 1000 - Date.now();
+    if (wait <= 0) { mapAt = Date.now(); drawMap(snap); }
+    else if (!mapTimer) mapTimer = setTimeout(() => { mapTimer = null; mapAt = Date.now(); drawMap(snap); }, wait);
   }
   function drawMap(s) {
     const svg = $("#map"); if (!svg) return;
