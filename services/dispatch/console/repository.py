@@ -30,8 +30,8 @@ async def responders(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[s
 
     """
     rows = await conn.fetch(
-        """SELECT c.callout_id, c.requirement_id, c.volunteer_id, c.team_id, c.state, c.level, c.wave,
-                  c.reply_code, c.distance_m, c.eta_minutes, c.requested_at, c.accepted_at, c.arrived_at,
+        """SELECT c.callout_id::text, c.requirement_id::text, c.volunteer_id::text, c.team_id::text, c.state,
+                  c.level, c.wave, c.reply_code, c.distance_m, c.eta_minutes, c.requested_at, c.accepted_at, c.arrived_at,
                   c.cancel_reason, c.manual, coalesce(t.name, v.display_name, '') AS name,
                   coalesce(t.unit_code, v.unit_code) AS unit_code, coalesce(v.lat, t.lat) AS lat,
                   coalesce(v.lon, t.lon) AS lon
@@ -41,23 +41,29 @@ async def responders(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[s
         incident_id,
     )
     msgs = await conn.fetch(
-        f"""SELECT DISTINCT ON (callout_id, message_id) callout_id, kind, channel, status, error_code, fallback
+        f"""SELECT DISTINCT ON (callout_id, message_id) callout_id::text, kind, channel, status, error_code, fallback
             FROM messages WHERE incident_id = $1
             ORDER BY callout_id, message_id, {_STATUS_RANK} DESC, occurred_at DESC""",
         incident_id,
     )
-    by_callout: dict[UUID, list[dict[str, Any]]] = {}
+    by_callout: dict[str, list[dict[str, Any]]] = {}
     for m in msgs:
         by_callout.setdefault(m["callout_id"], []).append(
             {"kind": m["kind"], "channel": m["channel"], "status": m["status"], "error_code": m["error_code"],
              "fallback": m["fallback"]})
-    names = units().names
+    u = units()
+    place: dict[str, str] = {}  # a board's people come from a few units: name each once
     out = []
     for r in rows:
-        d = {k: (str(v) if isinstance(v, UUID) else v.isoformat() if hasattr(v, "isoformat") else v)
-             for k, v in dict(r).items()}
-        d["unit_name"] = units().place(r["unit_code"]) if r["unit_code"] in names else r["unit_code"]
-        d["messages"] = by_callout.get(r["callout_id"], [])
+        d = dict(r)
+        for k in ("requested_at", "accepted_at", "arrived_at"):
+            if d[k] is not None:
+                d[k] = d[k].isoformat()
+        code = d["unit_code"]
+        if code not in place:
+            place[code] = u.place(code) if code in u.names else code
+        d["unit_name"] = place[code]
+        d["messages"] = by_callout.get(d["callout_id"], [])
         out.append(d)
     return out
 

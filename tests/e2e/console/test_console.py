@@ -12,6 +12,7 @@ import json
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -156,13 +157,14 @@ async def test_open_watch_a_reply_add_remove_close_and_report(console) -> None:
         await page.keyboard.press("b")
         await page.wait_for_selector("#confirm[open] textarea[name=text]")
         await page.select_option("#confirm select[name=audience]", "assigned")
-        await page.fill("#confirm textarea[name=text]", "集合点改到南门")
+        notice = f"集合点改到南门{uuid.uuid4().hex[:4]}"  # this run's: the phones keep earlier runs' messages
+        await page.fill("#confirm textarea[name=text]", notice)
         await page.click("#confirm-ok")
         await page.wait_for_selector(".flash.ok:has-text('已发给 1 人')")
 
         async def broadcast_on_phone() -> Any:
             got = [m for m in (await http.get(f"{SIMULATOR}/sim/phones/{mobile}/messages")).json()
-                   if "集合点改到南门" in m["text"]]
+                   if notice in m["text"]]
             return got or None
 
         assert len(await _until(broadcast_on_phone, "the broadcast on the accepted phone")) == 1
