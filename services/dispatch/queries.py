@@ -65,8 +65,8 @@ async def incident_unit(conn: asyncpg.Connection, incident_id: UUID) -> str:
     return str(unit)
 
 
-async def board(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
-    """The incident board.
+async def board(conn: asyncpg.Connection, incident_id: UUID, *, timeline_limit: int | None = None) -> dict[str, Any]:
+    """The incident board; ``timeline_limit``: only the latest that many timeline entries (still oldest first).
 
     Returns:
         ``{"incident": {...}, "requirements": [{..., "filled", "outstanding", "level", "wave", "status",
@@ -87,7 +87,10 @@ async def board(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
     )
     states = await conn.fetch("SELECT state, count(*) AS n FROM callouts WHERE incident_id = $1 GROUP BY state",
                               incident_id)
-    events = await conn.fetch("SELECT at, kind, detail FROM timeline WHERE incident_id = $1 ORDER BY id", incident_id)
+    events = await conn.fetch(
+        "SELECT at, kind, detail FROM (SELECT id, at, kind, detail FROM timeline WHERE incident_id = $1 "
+        "ORDER BY id DESC LIMIT $2) AS latest ORDER BY id", incident_id, timeline_limit,
+    )
     channels = await conn.fetch(
         "SELECT channel, count(DISTINCT message_id) AS n, count(DISTINCT message_id) FILTER (WHERE status = 'failed') "
         "AS failed FROM messages WHERE incident_id = $1 GROUP BY channel", incident_id,

@@ -68,15 +68,23 @@ async def responders(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[s
     return out
 
 
+#: The live board's timeline: the latest entries (a 1,700-person call-out has an entry per acceptance; every
+#: frame carried and the page redrew all of them). The report (``GET /incidents/{id}/report``) has them all.
+BOARD_TIMELINE = 200
+
+
 async def snapshot(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
     """``{"board": queries.board(...), "responders": responders(...)}`` read in one snapshot transaction.
+
+    The board's timeline is the latest :data:`BOARD_TIMELINE` entries.
 
     Raises:
         NotFound: no such incident.
 
     """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        return {"board": await queries.board(conn, incident_id), "responders": await responders(conn, incident_id)}
+        return {"board": await queries.board(conn, incident_id, timeline_limit=BOARD_TIMELINE),
+                "responders": await responders(conn, incident_id)}
 
 
 async def search_volunteers(conn: asyncpg.Connection, *, unit_prefix: str, text: str, skill: str | None,

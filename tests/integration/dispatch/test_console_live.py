@@ -136,3 +136,25 @@ async def test_the_stream_sends_the_snapshot_then_each_change_and_refuses_other_
                 return extra in {x["volunteer_id"] for x in f["data"]["responders"]}
 
             await wait_for(shows_extra, timeout=30)
+
+
+async def test_the_live_board_carries_the_latest_timeline_entries_and_the_report_all(
+        dispatch_db: DispatchDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big call-out has a timeline entry per acceptance: each frame carried (and the page redrew) all of them."""
+    from services.dispatch.console import repository
+
+    monkeypatch.setattr(repository, "BOARD_TIMELINE", 3)
+    village = _village()
+    await add_volunteers(dispatch_db, village, 2)
+    headers = await token(dispatch_db)
+    async with running_app(dispatch_db, consumers=()) as client:
+        incident_id, _ = await _open(client, headers, village)
+        async with dispatch_db.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO timeline (incident_id, at, kind, detail) "
+                "SELECT $1, now() + make_interval(secs => n), 'escalated', jsonb_build_object('n', n) "
+                "FROM generate_series(1, 5) AS n", UUID(incident_id))
+            snap = await repository.snapshot(conn, UUID(incident_id))
+        assert [t["detail"].get("n") for t in snap["board"]["timeline"]] == [3, 4, 5]  # the latest, oldest first
+        report = (await client.get(f"/incidents/{incident_id}/report", headers=headers)).json()
+        assert len(report["timeline"]) >= 7  # opened, the wave, and the five
