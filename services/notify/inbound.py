@@ -8,14 +8,12 @@ a connection inside a transaction, so the stored state and the events (outbox) c
   ``MessageFailed`` and, for WeChat when the volunteer has SMS, a fallback to SMS. A receipt for a
   message already settled changes nothing (provider retries are harmless). A receipt that arrives
   before the send's result was stored is kept in ``early_receipts`` and applied when it is.
-* :func:`record_replies` — one provider push of replies (up to 100 SMS uplinks): what
-  :func:`record_reply` does for each, in order, with a few statements per push instead of a few
-  per reply (the reply path's cost under load, ``bench/reply_path.py``).
-* :func:`record_reply` — one reply: refused as a replay when ``(provider, dedup_key)`` was seen,
-  else stored (always, even unrecognised or from an unknown phone), parsed
-  (:func:`services.notify.domain.replies.parse_reply`), matched to the volunteer's open call-out, and
-  published as ``ReplyReceived`` on ``notify.reply.v1`` keyed by volunteer id (or the masked sender
-  when the phone is unknown). TD/退订 withdraws SMS consent; a decline closes the call-out locally.
+* :func:`record_replies` — one provider push of replies (up to 100 SMS uplinks), or one reply
+  (:func:`record_reply`, the reply page): one path for one and for many, two statements per push.
+  Each reply is refused as a replay when ``(provider, dedup_key)`` was seen, else stored (always,
+  even unrecognised or from an unknown phone), parsed, matched to the volunteer's call-out and
+  published as ``ReplyReceived`` on ``notify.reply.v1``. TD/退订 withdraws SMS consent; a decline
+  closes the call-out locally.
 
 Personal data in replies: volunteers type phone numbers and ids into free text ("换号了 19991000398
 请联系"). The event's ``text`` is masked with :func:`shared.privacy.mask_text` (``199****0398``; openids
@@ -27,6 +25,7 @@ numbers and WeChat ids"), and an operator working on an unrecognised reply may n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -50,7 +49,7 @@ from shared.vocabulary import Channel
 if TYPE_CHECKING:
     from services.notify.sender import Sender
 
-__all__ = ["ReceiptOutcome", "apply_early_receipts", "apply_receipts", "record_replies", "record_reply"]
+__all__ = ["InboundReply", "ReceiptOutcome", "apply_early_receipts", "apply_receipts", "record_replies", "record_reply"]
 
 log = get_logger(__name__)
 
@@ -218,16 +217,6 @@ _RECENT_FIELDS = ("callout_id", "reply_code", "requested_at", "incident_id", "dr
                   "answered")
 
 
-async def _recent_callouts(conn: asyncpg.Connection, volunteer_id: UUID, window_hours: float) -> list[Any]:
-    """The volunteer's call-outs requested within the reply window (hours), newest first (``_RECENT_COLUMNS``)."""
-    return list(await conn.fetch(
-        f"SELECT {_RECENT_COLUMNS} FROM callouts c "
-        "WHERE c.volunteer_id = $1 AND c.requested_at > now() - make_interval(secs => $2) "
-        "ORDER BY c.requested_at DESC",
-        volunteer_id, window_hours * 3600,
-    ))
-
-
 def _match(rows: Sequence[Any], code: str | None) -> UUID | None:
     """:func:`match_callout` over rows of ``_RECENT_COLUMNS`` (records or dicts)."""
     return match_callout([RecentCallOut(r["callout_id"], r["reply_code"], r["requested_at"], open=r["open"],
@@ -258,6 +247,30 @@ async def _answer_unrecognised(conn: asyncpg.Connection, events: Sequence[ReplyR
                            [c for c, _ in todo], [eid for _, eid in todo])
 
 
+@dataclass(frozen=True)
+class InboundReply:
+    """One reply to record (:func:`record_replies`).
+
+    Attributes:
+        dedup_key: the provider's id of this reply (``aliyun:<sequence_id>``, …); a second delivery is a replay.
+        text: what the volunteer wrote (or the reply-page button's label), unchanged.
+        received_at: when the provider received it, UTC.
+        sender: E.164 mobile (SMS) or openid; looked up when ``volunteer_id`` is not given.
+        volunteer_id: the volunteer, when already known (reply page).
+        callout_id: the call-out, when already known (reply page).
+        parsed: the intent, when already known (reply page); else parsed from ``text``.
+
+    """
+
+    dedup_key: str
+    text: str
+    received_at: datetime
+    sender: str | None = None
+    volunteer_id: UUID | None = None
+    callout_id: UUID | None = None
+    parsed: ParsedReply | None = None
+
+
 async def record_reply(
     conn: asyncpg.Connection,
     *,
@@ -273,83 +286,18 @@ async def record_reply(
     parsed: ParsedReply | None = None,
     window_hours: float = 24.0,
 ) -> ReplyReceived | None:
-    """Store, parse, match and publish one reply (see the module docstring).
-
-    Args:
-        conn: a connection inside the caller's transaction.
-        provider: ``aliyun`` | ``tencent`` | ``wechat``.
-        dedup_key: the provider's id of this reply; a second delivery is refused.
-        channel: SMS or WeChat.
-        text: what the volunteer wrote (or the reply-page button's label), unchanged; stored raw in
-            ``replies``, published masked (mobiles and openids, :func:`shared.privacy.mask_text`).
-        received_at: when the provider received it, UTC.
-        cipher: hashes the sender for the look-up.
-        sender: E.164 mobile (SMS) or openid; looked up when ``volunteer_id`` is not given.
-        volunteer_id: the volunteer, when already known (reply page).
-        callout_id: the call-out, when already known (reply page).
-        parsed: the intent, when already known (reply page); else parsed from ``text``.
-        window_hours: how old an open call-out may be and still be answered by SMS.
+    """One reply: :func:`record_replies` with a push of one (the fields as in :class:`InboundReply`).
 
     Returns:
         The published event (``text`` masked), or None when the reply is a replay (nothing changed).
 
     """
-    sender_hash: bytes | None = None
-    masked: str | None = None
-    if sender is not None:
-        if channel is Channel.SMS:
-            sender_hash, masked = cipher.mobile_hash(sender), mask_mobile(sender)
-            column = "mobile_hash"
-        else:
-            sender_hash, masked = cipher.openid_hash(sender), mask_openid(sender)
-            column = "openid_hash"
-        if volunteer_id is None:
-            volunteer_id = await conn.fetchval(
-                f"SELECT volunteer_id FROM contacts WHERE {column} = $1 ORDER BY updated_at DESC LIMIT 1",
-                sender_hash,
-            )
-    recent = await _recent_callouts(conn, volunteer_id, window_hours) if volunteer_id else []
-    if parsed is None:
-        parsed = parse_reply(text, [r["reply_code"] for r in recent])
-    if callout_id is None and parsed.intent is not ReplyIntent.UNSUBSCRIBE:
-        callout_id = _match(recent, parsed.code)
-    meta = next((r for r in recent if r["callout_id"] == callout_id), None) if callout_id else None
-    if callout_id and meta is None:  # named by the caller (reply page) and older than the window
-        meta = await conn.fetchrow("SELECT incident_id, drill FROM callouts WHERE callout_id = $1", callout_id)
-    reply_id = uuid4()
-    stored = await conn.fetchval(
-        """
-        INSERT INTO replies (reply_id, provider, dedup_key, channel, volunteer_id, callout_id, sender_hash,
-                             sender_masked, text, intent, eta_minutes, received_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-        ON CONFLICT ON CONSTRAINT replies_dedup DO NOTHING RETURNING reply_id
-        """,
-        reply_id, provider, dedup_key, channel.value, volunteer_id, callout_id, sender_hash,
-        masked if volunteer_id is None else None, text, parsed.intent.value, parsed.eta_minutes, received_at,
+    published = await record_replies(
+        conn, provider=provider, channel=channel, cipher=cipher, window_hours=window_hours,
+        uplinks=[InboundReply(dedup_key, text, received_at, sender=sender, volunteer_id=volunteer_id,
+                              callout_id=callout_id, parsed=parsed)],
     )
-    if stored is None:
-        log.info("reply.replay_ignored", provider=provider)
-        return None
-    if parsed.intent is ReplyIntent.UNSUBSCRIBE and volunteer_id is not None:
-        await conn.execute(
-            "UPDATE contacts SET sms_consent = false, sms_opt_out_at = now() WHERE volunteer_id = $1", volunteer_id
-        )
-    if parsed.intent is ReplyIntent.DECLINE and callout_id is not None:
-        await conn.execute(
-            "UPDATE callouts SET state = 'closed', closed_at = now() WHERE callout_id = $1 AND state = 'open'",
-            callout_id,
-        )
-    event = ReplyReceived(
-        reply_id=reply_id, volunteer_id=volunteer_id, callout_id=callout_id, intent=parsed.intent,
-        eta_minutes=parsed.eta_minutes, text=mask_text(text), channel=channel,
-        sender=masked if volunteer_id is None else None, received_at=received_at,
-        correlation_id=meta["incident_id"] if meta else None, drill=bool(meta["drill"]) if meta else False,
-    )
-    await outbox.add(conn, REPLY, str(volunteer_id) if volunteer_id else (masked or "unknown"), event)
-    await _answer_unrecognised(conn, [event])
-    log.info("reply.received", reply_id=str(reply_id), volunteer_id=str(volunteer_id) if volunteer_id else None,
-             callout_id=str(callout_id) if callout_id else None, intent=parsed.intent.value)
-    return event
+    return published[0] if published else None
 
 
 async def record_replies(
@@ -361,28 +309,35 @@ async def record_replies(
     cipher: ContactCipher,
     window_hours: float = 24.0,
 ) -> list[ReplyReceived]:
-    """Store, parse, match and publish one push of replies: :func:`record_reply` for each, in push order.
+    """Store, parse, match and publish one push of replies (or one reply), in push order.
 
-    The same rules with two statements per push (each a round trip on the notify event loop that
-    serves every callback; the reply path's cost under load, ``bench/reply_path.py``): one read of
-    the push's dedup keys already stored, the senders' contacts and their call-outs within the
-    window; and one write — the replies (``INSERT … unnest … ON CONFLICT DO NOTHING``), the
-    declined call-outs closed and the opt-outs recorded (for the replies that insert stored), and
-    their ``ReplyReceived`` events in the outbox, in push order — as data-modifying CTEs of one
-    statement, so they commit together without a transaction of their own (inside the caller's,
-    they commit with it). Replies are matched in order against the call-outs as the earlier
-    replies of the push left them (a decline closes its call-out for the replies after it). A
-    dedup key already stored, or twice in the push, is a replay: nothing is stored or published for
-    it; one stored concurrently by a retried push is dropped at the insert, with its effects.
+    Each reply is refused as a replay when ``(provider, dedup_key)`` was seen, else stored (always,
+    even unrecognised or from an unknown phone), parsed (:func:`services.notify.domain.replies.parse_reply`),
+    matched to the volunteer's call-out (:func:`services.notify.domain.routing.match_callout`), and
+    published as ``ReplyReceived`` on ``notify.reply.v1`` keyed by volunteer id (or the masked sender
+    when the phone is unknown). TD/退订 withdraws SMS consent; a decline closes the call-out locally.
+
+    Two statements per push, whatever its size (each a round trip on the notify event loop that serves
+    every callback; the reply path's cost under load, ``bench/reply_path.py``): one read of the push's
+    dedup keys already stored, the senders' contacts and their call-outs within the window (and the
+    call-outs named by the caller); and one write — the replies (``INSERT … unnest … ON CONFLICT DO
+    NOTHING``), the declined call-outs closed and the opt-outs recorded (for the replies that insert
+    stored), and their ``ReplyReceived`` events in the outbox, in push order — as data-modifying CTEs
+    of one statement, so they commit together without a transaction of their own (inside the
+    caller's, they commit with it). Replies are matched in order against the call-outs as the earlier
+    replies of the push left them (a decline closes its call-out for the replies after it). A dedup
+    key already stored, or twice in the push, is a replay: nothing is stored or published for it; one
+    stored concurrently by a retried push is dropped at the insert, with its effects.
 
     Args:
         conn: a connection (in a transaction or not).
         provider: ``aliyun`` | ``tencent`` | ``wechat``.
         channel: SMS or WeChat.
-        uplinks: the push's replies (:class:`services.notify.channels.base.Uplink`: ``sender`` E.164 or
-            openid, ``text``, ``received_at`` UTC, ``dedup_key``).
+        uplinks: the push's replies: :class:`InboundReply`, or provider uplinks
+            (:class:`services.notify.channels.base.Uplink`: ``sender`` E.164 or openid, ``text``,
+            ``received_at`` UTC, ``dedup_key``).
         cipher: hashes the senders for the look-up.
-        window_hours: how old an open call-out may be and still be answered.
+        window_hours: how old a call-out may be and still be answered without being named.
 
     Returns:
         The published events (``text`` masked), in push order; replays left out.
@@ -390,12 +345,16 @@ async def record_replies(
     """
     if not uplinks:
         return []
+    items = [u if isinstance(u, InboundReply) else InboundReply(u.dedup_key, u.text, u.received_at, sender=u.sender)
+             for u in uplinks]
     sms = channel is Channel.SMS
     column = "mobile_hash" if sms else "openid_hash"
-    hash_of = {u.sender: cipher.mobile_hash(u.sender) if sms else cipher.openid_hash(u.sender) for u in uplinks}
+    hash_of = {u.sender: cipher.mobile_hash(u.sender) if sms else cipher.openid_hash(u.sender)
+               for u in items if u.sender is not None}
     stored_before: set[str] = set()
-    owners: dict[bytes | None, UUID] = {}
+    owners: dict[bytes, UUID] = {}
     recent: dict[UUID, list[dict[str, Any]]] = {}
+    named: dict[UUID, dict[str, Any]] = {}  # call-outs the caller named (reply page), whatever their age
     for r in await conn.fetch(
         f"""
         WITH own AS (
@@ -410,38 +369,46 @@ async def record_replies(
         SELECT 'own', NULL, h, volunteer_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM own
         UNION ALL
         SELECT 'call', NULL, NULL, c.volunteer_id, {_RECENT_COLUMNS}
-        FROM callouts c WHERE c.volunteer_id IN (SELECT volunteer_id FROM own)
+        FROM callouts c WHERE (c.volunteer_id IN (SELECT volunteer_id FROM own) OR c.volunteer_id = ANY($5::uuid[]))
           AND c.requested_at > now() - make_interval(secs => $4)
+        UNION ALL
+        SELECT 'named', NULL, NULL, c.volunteer_id, {_RECENT_COLUMNS}
+        FROM callouts c WHERE c.callout_id = ANY($6::uuid[])
         """,
-        provider, [u.dedup_key for u in uplinks], list(set(hash_of.values())), window_hours * 3600,
+        provider, [u.dedup_key for u in items], list(set(hash_of.values())), window_hours * 3600,
+        list({u.volunteer_id for u in items if u.volunteer_id is not None}),
+        list({u.callout_id for u in items if u.callout_id is not None}),
     ):
         if r["kind"] == "dup":
             stored_before.add(r["dedup_key"])
         elif r["kind"] == "own":
             owners[r["h"]] = r["volunteer_id"]
+        elif r["kind"] == "call":
+            recent.setdefault(r["volunteer_id"], []).append({k: r[k] for k in _RECENT_FIELDS})
         else:
-            recent.setdefault(r["volunteer_id"], []).append(
-                {k: r[k] for k in _RECENT_FIELDS})
+            named[r["callout_id"]] = {k: r[k] for k in _RECENT_FIELDS}
     for mine in recent.values():
-        mine.sort(key=lambda c: c["requested_at"], reverse=True)  # newest first, as record_reply reads them
+        mine.sort(key=lambda c: c["requested_at"], reverse=True)  # newest first
     rows: list[tuple[Any, ...]] = []
     events: list[ReplyReceived] = []
     declines: dict[UUID, UUID] = {}  # reply id → call-out it closes
     opt_outs: dict[UUID, UUID] = {}  # reply id → volunteer
-    for u in uplinks:
+    for u in items:
         if u.dedup_key in stored_before:
             log.info("reply.replay_ignored", provider=provider)
             continue
         stored_before.add(u.dedup_key)  # a second copy in the same push is a replay too
-        sender_hash = hash_of[u.sender]
-        volunteer_id = owners.get(sender_hash)
-        masked = mask_mobile(u.sender) if sms else mask_openid(u.sender)
+        sender_hash = hash_of[u.sender] if u.sender is not None else None
+        volunteer_id = u.volunteer_id or (owners.get(sender_hash) if sender_hash is not None else None)
+        masked = None if u.sender is None else mask_mobile(u.sender) if sms else mask_openid(u.sender)
         mine = recent.get(volunteer_id, []) if volunteer_id else []
-        parsed = parse_reply(u.text, [r["reply_code"] for r in mine])
-        callout_id = None
-        if parsed.intent is not ReplyIntent.UNSUBSCRIBE:
+        parsed = u.parsed or parse_reply(u.text, [r["reply_code"] for r in mine])
+        callout_id = u.callout_id
+        if callout_id is None and parsed.intent is not ReplyIntent.UNSUBSCRIBE:
             callout_id = _match(mine, parsed.code)
-        meta = next((r for r in mine if r["callout_id"] == callout_id), None) if callout_id else None
+        meta = None
+        if callout_id is not None:
+            meta = next((r for r in mine if r["callout_id"] == callout_id), None) or named.get(callout_id)
         if meta is not None:
             meta["answered"] = True  # the replies after it in the push see it answered, as they would one by one
         reply_id = uuid4()

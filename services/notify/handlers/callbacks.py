@@ -47,7 +47,7 @@ from wechatpy.utils import check_signature
 
 from services.notify.channels.base import ChannelProvider, DeliveryReceipt
 from services.notify.context import NotifyContext
-from services.notify.inbound import apply_receipts, record_replies, record_reply
+from services.notify.inbound import apply_receipts, record_replies
 from shared.consumer import is_transient
 from shared.groupcommit import GroupCommit
 from shared.http_errors import ProviderError, error_responses
@@ -241,12 +241,8 @@ async def wechat_event(
                 if receipts:
                     await apply_receipts(conn, provider.name, receipts, cipher=ctx.cipher,
                                          sms_available=Channel.SMS in ctx.providers)
-                for u in uplinks:
-                    await record_reply(
-                        conn, provider=provider.name, dedup_key=u.dedup_key, channel=Channel.WECHAT, text=u.text,
-                        received_at=u.received_at, cipher=ctx.cipher, sender=u.sender,
-                        window_hours=ctx.settings.reply_window_hours,
-                    )
+                await record_replies(conn, provider=provider.name, channel=Channel.WECHAT, uplinks=uplinks,
+                                     cipher=ctx.cipher, window_hours=ctx.settings.reply_window_hours)
     if seen is False:
         return _refuse(request, "wechat", "replayed_nonce", 403)
     if seen:
