@@ -45,6 +45,7 @@ from shared.logging import get_logger
 
 __all__ = [
     "CONSUMER_EVENTS",
+    "ServiceView",
     "DEAD_LETTERS",
     "DISPATCH_CALLOUTS",
     "DISPATCH_CALLOUTS_REQUESTED",
@@ -239,13 +240,38 @@ def on_scrape(app: FastAPI, hook: ScrapeHook) -> None:
     hooks.append(hook)
 
 
+_SERVICES = ("roster", "dispatch", "notify", "simulator")
+
+
+class ServiceView:
+    """The process registry as one service exposes it: the shared series and its own ``muster_<service>_*``.
+
+    The series are module-level objects, so every process that imports this module has every service's
+    families; without the view roster answered ``muster_dispatch_ticks_total 0``, which tells an
+    administrator reading it something false. ``collect`` is what ``generate_latest`` calls.
+    """
+
+    def __init__(self, service: str, registry: Any = REGISTRY) -> None:
+        self._service = service
+        self._registry = registry
+
+    def collect(self) -> Iterable[Any]:
+        for family in self._registry.collect():
+            owner = next((s for s in _SERVICES if family.name.startswith(f"muster_{s}_")), None)
+            if owner is None or owner == self._service:
+                yield family
+
+
 def install_metrics(app: FastAPI, service: str, *, scrape_timeout: float = 5.0) -> None:
     """Add the HTTP middleware and ``GET /metrics`` (Prometheus text format 0.0.4) to ``app``.
+
+    The answer holds the shared series and ``service``'s own (:class:`ServiceView`).
 
     The scrape hooks run concurrently, each bounded by ``scrape_timeout`` seconds; one that fails or times
     out leaves its gauges at their last value (logged), so a database restart never fails the scrape.
     """
     app.add_middleware(HttpMetricsMiddleware, service=service)
+    view = ServiceView(service)
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     async def metrics() -> Response:
@@ -254,4 +280,4 @@ def install_metrics(app: FastAPI, service: str, *, scrape_timeout: float = 5.0) 
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("metrics.scrape_hook_failed", error=repr(result))
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(view), media_type=CONTENT_TYPE_LATEST)

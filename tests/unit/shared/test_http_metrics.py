@@ -36,3 +36,20 @@ async def test_requests_are_counted_by_route_template_and_status_class() -> None
     assert count("unit-http", "GET", "/items/{item_id}", "5xx") == 1
     assert count("unit-http", "GET", "unmatched", "4xx") == 1
     assert "13900001111" not in text and "/no/such/path" not in text
+
+
+async def test_each_service_exposes_the_shared_series_and_only_its_own() -> None:
+    """Regression: roster answered ``muster_dispatch_ticks_total 0`` (every family lives in one module)."""
+
+    async def scrape(service: str) -> set[str]:
+        app = FastAPI()
+        install_metrics(app, service)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            text = (await client.get("/metrics")).text
+        return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line.startswith("muster_")}
+
+    roster, dispatch, notify = await scrape("roster"), await scrape("dispatch"), await scrape("notify")
+    assert not [n for n in roster if n.startswith(("muster_dispatch_", "muster_notify_", "muster_simulator_"))]
+    assert "muster_dispatch_ticks_total" in dispatch and not [n for n in dispatch if n.startswith("muster_notify_")]
+    assert {"muster_http_requests_total", "muster_dispatch_ticks_total"} & notify == {"muster_http_requests_total"}
