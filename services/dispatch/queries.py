@@ -11,10 +11,12 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.divisions import level_of
 from shared.vocabulary import Level
 
 from .domain.model import CallOutState
 from .domain.report import CallOutFact, MessageFact, RequirementFact, incident_figures
+from .domain.service_hours import year_bounds
 from .domain.waves import LEVEL_ORDER
 from .errors import NotFound
 
@@ -208,3 +210,33 @@ async def report(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
         "opened_at": _iso(inc["opened_at"]), "closed_at": _iso(inc["closed_at"]),
         "figures": figures, "timeline": [_row(e) for e in events],
     }
+
+
+async def service_spells(
+    conn: asyncpg.Connection, year: int, *, unit_code: str | None = None, volunteer_id: UUID | None = None,
+) -> list[dict[str, Any]]:
+    """The spells of service that started in ``year`` (China Standard Time), for a unit's people or one person.
+
+    Returns:
+        ``[{"callout_id", "incident_id", "title", "kind", "mode", "volunteer_id", "unit_code",
+        "arrived_at", "released_at"}]`` (UTC datetimes; ``released_at`` None while on scene), oldest first.
+        ``unit_code`` keeps the volunteers whose village lies inside it (6, 9 or 12 digits; a city by its
+        4-digit prefix).
+
+    Raises:
+        ValueError: a year outside 2000..2100.
+
+    """
+    start, end = year_bounds(year)
+    prefix = None if unit_code is None else unit_code[:4] if level_of(unit_code) is Level.CITY else unit_code
+    rows = await conn.fetch(
+        """SELECT c.callout_id, c.incident_id, i.title, i.kind, i.mode, c.volunteer_id, v.unit_code,
+                  c.arrived_at, c.released_at
+           FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id
+                JOIN volunteers v ON v.volunteer_id = c.volunteer_id
+           WHERE c.arrived_at >= $1 AND c.arrived_at < $2
+             AND ($3::uuid IS NULL OR c.volunteer_id = $3) AND ($4::text IS NULL OR v.unit_code LIKE $4 || '%')
+           ORDER BY c.arrived_at, c.callout_id""",
+        start, end, volunteer_id, prefix,
+    )
+    return [dict(r) for r in rows]
