@@ -86,6 +86,11 @@ class DispatchSettings(ServiceSettings):
     consumer_prefix: str = Field(
         default="dispatch", description="Prefix of the consumers' names and group ids (tests use their own)."
     )
+    star_levels: str | None = Field(
+        default=None, description="Star-rating levels as JSON, e.g. [{\"stars\": 1, \"min_hours\": 100, "
+        "\"min_deployments\": 2, \"min_drills\": 1}, …]; default the national 100/300/600/1000/1500 hours "
+        "(services.dispatch.domain.stars).",
+    )
 
 
 class NotifySettings(ServiceSettings):

@@ -20,6 +20,8 @@ from .console import stop_hub
 from .domain.model import CallOutState
 from .handlers.consumers import consumer_factories
 from .handlers.http import install_error_handlers, router
+from .handlers.service_record import router as record_router
+from .handlers.service_record import star_levels
 from .handlers.ticker import deadline_ticker
 
 
@@ -40,6 +42,9 @@ def create_app(
 ) -> FastAPI:
     """Build the dispatch service's app (connects nothing until started).
 
+    Raises:
+        pydantic.ValidationError: ``DISPATCH_STAR_LEVELS`` is not a JSON list of star levels.
+
     Args:
         settings: defaults to :class:`DispatchSettings` from the environment.
         migrate: run the migrations at start.
@@ -48,10 +53,11 @@ def create_app(
 
     """
     settings = settings or DispatchSettings()
+    star_levels(settings)  # a malformed DISPATCH_STAR_LEVELS fails the start, not the annual review
     spec = ServiceSpec(
         name="dispatch",
         title="muster dispatch",
-        routers=[router, console_router],
+        routers=[router, record_router, console_router],
         consumers=consumer_factories(settings.consumer_prefix, only=consumers),
         background=[deadline_ticker],
         scrape=[callouts_by_state],

@@ -6,6 +6,7 @@ Times are returned in UTC (ISO 8601); the operator's screens show them in Asia/S
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +17,6 @@ from shared.vocabulary import Level
 
 from .domain.model import CallOutState
 from .domain.report import CallOutFact, MessageFact, RequirementFact, incident_figures
-from .domain.service_hours import year_bounds
 from .domain.waves import LEVEL_ORDER
 from .errors import NotFound
 
@@ -213,9 +213,10 @@ async def report(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
 
 
 async def service_spells(
-    conn: asyncpg.Connection, year: int, *, unit_code: str | None = None, volunteer_id: UUID | None = None,
+    conn: asyncpg.Connection, start: datetime, end: datetime, *, unit_code: str | None = None,
+    volunteer_id: UUID | None = None,
 ) -> list[dict[str, Any]]:
-    """The spells of service that started in ``year`` (China Standard Time), for a unit's people or one person.
+    """The spells of service that started in [``start``, ``end``) (UTC), for a unit's people or one person.
 
     Returns:
         ``[{"callout_id", "incident_id", "title", "kind", "mode", "volunteer_id", "unit_code",
@@ -223,11 +224,7 @@ async def service_spells(
         ``unit_code`` keeps the volunteers whose village lies inside it (6, 9 or 12 digits; a city by its
         4-digit prefix).
 
-    Raises:
-        ValueError: a year outside 2000..2100.
-
     """
-    start, end = year_bounds(year)
     prefix = None if unit_code is None else unit_code[:4] if level_of(unit_code) is Level.CITY else unit_code
     rows = await conn.fetch(
         """SELECT c.callout_id, c.incident_id, i.title, i.kind, i.mode, c.volunteer_id, v.unit_code,

@@ -10,12 +10,11 @@ kind 40, outcome 500 characters, skill/team type/unit code 40, at most 20 requir
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +24,6 @@ from shared.vocabulary import Level
 
 from .. import queries, usecases
 from ..auth import Operator, authenticate
-from ..domain.service_hours import CST, Spell, roll_up, spell_hours
 from ..domain.validation import (
     MAX_BROADCAST_LENGTH,
     MAX_CODE_LENGTH,
@@ -35,7 +33,7 @@ from ..domain.validation import (
     MAX_REQUIREMENTS,
     MAX_TITLE_LENGTH,
 )
-from ..errors import DispatchError, InvalidInput, NotFound
+from ..errors import DispatchError, InvalidInput
 from ..units import units
 
 __all__ = ["install_error_handlers", "router"]
@@ -380,74 +378,6 @@ async def audit_log(request: Request, op: OperatorDep, incident_id: UUID | None 
         )
     return [{k: (str(v) if isinstance(v, UUID) else v.isoformat() if hasattr(v, "isoformat") else v)
              for k, v in dict(r).items()} for r in rows]
-
-
-def _this_year() -> int:
-    return datetime.now(CST).year
-
-
-YearQuery = Annotated[int | None, Query(ge=2000, le=2100, description="Calendar year, China Standard Time; "
-                                                                         "default the current one.")]
-
-
-@router.get("/volunteers/{volunteer_id}/service", tags=["service hours"], responses=_ITEM)
-async def volunteer_service(
-    volunteer_id: UUID, request: Request, op: OperatorDep, year: YearQuery = None,
-) -> dict[str, Any]:
-    """A volunteer's record of service for a year: each arrival to release, and the totals (hours).
-
-    Service (emergencies, events) and drills are totalled apart; a spell still on scene counts up to
-    now (``released_at`` null). 404 unknown volunteer, 403 outside the operator's unit.
-    """
-    y = year or _this_year()
-    now = datetime.now(UTC)
-    async with _pool(request).acquire() as conn:
-        unit = await conn.fetchval("SELECT unit_code FROM volunteers WHERE volunteer_id = $1", volunteer_id)
-        if unit is None:
-            raise NotFound(f"no volunteer {volunteer_id}")
-        op.require_scope(unit)
-        spells = await queries.service_spells(conn, y, volunteer_id=volunteer_id)
-    items = [{"callout_id": str(s["callout_id"]), "incident_id": str(s["incident_id"]), "title": s["title"],
-              "kind": s["kind"], "mode": s["mode"], "arrived_at": s["arrived_at"].isoformat(),
-              "released_at": s["released_at"].isoformat() if s["released_at"] else None,
-              "hours": round(spell_hours(s["arrived_at"], s["released_at"], now), 2)} for s in spells]
-    service = [i for i in items if i["mode"] != "drill"]
-    return {"volunteer_id": str(volunteer_id), "year": y, "deployments": len(service),
-            "hours": round(sum(i["hours"] for i in service), 2),
-            "drill_hours": round(sum(i["hours"] for i in items if i["mode"] == "drill"), 2), "spells": items}
-
-
-@router.get("/service-hours", tags=["service hours"])
-async def service_hours(
-    request: Request, op: OperatorDep, year: YearQuery = None,
-    unit_code: Annotated[str | None, Query(pattern=r"^\d{6}(\d{3}(\d{3})?)?$",
-                                           description="Default the operator's unit.")] = None,
-) -> dict[str, Any]:
-    """Service hours of a unit's volunteers for a year, rolled up by the units one level below it.
-
-    ``units``: ``[{"unit_code", "unit_name", "volunteers" (distinct, who served), "deployments", "hours",
-    "drill_hours"}]``, and the unit's totals. Hours from arrival to release (China Standard Time year of
-    the arrival). 403 a unit outside the operator's.
-    """
-    code = unit_code or op.unit_code
-    op.require_scope(code)
-    y = year or _this_year()
-    now = datetime.now(UTC)
-    async with _pool(request).acquire() as conn:
-        rows = await queries.service_spells(conn, y, unit_code=code)
-    spells = [Spell(r["volunteer_id"], r["unit_code"], r["arrived_at"], r["released_at"], r["mode"] == "drill")
-              for r in rows]
-    groups = roll_up(code, spells, now)
-    u = units()
-    return {
-        "unit_code": code, "unit_name": u.place(code) if code in u.names else code, "year": y,
-        "volunteers": len({s.volunteer_id for s in spells if not s.drill}),
-        "deployments": sum(g.deployments for g in groups), "hours": round(sum(g.hours for g in groups), 2),
-        "drill_hours": round(sum(g.drill_hours for g in groups), 2),
-        "units": [{"unit_code": g.unit_code, "unit_name": u.place(g.unit_code) if g.unit_code in u.names else g.unit_code,
-                   "volunteers": len(g.volunteers), "deployments": g.deployments, "hours": round(g.hours, 2),
-                   "drill_hours": round(g.drill_hours, 2)} for g in groups],
-    }
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from uuid import UUID, uuid4
 
+import openpyxl
 import pytest
 
 from services.dispatch import usecases
@@ -89,3 +91,18 @@ async def test_service_runs_from_arrival_to_release_and_rolls_up(dispatch_db: Di
         assert refused.status_code == 403
         assert (await client.get(f"/volunteers/{uuid4()}/service", headers=headers)).status_code == 404
         assert (await client.get("/service-hours", headers=headers, params={"year": 448})).status_code == 422
+
+        # the star ratings of the village, explained, and the annual review's workbook
+        stars = (await client.get("/service-hours/stars", headers=headers, params={"unit_code": villages[0]})).json()
+        mine = {v["volunteer_id"]: v for v in stars["volunteers"]}
+        assert set(mine) == {str(v) for v in vids}
+        assert mine[str(vids[1])]["stars"] == 0 and "累计服务 2.0 小时" in mine[str(vids[1])]["explanation"]
+        assert mine[str(vids[1])]["next_level_needs"].startswith("距一星还差 98.0 小时")
+        x = await client.get("/service-hours/stars.xlsx", headers=headers, params={"unit_code": villages[0]})
+        assert x.status_code == 200 and x.headers["content-type"].startswith("application/vnd.openxmlformats")
+    ws = openpyxl.load_workbook(io.BytesIO(x.content)).active
+    assert ws is not None
+    rows = list(ws.iter_rows(values_only=True))
+    assert rows[0] == ("姓名", "单位", "单位代码", "本年服务小时", "星级", "说明", "下一级")
+    assert len(rows) == 3 and {r[2] for r in rows[1:]} == {villages[0]}
+    assert sorted(round(r[3]) for r in rows[1:]) == [1, 2] and {r[4] for r in rows[1:]} == {0}
