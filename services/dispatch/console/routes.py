@@ -87,6 +87,12 @@ async def board_page(request: Request, incident_id: UUID) -> HTMLResponse:
     return _page(request, "board.html", page="board", incident_id=str(incident_id), map=_map())
 
 
+@router.get("/console/service", response_class=HTMLResponse, include_in_schema=False)
+async def service_page(request: Request) -> HTMLResponse:
+    """Service hours by unit and the star ratings, with the annual review's XLSX (issue #19)."""
+    return _page(request, "service.html", page="service")
+
+
 @router.get("/console/incidents/{incident_id}/report", response_class=HTMLResponse, include_in_schema=False)
 async def report_page(request: Request, incident_id: UUID) -> HTMLResponse:
     return _page(request, "report.html", page="report", incident_id=str(incident_id))

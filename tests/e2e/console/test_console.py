@@ -280,3 +280,57 @@ async def test_an_operator_of_another_county_is_told_why_and_a_viewer_gets_no_ac
         finally:
             await http.post(f"{DISPATCH}/incidents/{incident_id}/close", headers=console["headers"],
                             json={"outcome": "测试结束"})
+
+
+async def test_the_service_record_shows_who_served_and_exports_the_star_ratings(console, tmp_path) -> None:
+    """Issue #19: a volunteer who arrived at an emergency appears in the unit's service hours and star ratings,
+    and the XLSX the page downloads (with the token, not in the URL) has their row."""
+    page, headers = console["page"], console["headers"]
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(f"{DISPATCH}/incidents", headers=headers, json={
+            "kind": "drowning", "title": f"服务记录测试{uuid.uuid4().hex[:4]}", "lat": 29.9960, "lon": 120.5600,
+            "unit_code": "330602002002", "mode": "emergency", "requirements": [{"skill": "first_aid", "count": 1}],
+            "policy": {"max_level": "village", "wave_deadline_seconds": 600}})
+        assert r.status_code == 201, r.text
+        incident_id = r.json()["incident"]["incident_id"]
+
+        async def sms_delivered() -> Any:
+            cs = (await http.get(f"{DISPATCH}/console/api/incidents/{incident_id}", headers=headers)).json()
+            return next((c for c in cs["responders"] if any(
+                m["channel"] == "sms" and m["status"] == "delivered" for m in c["messages"])), None)
+
+        target = await _until(sms_delivered, "a call-out delivered by SMS")
+        [mobile] = [p for p in (await Directory().phones(http, [target["volunteer_id"]])) if p.startswith("+")][:1]
+        for text in (f"1{target['reply_code']}", f"到了{target['reply_code']}"):
+            assert (await http.post(f"{SIMULATOR}/sim/phones/{mobile}/reply", json={"text": text})).status_code < 300
+
+        async def arrived() -> Any:
+            cs = (await http.get(f"{DISPATCH}/incidents/{incident_id}/callouts", headers=headers)).json()
+            return next((c for c in cs if c["callout_id"] == target["callout_id"] and c["state"] == "arrived"), None)
+
+        await _until(arrived, "the volunteer's arrival")
+        await http.post(f"{DISPATCH}/incidents/{incident_id}/close", headers=headers, json={"outcome": "测试结束"})
+        record = (await http.get(f"{DISPATCH}/volunteers/{target['volunteer_id']}/service", headers=headers)).json()
+        assert incident_id in {s["incident_id"] for s in record["spells"]}
+
+    await page.goto(f"{DISPATCH}/console/")
+    if not await page.evaluate("sessionStorage.getItem('muster.operator.token')"):
+        await page.fill("#token", console["token"])
+        await page.click("#signin-form button[type=submit]")
+        await page.wait_for_selector("#who:has-text('e2e-console')")
+    await page.goto(f"{DISPATCH}/console/service?unit_code=330602002")
+    row = page.locator(f"#s-stars tr[data-volunteer='{target['volunteer_id']}']")
+    await row.wait_for()
+    assert "累计服务" in await row.text_content()
+    assert "330602002002" in await page.locator("#s-units tbody").inner_html()  # the village's row
+    await page.screenshot(path=str(SHOTS / "08-service-record.png"), full_page=True)
+    async with page.expect_download() as got:
+        await page.click("#s-export")
+    path = tmp_path / "stars.xlsx"
+    await (await got.value).save_as(path)
+    import openpyxl
+
+    ws = openpyxl.load_workbook(path).active
+    assert ws is not None
+    rows = list(ws.iter_rows(values_only=True))
+    assert rows[0][:2] == ("姓名", "单位") and target["name"] in {r[0] for r in rows[1:]}

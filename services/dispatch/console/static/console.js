@@ -458,12 +458,38 @@
     $("#r-printed").textContent = "打印时间（北京时间）：" + fmtDate(new Date().toISOString());
   }
 
+  // ---- the volunteers' record: service hours by unit, star ratings, the XLSX export
+  async function servicePage() {
+    if (!(await signedIn())) { location.href = "/console/"; return; }
+    const q = new URLSearchParams(location.search);
+    $("#s-year").value = q.get("year") || new Date().toLocaleString("en-CA", { ...TZ, year: "numeric" });
+    $("#s-unit").value = q.get("unit_code") || me.unit_code;
+    const params = () => new URLSearchParams({ year: $("#s-year").value, unit_code: $("#s-unit").value }).toString();
+    const load = async () => {
+      const [h, st] = await Promise.all([api("GET", "/service-hours?" + params()), api("GET", "/service-hours/stars?" + params())]);
+      $("#s-meta").textContent = `${h.unit_name} · ${h.year} 年 · 服务 ${h.volunteers} 人、${h.deployments} 人次、${h.hours} 小时；演练 ${h.drill_hours} 小时`;
+      $("#s-units tbody").innerHTML = h.units.map((u) => `<tr><td><a href="?${new URLSearchParams({ year: h.year, unit_code: u.unit_code })}">${esc(u.unit_name)}</a></td>
+        <td>${u.volunteers}</td><td>${u.deployments}</td><td>${u.hours}</td><td>${u.drill_hours}</td></tr>`).join("") || `<tr><td colspan="5">本年无到达记录</td></tr>`;
+      $("#s-stars tbody").innerHTML = st.volunteers.map((v) => `<tr data-volunteer="${esc(v.volunteer_id)}"><td>${esc(v.name)}</td><td>${esc(v.unit_name)}</td>
+        <td>${v.year_hours}</td><td class="stars">${v.stars ? "★".repeat(v.stars) : "—"}</td><td>${esc(v.explanation)}</td><td>${esc(v.next_level_needs || "已是最高星级")}</td></tr>`).join("")
+        || `<tr><td colspan="6">暂无记录</td></tr>`;
+    };
+    $("#s-form").onsubmit = (ev) => { ev.preventDefault(); history.replaceState(null, "", "?" + params()); load().catch((e) => flash("出错：" + e.message)); };
+    $("#s-export").onclick = async () => {  // fetched with the token (never in a URL), saved as a file
+      const r = await fetch("/service-hours/stars.xlsx?" + params(), { headers: { Authorization: "Bearer " + token() } });
+      if (!r.ok) { flash("导出失败：HTTP " + r.status); return; }
+      const a = document.createElement("a"); a.href = URL.createObjectURL(await r.blob());
+      a.download = `星级评定-${$("#s-unit").value}-${$("#s-year").value}.xlsx`; document.body.appendChild(a); a.click(); a.remove();
+    };
+    await load();
+  }
+
   // N opens the form from any page (outside text fields)
   document.addEventListener("keydown", (ev) => {
     if (ev.key.toLowerCase() !== "n" || ev.target.closest("input, textarea, select, dialog") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (me && me.writes && page !== "new") location.href = "/console/new";
   });
 
-  const pages = { index: indexPage, new: newPage, board: boardPage, report: reportPage };
+  const pages = { index: indexPage, new: newPage, board: boardPage, report: reportPage, service: servicePage };
   (pages[page] || (() => {}))().catch((e) => flash("出错：" + e.message));
 })();
