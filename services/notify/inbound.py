@@ -211,17 +211,19 @@ async def apply_early_receipts(
 # stand-down or a decline sets ``closed_at``; an incident's close does not (no message is sent then).
 _RECENT_COLUMNS = """
     c.callout_id, c.reply_code, c.requested_at, c.incident_id, c.drill, c.state <> 'closed' AS open,
-    c.closed_at AS stood_down_at, EXISTS (SELECT 1 FROM replies r WHERE r.callout_id = c.callout_id) AS answered
+    c.closed_at AS stood_down_at, EXISTS (SELECT 1 FROM replies r WHERE r.callout_id = c.callout_id) AS answered,
+    c.state = 'assigned' AS assigned
 """
 _RECENT_FIELDS = ("callout_id", "reply_code", "requested_at", "incident_id", "drill", "open", "stood_down_at",
-                  "answered")
+                  "answered", "assigned")
 
 
-def _match(rows: Sequence[Any], code: str | None) -> UUID | None:
-    """:func:`match_callout` over rows of ``_RECENT_COLUMNS`` (records or dicts)."""
+def _match(rows: Sequence[Any], parsed: ParsedReply) -> UUID | None:
+    """:func:`match_callout` over rows of ``_RECENT_COLUMNS`` (records or dicts) for the ``parsed`` reply."""
     return match_callout([RecentCallOut(r["callout_id"], r["reply_code"], r["requested_at"], open=r["open"],
-                                        stood_down_at=r["stood_down_at"], answered=r["answered"]) for r in rows],
-                         code)
+                                        stood_down_at=r["stood_down_at"], answered=r["answered"],
+                                        assigned=r["assigned"]) for r in rows],
+                         parsed.code, arrival=parsed.intent is ReplyIntent.ARRIVED)
 
 
 # The one automatic answer to an unrecognised reply: a message of kind auto_answer for the call-out, its
@@ -363,10 +365,11 @@ async def record_replies(
         )
         SELECT 'dup' AS kind, dedup_key, NULL::bytea AS h, NULL::uuid AS volunteer_id, NULL::uuid AS callout_id,
                NULL::text AS reply_code, NULL::timestamptz AS requested_at, NULL::uuid AS incident_id,
-               NULL::bool AS drill, NULL::bool AS open, NULL::timestamptz AS stood_down_at, NULL::bool AS answered
+               NULL::bool AS drill, NULL::bool AS open, NULL::timestamptz AS stood_down_at, NULL::bool AS answered,
+               NULL::bool AS assigned
         FROM replies WHERE provider = $1 AND dedup_key = ANY($2::text[])
         UNION ALL
-        SELECT 'own', NULL, h, volunteer_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM own
+        SELECT 'own', NULL, h, volunteer_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM own
         UNION ALL
         SELECT 'call', NULL, NULL, c.volunteer_id, {_RECENT_COLUMNS}
         FROM callouts c WHERE (c.volunteer_id IN (SELECT volunteer_id FROM own) OR c.volunteer_id = ANY($5::uuid[]))
@@ -405,7 +408,7 @@ async def record_replies(
         parsed = u.parsed or parse_reply(u.text, [r["reply_code"] for r in mine])
         callout_id = u.callout_id
         if callout_id is None and parsed.intent is not ReplyIntent.UNSUBSCRIBE:
-            callout_id = _match(mine, parsed.code)
+            callout_id = _match(mine, parsed)
         meta = None
         if callout_id is not None:
             meta = next((r for r in mine if r["callout_id"] == callout_id), None) or named.get(callout_id)

@@ -138,6 +138,7 @@ class RecentCallOut:
         stood_down_at: when a stand-down (or the volunteer's decline) closed it, UTC; None while open or when
             it closed with its incident (no message then, so nothing to cross).
         answered: the volunteer has already replied to it.
+        assigned: dispatch confirmed them on it (``CallOutAssigned``): they are on their way or there.
 
     """
 
@@ -147,9 +148,11 @@ class RecentCallOut:
     open: bool = True
     stood_down_at: datetime | None = None
     answered: bool = False
+    assigned: bool = False
 
 
-def match_callout(recent: Sequence[RecentCallOut], code: str | None, *, now: datetime | None = None) -> UUID | None:
+def match_callout(recent: Sequence[RecentCallOut], code: str | None, *, now: datetime | None = None,
+                  arrival: bool = False) -> UUID | None:
     """The call-out a reply answers, or None when the volunteer has none in the window.
 
     With a ``code``: the call-out with that code, open or closed (the volunteer typed the code of the
@@ -158,7 +161,9 @@ def match_callout(recent: Sequence[RecentCallOut], code: str | None, *, now: dat
     (UTC, default the current time) that they have not answered: a "好的" sent as the stand-down crossed
     it answers the message they read, not an older open call-out of another incident (issue #14: a
     drill's phone accepted a live incident that way). When there is none of those, the newest call-out
-    (dispatch records the reply as late).
+    (dispatch records the reply as late). An ``arrival`` ("到了") without a code answers the call-out they
+    are assigned on, if any: the confirmation asks for "到了" without a code, and a newer call-out of
+    another incident (an operator's manual add) must not swallow the check-in.
     """
     if not recent:
         return None
@@ -166,6 +171,8 @@ def match_callout(recent: Sequence[RecentCallOut], code: str | None, *, now: dat
         for c in recent:
             if c.reply_code.lower() == code.lower():
                 return c.callout_id
+    if arrival and (mine := [c for c in recent if c.assigned and c.open]):
+        return max(mine, key=lambda c: c.requested_at).callout_id
     at = now or datetime.now(UTC)
     live = [c for c in recent if c.open or (
         c.stood_down_at is not None and not c.answered and (at - c.stood_down_at).total_seconds() <= CROSSING_SECONDS)]

@@ -754,6 +754,32 @@ async def test_a_reply_without_code_as_the_stand_down_crosses_it_answers_the_sto
         await consumer.stop()
 
 
+async def test_an_arrival_without_code_checks_in_on_the_assigned_call_out_not_a_newer_one(
+        notify_stack: NotifyStack) -> None:
+    """Regression (break-it review): assigned in H, then called by hand for F; "到了" went to F."""
+    ns = notify_stack
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    consumer = await _reply_consumer(ns)
+    try:
+        h = request(vid, reply_code="H2", incident_title="破测H个人")
+        await ns.publish(ns.callout_topic, str(vid), h)
+        assert await message_row(ns, h.callout_id) is not None
+        await ns.publish(ns.callout_topic, str(vid), CallOutAssigned(
+            callout_id=h.callout_id, incident_id=h.incident_id, volunteer_id=vid, incident_title=h.incident_title,
+            place="现场"))
+        assert await message_row(ns, h.callout_id, kind="assigned") is not None
+        f = request(vid, reply_code="F7", incident_title="破测F")
+        await ns.publish(ns.callout_topic, str(vid), f)
+        assert await message_row(ns, f.callout_id) is not None
+        r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "到了"})
+        assert r.status_code == 200
+        [reply] = await _replies_for(consumer, vid, 1)
+        assert (reply.intent.value, reply.callout_id) == ("arrived", h.callout_id)
+    finally:
+        await consumer.stop()
+
+
 async def test_providers_share_the_aiohttp_transport_client(notify_stack: NotifyStack) -> None:
     """The composition root hands the providers httpx on aiohttp's transport, not plain httpx.
 

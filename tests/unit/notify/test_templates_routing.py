@@ -222,3 +222,14 @@ def test_broadcast_carries_the_operators_text_and_is_drill_marked() -> None:
     r = render(c, Channel.SMS, signature=SIG)
     assert r.text == "演练：柯桥区鉴湖溺水调度通知：集合点改到南门[急]，调度电话0575-85123456"
     assert list(r.template_params) == ["drill", "title", "text", "callback"]
+
+
+def test_an_arrival_without_code_checks_in_where_they_are_assigned() -> None:
+    """Regression (break-it review): assigned in H, then added by hand to F; "到了" went to F (declined,
+    engaged elsewhere) and H never recorded the arrival."""
+    now = datetime.now(UTC)
+    h = RecentCallOut(uuid4(), "H2", now - timedelta(minutes=20), assigned=True)
+    f = RecentCallOut(uuid4(), "F7", now - timedelta(minutes=1))
+    assert match_callout([h, f], None, now=now, arrival=True) == h.callout_id
+    assert match_callout([h, f], None, now=now) == f.callout_id  # a "1" still answers the newest message
+    assert match_callout([h, f], "F7", now=now, arrival=True) == f.callout_id  # a code always wins
