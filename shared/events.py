@@ -295,6 +295,10 @@ class CallOutAssigned(Event):
     meeting_point: str = Field(default="", description="Where to gather; empty in older events: use ``place``.")
     map_url: str | None = Field(default=None, description="Amap marker link of the meeting point (GCJ-02).")
     callback_phone: str | None = Field(default=None, description="The operator's callback number.")
+    reply_code: str | None = Field(
+        default=None, description="The call-out's reply code. A call-out an operator moved the volunteer into is "
+        "announced only by this event (no CallOutRequested: they are not asked, they are told), so notify learns "
+        "the call-out, and its code, from it.")
 
 
 class BroadcastAudience(StrEnum):

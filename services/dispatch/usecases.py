@@ -273,8 +273,13 @@ async def _write_wave(
     respond_by: datetime,
     causation: UUID | None,
     manual: bool = False,
+    announce: bool = True,
 ) -> list[UUID]:
-    """Insert call-outs for ``picked`` ((volunteer id, team id, distance m)) and their ``CallOutRequested``."""
+    """Insert call-outs for ``picked`` ((volunteer id, team id, distance m)) and their ``CallOutRequested``.
+
+    ``announce`` False writes the call-outs without their ``CallOutRequested`` (a move: the volunteer is
+    told by the ``CallOutAssigned`` that follows, not asked first).
+    """
     await conn.execute("SELECT pg_advisory_xact_lock($1)", CODES_LOCK)
     vids = [p[0] for p in picked]
     taken: dict[UUID, set[str]] = {}
@@ -320,7 +325,8 @@ async def _write_wave(
         columns=["callout_id", "incident_id", "requirement_id", "volunteer_id", "team_id", "wave", "level",
                  "reply_code", "state", "distance_m", "manual", "requested_at", "respond_by"],
     )
-    await outbox.add_serialized(conn, events)
+    if announce:
+        await outbox.add_serialized(conn, events)
     return [r[0] for r in rows]
 
 
@@ -1381,16 +1387,17 @@ async def move_volunteer(
                 [cid] = await _write_wave(conn, inc, req, [(volunteer_id, None, None)], level=Level(req["level"]),
                                           wave=max(req["wave"], 1), now=now,
                                           respond_by=now + timedelta(seconds=inc.deadline_s), causation=None,
-                                          manual=True)
+                                          manual=True, announce=False)
         else:
             cid = c["callout_id"]
         await conn.execute(
             "UPDATE callouts SET state = 'assigned', accepted_at = $2, cancel_reason = NULL WHERE callout_id = $1",
             cid, now,
         )
+        code = await conn.fetchval("SELECT reply_code FROM callouts WHERE callout_id = $1", cid)
         await outbox.add(conn, CALLOUT, str(volunteer_id), CallOutAssigned(
             callout_id=cid, incident_id=to_incident_id, volunteer_id=volunteer_id, incident_title=inc.title,
-            place=inc.place, occurred_at=now, **inc.env()))
+            place=inc.place, reply_code=code, occurred_at=now, **inc.where(), **inc.env()))
         filled = req["filled"] + 1
         await conn.execute("UPDATE requirements SET filled = $2 WHERE requirement_id = $1", req["requirement_id"],
                            filled)

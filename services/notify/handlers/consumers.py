@@ -242,6 +242,12 @@ class CallOutMessages:
             "UPDATE callouts SET state = 'assigned' WHERE callout_id = $1 AND state <> 'closed' RETURNING reply_code",
             e.callout_id,
         )
+        if code is None and e.reply_code is not None:  # a move: the call-out is announced by this event alone
+            code = await conn.fetchval(
+                """INSERT INTO callouts (callout_id, volunteer_id, incident_id, reply_code, drill, requested_at, state)
+                   VALUES ($1, $2, $3, $4, $5, $6, 'assigned') ON CONFLICT (callout_id) DO NOTHING RETURNING reply_code""",
+                e.callout_id, e.volunteer_id, e.incident_id, e.reply_code, e.drill, e.occurred_at,
+            )
         content = {"title": e.incident_title, "place": e.meeting_point or e.place, "reply_code": code or "",
                    **_where(e)}
         await conn.execute(

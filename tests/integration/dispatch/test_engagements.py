@@ -164,6 +164,36 @@ async def test_an_operator_moves_a_person_between_incidents(dispatch_db: Dispatc
     assert audit["before"]["incident_id"] == str(incidents[0]) and audit["after"]["callout_id"] == str(calls[1])
 
 
+async def test_a_move_into_an_incident_that_never_called_them_tells_them_where_to_go_once(
+        dispatch_db: DispatchDb) -> None:
+    """Regression (break-it review): the move's confirmation had no meeting point, an empty map position and no
+    callback number, and a move into an incident that had not called them sent a "回复1接受" call-out first."""
+    db = dispatch_db
+    vid, incidents, calls = await two_incidents(db, index=73)
+    await one_by_one(db, reply(vid, calls[0]))
+    town, villages = a_town_with_villages(1, index=74)
+    lat, lon = units().centres[town]
+    async with db.pool.acquire() as conn:
+        third = await usecases.open_incident(conn, usecases.IncidentInput(
+            kind="t", title="柯岩山体滑坡", lat=lat, lon=lon, unit_code=villages[0], mode=IncidentMode.DRILL,
+            requirements=[usecases.RequirementInput("first_aid", None, 1)], max_level=None,
+            wave_deadline_seconds=600, meeting_point="柯岩景区东门", callback_phone="0575-84123456",
+        ), ACTOR, place="x")
+        rid = await conn.fetchval("SELECT requirement_id FROM requirements WHERE incident_id = $1", third)
+        assert await conn.fetchval("SELECT 1 FROM callouts WHERE incident_id = $1 AND volunteer_id = $2",
+                                   third, vid) is None
+        async with conn.transaction():
+            mark = await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
+            moved = await usecases.move_volunteer(conn, vid, third, rid, ACTOR)
+            events = [parse_event(bytes(r["payload"], "utf-8") if isinstance(r["payload"], str) else r["payload"])
+                      for r in await conn.fetch("SELECT payload FROM outbox WHERE id > $1 ORDER BY id", mark)]
+    mine = [e for e in events if getattr(e, "callout_id", None) == moved.to_callout_id]
+    assert [type(e).__name__ for e in mine] == ["CallOutAssigned"]  # told, not asked first
+    [assigned] = mine
+    assert assigned.meeting_point == "柯岩景区东门" and assigned.callback_phone == "0575-84123456"
+    assert assigned.map_url and "position=," not in assigned.map_url and assigned.reply_code
+
+
 async def test_two_accepts_over_kafka_assign_once_and_the_answer_is_published(dispatch_db: DispatchDb) -> None:
     """The same race end to end on the real broker: both accepts published at once to ``notify.reply.v1``,
     applied by the running consumer, and the answer relayed to ``dispatch.callout.v1``."""
