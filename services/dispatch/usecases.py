@@ -566,6 +566,11 @@ def _meeting(
         raise InvalidInput("meeting_lat and meeting_lon go together: give both or neither")
     if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise InvalidInput(f"meeting point ({lat}, {lon}) is not a WGS84 latitude/longitude")
+    if lat is not None and lon is not None:
+        from .units import units
+
+        if not units().city.contains(lat, lon):
+            raise InvalidInput(f"meeting point ({lat}, {lon}) is outside the city")
     return text, lat, lon, check_callback_phone(phone) if phone is not None else None
 
 

@@ -53,6 +53,8 @@ def create_app(settings: RosterSettings | None = None) -> FastAPI:
         routers=(api,),
         consumers=(unsubscribe_consumer,),
         on_start=_load_units_if_empty,
+        # Registers up to imports.MAX_BYTES, with room for the multipart envelope; JSON bodies the default 1 MiB.
+        body_limits={"/imports": imports.MAX_BYTES + 1024 * 1024},
     )
     app = build_app(spec, settings)
     install_error_handlers(app)

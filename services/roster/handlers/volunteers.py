@@ -35,6 +35,7 @@ from services.roster.handlers.schemas import (
 )
 from shared.events import Availability
 from shared.http_errors import error_responses
+from shared.inputs import SingleLine
 
 router = APIRouter(prefix="/volunteers", tags=["volunteers"])
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
@@ -61,7 +62,7 @@ async def search_volunteers(
     certified_on: Annotated[date | None, Query(description="A certificate (of `skill` if given) valid on this day.")] = None,
     availability: Availability | None = None,
     active: bool = True,
-    name: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
+    name: Annotated[SingleLine | None, Query(max_length=MAX_NAME)] = None,
     page: PageNumber = 1,
     page_size: PageSize = 50,
 ) -> Page[VolunteerOut]:
