@@ -488,7 +488,8 @@ async def open_incident(
     max_level = data.max_level or scope
     if not level_allowed(max_level, scope):
         raise AccessDenied(
-            f"max level {max_level.value} is above {actor.name}'s scope ({scope.value} {actor.unit_code})"
+            f"max level {max_level.value} is above {actor.name}'s scope ({scope.value} {actor.unit_code})",
+            who=actor.name, role=actor.role,
         )
     if not level_allowed(data.start_level, max_level):
         raise InvalidInput(f"start level {data.start_level} is above max level {max_level}")
@@ -1262,7 +1263,8 @@ async def add_volunteer(
             raise NotFound(f"volunteer {volunteer_id} is not on the roster projection")
         if not within_unit(v["unit_code"], actor.unit_code):
             raise AccessDenied(
-                f"volunteer {volunteer_id} belongs to {v['unit_code']}, outside {actor.name}'s unit {actor.unit_code}"
+                f"volunteer {volunteer_id} belongs to {v['unit_code']}, outside {actor.name}'s unit {actor.unit_code}",
+                who=actor.name, role=actor.role,
             )
         if v["retired"]:
             raise InvalidInput(f"volunteer {volunteer_id} has retired from the roster")

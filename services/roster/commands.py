@@ -76,12 +76,16 @@ class Conflict(RosterError):
 
 
 class Forbidden(RosterError):
-    """The unit lies outside the acting administrator's scope."""
+    """The unit lies outside the acting administrator's scope; ``actor`` is who tried."""
+
+    def __init__(self, message: str, actor: Admin | None = None) -> None:
+        super().__init__(message)
+        self.actor = actor
 
 
 def _require_scope(actor: Admin, unit_code: str) -> None:
     if not actor.covers(unit_code):
-        raise Forbidden(f"{actor.name} ({actor.role} of {actor.unit_code}) may not change unit {unit_code}")
+        raise Forbidden(f"{actor.name} ({actor.role} of {actor.unit_code}) may not change unit {unit_code}", actor)
 
 
 _AUDITED = ("name", "mobile", "unit_code", "lat", "lon", "skills", "availability", "wechat_openid",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.events import BroadcastAudience, IncidentMode
 from shared.http_errors import error_responses
 from shared.inputs import FiniteFloat, Int32, MultiLine, SingleLine, StrictInt
+from shared.refusals import Refusal, record_refusal, route_of
 from shared.vocabulary import Level
 
 from .. import queries, usecases
@@ -34,7 +35,7 @@ from ..domain.validation import (
     MAX_REQUIREMENTS,
     MAX_TITLE_LENGTH,
 )
-from ..errors import DispatchError, InvalidInput
+from ..errors import AccessDenied, DispatchError, InvalidInput
 from ..units import units
 
 __all__ = ["install_error_handlers", "router"]
@@ -381,11 +382,36 @@ async def audit_log(request: Request, op: OperatorDep, incident_id: UUID | None 
              for k, v in dict(r).items()} for r in rows]
 
 
+async def _audit_refusal(request: Request, exc: AccessDenied) -> None:
+    """Log and audit a 401/403 (``access.refused``; capped per minute, see :mod:`shared.refusals`)."""
+    refusal = Refusal(exc.who, exc.role, route_of(request), exc.status, str(exc), exc.token)
+    try:
+        incident_id: UUID | None = UUID(str(request.path_params.get("incident_id")))
+    except ValueError:
+        incident_id = None
+
+    async def write(r: Refusal | None, suppressed: dict[str, int]) -> None:
+        async with _pool(request).acquire() as conn:
+            if suppressed:
+                await conn.execute(
+                    "INSERT INTO audit_log (operator, role, action, incident_id, before, after) "
+                    "VALUES ('anonymous', '-', 'access.refused_suppressed', NULL, NULL, $1)", suppressed)
+            if r is not None:
+                await conn.execute(
+                    "INSERT INTO audit_log (operator, role, action, incident_id, before, after) "
+                    "VALUES ($1, $2, 'access.refused', $3, NULL, $4)",
+                    r.who or "anonymous", r.role or "-", incident_id, r.row())
+
+    await record_refusal(request, refusal, write)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map :class:`DispatchError` to its HTTP status with ``{"detail": message}``."""
 
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DispatchError)
+        if isinstance(exc, AccessDenied):
+            await _audit_refusal(request, exc)
         return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=exc.status)
 
     app.add_exception_handler(DispatchError, handle)

@@ -8,6 +8,9 @@ from :attr:`shared.settings.RosterSettings.admin_token` (no default; the local s
 ``stack.env``), is compared in constant time (:func:`hmac.compare_digest`) and acts as a city administrator
 (:data:`services.roster.admins.SHARED_ADMIN`), for the stack, the CLI and the drill runner.
 
+Every refusal (401 here, 403 out of scope) is logged at warning level and audited as ``access.refused``
+(capped per minute: :mod:`shared.refusals`).
+
 Errors: 401 with ``WWW-Authenticate: Bearer`` and a ``detail`` saying what is wrong (no token, not
 a bearer token, wrong token); 401 too when the service has no token configured (it refuses
 everything rather than serve unauthenticated).
@@ -21,9 +24,17 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.roster.admins import SHARED_ADMIN, TOKEN_PREFIX, Admin, authenticate
+from services.roster.admins import (
+    SHARED_ADMIN,
+    TOKEN_PREFIX,
+    Admin,
+    audit_refusal,
+    authenticate,
+    revoked_owner,
+)
+from shared.refusals import Refusal, record_refusal, route_of, token_fingerprint
 
-__all__ = ["MIN_TOKEN_LENGTH", "AdminDep", "check_token", "require_token"]
+__all__ = ["MIN_TOKEN_LENGTH", "AdminDep", "audit_forbidden", "check_token", "require_token"]
 
 MIN_TOKEN_LENGTH = 16
 _bearer = HTTPBearer(auto_error=False, description="`ROSTER_ADMIN_TOKEN` (see the stack's `stack.env`).")
@@ -65,9 +76,35 @@ async def require_token(
         if configured and given and given.startswith(TOKEN_PREFIX):
             async with request.app.state.runtime.require_pool().acquire() as conn:
                 admin = await authenticate(conn, given)
+                owner = await revoked_owner(conn, given) if admin is None else None
             if admin is not None:
                 return admin
+            if owner is not None:
+                problem = f"the token of {owner.name} is revoked"
+                await _refused(request, Refusal(owner.name, owner.role, route_of(request), 401, problem,
+                                                token_fingerprint(given)))
+                raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=problem,
+                                    headers={"WWW-Authenticate": "Bearer"})
+    assert problem is not None
+    await _refused(request, Refusal(None, None, route_of(request), 401, problem, token_fingerprint(given)))
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=problem, headers={"WWW-Authenticate": "Bearer"})
 
 
+async def _refused(request: Request, refusal: Refusal) -> None:
+    """Log and audit a refused call (capped per minute; :mod:`shared.refusals`)."""
+    pool = request.app.state.runtime.pool
+
+    async def write(r: Refusal | None, suppressed: dict[str, int]) -> None:
+        if pool is not None:
+            await audit_refusal(pool, r, suppressed)
+
+    await record_refusal(request, refusal, write)
+
+
 AdminDep = Annotated[Admin, Depends(require_token)]
+
+
+async def audit_forbidden(request: Request, who: Admin | None, reason: str) -> None:
+    """Log and audit a 403 (outside the administrator's units)."""
+    await _refused(request, Refusal(who.name if who else None, who.role if who else None, route_of(request), 403,
+                                    reason))

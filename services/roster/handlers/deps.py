@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.roster.commands import Conflict, Forbidden, InvalidReference, NotFound
+from services.roster.handlers.auth import audit_forbidden
 
 __all__ = ["connection", "install_error_handlers"]
 
@@ -39,7 +40,9 @@ def install_error_handlers(app: FastAPI) -> None:
                             status_code=422)
 
     app.add_exception_handler(asyncpg.UniqueViolationError, conflict)
-    async def forbidden(_: Request, exc: Exception) -> JSONResponse:
+    async def forbidden(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Forbidden)
+        await audit_forbidden(request, exc.actor, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=403)
 
     app.add_exception_handler(NotFound, not_found)
