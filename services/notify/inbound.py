@@ -7,7 +7,8 @@ a connection inside a transaction, so the stored state and the events (outbox) c
 * :func:`apply_receipts` — delivery receipts → ``delivered`` + ``MessageDelivered``, or a failure:
   ``MessageFailed`` and, for WeChat when the volunteer has SMS, a fallback to SMS. A receipt for a
   message already settled changes nothing (provider retries are harmless). A receipt that arrives
-  before the send's result was stored is kept in ``early_receipts`` and applied when it is.
+  before the send's result was stored is kept in ``early_receipts`` and applied when it is; one for a
+  message already recorded (delivered or failed: a replay) is not kept.
 * :func:`record_replies` — one provider push of replies (up to 100 SMS uplinks): what
   :func:`record_reply` does for each, in order, with a few statements per push instead of a few
   per reply (the reply path's cost under load, ``bench/reply_path.py``).
@@ -115,6 +116,12 @@ async def apply_receipts(
         out.delivered += len(rows)
         done = {row["provider_message_id"] for row in rows}
         rest = [r for r in delivered if r.provider_message_id not in done]
+        if rest:  # a message already recorded (delivered, failed, a replay): nothing to keep for later
+            known = {r["provider_message_id"] for r in await conn.fetch(
+                "SELECT provider_message_id FROM messages WHERE provider = $1 AND provider_message_id = ANY($2::text[])",
+                provider, [r.provider_message_id for r in rest])}
+            out.unchanged += len([r for r in rest if r.provider_message_id in known])
+            rest = [r for r in rest if r.provider_message_id not in known]
     else:
         rest = []
     if rest:
