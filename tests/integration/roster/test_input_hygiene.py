@@ -5,9 +5,11 @@ Each refusal is a 4xx naming the field (or row and column), and nothing is writt
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import threading
 import uuid
 import zipfile
 from typing import Any
@@ -173,3 +175,29 @@ async def test_a_json_body_over_a_mebibyte_is_413_before_it_is_parsed(client: ht
     r = await client.post("/volunteers", content=b'{"name": "' + b"a" * (2 * 1024 * 1024) + b'"}',
                           headers={"content-type": "application/json"})
     assert r.status_code == 413, r.text
+
+
+async def test_health_answers_while_a_register_is_being_parsed(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.roster.adapters import spreadsheet
+
+    started, answered = threading.Event(), threading.Event()
+    real = spreadsheet.read_table
+    seen: list[bool] = []
+
+    def slow_read(data: bytes, filename: str = "", **kw: Any) -> list[list[object]]:
+        started.set()
+        seen.append(answered.wait(timeout=30))  # on the event loop this waits in vain: health cannot answer
+        return real(data, filename, **kw)
+
+    monkeypatch.setattr(spreadsheet, "read_table", slow_read)
+    text = f"姓名,手机号码,区划代码\n王明,{mobile()},{VILLAGE}\n"
+    task = asyncio.create_task(client.post("/imports", params={"dry_run": "true"},
+                                           files={"file": ("r.csv", text.encode(), "text/csv")}))
+    await asyncio.to_thread(started.wait, 30)
+    live = await client.get("/health/live")
+    answered.set()
+    r = await task
+    assert live.status_code == 200 and r.status_code == 200, r.text
+    assert seen == [True]  # health answered while the parse was still running
