@@ -51,6 +51,8 @@ __all__ = [
     "import_register",
     "load_divisions",
     "republish",
+    "recent_retirements",
+    "restore_team",
     "restore_volunteer",
     "retire_team",
     "retire_volunteer",
@@ -410,6 +412,46 @@ async def retire_team(conn: asyncpg.Connection, team_id: UUID, *, actor: Admin =
         await _bump_volunteers(conn, old.member_ids)
         await audit(conn, actor, "team.retire", str(team_id), _team_snapshot(old), {"active": False})
     log.info("roster.team_retired", team_id=str(team_id))
+
+
+async def restore_team(conn: asyncpg.Connection, team_id: UUID, *, actor: Admin = SYSTEM) -> Team:
+    """Make a retired team active again with its id, its members still on the roster and its leader if still one.
+
+    The team's snapshot and its members' profiles are published again (dispatch and notify see it back).
+
+    Raises:
+        NotFound: no such team.
+        Conflict: the team is active, or an active team has its name now.
+        Forbidden: the team's unit is outside ``actor``'s scope.
+
+    """
+    async with conn.transaction():
+        old = await repo.get_team(conn, team_id, for_update=True)
+        if old is None:
+            raise NotFound(f"no team {team_id}")
+        _require_scope(actor, old.unit_code)
+        if old.active:
+            raise Conflict(f"team {team_id} is active")
+        holder = await conn.fetchval("SELECT id FROM teams WHERE name = $1 AND active", old.name)
+        if holder is not None:
+            raise Conflict(f"an active team {holder} is called {old.name!r} now; rename one of them first")
+        await conn.execute("UPDATE teams SET active = true, revision = revision + 1, updated_at = now() WHERE id = $1",
+                           team_id)
+        restored = await repo.get_team(conn, team_id)
+        assert restored is not None
+        await outbox.add(conn, ROSTER_TEAM, str(team_id), team_event(restored))
+        await _bump_volunteers(conn, restored.member_ids)
+        await audit(conn, actor, "team.restore", str(team_id), {"active": False}, _team_snapshot(restored))
+    log.info("roster.team_restored", team_id=str(team_id), revision=restored.revision)
+    return restored
+
+
+async def recent_retirements(conn: asyncpg.Connection, actor: Admin, *, seconds: float) -> int:
+    """How many volunteers and teams ``actor`` retired in the last ``seconds`` (from the audit log)."""
+    n = await conn.fetchval(
+        "SELECT count(*) FROM audit_log WHERE actor = $1 AND action IN ('volunteer.retire', 'team.retire') "
+        "AND at > now() - make_interval(secs => $2)", actor.name, seconds)
+    return int(n)
 
 
 # --------------------------------------------------------------------------- import

@@ -34,7 +34,7 @@ from services.roster.admins import (
 )
 from shared.refusals import Refusal, record_refusal, route_of, token_fingerprint
 
-__all__ = ["MIN_TOKEN_LENGTH", "AdminDep", "audit_forbidden", "check_token", "require_token"]
+__all__ = ["MIN_TOKEN_LENGTH", "AdminDep", "audit_refused", "check_token", "require_token"]
 
 MIN_TOKEN_LENGTH = 16
 _bearer = HTTPBearer(auto_error=False, description="`ROSTER_ADMIN_TOKEN` (see the stack's `stack.env`).")
@@ -104,7 +104,7 @@ async def _refused(request: Request, refusal: Refusal) -> None:
 AdminDep = Annotated[Admin, Depends(require_token)]
 
 
-async def audit_forbidden(request: Request, who: Admin | None, reason: str) -> None:
-    """Log and audit a 403 (outside the administrator's units)."""
-    await _refused(request, Refusal(who.name if who else None, who.role if who else None, route_of(request), 403,
-                                    reason))
+async def audit_refused(request: Request, who: Admin | None, status_code: int, reason: str) -> None:
+    """Log and audit a refusal after authentication (403 outside the administrator's units, 428 unconfirmed)."""
+    await _refused(request, Refusal(who.name if who else None, who.role if who else None, route_of(request),
+                                    status_code, reason))
