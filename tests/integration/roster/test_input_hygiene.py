@@ -201,3 +201,25 @@ async def test_health_answers_while_a_register_is_being_parsed(
     r = await task
     assert live.status_code == 200 and r.status_code == 200, r.text
     assert seen == [True]  # health answered while the parse was still running
+
+
+async def test_the_export_neutralises_formula_cells_and_imports_back(client: httpx.AsyncClient, roster_pool: Any) -> None:
+    from services.roster import commands
+    from services.roster.domain.model import Certificate, Volunteer
+
+    village = VILLAGE
+    m = mobile()
+    legacy = Volunteer(id=uuid.uuid4(), revision=1, name='=HYPERLINK("http://x.example/","点我")', mobile="+86" + m,
+                       unit_code=village, skills=("first_aid",),
+                       certificates=(Certificate("first_aid", "-1+1", None, None),))
+    async with roster_pool.acquire() as conn:  # written before the API refused such names
+        await commands.create_volunteer(conn, legacy)
+    r = await client.get("/exports/volunteers.csv", params={"unit": village})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv"), r.text
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    [row] = [x for x in rows[1:] if x[1] == m]
+    assert row[0] == "'" + legacy.name and row[4] == "'-1+1"
+    assert not any(c.startswith(("=", "+", "-", "@")) for x in rows for c in x)
+    ok = await client.post("/imports", params={"dry_run": "true"},
+                           files={"file": ("export.csv", r.content, "text/csv")})
+    assert ok.status_code == 200 and ok.json()["rows"] == len(rows) - 1, ok.text
