@@ -44,6 +44,7 @@ __all__ = [
     "is_formula",
     "neutralise_cell",
     "plausible_year",
+    "storable",
     "text_problem",
 ]
 
@@ -82,6 +83,18 @@ def check_text(value: str, *, multiline: bool = False) -> str:
     if problem is not None:
         raise ValueError(problem)
     return value
+
+
+def storable(value: str) -> str:
+    """``value`` with what :func:`text_problem` refuses taken out, for text a service must keep, not refuse.
+
+    For input nobody can be asked to correct (a volunteer's SMS reply relayed by a provider): NUL and control
+    characters other than ``\n`` are dropped, unpaired surrogates become U+FFFD.
+    """
+    if text_problem(value, multiline=True) is None:
+        return value
+    return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value
+                   if ch == "\n" or unicodedata.category(ch) != "Cc")
 
 
 def _single(value: str) -> str:

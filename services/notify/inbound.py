@@ -28,6 +28,7 @@ numbers and WeChat ids"), and an operator working on an unrecognised reply may n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -42,6 +43,7 @@ from services.notify.handlers.consumers import message_id_for
 from services.notify.sender import DROP_CLAIM
 from shared import outbox
 from shared.events import MessageDelivered, MessageFailed, MessageKind, ReplyIntent, ReplyReceived
+from shared.inputs import storable
 from shared.logging import get_logger
 from shared.metrics import NOTIFY_MESSAGES, NOTIFY_PROVIDER_ERRORS, NOTIFY_RECEIPT_SECONDS
 from shared.privacy import mask_mobile, mask_openid, mask_text
@@ -301,6 +303,8 @@ async def record_reply(
         The published event (``text`` masked), or None when the reply is a replay (nothing changed).
 
     """
+    text, dedup_key = storable(text), storable(dedup_key)
+    sender = storable(sender) if sender is not None else None
     sender_hash: bytes | None = None
     masked: str | None = None
     if sender is not None:
@@ -397,6 +401,8 @@ async def record_replies(
     """
     if not uplinks:
         return []
+    uplinks = [replace(u, sender=storable(u.sender), text=storable(u.text), dedup_key=storable(u.dedup_key))
+               for u in uplinks]  # NUL or a lone surrogate typed into an SMS: stored without them, not a 500
     sms = channel is Channel.SMS
     column = "mobile_hash" if sms else "openid_hash"
     hash_of = {u.sender: cipher.mobile_hash(u.sender) if sms else cipher.openid_hash(u.sender) for u in uplinks}
