@@ -86,7 +86,7 @@ def check_text(value: str, *, multiline: bool = False) -> str:
 
 
 def storable(value: str) -> str:
-    """``value`` with what :func:`text_problem` refuses taken out, for text a service must keep, not refuse.
+    r"""``value`` with what :func:`text_problem` refuses taken out, for text a service must keep, not refuse.
 
     For input nobody can be asked to correct (a volunteer's SMS reply relayed by a provider): NUL and control
     characters other than ``\n`` are dropped, unpaired surrogates become U+FFFD.
