@@ -65,6 +65,7 @@ _DESCRIPTIONS = {
     410: "Gone (expired).",
     413: "Request body too large.",
     422: "Invalid input: the refused fields (`loc`) or a message.",
+    429: "Too many changes: retry after `Retry-After` seconds.",
     428: "Confirmation required (a bulk change): send the `confirm` code back as the header it names.",
     503: "PostgreSQL or Kafka unavailable; retry after `Retry-After` seconds.",
 }

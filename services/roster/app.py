@@ -43,7 +43,7 @@ def create_app(settings: RosterSettings | None = None) -> FastAPI:
     from services.roster.consumers import unsubscribe_consumer
 
     # One router carries the token check, so no roster route can be mounted without it.
-    api = APIRouter(dependencies=[Depends(require_token)], responses=error_responses(401, 403, 422))
+    api = APIRouter(dependencies=[Depends(require_token)], responses=error_responses(401, 403, 422, 429))
     for router in (volunteers.router, teams.router, imports.router, exports.router, units.router):
         api.include_router(router)
 

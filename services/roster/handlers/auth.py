@@ -19,6 +19,7 @@ everything rather than serve unauthenticated).
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -34,7 +35,7 @@ from services.roster.admins import (
 )
 from shared.refusals import Refusal, record_refusal, route_of, token_fingerprint
 
-__all__ = ["MIN_TOKEN_LENGTH", "AdminDep", "audit_refused", "check_token", "require_token"]
+__all__ = ["MIN_TOKEN_LENGTH", "WRITES_PER_MINUTE", "AdminDep", "audit_refused", "check_token", "require_token"]
 
 MIN_TOKEN_LENGTH = 16
 _bearer = HTTPBearer(auto_error=False, description="`ROSTER_ADMIN_TOKEN` (see the stack's `stack.env`).")
@@ -60,10 +61,41 @@ def check_token(configured: str | None, given: str | None) -> str | None:
     return None
 
 
+#: Changes (POST, PATCH, PUT, DELETE) one administrator may make a minute, per process; 429 beyond.
+WRITES_PER_MINUTE = 300
+_WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+_clock = time.monotonic  # seconds; the minute of a write is _clock() // 60
+
+
 async def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Admin:
-    """FastAPI dependency: the administrator behind the bearer token; 401 when there is none."""
+    """FastAPI dependency: the administrator behind the bearer token; 401 when there is none, 429 over the rate."""
+    admin = await _authenticated(request, credentials)
+    if request.method in _WRITES:
+        await _limit_writes(request, admin)
+    return admin
+
+
+async def _limit_writes(request: Request, admin: Admin) -> None:
+    """Refuse (429, ``Retry-After``) a change past :data:`WRITES_PER_MINUTE` of this administrator this minute."""
+    now = _clock()
+    minute = int(now // 60)
+    counts: dict[tuple[str, int], int] | None = getattr(request.app.state, "roster_writes", None)
+    if counts is None or all(m != minute for _, m in counts):
+        counts = request.app.state.roster_writes = {}
+    key = (admin.name, minute)
+    counts[key] = counts.get(key, 0) + 1
+    if counts[key] > WRITES_PER_MINUTE:
+        retry = 60 - int(now % 60)
+        reason = f"more than {WRITES_PER_MINUTE} changes a minute by {admin.name}; retry in {retry} s"
+        await _refused(request, Refusal(admin.name, admin.role, route_of(request), 429, reason))
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=reason, headers={"Retry-After": str(retry)})
+
+
+async def _authenticated(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Admin:
     secret = getattr(request.app.state.runtime.settings, "admin_token", None)
     configured = secret.get_secret_value() if secret is not None else None
     given = credentials.credentials if credentials is not None else None

@@ -71,3 +71,21 @@ async def test_retirements_past_the_threshold_wait_for_a_confirmation(app: Any, 
     async with roster_pool.acquire() as conn:
         refused = await conn.fetch("SELECT after FROM audit_log WHERE actor = $1 AND action = 'access.refused'", name)
     assert [r["after"]["status"] for r in refused] == [428, 428]
+
+
+async def test_changes_past_the_rate_limit_are_429_and_audited(app: Any, roster_pool: Any,
+                                                              monkeypatch: Any) -> None:
+    from services.roster.handlers import auth
+
+    monkeypatch.setattr(auth, "WRITES_PER_MINUTE", 3)
+    monkeypatch.setattr(auth, "_clock", lambda: 6000.0)  # one minute for the whole test
+    name = f"rate-{uuid.uuid4().hex[:6]}"
+    async with roster_pool.acquire() as conn:
+        token = await admins.create_token(conn, name=name, role="city_admin", unit_code="330600")
+    async with _client(app, token) as c:
+        statuses = [(await c.post("/volunteers", json=body())).status_code for _ in range(5)]
+        assert (await c.get("/volunteers", params={"page_size": 1})).status_code == 200  # reads are not limited
+    assert statuses == [201, 201, 201, 429, 429], statuses
+    async with roster_pool.acquire() as conn:
+        refused = await conn.fetch("SELECT after FROM audit_log WHERE actor = $1 AND action = 'access.refused'", name)
+    assert [r["after"]["status"] for r in refused] == [429, 429]
