@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ErrorBody", "ProviderError", "Unavailable", "ValidationIssue", "error_responses"]
+__all__ = ["ConfirmationRequired", "ErrorBody", "ProviderError", "Unavailable", "ValidationIssue", "error_responses"]
 
 
 class ValidationIssue(BaseModel):
@@ -42,6 +42,13 @@ class ProviderError(BaseModel):
     error: str
 
 
+class ConfirmationRequired(BaseModel):
+    """A change that needs confirming (roster: bulk retirements); ``confirm`` is the code to send back."""
+
+    detail: str
+    confirm: str
+
+
 class Unavailable(BaseModel):
     """The database or broker is restarting: try again after ``retry_after_seconds``."""
 
@@ -58,6 +65,8 @@ _DESCRIPTIONS = {
     410: "Gone (expired).",
     413: "Request body too large.",
     422: "Invalid input: the refused fields (`loc`) or a message.",
+    429: "Too many changes: retry after `Retry-After` seconds.",
+    428: "Confirmation required (a bulk change): send the `confirm` code back as the header it names.",
     503: "PostgreSQL or Kafka unavailable; retry after `Retry-After` seconds.",
 }
 
@@ -65,7 +74,7 @@ _DESCRIPTIONS = {
 def error_responses(*codes: int, model: type[BaseModel] = ErrorBody) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for FastAPI: each status in ``codes`` with its description and body ``model``.
 
-    503 always has :class:`Unavailable`. Raises ``KeyError`` for a status without a description here.
+    503 always has :class:`Unavailable`, 428 :class:`ConfirmationRequired`. Raises ``KeyError`` for a status without a description here.
     """
-    return {code: {"model": Unavailable if code == 503 else model, "description": _DESCRIPTIONS[code]}
-            for code in codes}
+    special: dict[int, type[BaseModel]] = {503: Unavailable, 428: ConfirmationRequired}
+    return {code: {"model": special.get(code, model), "description": _DESCRIPTIONS[code]} for code in codes}

@@ -19,12 +19,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
@@ -33,6 +36,7 @@ from shared import tracing
 from shared.consumer import TRANSIENT_ERRORS, IdempotentConsumer, is_transient
 from shared.db import create_pool, upgrade_async
 from shared.http_errors import error_responses
+from shared.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from shared.logging import configure_logging, get_logger
 from shared.metrics import (
     OUTBOX_OLDEST_SECONDS,
@@ -47,6 +51,24 @@ from shared.settings import ServiceSettings
 __all__ = ["Runtime", "ServiceSpec", "build_app"]
 
 log = get_logger(__name__)
+#: Errors of a value the database cannot hold: answered 422 (see :func:`build_app`).
+UNSTORABLE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError,
+    asyncpg.NumericValueOutOfRangeError, asyncpg.InvalidTextRepresentationError, UnicodeEncodeError,
+)
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` JSON can carry: strings UTF-8 encodable (unpaired surrogates as escapes), NaN/infinity as text."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(v) for v in value]
+    return value
 
 
 @dataclass
@@ -79,6 +101,8 @@ class ServiceSpec:
         on_start: awaited after the pool opens and before consumers start (e.g. to build adapters).
         on_stop: awaited at shutdown before the pool closes.
         scrape: coroutine functions awaited before each ``/metrics`` answer (gauges read from PostgreSQL).
+        body_limit: bytes a request body may have (413 beyond; :class:`shared.limits.BodyLimit`).
+        body_limits: path prefix → bytes, for routes that take more or less than ``body_limit``.
 
     """
 
@@ -91,6 +115,8 @@ class ServiceSpec:
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     pool_max_size: int = 10
     scrape: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+    body_limit: int = DEFAULT_BODY_LIMIT
+    body_limits: Mapping[str, int] = field(default_factory=dict)
 
 
 class Readiness(BaseModel):
@@ -169,6 +195,7 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
         return JSONResponse({"error": "unavailable", "retry_after_seconds": 2}, status_code=503,
                             headers={"Retry-After": "2"})
 
+    app.add_middleware(BodyLimit, default=spec.body_limit, limits=spec.body_limits)
     install_metrics(app, spec.name)
     tracing.instrument(app, spec.name)  # only when OTEL_EXPORTER_OTLP_ENDPOINT is set (or a test's provider)
 
@@ -188,6 +215,24 @@ def build_app(spec: ServiceSpec, settings: ServiceSettings, *, migrate: bool = T
 
     for transient in TRANSIENT_ERRORS:
         app.add_exception_handler(transient, unavailable)
+
+    async def unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # The last line behind the request models (shared.inputs): a value PostgreSQL refuses to store or
+        # compare (NUL, an unencodable character, a number out of range) is the client's 422, not a 500.
+        log.warning("http.unstorable_input", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": f"a value cannot be stored: {type(exc).__name__}",
+                                         "type": "unstorable"}]}, status_code=422)
+
+    for unstorable_error in UNSTORABLE_ERRORS:
+        app.add_exception_handler(unstorable_error, unstorable)
+
+    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's 422, with the refused input echoed in a form JSON can carry (a lone surrogate cannot be
+        # encoded as UTF-8: echoing it as given made the refusal itself a 500).
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

@@ -65,12 +65,13 @@ class Operator:
     def require_scope(self, unit_code: str) -> None:
         """Raises AccessDenied (403) when ``unit_code`` is outside the operator's unit."""
         if not self.covers(unit_code):
-            raise AccessDenied(f"{unit_code} is outside {self.name}'s unit {self.unit_code}")
+            raise AccessDenied(f"{unit_code} is outside {self.name}'s unit {self.unit_code}", who=self.name,
+                               role=self.role)
 
     def require_write(self, unit_code: str) -> None:
         """Raises AccessDenied (403) for a viewer, or when ``unit_code`` is outside the operator's unit."""
         if not self.writes:
-            raise AccessDenied(f"{self.name} is a viewer and can only read")
+            raise AccessDenied(f"{self.name} is a viewer and can only read", who=self.name, role=self.role)
         self.require_scope(unit_code)
 
 
@@ -190,10 +191,13 @@ async def authenticate(conn: asyncpg.Connection, authorization: str | None) -> O
     """
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AccessDenied("missing bearer token", status=401)
+    digest = hash_token(authorization[7:].strip())
     row = await conn.fetchrow(
-        "SELECT name, role, unit_code FROM operators WHERE token_sha256 = $1 AND revoked_at IS NULL",
-        hash_token(authorization[7:].strip()),
+        "SELECT name, role, unit_code, revoked_at FROM operators WHERE token_sha256 = $1", digest,
     )
     if row is None:
-        raise AccessDenied("unknown or revoked token", status=401)
+        raise AccessDenied("unknown or revoked token", status=401, token=digest[:TOKEN_ID_LENGTH])
+    if row["revoked_at"] is not None:
+        raise AccessDenied("unknown or revoked token", status=401, who=row["name"], role=row["role"],
+                           token=digest[:TOKEN_ID_LENGTH])
     return Operator(row["name"], row["role"], row["unit_code"])

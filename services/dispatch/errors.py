@@ -35,10 +35,18 @@ class Conflict(DispatchError):
 
 
 class AccessDenied(DispatchError):
-    """``status`` is 401 (no or unknown token) or 403 (role or unit scope)."""
+    """``status`` is 401 (no or unknown token) or 403 (role or unit scope).
+
+    ``who`` and ``role`` name the operator when known (a 403, or a revoked token's owner), ``token`` is the
+    fingerprint of an unknown token: they go into the refusal's audit row (:mod:`shared.refusals`).
+    """
 
     status = 403
 
-    def __init__(self, message: str, *, status: int = 403) -> None:
+    def __init__(self, message: str, *, status: int = 403, who: str | None = None, role: str | None = None,
+                 token: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.who = who
+        self.role = role
+        self.token = token

@@ -494,7 +494,8 @@ async def open_incident(
     max_level = data.max_level or scope
     if not level_allowed(max_level, scope):
         raise AccessDenied(
-            f"max level {max_level.value} is above {actor.name}'s scope ({scope.value} {actor.unit_code})"
+            f"max level {max_level.value} is above {actor.name}'s scope ({scope.value} {actor.unit_code})",
+            who=actor.name, role=actor.role,
         )
     if not level_allowed(data.start_level, max_level):
         raise InvalidInput(f"start level {data.start_level} is above max level {max_level}")
@@ -572,6 +573,11 @@ def _meeting(
         raise InvalidInput("meeting_lat and meeting_lon go together: give both or neither")
     if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise InvalidInput(f"meeting point ({lat}, {lon}) is not a WGS84 latitude/longitude")
+    if lat is not None and lon is not None:
+        from .units import units
+
+        if not units().city.contains(lat, lon):
+            raise InvalidInput(f"meeting point ({lat}, {lon}) is outside the city")
     return text, lat, lon, check_callback_phone(phone) if phone is not None else None
 
 
@@ -1263,7 +1269,8 @@ async def add_volunteer(
             raise NotFound(f"volunteer {volunteer_id} is not on the roster projection")
         if not within_unit(v["unit_code"], actor.unit_code):
             raise AccessDenied(
-                f"volunteer {volunteer_id} belongs to {v['unit_code']}, outside {actor.name}'s unit {actor.unit_code}"
+                f"volunteer {volunteer_id} belongs to {v['unit_code']}, outside {actor.name}'s unit {actor.unit_code}",
+                who=actor.name, role=actor.role,
             )
         if v["retired"]:
             raise InvalidInput(f"volunteer {volunteer_id} has retired from the roster")

@@ -38,6 +38,9 @@ from shared.settings import NotifySettings
 from shared.topics import CALLOUT, INCIDENT, ROSTER_CONTACT, TopicSpec
 from shared.vocabulary import Channel
 
+#: Bytes a provider callback's body may have (413 beyond, before it is read or parsed).
+CALLBACK_BODY_LIMIT = 512 * 1024
+
 __all__ = ["create_app"]
 
 ProvidersFactory = Callable[[NotifySettings, httpx.AsyncClient], dict[Channel, ChannelProvider]]
@@ -136,6 +139,9 @@ def create_app(
         on_stop=on_stop,
         pool_max_size=20,
         scrape=(_messages_waiting,),
+        # A provider's push is a batch of receipts or replies (Aliyun: at most 100 a request, ~300 bytes each);
+        # a reply page's form is a code and a choice.
+        body_limits={"/callbacks": CALLBACK_BODY_LIMIT, "/r/": 16 * 1024},
     )
     return build_app(spec, settings, migrate=migrate)
 

@@ -7,7 +7,8 @@ a connection inside a transaction, so the stored state and the events (outbox) c
 * :func:`apply_receipts` — delivery receipts → ``delivered`` + ``MessageDelivered``, or a failure:
   ``MessageFailed`` and, for WeChat when the volunteer has SMS, a fallback to SMS. A receipt for a
   message already settled changes nothing (provider retries are harmless). A receipt that arrives
-  before the send's result was stored is kept in ``early_receipts`` and applied when it is.
+  before the send's result was stored is kept in ``early_receipts`` and applied when it is; one for a
+  message already recorded (delivered or failed: a replay) is not kept.
 * :func:`record_replies` — one provider push of replies (up to 100 SMS uplinks), or one reply
   (:func:`record_reply`, the reply page): one path for one and for many, two statements per push.
   Each reply is refused as a replay when ``(provider, dedup_key)`` was seen, else stored (always,
@@ -40,6 +41,7 @@ from services.notify.handlers.consumers import message_id_for
 from services.notify.sender import DROP_CLAIM
 from shared import outbox
 from shared.events import MessageDelivered, MessageFailed, MessageKind, ReplyIntent, ReplyReceived
+from shared.inputs import storable
 from shared.logging import get_logger
 from shared.metrics import NOTIFY_MESSAGES, NOTIFY_PROVIDER_ERRORS, NOTIFY_RECEIPT_SECONDS
 from shared.privacy import mask_mobile, mask_openid, mask_text
@@ -114,6 +116,12 @@ async def apply_receipts(
         out.delivered += len(rows)
         done = {row["provider_message_id"] for row in rows}
         rest = [r for r in delivered if r.provider_message_id not in done]
+        if rest:  # a message already recorded (delivered, failed, a replay): nothing to keep for later
+            known = {r["provider_message_id"] for r in await conn.fetch(
+                "SELECT provider_message_id FROM messages WHERE provider = $1 AND provider_message_id = ANY($2::text[])",
+                provider, [r.provider_message_id for r in rest])}
+            out.unchanged += len([r for r in rest if r.provider_message_id in known])
+            rest = [r for r in rest if r.provider_message_id not in known]
     else:
         rest = []
     if rest:
@@ -347,7 +355,11 @@ async def record_replies(
     """
     if not uplinks:
         return []
-    items = [u if isinstance(u, InboundReply) else InboundReply(u.dedup_key, u.text, u.received_at, sender=u.sender)
+    # NUL or a lone surrogate typed into an SMS: stored without them, not a 500 that loses the whole push
+    items = [InboundReply(storable(u.dedup_key), storable(u.text), u.received_at,
+                          sender=storable(u.sender) if u.sender is not None else None,
+                          volunteer_id=getattr(u, "volunteer_id", None), callout_id=getattr(u, "callout_id", None),
+                          parsed=getattr(u, "parsed", None))
              for u in uplinks]
     sms = channel is Channel.SMS
     column = "mobile_hash" if sms else "openid_hash"

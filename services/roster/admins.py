@@ -28,9 +28,10 @@ from uuid import UUID
 import asyncpg
 
 from shared.privacy import mask_text
+from shared.refusals import Refusal
 
-__all__ = ["ROLES", "SHARED_ADMIN", "SYSTEM", "TOKEN_PREFIX", "Admin", "audit", "authenticate", "create_token", "hash_token",
-           "list_tokens", "revoke_token"]
+__all__ = ["ROLES", "SHARED_ADMIN", "SYSTEM", "TOKEN_PREFIX", "Admin", "audit", "audit_refusal", "authenticate",
+           "create_token", "hash_token", "list_tokens", "revoke_token", "revoked_owner"]
 
 ROLES = ("city_admin", "registrar")
 TOKEN_PREFIX = "rat_"
@@ -117,6 +118,15 @@ async def authenticate(conn: asyncpg.Connection, token: str) -> Admin | None:
     return Admin(r["name"], r["role"], r["unit_code"]) if r else None
 
 
+async def revoked_owner(conn: asyncpg.Connection, token: str) -> Admin | None:
+    """The administrator whose *revoked* named token this is (to name them in the refusal's audit), else None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    r = await conn.fetchrow("SELECT name, role, unit_code FROM admin_tokens WHERE token_sha256 = $1 "
+                            "AND revoked_at IS NOT NULL", hash_token(token))
+    return Admin(r["name"], r["role"], r["unit_code"]) if r else None
+
+
 def _masked(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _masked(v) for k, v in value.items()}
@@ -136,3 +146,15 @@ async def audit(conn: asyncpg.Connection, actor: Admin, action: str, subject: st
         "INSERT INTO audit_log (actor, role, action, subject, before, after) VALUES ($1, $2, $3, $4, $5, $6)",
         actor.name, actor.role, action, subject, _masked(before), _masked(after),
     )
+
+
+async def audit_refusal(pool: asyncpg.Pool, refusal: Refusal | None, suppressed: dict[str, int]) -> None:
+    """Append the ``access.refused`` row of a refused call (and a ``access.refused_suppressed`` summary)."""
+    async with pool.acquire() as conn:
+        if suppressed:
+            await conn.execute("INSERT INTO audit_log (actor, role, action, subject, before, after) "
+                               "VALUES ('anonymous', '-', 'access.refused_suppressed', NULL, NULL, $1)", suppressed)
+        if refusal is not None:
+            await conn.execute("INSERT INTO audit_log (actor, role, action, subject, before, after) "
+                               "VALUES ($1, $2, 'access.refused', $3, NULL, $4)",
+                               refusal.who or "anonymous", refusal.role or "-", refusal.route, refusal.row())

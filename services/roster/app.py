@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from services.roster.handlers import imports, teams, units, volunteers
+from services.roster.handlers import exports, imports, teams, units, volunteers
 from services.roster.handlers.auth import MIN_TOKEN_LENGTH, require_token
 from services.roster.handlers.deps import install_error_handlers
 from shared.http_errors import error_responses
@@ -43,8 +43,8 @@ def create_app(settings: RosterSettings | None = None) -> FastAPI:
     from services.roster.consumers import unsubscribe_consumer
 
     # One router carries the token check, so no roster route can be mounted without it.
-    api = APIRouter(dependencies=[Depends(require_token)], responses=error_responses(401, 403, 422))
-    for router in (volunteers.router, teams.router, imports.router, units.router):
+    api = APIRouter(dependencies=[Depends(require_token)], responses=error_responses(401, 403, 422, 429))
+    for router in (volunteers.router, teams.router, imports.router, exports.router, units.router):
         api.include_router(router)
 
     spec = ServiceSpec(
@@ -53,6 +53,8 @@ def create_app(settings: RosterSettings | None = None) -> FastAPI:
         routers=(api,),
         consumers=(unsubscribe_consumer,),
         on_start=_load_units_if_empty,
+        # Registers up to imports.MAX_BYTES, with room for the multipart envelope; JSON bodies the default 1 MiB.
+        body_limits={"/imports": imports.MAX_BYTES + 1024 * 1024},
     )
     app = build_app(spec, settings)
     install_error_handlers(app)

@@ -7,7 +7,7 @@ Errors (all :class:`RosterError`)::
 
     RosterError
     ├── NotFound          the volunteer or team does not exist           (HTTP 404)
-    ├── Conflict          the mobile or active team name is taken, or     (HTTP 409)
+    ├── Conflict          the mobile, openid or active team name is taken, (HTTP 409)
     │                     the volunteer to restore is active
     ├── InvalidReference  a unit, team or volunteer named does not fit    (HTTP 422; ``field`` names it)
     └── Forbidden         outside the administrator's unit scope          (HTTP 403)
@@ -18,6 +18,7 @@ for the CLI and consumers), checks its unit scope, and appends an ``audit_log`` 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -35,7 +36,7 @@ from services.roster.domain.units import Unit, UnitDirectory
 from shared import outbox
 from shared.events import Event, TeamUpdated
 from shared.logging import get_logger
-from shared.privacy import mask_text
+from shared.privacy import mask_openid, mask_text
 from shared.topics import ROSTER_CONTACT, ROSTER_PROFILE, ROSTER_TEAM, TopicSpec
 from shared.vocabulary import SKILLS, Level
 
@@ -50,6 +51,8 @@ __all__ = [
     "import_register",
     "load_divisions",
     "republish",
+    "recent_retirements",
+    "restore_team",
     "restore_volunteer",
     "retire_team",
     "retire_volunteer",
@@ -75,12 +78,16 @@ class Conflict(RosterError):
 
 
 class Forbidden(RosterError):
-    """The unit lies outside the acting administrator's scope."""
+    """The unit lies outside the acting administrator's scope; ``actor`` is who tried."""
+
+    def __init__(self, message: str, actor: Admin | None = None) -> None:
+        super().__init__(message)
+        self.actor = actor
 
 
 def _require_scope(actor: Admin, unit_code: str) -> None:
     if not actor.covers(unit_code):
-        raise Forbidden(f"{actor.name} ({actor.role} of {actor.unit_code}) may not change unit {unit_code}")
+        raise Forbidden(f"{actor.name} ({actor.role} of {actor.unit_code}) may not change unit {unit_code}", actor)
 
 
 _AUDITED = ("name", "mobile", "unit_code", "lat", "lon", "skills", "availability", "wechat_openid",
@@ -139,6 +146,33 @@ async def _check_unit(conn: asyncpg.Connection, code: str, *, field: str, villag
         raise InvalidReference(field, f"{code} is a {level}; a volunteer's home unit is a village/community")
 
 
+async def _check_point(conn: asyncpg.Connection, lat: float | None, lon: float | None) -> None:
+    """Refuse a point outside the city's box (:class:`services.roster.domain.positions.CityBox`), as imports do."""
+    if lat is None or lon is None:
+        return
+    box = await repo.city_box(conn)
+    if box is not None and not box.contains(lat, lon):
+        raise InvalidReference("lon", f"point ({lat}, {lon}) is outside the city (latitude and longitude swapped "
+                                      "or mistyped?)")
+
+
+async def _check_contacts(conn: asyncpg.Connection, v: Volunteer, *, old: Volunteer | None = None) -> None:
+    """Refuse a mobile or WeChat openid another volunteer holds, naming that volunteer (409).
+
+    The mobile is unique among all volunteers (retired ones too); the openid among active volunteers
+    (constraints ``volunteers_mobile_key`` and ``volunteers_active_openid``).
+    """
+    if old is None or v.mobile != old.mobile:
+        holder = await conn.fetchval("SELECT id FROM volunteers WHERE mobile = $1 AND id <> $2", v.mobile, v.id)
+        if holder is not None:
+            raise Conflict(f"mobile {mask_text(v.mobile)} already belongs to volunteer {holder}")
+    if v.wechat_openid and v.active and (old is None or v.wechat_openid != old.wechat_openid or not old.active):
+        holder = await conn.fetchval("SELECT id FROM volunteers WHERE wechat_openid = $1 AND active AND id <> $2",
+                                     v.wechat_openid, v.id)
+        if holder is not None:
+            raise Conflict(f"WeChat openid {mask_openid(v.wechat_openid)} already belongs to volunteer {holder}")
+
+
 def _check_skills(v: Volunteer) -> None:
     for i, s in enumerate(v.skills):
         if s not in _SKILL_CODES:
@@ -165,9 +199,9 @@ async def create_volunteer(conn: asyncpg.Connection, v: Volunteer, *, actor: Adm
     _require_scope(actor, v.unit_code)
     async with conn.transaction():
         await _check_unit(conn, v.unit_code, field="unit_code", village=True)
+        await _check_point(conn, v.lat, v.lon)
         v = placed(v, await repo.unit_centre(conn, v.unit_code))
-        if await conn.fetchval("SELECT 1 FROM volunteers WHERE mobile = $1", v.mobile):
-            raise Conflict("a volunteer with this mobile exists")
+        await _check_contacts(conn, v)
         await repo.insert_volunteers(conn, [v])
         await outbox.add_many(conn, volunteer_events(v))
         await audit(conn, actor, "volunteer.create", str(v.id), None, _snapshot(v))
@@ -193,6 +227,7 @@ async def update_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, changes
         _require_scope(actor, old.unit_code)
         _require_scope(actor, changes.get("unit_code", old.unit_code))
         if "lat" in changes or "lon" in changes:
+            await _check_point(conn, changes.get("lat", old.lat), changes.get("lon", old.lon))
             changes = {**changes, "position_approximate": False}  # a point given is the volunteer's own
         new = replace(old, **changes)
         if new.lat is None or new.lon is None or (new.position_approximate and new.unit_code != old.unit_code):
@@ -204,10 +239,7 @@ async def update_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, changes
         _check_skills(new)
         if new.unit_code != old.unit_code:
             await _check_unit(conn, new.unit_code, field="unit_code", village=True)
-        if new.mobile != old.mobile and await conn.fetchval(
-            "SELECT 1 FROM volunteers WHERE mobile = $1 AND id <> $2", new.mobile, volunteer_id
-        ):
-            raise Conflict("a volunteer with this mobile exists")
+        await _check_contacts(conn, new, old=old)
         new = replace(new, revision=old.revision + 1)
         await repo.update_volunteers(conn, [new])
         await outbox.add_many(conn, volunteer_events(new))
@@ -264,6 +296,7 @@ async def restore_volunteer(conn: asyncpg.Connection, volunteer_id: UUID, *, act
         if old.active:
             raise Conflict(f"volunteer {volunteer_id} is active")
         restored = replace(old, active=True, revision=old.revision + 1)
+        await _check_contacts(conn, restored, old=old)
         await repo.update_volunteers(conn, [restored])
         await outbox.add_many(conn, volunteer_events(restored))
         await audit(conn, actor, "volunteer.restore", str(volunteer_id), {"active": False}, _snapshot(restored))
@@ -298,6 +331,7 @@ async def _bump_volunteers(conn: asyncpg.Connection, volunteer_ids: Iterable[UUI
 
 async def _check_team(conn: asyncpg.Connection, t: Team) -> None:
     await _check_unit(conn, t.unit_code, field="unit_code", village=False)
+    await _check_point(conn, t.lat, t.lon)
     if t.leader_id is not None and t.leader_id not in t.member_ids:
         raise InvalidReference("leader_id", "the leader must be one of the members")
     if t.member_ids:
@@ -380,6 +414,46 @@ async def retire_team(conn: asyncpg.Connection, team_id: UUID, *, actor: Admin =
     log.info("roster.team_retired", team_id=str(team_id))
 
 
+async def restore_team(conn: asyncpg.Connection, team_id: UUID, *, actor: Admin = SYSTEM) -> Team:
+    """Make a retired team active again with its id, its members still on the roster and its leader if still one.
+
+    The team's snapshot and its members' profiles are published again (dispatch and notify see it back).
+
+    Raises:
+        NotFound: no such team.
+        Conflict: the team is active, or an active team has its name now.
+        Forbidden: the team's unit is outside ``actor``'s scope.
+
+    """
+    async with conn.transaction():
+        old = await repo.get_team(conn, team_id, for_update=True)
+        if old is None:
+            raise NotFound(f"no team {team_id}")
+        _require_scope(actor, old.unit_code)
+        if old.active:
+            raise Conflict(f"team {team_id} is active")
+        holder = await conn.fetchval("SELECT id FROM teams WHERE name = $1 AND active", old.name)
+        if holder is not None:
+            raise Conflict(f"an active team {holder} is called {old.name!r} now; rename one of them first")
+        await conn.execute("UPDATE teams SET active = true, revision = revision + 1, updated_at = now() WHERE id = $1",
+                           team_id)
+        restored = await repo.get_team(conn, team_id)
+        assert restored is not None
+        await outbox.add(conn, ROSTER_TEAM, str(team_id), team_event(restored))
+        await _bump_volunteers(conn, restored.member_ids)
+        await audit(conn, actor, "team.restore", str(team_id), {"active": False}, _team_snapshot(restored))
+    log.info("roster.team_restored", team_id=str(team_id), revision=restored.revision)
+    return restored
+
+
+async def recent_retirements(conn: asyncpg.Connection, actor: Admin, *, seconds: float) -> int:
+    """How many volunteers and teams ``actor`` retired in the last ``seconds`` (from the audit log)."""
+    n = await conn.fetchval(
+        "SELECT count(*) FROM audit_log WHERE actor = $1 AND action IN ('volunteer.retire', 'team.retire') "
+        "AND at > now() - make_interval(secs => $2)", actor.name, seconds)
+    return int(n)
+
+
 # --------------------------------------------------------------------------- import
 
 
@@ -413,6 +487,17 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
                                           f"unit {row.unit_code} is outside your scope ({actor.unit_code})"))
     async with conn.transaction():
         existing = await repo.volunteers_by_mobile(conn, [r.mobile for r in plan.rows])
+        openids = [r.wechat_openid for r in plan.rows if r.wechat_openid]
+        holders = {r["wechat_openid"]: (r["id"], r["mobile"]) for r in await conn.fetch(
+            "SELECT id, mobile, wechat_openid FROM volunteers WHERE active AND wechat_openid = ANY($1::text[])",
+            openids)} if openids else {}
+        for row in plan.rows:
+            holder = holders.get(row.wechat_openid) if row.wechat_openid else None
+            if holder is not None and holder[1] != row.mobile:
+                report.errors.append(RowError(
+                    row.row, plan.columns.get("openid", "openid"),
+                    f"this WeChat openid already belongs to volunteer {holder[0]}",
+                    value=mask_openid(row.wechat_openid or "")))
         new: list[Volunteer] = []
         changed: list[Volunteer] = []
         memberships: list[tuple[UUID, UUID]] = []
@@ -549,10 +634,10 @@ async def import_file(conn: asyncpg.Connection, data: bytes, filename: str, *, d
     from services.roster.adapters.spreadsheet import read_table
     from services.roster.domain.importing import validate_register
 
-    table = read_table(data, filename)
+    table = await asyncio.to_thread(read_table, data, filename)
     units = await load_directory(conn)
     teams = await repo.active_team_names(conn)
-    plan = validate_register(table, units, teams)
+    plan = await asyncio.to_thread(validate_register, table, units, teams)
     report = await import_register(conn, plan, dry_run=dry_run, actor=actor, source=filename)
     if report.committed and report.created + report.updated >= BULK_ROWS:
         await repo.vacuum_search(conn)

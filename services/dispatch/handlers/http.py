@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import BroadcastAudience, IncidentMode
 from shared.http_errors import error_responses
+from shared.inputs import FiniteFloat, Int32, MultiLine, SingleLine, StrictInt
+from shared.refusals import Refusal, record_refusal, route_of
 from shared.vocabulary import Level
 
 from .. import queries, usecases
@@ -33,7 +35,7 @@ from ..domain.validation import (
     MAX_REQUIREMENTS,
     MAX_TITLE_LENGTH,
 )
-from ..errors import DispatchError, InvalidInput
+from ..errors import AccessDenied, DispatchError, InvalidInput
 from ..units import units
 
 __all__ = ["install_error_handlers", "router"]
@@ -48,21 +50,21 @@ _BODY = error_responses(400)  # a body that is not JSON
 class RequirementIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    skill: str | None = Field(
+    skill: SingleLine | None = Field(
         default=None, max_length=MAX_CODE_LENGTH, description="Skill code (shared.vocabulary.SKILLS).",
         examples=["first_aid"],
     )
-    team_type: str | None = Field(
+    team_type: SingleLine | None = Field(
         default=None, max_length=MAX_CODE_LENGTH, description="Team type, instead of a skill.", examples=["water"]
     )
-    count: int = Field(description="How many people (or teams), 1..2000.", examples=[2])
+    count: StrictInt = Field(description="How many people (or teams), 1..2000; a JSON integer.", examples=[2])
 
 
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    over_call_factor: float = Field(default=2.0, description="People called per person needed (1..10).")
-    wave_deadline_seconds: int | None = Field(
+    over_call_factor: FiniteFloat = Field(default=2.0, description="People called per person needed (1..10).")
+    wave_deadline_seconds: Int32 | None = Field(
         default=None, description="Seconds per wave; default 180 (emergency), 1800 (event); required for drills."
     )
     max_level: Level | None = Field(
@@ -75,26 +77,26 @@ class PolicyIn(BaseModel):
 class IncidentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(max_length=MAX_KIND_LENGTH, description="Kind of incident, 1..40 characters.",
+    kind: SingleLine = Field(max_length=MAX_KIND_LENGTH, description="Kind of incident, 1..40 characters.",
                       examples=["drowning"])
-    title: str = Field(max_length=MAX_TITLE_LENGTH, description="Short title, 1..100 characters.",
+    title: SingleLine = Field(max_length=MAX_TITLE_LENGTH, description="Short title, 1..100 characters.",
                        examples=["柯桥区鉴湖溺水"])
-    lat: float = Field(description="WGS84 latitude, degrees.", examples=[30.0])
-    lon: float = Field(description="WGS84 longitude, degrees.", examples=[120.5])
-    unit_code: str = Field(max_length=MAX_CODE_LENGTH, description="Village/community code (12 digits) the point lies in.")
+    lat: FiniteFloat = Field(description="WGS84 latitude, degrees.", examples=[30.0])
+    lon: FiniteFloat = Field(description="WGS84 longitude, degrees.", examples=[120.5])
+    unit_code: SingleLine = Field(max_length=MAX_CODE_LENGTH, description="Village/community code (12 digits) the point lies in.")
     mode: IncidentMode
     requirements: list[RequirementIn] = Field(max_length=MAX_REQUIREMENTS, description="1..20 requirements.")
     start_level: Level = Level.VILLAGE
     policy: PolicyIn = Field(default_factory=PolicyIn)
-    meeting_point: str | None = Field(
+    meeting_point: SingleLine | None = Field(
         default=None, max_length=MAX_MEETING_POINT_LENGTH,
         description="Where to gather (address or landmark), 1..40 characters; default the incident's place.",
         examples=["鉴湖南门停车场"],
     )
-    meeting_lat: float | None = Field(default=None, description="Meeting point, WGS84 latitude; default the "
+    meeting_lat: FiniteFloat | None = Field(default=None, description="Meeting point, WGS84 latitude; default the "
                                       "incident's point (give with meeting_lon).")
-    meeting_lon: float | None = Field(default=None, description="Meeting point, WGS84 longitude.")
-    callback_phone: str | None = Field(
+    meeting_lon: FiniteFloat | None = Field(default=None, description="Meeting point, WGS84 longitude.")
+    callback_phone: SingleLine | None = Field(
         default=None, max_length=20, description="Operator's callback number for the message: a landline with "
         "area code, a 400 or a 95 number (SMS notification-template rule); 422 otherwise.",
         examples=["0575-85123456"],
@@ -104,7 +106,7 @@ class IncidentIn(BaseModel):
 class BroadcastIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(max_length=MAX_BROADCAST_LENGTH, description="What to tell them, 1..120 characters, no link.",
+    text: MultiLine = Field(max_length=MAX_BROADCAST_LENGTH, description="What to tell them, 1..120 characters, no link.",
                       examples=["集合点改到南门"])
     audience: BroadcastAudience = Field(description="assigned: accepted, on the way or arrived; called: everyone "
                                         "not declined or stood down.")
@@ -121,11 +123,11 @@ class BroadcastOut(BaseModel):
 class MeetingPointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    meeting_point: str | None = Field(default=None, max_length=MAX_MEETING_POINT_LENGTH,
+    meeting_point: SingleLine | None = Field(default=None, max_length=MAX_MEETING_POINT_LENGTH,
                                       description="New meeting point text, 1..40 characters.")
-    meeting_lat: float | None = Field(default=None, description="New meeting point, WGS84 latitude.")
-    meeting_lon: float | None = Field(default=None, description="New meeting point, WGS84 longitude.")
-    callback_phone: str | None = Field(default=None, max_length=20, description="New callback number.")
+    meeting_lat: FiniteFloat | None = Field(default=None, description="New meeting point, WGS84 latitude.")
+    meeting_lon: FiniteFloat | None = Field(default=None, description="New meeting point, WGS84 longitude.")
+    callback_phone: SingleLine | None = Field(default=None, max_length=20, description="New callback number.")
 
 
 class AddVolunteerIn(BaseModel):
@@ -138,7 +140,7 @@ class AddVolunteerIn(BaseModel):
 class CloseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: str = Field(max_length=MAX_OUTCOME_LENGTH, description="What happened, 1..500 characters.",
+    outcome: MultiLine = Field(max_length=MAX_OUTCOME_LENGTH, description="What happened, 1..500 characters.",
                          examples=["rescued, handed to 120"])
 
 
@@ -188,7 +190,7 @@ async def open_incident(body: IncidentIn, request: Request, op: OperatorDep) -> 
 
 
 @router.get("/incidents")
-async def list_incidents(request: Request, op: OperatorDep, limit: int = 100) -> list[dict[str, Any]]:
+async def list_incidents(request: Request, op: OperatorDep, limit: Int32 = 100) -> list[dict[str, Any]]:
     """Incidents inside the operator's unit, newest first."""
     prefix = op.unit_code[:4] if op.unit_code.endswith("00") and len(op.unit_code) == 6 else op.unit_code
     async with _pool(request).acquire() as conn:
@@ -357,7 +359,7 @@ async def close(incident_id: UUID, body: CloseIn, request: Request, op: Operator
 
 
 @router.get("/replies/unmatched", tags=["replies"])
-async def unmatched(request: Request, op: OperatorDep, limit: int = 200) -> list[dict[str, Any]]:
+async def unmatched(request: Request, op: OperatorDep, limit: Int32 = 200) -> list[dict[str, Any]]:
     """Replies that matched no call-out, newest first (city-level operators and viewers of the city only)."""
     op.require_scope("330600")
     async with _pool(request).acquire() as conn:
@@ -380,11 +382,36 @@ async def audit_log(request: Request, op: OperatorDep, incident_id: UUID | None 
              for k, v in dict(r).items()} for r in rows]
 
 
+async def _audit_refusal(request: Request, exc: AccessDenied) -> None:
+    """Log and audit a 401/403 (``access.refused``; capped per minute, see :mod:`shared.refusals`)."""
+    refusal = Refusal(exc.who, exc.role, route_of(request), exc.status, str(exc), exc.token)
+    try:
+        incident_id: UUID | None = UUID(str(request.path_params.get("incident_id")))
+    except ValueError:
+        incident_id = None
+
+    async def write(r: Refusal | None, suppressed: dict[str, int]) -> None:
+        async with _pool(request).acquire() as conn:
+            if suppressed:
+                await conn.execute(
+                    "INSERT INTO audit_log (operator, role, action, incident_id, before, after) "
+                    "VALUES ('anonymous', '-', 'access.refused_suppressed', NULL, NULL, $1)", suppressed)
+            if r is not None:
+                await conn.execute(
+                    "INSERT INTO audit_log (operator, role, action, incident_id, before, after) "
+                    "VALUES ($1, $2, 'access.refused', $3, NULL, $4)",
+                    r.who or "anonymous", r.role or "-", incident_id, r.row())
+
+    await record_refusal(request, refusal, write)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map :class:`DispatchError` to its HTTP status with ``{"detail": message}``."""
 
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DispatchError)
+        if isinstance(exc, AccessDenied):
+            await _audit_refusal(request, exc)
         return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=exc.status)
 
     app.add_exception_handler(DispatchError, handle)

@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from services.roster.domain.model import Certificate, Team, Volunteer
+from services.roster.domain.positions import CityBox
 from services.roster.domain.units import Unit
 from shared.events import Availability
 from shared.vocabulary import Channel, Level, TeamType
@@ -162,6 +163,15 @@ async def volunteers_by_mobile(conn: asyncpg.Connection, mobiles: Sequence[str])
         list(mobiles),
     )
     return {r["mobile"]: _volunteer(r) for r in rows}
+
+
+async def city_box(conn: asyncpg.Connection) -> CityBox | None:
+    """The city's box (:meth:`services.roster.domain.positions.CityBox.of`) from the units' centres; None without any."""
+    r = await conn.fetchrow("SELECT min(lat) AS a, max(lat) AS b, min(lon) AS c, max(lon) AS d, avg(lat) AS m "
+                            "FROM units WHERE lat IS NOT NULL AND lon IS NOT NULL")
+    if r is None or r["a"] is None:
+        return None
+    return CityBox.around(r["a"], r["b"], r["c"], r["d"], r["m"])
 
 
 async def unit_centre(conn: asyncpg.Connection, code: str) -> tuple[float, float] | None:

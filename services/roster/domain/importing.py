@@ -37,6 +37,10 @@ matched within its parent (with or without 村委会/居委会). Columns that mu
 (身份证号 identity numbers, 住址 home addresses; PIPL Art. 6, collect no more than needed) and
 unknown columns are dropped and listed in :attr:`ImportReport.ignored_columns`.
 
+Text cells (name, units, skills, certificate number, teams, openid, datum) may not start with ``=``, ``+``,
+``-`` or ``@`` (a spreadsheet formula; OWASP CSV injection) nor hold NUL or control characters
+(:mod:`shared.inputs`): such a cell is an error on its row and column, and nothing is imported.
+
 Length limits are the HTTP API's (:data:`~services.roster.domain.model.MAX_NAME`,
 :data:`~services.roster.domain.model.MAX_CERT_NUMBER`, :data:`~services.roster.domain.model.MAX_TEAM_NAME`;
 county, town and village names at most :data:`MAX_UNIT_NAME`), counted in characters after NFKC
@@ -83,6 +87,7 @@ from services.roster.domain.positions import (
     unit_centre,
 )
 from services.roster.domain.units import UnitDirectory
+from shared.inputs import is_formula, text_problem
 from shared.privacy import mask_text
 from shared.vocabulary import Level, skill_by_code
 
@@ -121,6 +126,10 @@ _PERSONAL = ("身份证号", "身份证号码", "身份证", "证件号码", "�
 _SEQUENCE = ("序号", "no", "no.", "#")
 MAX_UNIT_NAME = 64  # characters; the longest Shaoxing division name has 9
 _MAX_SHOWN = 100  # characters of a bad cell repeated in the report
+# Cells kept as text (or matched as names): a formula or a control character in one is a row error
+# (OWASP CSV injection: the cell would run when an operator opens an export in Excel).
+_WHITESPACE_CONTROLS = re.compile(r"[\t\n\r]")  # registers wrap and tab inside cells: folded, not refused
+_TEXT_FIELDS = ("name", "county", "town", "village", "skills", "cert_number", "teams", "openid", "datum")
 
 
 def _header_key(h: str) -> str:
@@ -345,6 +354,7 @@ def validate_register(
     team_names = {_team_key(k): k for k in (teams or {})}
     rows: list[ImportRow] = []
     seen_mobiles: dict[str, int] = {}
+    seen_openids: dict[str, int] = {}
     cities = [u.code for u in units.of_level(Level.CITY)]
     city_box = CityBox.of(units)
     unit_cache: dict[tuple[str, ...], tuple[str | None, list[tuple[str, str, str | None]]]] = {}
@@ -373,6 +383,13 @@ def validate_register(
                 return False
             err(f, f"{what} is {len(value)} characters long; at most {limit}")
             return True
+
+        for f in _TEXT_FIELDS:
+            raw_text = clean_text(cell(f)) if isinstance(cell(f), str) else ""
+            if is_formula(raw_text):
+                err(f, "starts with =, +, -, @ (a spreadsheet formula): write the value, not a formula")
+            elif (problem := text_problem(_WHITESPACE_CONTROLS.sub(" ", raw_text))) is not None:
+                err(f, problem)
 
         name = clean_name(cell("name"))
         if not name:
@@ -444,6 +461,10 @@ def validate_register(
         openid = None
         try:
             openid = parse_openid(cell("openid"))
+            if openid is not None and openid in seen_openids:
+                err("openid", f"same WeChat openid as row {seen_openids[openid]}")
+            elif openid is not None:
+                seen_openids[openid] = n
         except NormaliseError as e:
             err("openid", e.reason, e.suggestion)
 

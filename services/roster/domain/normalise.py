@@ -8,7 +8,8 @@ reason in plain words (and, where one exists, a suggestion). Rules and their sou
   ``86`` in front; normalised to E.164 (``+8613800138000``, ITU-T E.164).
 * Dates: ``2024-03-01``, ``2024/3/1``, ``2024.3.1``, ``2024年3月1日``, ``20240301``, Excel serial
   day numbers (days since 1899-12-30, the 1900 date system as Excel counts it), or a date/datetime
-  value from an XLSX cell. Dates are calendar dates in Asia/Shanghai.
+  value from an XLSX cell; years 1900..2100 (:data:`shared.inputs.MIN_YEAR`, ``MAX_YEAR``). Dates are
+  calendar dates in Asia/Shanghai.
 * Skills: :data:`shared.vocabulary.SKILLS` codes, Chinese names or aliases (case-insensitive),
   separated by ``、 ， , ; ；`` or spaces.
 """
@@ -21,6 +22,7 @@ from datetime import date, datetime, timedelta
 
 from rapidfuzz import fuzz, process
 
+from shared.inputs import MAX_YEAR, MIN_YEAR
 from shared.vocabulary import SKILLS
 
 __all__ = [
@@ -95,9 +97,9 @@ def parse_date(value: object) -> date | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.date()
+        return _plausible(value.date())
     if isinstance(value, date):
-        return value
+        return _plausible(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _from_serial(float(value))
     s = clean_text(value)
@@ -107,12 +109,20 @@ def parse_date(value: object) -> date | None:
     if m:
         y, mo, d = (int(g) for g in m.groups())
         try:
-            return date(y, mo, d)
+            return _plausible(date(y, mo, d))
+        except NormaliseError:
+            raise
         except ValueError as exc:
             raise NormaliseError(f"{s} is not a real date ({exc})") from None
     if _SERIAL.match(s):
         return _from_serial(float(s))
     raise NormaliseError(f"{s!r} is not a date", "write it as 2024-03-01")
+
+
+def _plausible(d: date) -> date:
+    if not MIN_YEAR <= d.year <= MAX_YEAR:
+        raise NormaliseError(f"{d.isoformat()} is not a plausible date (years {MIN_YEAR}..{MAX_YEAR})")
+    return d
 
 
 def _from_serial(n: float) -> date:

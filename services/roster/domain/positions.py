@@ -108,9 +108,14 @@ class CityBox:
         if not points:
             return None
         lats, lons = [p[0] for p in points], [p[1] for p in points]
+        return cls.around(min(lats), max(lats), min(lons), max(lons), sum(lats) / len(lats))
+
+    @classmethod
+    def around(cls, min_lat: float, max_lat: float, min_lon: float, max_lon: float, mean_lat: float) -> CityBox:
+        """The extent of the centres (degrees) widened by ``CITY_MARGIN_M`` (longitude at ``mean_lat``)."""
         dlat = CITY_MARGIN_M / _M_PER_DEG_LAT
-        dlon = CITY_MARGIN_M / (_M_PER_DEG_LAT * math.cos(math.radians(sum(lats) / len(lats))))
-        return cls(min(lats) - dlat, max(lats) + dlat, min(lons) - dlon, max(lons) + dlon)
+        dlon = CITY_MARGIN_M / (_M_PER_DEG_LAT * math.cos(math.radians(mean_lat)))
+        return cls(min_lat - dlat, max_lat + dlat, min_lon - dlon, max_lon + dlon)
 
     def contains(self, lat: float, lon: float) -> bool:
         return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon

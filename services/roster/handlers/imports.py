@@ -2,7 +2,10 @@
 
 Send the file as multipart ``file``; ``dry_run=true`` validates and counts without writing.
 Answers 200 with the report when it imported (or would, on a dry run), 422 with the same report
-when any row is bad (nothing is written), 400 when the file is not a readable register.
+when any row is bad (nothing is written), 400 when the file is not a readable register, 413 when it is
+over 50 MB or a workbook inflating beyond :data:`~services.roster.adapters.spreadsheet.MAX_INFLATED`,
+422 (``detail`` naming the row) for a CSV cell over the csv module's field limit. The file is read and
+validated in a worker thread: the event loop (``/health/live``) does not wait behind a parse.
 The report's ``errors`` list row, column, reason, suggestion and the value (phones masked).
 """
 
@@ -42,6 +45,6 @@ async def import_register(
     try:
         report = await commands.import_file(conn, data, file.filename or "", dry_run=dry_run, actor=actor)
     except SpreadsheetError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
     body: dict[str, Any] = report.to_json()
     return JSONResponse(body, status_code=200 if report.ok else 422)

@@ -8,7 +8,7 @@ times are timezone-aware and returned in UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -25,6 +25,7 @@ from services.roster.domain.model import (
 )
 from services.roster.domain.normalise import NormaliseError, parse_mobile
 from shared.events import Availability
+from shared.inputs import FiniteFloat, PlausibleDate, SingleLine, StrictBool, is_formula, plausible_year
 from shared.vocabulary import SKILLS, Channel, TeamType
 
 __all__ = ["MAX_PAGE", "CertificateBody", "Page", "PageNumber", "PageSize", "TeamIn", "TeamOut", "TeamPatch", "VolunteerIn", "VolunteerOut", "VolunteerPatch"]
@@ -61,13 +62,20 @@ def _utc(v: datetime) -> datetime:
     return v.astimezone(UTC)
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc), Field(description="Timezone-aware; stored and returned in UTC.")]
+def _not_formula(v: str) -> str:
+    if is_formula(v):
+        raise ValueError("a name may not start with =, +, -, @ (a spreadsheet would run it as a formula)")
+    return v
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(plausible_year), AfterValidator(_utc), Field(description="Timezone-aware; stored and returned in UTC.")]
 Mobile = Annotated[str, AfterValidator(_mobile), Field(examples=["+8613800138000", "138 0013 8000"])]
 SkillCode = Annotated[str, AfterValidator(_skill), Field(examples=["first_aid"])]
 VillageCode = Annotated[str, AfterValidator(_village), Field(examples=["330603101201"])]
 UnitCode = Annotated[str, AfterValidator(_unit), Field(examples=["330603", "330603101"])]
-Lat = Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude, degrees.")]
-Lon = Annotated[float, Field(ge=-180, le=180, description="WGS84 longitude, degrees.")]
+Name = Annotated[SingleLine, AfterValidator(_not_formula)]
+Lat = Annotated[FiniteFloat, Field(ge=-90, le=90, description="WGS84 latitude, degrees.")]
+Lon = Annotated[FiniteFloat, Field(ge=-180, le=180, description="WGS84 longitude, degrees.")]
 
 
 class CertificateBody(BaseModel):
@@ -76,9 +84,9 @@ class CertificateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: SkillCode
-    number: str | None = Field(default=None, max_length=MAX_CERT_NUMBER)
-    issued_on: date | None = None
-    expires_on: date | None = None
+    number: SingleLine | None = Field(default=None, max_length=MAX_CERT_NUMBER)
+    issued_on: PlausibleDate | None = None
+    expires_on: PlausibleDate | None = None
 
     @model_validator(mode="after")
     def _order(self) -> CertificateBody:
@@ -104,7 +112,7 @@ class _VolunteerFields(BaseModel):
 class VolunteerIn(_VolunteerFields):
     """A new volunteer."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME, examples=["王小明"])
+    name: Name = Field(min_length=1, max_length=MAX_NAME, examples=["王小明"])
     mobile: Mobile
     unit_code: VillageCode = Field(description="Home village/community, 12-digit division code.")
     lat: Lat | None = None
@@ -114,16 +122,16 @@ class VolunteerIn(_VolunteerFields):
     availability: Availability = Availability.AVAILABLE
     unavailable_until: UtcDatetime | None = None
     wechat_openid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,64}$")
-    wechat_subscribed: bool = False
+    wechat_subscribed: StrictBool = False
     preferred_channel: Channel = Channel.SMS
-    consent: bool = True
-    sms_consent: bool = True
+    consent: StrictBool = True
+    sms_consent: StrictBool = True
 
 
 class VolunteerPatch(_VolunteerFields):
     """Changes to a volunteer: only the fields given change."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    name: Name | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     mobile: Mobile | None = None
     unit_code: VillageCode | None = None
     lat: Lat | None = None
@@ -133,10 +141,10 @@ class VolunteerPatch(_VolunteerFields):
     availability: Availability | None = None
     unavailable_until: UtcDatetime | None = None
     wechat_openid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,64}$")
-    wechat_subscribed: bool | None = None
+    wechat_subscribed: StrictBool | None = None
     preferred_channel: Channel | None = None
-    consent: bool | None = None
-    sms_consent: bool | None = None
+    consent: StrictBool | None = None
+    sms_consent: StrictBool | None = None
 
     def changes(self) -> dict[str, Any]:
         """The fields given, as :class:`Volunteer` field values."""
@@ -196,7 +204,7 @@ class TeamIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=MAX_TEAM_NAME, examples=["柯桥区水上救援队"])
+    name: Name = Field(min_length=1, max_length=MAX_TEAM_NAME, examples=["柯桥区水上救援队"])
     team_type: TeamType
     unit_code: UnitCode = Field(description="Home unit at any level.")
     leader_id: UUID | None = None
@@ -210,7 +218,7 @@ class TeamPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_TEAM_NAME)
+    name: Name | None = Field(default=None, min_length=1, max_length=MAX_TEAM_NAME)
     team_type: TeamType | None = None
     unit_code: UnitCode | None = None
     leader_id: UUID | None = None

@@ -1,4 +1,4 @@
-"""``/teams``: create, read, update, retire and list rescue teams (救援队)."""
+"""``/teams``: create, read, update, retire, restore and list rescue teams (救援队)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Annotated
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from services.roster import commands
 from services.roster.adapters import repository as repo
 from services.roster.domain.model import Team
 from services.roster.handlers.auth import AdminDep
+from services.roster.handlers.bulk import require_confirmation
 from services.roster.handlers.deps import connection
 from services.roster.handlers.schemas import Page, PageNumber, PageSize, TeamIn, TeamOut, TeamPatch
 from shared.http_errors import error_responses
@@ -66,7 +67,20 @@ async def update_team(team_id: UUID, body: TeamPatch, conn: Conn, actor: AdminDe
     return TeamOut.of(await commands.update_team(conn, team_id, body.changes(), actor=actor))
 
 
-@router.delete("/{team_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
-async def retire_team(team_id: UUID, conn: Conn, actor: AdminDep) -> None:
-    """Retire a team (tombstone published; members' profiles republished without it)."""
+@router.delete("/{team_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 428))
+async def retire_team(team_id: UUID, request: Request, conn: Conn, actor: AdminDep) -> None:
+    """Retire a team (tombstone published; members' profiles republished without it); restorable with its id.
+
+    428 past the bulk threshold until confirmed (:mod:`services.roster.handlers.bulk`).
+    """
+    await require_confirmation(request, conn, actor)
     await commands.retire_team(conn, team_id, actor=actor)
+
+
+@router.post("/{team_id}/restore", responses=error_responses(404, 409))
+async def restore_team(team_id: UUID, conn: Conn, actor: AdminDep) -> TeamOut:
+    """Make a retired team active again with its id (members still on the roster, snapshots published).
+
+    404 unknown, 409 active or its name taken by an active team.
+    """
+    return TeamOut.of(await commands.restore_team(conn, team_id, actor=actor))

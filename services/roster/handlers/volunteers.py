@@ -17,12 +17,13 @@ from typing import Annotated
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from services.roster import commands
 from services.roster.adapters import repository as repo
 from services.roster.domain.model import MAX_NAME, Volunteer
 from services.roster.handlers.auth import AdminDep
+from services.roster.handlers.bulk import require_confirmation
 from services.roster.handlers.deps import connection
 from services.roster.handlers.schemas import (
     Page,
@@ -35,6 +36,7 @@ from services.roster.handlers.schemas import (
 )
 from shared.events import Availability
 from shared.http_errors import error_responses
+from shared.inputs import SingleLine
 
 router = APIRouter(prefix="/volunteers", tags=["volunteers"])
 Conn = Annotated[asyncpg.Connection, Depends(connection)]
@@ -61,7 +63,7 @@ async def search_volunteers(
     certified_on: Annotated[date | None, Query(description="A certificate (of `skill` if given) valid on this day.")] = None,
     availability: Availability | None = None,
     active: bool = True,
-    name: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
+    name: Annotated[SingleLine | None, Query(max_length=MAX_NAME)] = None,
     page: PageNumber = 1,
     page_size: PageSize = 50,
 ) -> Page[VolunteerOut]:
@@ -87,9 +89,13 @@ async def update_volunteer(volunteer_id: UUID, body: VolunteerPatch, conn: Conn,
     return VolunteerOut.of(await commands.update_volunteer(conn, volunteer_id, body.changes(), actor=actor))
 
 
-@router.delete("/{volunteer_id}", responses=error_responses(404))
-async def retire_volunteer(volunteer_id: UUID, conn: Conn, actor: AdminDep) -> VolunteerOut:
-    """Retire a volunteer (kept, inactive; tombstones published). 404 when unknown or already retired."""
+@router.delete("/{volunteer_id}", responses=error_responses(404, 428))
+async def retire_volunteer(volunteer_id: UUID, request: Request, conn: Conn, actor: AdminDep) -> VolunteerOut:
+    """Retire a volunteer (kept, inactive; tombstones published). 404 when unknown or already retired.
+
+    428 past the bulk threshold until confirmed (:mod:`services.roster.handlers.bulk`).
+    """
+    await require_confirmation(request, conn, actor)
     return VolunteerOut.of(await commands.retire_volunteer(conn, volunteer_id, actor=actor))
 
 
