@@ -5,7 +5,9 @@ the page never shows the volunteer's phone number or openid. It shows the meetin
 (GCJ-02, :mod:`shared.maps`) and the operator's callback number. ``POST`` takes the form fields ``action`` =
 ``accept`` | ``decline`` | ``eta`` | ``arrived`` and, for ``eta``, ``eta_minutes`` (1..1440). The answer
 is stored and published like an SMS reply (``ReplyReceived`` on ``notify.reply.v1``, channel
-``wechat``); tapping the same button twice publishes once (dedup key: message, action, minutes).
+``wechat``). Each rendering of the page stamps its forms with a fresh ``tap`` id: the same form sent twice
+(a double tap, a browser resending it) publishes once (dedup key: message, tap, action, minutes), and a
+later tap on the page the answer returned is a new answer (拒绝 → 接受 → 拒绝 ends declined).
 
 Errors: 404 for a forged or altered link, 410 for an expired one, 422 for an unknown action or
 minutes out of range.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import html
 from typing import Annotated, Any
+from uuid import uuid4
 
 import asyncpg
 from fastapi import APIRouter, Form, Request
@@ -49,11 +52,11 @@ padding:.8em;font-size:18px;border-radius:8px;border:0}}.a{{background:#c00;colo
 input{{font-size:18px;width:5em}}.map{{display:block;text-align:center;background:#06c;color:#fff;
 padding:.8em;border-radius:8px;text-decoration:none}}</style></head><body>
 <h2>{title}</h2><p>{body}</p>{where}{status}
-<form method="post"><button class="a" name="action" value="accept">接受</button>
+<form method="post"><input type="hidden" name="tap" value="{tap}"><button class="a" name="action" value="accept">接受</button>
 <button class="d" name="action" value="decline">拒绝</button></form>
-<form method="post"><input type="hidden" name="action" value="eta">预计 <input name="eta_minutes" type="number"
-min="1" max="1440" value="20"> 分钟到达 <button class="a">接受并告知到达时间</button></form>
-<form method="post"><button class="d" name="action" value="arrived">我已到达</button></form>
+<form method="post"><input type="hidden" name="tap" value="{tap}"><input type="hidden" name="action" value="eta">预计
+<input name="eta_minutes" type="number" min="1" max="1440" value="20"> 分钟到达 <button class="a">接受并告知到达时间</button></form>
+<form method="post"><input type="hidden" name="tap" value="{tap}"><button class="d" name="action" value="arrived">我已到达</button></form>
 </body></html>"""
 
 
@@ -94,7 +97,7 @@ def _where(content: dict[str, str]) -> str:
 def _page(r: asyncpg.Record, status: str = "") -> str:
     title = ("演练：" if r["drill"] else "") + str(r["content"].get("title", ""))
     return _PAGE.format(title=html.escape(title), body=html.escape(r["body"] or ""), where=_where(r["content"]),
-                        status=f"<p><b>{html.escape(status)}</b></p>" if status else "")
+                        status=f"<p><b>{html.escape(status)}</b></p>" if status else "", tap=uuid4().hex)
 
 
 @router.get("/r/{token}", response_class=HTMLResponse, responses=_LINK_REFUSED)
@@ -108,7 +111,8 @@ async def reply_page(request: Request, token: str) -> HTMLResponse:
 
 @router.post("/r/{token}", response_class=HTMLResponse, responses={**_LINK_REFUSED, **_ACTION_REFUSED})
 async def reply_action(
-    request: Request, token: str, action: Annotated[str, Form()], eta_minutes: Annotated[int | None, Form()] = None
+    request: Request, token: str, action: Annotated[str, Form()], eta_minutes: Annotated[int | None, Form()] = None,
+    tap: Annotated[str, Form(pattern=r"^[0-9a-f]{32}$")] = "",
 ) -> HTMLResponse:
     """Answer the call-out: ``action`` = accept | decline | eta | arrived (+ ``eta_minutes`` for eta)."""
     row, error = await _load(request, token)
@@ -124,7 +128,7 @@ async def reply_action(
     r = row
     async with ctx.pool.acquire() as conn, conn.transaction():
         await record_reply(
-            conn, provider="wechat", dedup_key=f"page:{r['message_id']}:{action}:{minutes}",
+            conn, provider="wechat", dedup_key=f"page:{r['message_id']}:{tap}:{action}:{minutes}",
             channel=Channel.WECHAT, text=text, received_at=utcnow(), cipher=ctx.cipher,
             volunteer_id=r["volunteer_id"], callout_id=r["callout_id"],
             parsed=ParsedReply(_INTENTS[action], eta_minutes=minutes), window_hours=ctx.settings.reply_window_hours,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -153,14 +154,28 @@ async def test_wechat_message_has_a_reply_page_that_accepts(notify_stack: Notify
         assert len(got) == 1 and got[0]["url"].startswith(ns.url + "/r/")
         page = await ns.http.get(got[0]["url"])
         assert page.status_code == 200 and "演练" in page.text and "接受" in page.text
-        tap = await ns.http.post(got[0]["url"], data={"action": "eta", "eta_minutes": "25"})
+        def tap_of(html: str) -> str:
+            m = re.search(r'name="tap" value="([0-9a-f]{32})"', html)
+            assert m, html
+            return m.group(1)
+
+        form = {"action": "eta", "eta_minutes": "25", "tap": tap_of(page.text)}
+        tap = await ns.http.post(got[0]["url"], data=form)
         assert tap.status_code == 200
-        await ns.http.post(got[0]["url"], data={"action": "eta", "eta_minutes": "25"})  # double tap
+        await ns.http.post(got[0]["url"], data=form)  # double tap: the same form sent again
         replies = await _replies_for(consumer, vid, 1)
         assert replies[0].callout_id == e.callout_id
         assert replies[0].eta_minutes == 25 and replies[0].drill
         async with ns.pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM replies WHERE volunteer_id = $1", vid) == 1
+        # Regression (break-it review): 拒绝 → 接受 → 拒绝 lost the last 拒绝 (same key as the first)
+        shown = tap.text
+        for action in ("decline", "accept", "decline"):
+            answer = await ns.http.post(got[0]["url"], data={"action": action, "tap": tap_of(shown)})
+            assert answer.status_code == 200 and "已收到" in answer.text
+            shown = answer.text
+        later = await _replies_for(consumer, vid, 3)
+        assert [r.intent.value for r in later] == ["decline", "accept", "decline"]
         forged = await ns.http.get(got[0]["url"][:-3] + "xyz")
         assert forged.status_code == 404
     finally:
