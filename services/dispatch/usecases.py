@@ -89,6 +89,7 @@ from .domain.validation import (
     check_callback_phone,
     check_requirement,
     check_text,
+    has_link,
 )
 from .domain.waves import (
     CallWave,
@@ -569,6 +570,9 @@ def _meeting(
     if text is not None:
         text = " ".join(text.split())
         check_text("meeting_point", text, MAX_MEETING_POINT_LENGTH)
+        if has_link(text):  # it goes into an SMS template variable, where providers refuse URLs
+            raise InvalidInput("meeting_point may not contain a link: SMS providers refuse URLs in template "
+                               "variables; the message carries its own map link")
     if (lat is None) != (lon is None):
         raise InvalidInput("meeting_lat and meeting_lon go together: give both or neither")
     if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):

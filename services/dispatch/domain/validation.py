@@ -18,6 +18,7 @@ may pass for either county; a point in another part of the city is refused.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -130,8 +131,17 @@ def check_callback_phone(value: str) -> str:
 
 
 # Both SMS providers refuse URLs in template variables (Aliyun isv.PARAM_NOT_SUPPORT_URL, Tencent
-# InvalidParameterValue.ProhibitedUseUrlInTemplateParameter); a broadcast's text is one.
-_URL = re.compile(r"https?://|www\.|\b[a-z0-9-]+\.(?:com|cn|net|org|top|xyz|cc)\b", re.IGNORECASE)
+# InvalidParameterValue.ProhibitedUseUrlInTemplateParameter); a broadcast's text and a meeting point are ones.
+# Looked for after NFKC (full-width ＨＴＴＰＳ：／／ is https://) with the ideographic full stops read as dots
+# (evil。com): a scheme, www., or any name.name with a top-level domain of two or more letters (bit.ly,
+# evil.io), so only a number like 3.5 or a code like B2 stays.
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://|www\.|[a-z0-9-]+\.[a-z]{2,}\b", re.IGNORECASE | re.ASCII)
+_DOTS = str.maketrans({"。": ".", "｡": ".", "．": "."})
+
+
+def has_link(text: str) -> bool:
+    """True when ``text`` holds something SMS providers would take for a URL (see ``_URL``)."""
+    return bool(_URL.search(unicodedata.normalize("NFKC", text).translate(_DOTS)))
 
 
 def check_broadcast_text(value: str) -> str:
@@ -145,7 +155,7 @@ def check_broadcast_text(value: str) -> str:
     """
     text = " ".join(value.split())
     check_text("text", text, MAX_BROADCAST_LENGTH)
-    if _URL.search(text):
+    if has_link(text):
         raise InvalidInput("a broadcast may not contain a link: SMS providers refuse URLs in template variables")
     return text
 

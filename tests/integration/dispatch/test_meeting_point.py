@@ -104,6 +104,8 @@ async def test_without_a_meeting_point_the_incidents_place_and_point_are_used(
     {"callback_phone": "12345"},
     {"meeting_point": "   "},
     {"meeting_lat": 30.0},  # without its longitude
+    {"meeting_point": "https://surl.amap.com/1a2b3c"},  # break-it review: a link in an SMS template variable
+    {"meeting_point": "南门 bit.ly/x"},
 ])
 async def test_bad_meeting_point_or_callback_is_refused_and_writes_nothing(
     dispatch_db: DispatchDb, client: httpx.AsyncClient, extra: dict[str, Any]
