@@ -30,6 +30,7 @@ from shared.service import Runtime
 from shared.vocabulary import SKILLS, TEAM_TYPES, Level
 
 from .. import queries
+from ..auth import hash_token
 from ..errors import NotFound
 from ..handlers.http import OperatorDep, _pool
 from ..units import units
@@ -208,6 +209,8 @@ async def stop_hub(runtime: Runtime) -> None:
         await hub.stop()
 
 
+#: How often an open stream checks that its token is still valid, seconds.
+TOKEN_RECHECK_SECONDS = 5.0
 KEEPALIVE_SECONDS = 15.0
 
 
@@ -215,22 +218,43 @@ KEEPALIVE_SECONDS = 15.0
             responses={**ERRORS, 200: {"content": {"text/event-stream": {}},
                                        "description": "board snapshots as Server-Sent Events"}})
 async def stream(incident_id: UUID, request: Request, op: OperatorDep) -> StreamingResponse:
-    """The live board as Server-Sent Events (see the module docstring)."""
-    async with _pool(request).acquire() as conn:
+    """The live board as Server-Sent Events (see the module docstring).
+
+    The token is checked again at least every :data:`TOKEN_RECHECK_SECONDS` while the stream is open: once
+    it is revoked the stream sends ``event: revoked`` and ends (a revoked token's open stream went on
+    receiving boards: break-it review).
+    """
+    pool = _pool(request)
+    async with pool.acquire() as conn:
         op.require_scope(await queries.incident_unit(conn, incident_id))
+    digest = hash_token((request.headers.get("authorization") or "")[7:].strip())
     hub = _hub(request)
     q = hub.subscribe(incident_id)  # its first frame is the whole board, then every change after it
+    loop = asyncio.get_running_loop()
+
+    async def still_valid() -> bool:
+        async with pool.acquire() as conn:
+            return bool(await conn.fetchval(
+                "SELECT revoked_at IS NULL FROM operators WHERE token_sha256 = $1", digest))
 
     async def frames() -> AsyncIterator[bytes]:
+        checked = written = loop.time()
         try:
             yield b"retry: 2000\n\n"
             while True:
+                wire: bytes | None
                 try:
-                    frame = await asyncio.wait_for(q.get(), KEEPALIVE_SECONDS)
+                    wire = (await asyncio.wait_for(q.get(), TOKEN_RECHECK_SECONDS)).wire
                 except TimeoutError:
-                    yield b": keepalive\n\n"
-                    continue
-                yield frame.wire
+                    wire = b": keepalive\n\n" if loop.time() - written >= KEEPALIVE_SECONDS else None
+                if loop.time() - checked >= TOKEN_RECHECK_SECONDS:
+                    checked = loop.time()
+                    if not await still_valid():
+                        yield b"event: revoked\ndata: {}\n\n"
+                        return
+                if wire is not None:
+                    written = loop.time()
+                    yield wire
         finally:
             hub.unsubscribe(incident_id, q)
 

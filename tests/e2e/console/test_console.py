@@ -262,6 +262,49 @@ async def test_when_the_stream_is_blocked_the_board_polls_and_still_changes(cons
             await page.close()
 
 
+async def test_a_stream_that_opens_and_ends_without_a_board_falls_back_to_polling(console) -> None:
+    """Regression (break-it review): each connect reset the failure count, so a proxy cutting the stream at
+    once kept the page reconnecting for ever with a blank board."""
+    page = await _signed_in_page(console, console["token"])
+    await page.route("**/incidents/*/stream", lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream"}, body="retry: 2000\n\n"))
+    async with httpx.AsyncClient(timeout=30) as http:
+        board = await _open_by_api(http, console["headers"], "推送被截断测试")
+        incident_id = board["incident"]["incident_id"]
+        try:
+            await page.goto(f"{DISPATCH}/console/incidents/{incident_id}")
+            await page.wait_for_selector("#conn.poll")
+            await page.wait_for_selector("#b-title:has-text('推送被截断测试')")
+        finally:
+            await http.post(f"{DISPATCH}/incidents/{incident_id}/close", headers=console["headers"],
+                            json={"outcome": "测试结束"})
+            await page.close()
+
+
+async def test_a_revoked_token_s_open_stream_ends(console) -> None:
+    """Regression (break-it review): the stream checked the token only when it connected."""
+    from services.dispatch.auth import TOKEN_ID_LENGTH, hash_token
+
+    token = await _token("city", "330600")
+    page = await _signed_in_page(console, token)
+    async with httpx.AsyncClient(timeout=30) as http:
+        board = await _open_by_api(http, console["headers"], "撤销令牌测试")
+        incident_id = board["incident"]["incident_id"]
+        try:
+            await page.goto(f"{DISPATCH}/console/incidents/{incident_id}")
+            await page.wait_for_selector("#conn.on")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "muster", "incident", "token", "revoke", "--id",
+                hash_token(token)[:TOKEN_ID_LENGTH], stdout=asyncio.subprocess.DEVNULL)
+            assert await proc.wait() == 0
+            await page.wait_for_selector("#conn.off:has-text('令牌无效')", timeout=30_000)
+            assert "令牌已被撤销" in await page.text_content("#flash")
+        finally:
+            await http.post(f"{DISPATCH}/incidents/{incident_id}/close", headers=console["headers"],
+                            json={"outcome": "测试结束"})
+            await page.close()
+
+
 async def test_an_operator_of_another_county_is_told_why_and_a_viewer_gets_no_actions(console) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         board = await _open_by_api(http, console["headers"], "权限测试")

@@ -319,20 +319,23 @@
     try {
       const r = await fetch(`/incidents/${incidentId}/stream`, { headers, cache: "no-store" });
       if (!r.ok || !r.body) throw new ApiError(r.status, await r.json().catch(() => null));
-      conn("on", "● 实时推送"); failures = 0; stopPolling();
       const reader = r.body.getReader(), dec = new TextDecoder(); let buf = "";
       for (;;) {
         const { value, done } = await reader.read(); if (done) break;
         buf += dec.decode(value, { stream: true });
         let i; while ((i = buf.indexOf("\n\n")) >= 0) {
-          const frame = buf.slice(0, i); buf = buf.slice(i + 2); let data = "", id = null;
-          frame.split("\n").forEach((line) => { if (line.startsWith("data: ")) data += line.slice(6); else if (line.startsWith("id: ")) id = line.slice(4); });
+          const frame = buf.slice(0, i); buf = buf.slice(i + 2); let data = "", id = null, event = "";
+          frame.split("\n").forEach((line) => { if (line.startsWith("data: ")) data += line.slice(6); else if (line.startsWith("id: ")) id = line.slice(4); else if (line.startsWith("event: ")) event = line.slice(7); });
+          if (event === "revoked") throw new ApiError(401, { detail: "令牌已被撤销，请重新登录" });
           if (id) lastId = id;
-          if (data) later(data);
+          // only a board counts as connected: a stream that opens and ends without one (a proxy cutting it)
+          // is a failure, so three of them fall back to polling instead of reconnecting for ever
+          if (data) { later(data); failures = 0; conn("on", "● 实时推送"); stopPolling(); }
         }
       }
       throw new Error("stream ended");
     } catch (e) {
+      if (e instanceof ApiError && e.status === 401) { sessionStorage.removeItem(TOKEN); flash(e.message); conn("off", "令牌无效"); setTimeout(() => { location.href = "/console/"; }, 1500); return; }
       if (e instanceof ApiError && (e.status === 403 || e.status === 404)) { flash(e.message); conn("off", "无法查看"); return; }
       failures += 1; window.__streamFailures = failures;
       if (failures >= 3) startPolling(); else conn("retry", "重新连接中…");
