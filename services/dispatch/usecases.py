@@ -1237,6 +1237,36 @@ async def _open_incident_locked(conn: asyncpg.Connection, incident_id: UUID) -> 
     return inc
 
 
+async def _assignable_by_hand(conn: asyncpg.Connection, volunteer_id: UUID, actor: Actor) -> asyncpg.Record:
+    """The volunteer an operator adds or moves by hand (``unit_code, active, consent, retired, skills``).
+
+    Checked: in the projection, home unit inside ``actor``'s unit, active, not retired, consenting.
+
+    Raises:
+        NotFound: not in the roster projection.
+        AccessDenied: (403) home unit outside ``actor``'s unit.
+        InvalidInput: (422) inactive, retired, or without consent to call-outs (the reason named).
+
+    """
+    v = await conn.fetchrow(
+        "SELECT unit_code, active, consent, retired, skills FROM volunteers WHERE volunteer_id = $1", volunteer_id
+    )
+    if v is None:
+        raise NotFound(f"volunteer {volunteer_id} is not on the roster projection")
+    if not within_unit(v["unit_code"], actor.unit_code):
+        raise AccessDenied(
+            f"volunteer {volunteer_id} belongs to {v['unit_code']}, outside {actor.name}'s unit {actor.unit_code}",
+            who=actor.name, role=actor.role,
+        )
+    if v["retired"]:
+        raise InvalidInput(f"volunteer {volunteer_id} has retired from the roster")
+    if not v["active"]:
+        raise InvalidInput(f"volunteer {volunteer_id} is inactive")
+    if not v["consent"]:
+        raise InvalidInput(f"volunteer {volunteer_id} has withdrawn (or never gave) consent to call-outs")
+    return v
+
+
 async def add_volunteer(
     conn: asyncpg.Connection, incident_id: UUID, requirement_id: UUID, volunteer_id: UUID, actor: Actor,
     *, now: datetime | None = None,
@@ -1266,22 +1296,7 @@ async def add_volunteer(
         )
         if req is None:
             raise NotFound(f"no requirement {requirement_id} in incident {incident_id}")
-        v = await conn.fetchrow(
-            "SELECT unit_code, active, consent, retired, skills FROM volunteers WHERE volunteer_id = $1", volunteer_id
-        )
-        if v is None:
-            raise NotFound(f"volunteer {volunteer_id} is not on the roster projection")
-        if not within_unit(v["unit_code"], actor.unit_code):
-            raise AccessDenied(
-                f"volunteer {volunteer_id} belongs to {v['unit_code']}, outside {actor.name}'s unit {actor.unit_code}",
-                who=actor.name, role=actor.role,
-            )
-        if v["retired"]:
-            raise InvalidInput(f"volunteer {volunteer_id} has retired from the roster")
-        if not v["active"]:
-            raise InvalidInput(f"volunteer {volunteer_id} is inactive")
-        if not v["consent"]:
-            raise InvalidInput(f"volunteer {volunteer_id} has withdrawn (or never gave) consent to call-outs")
+        v = await _assignable_by_hand(conn, volunteer_id, actor)
         if await conn.fetchval("SELECT 1 FROM callouts WHERE incident_id = $1 AND volunteer_id = $2",
                                incident_id, volunteer_id):
             raise Conflict(f"volunteer {volunteer_id} was already called in this incident")
@@ -1360,6 +1375,8 @@ async def move_volunteer(
 
     Raises:
         NotFound: no such incident or requirement; the volunteer is not on the roster projection.
+        AccessDenied: (403) the incident they leave, or their home unit, is outside ``actor``'s unit.
+        InvalidInput: (422) the volunteer is inactive, retired or without consent (as :func:`add_volunteer`).
         Conflict: the volunteer is not engaged anywhere (add them by hand instead), is already engaged in
             ``to_incident_id``, either incident is closed, or the requirement is already filled.
 
@@ -1376,6 +1393,12 @@ async def move_volunteer(
         # both incidents first, in id order (the lock order of every writer), then the rest as remove_callout
         await conn.execute("SELECT 1 FROM incidents WHERE incident_id = ANY($1::uuid[]) ORDER BY incident_id "
                            "FOR NO KEY UPDATE", sorted([from_incident, to_incident_id]))
+        # under the locks: the incident they leave is the operator's too, and the person may still be called
+        from_unit = await conn.fetchval("SELECT unit_code FROM incidents WHERE incident_id = $1", from_incident)
+        if not within_unit(from_unit, actor.unit_code):
+            raise AccessDenied(f"incident {from_incident} is outside {actor.name}'s unit {actor.unit_code}",
+                               who=actor.name, role=actor.role)
+        await _assignable_by_hand(conn, volunteer_id, actor)
         inc = await _open_incident_locked(conn, to_incident_id)
         req = await conn.fetchrow(
             "SELECT * FROM requirements WHERE requirement_id = $1 AND incident_id = $2", requirement_id, to_incident_id)

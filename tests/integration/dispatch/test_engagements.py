@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.dispatch import usecases
+from services.dispatch.errors import AccessDenied, InvalidInput
 from services.dispatch.units import units
 from shared.events import (
     CallOutCancelled,
@@ -243,3 +244,20 @@ async def test_two_accepts_over_kafka_assign_once_and_the_answer_is_published(di
         await consumer.stop()
     assert ev.reason is CancelReason.ENGAGED_ELSEWHERE and ev.engaged_incident_title == won_title
     assert ev.volunteer_id == vid
+
+
+async def test_a_move_refuses_a_person_who_withdrew_consent(dispatch_db: DispatchDb) -> None:
+    """Regression (break-it review): a move skipped the consent, retired and home-unit checks of a manual add."""
+    db = dispatch_db
+    vid, incidents, calls = await two_incidents(db, index=75)
+    await one_by_one(db, reply(vid, calls[0]))
+    async with db.pool.acquire() as conn:
+        rid = await conn.fetchval("SELECT requirement_id FROM requirements WHERE incident_id = $1", incidents[1])
+        await conn.execute("UPDATE volunteers SET consent = false WHERE volunteer_id = $1", vid)
+        with pytest.raises(InvalidInput, match="consent"):
+            await usecases.move_volunteer(conn, vid, incidents[1], rid, ACTOR)
+        assert await conn.fetchval("SELECT incident_id FROM engagements WHERE volunteer_id = $1", vid) == incidents[0]
+        town = usecases.Actor("t", "town", "330602001")  # another unit than the incidents'
+        await conn.execute("UPDATE volunteers SET consent = true WHERE volunteer_id = $1", vid)
+        with pytest.raises(AccessDenied):
+            await usecases.move_volunteer(conn, vid, incidents[1], rid, town)
