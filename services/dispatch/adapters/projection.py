@@ -150,9 +150,7 @@ _VOLUNTEER_COLUMNS = """
     v.volunteer_id, v.unit_code, v.lat, v.lon, v.skills, v.certificates, v.availability, v.unavailable_until,
     v.consent, v.active, v.retired, v.display_name,
     (SELECT count(*) FROM callouts c WHERE c.volunteer_id = v.volunteer_id AND c.requested_at > $3)::int AS recent,
-    EXISTS (SELECT 1 FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id
-            WHERE c.volunteer_id = v.volunteer_id AND c.state IN ('assigned', 'arrived')
-              AND i.status = 'open' AND c.incident_id <> $4) AS engaged
+    EXISTS (SELECT 1 FROM engagements e WHERE e.volunteer_id = v.volunteer_id AND e.incident_id <> $4) AS engaged
 """
 
 
@@ -209,9 +207,8 @@ async def load_volunteer_candidates(
               AND (NOT $7 OR (v.cert_until ? $2::text
                               AND coalesce(v.cert_until->>$2::text, '9999-12-31') >= $8::text))
               AND NOT EXISTS (SELECT 1 FROM callouts c WHERE c.incident_id = $4 AND c.volunteer_id = v.volunteer_id)
-              AND NOT EXISTS (SELECT 1 FROM callouts c JOIN incidents i ON i.incident_id = c.incident_id
-                              WHERE c.volunteer_id = v.volunteer_id AND c.state IN ('assigned', 'arrived')
-                                AND i.status = 'open' AND c.incident_id <> $4)
+              AND NOT EXISTS (SELECT 1 FROM engagements e  -- assigned elsewhere, alone or with their team
+                              WHERE e.volunteer_id = v.volunteer_id AND e.incident_id <> $4)
         ),
         cut AS (SELECT dist FROM c ORDER BY dist OFFSET greatest(coalesce($9::int, 0) - 1, 0) LIMIT 1)
         SELECT c.volunteer_id, c.unit_code, c.lat, c.lon, c.skills,

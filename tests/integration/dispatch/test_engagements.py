@@ -261,3 +261,49 @@ async def test_a_move_refuses_a_person_who_withdrew_consent(dispatch_db: Dispatc
         await conn.execute("UPDATE volunteers SET consent = true WHERE volunteer_id = $1", vid)
         with pytest.raises(AccessDenied):
             await usecases.move_volunteer(conn, vid, incidents[1], rid, town)
+
+
+async def test_a_team_on_its_way_books_its_members_too(dispatch_db: DispatchDb) -> None:
+    """Regression (break-it review): only the team's leader was engaged, so a member of a team assigned in one
+    incident accepted another incident's call-out and was booked twice; selection called them too."""
+    from services.dispatch.adapters import projection
+    from shared.events import TeamUpdated
+    from shared.vocabulary import TeamType
+
+    db = dispatch_db
+    town, villages = a_town_with_villages(1, index=76)
+    leader, member = await add_volunteers(db, villages[0], 2, skill=SKILL)
+    team_id = uuid4()
+    lat, lon = units().centres[town]
+    async with db.pool.acquire() as conn:
+        await projection.apply_team(conn, TeamUpdated(
+            team_id=team_id, revision=1, name="测试水上救援队", team_type=TeamType.WATER, unit_code=villages[0],
+            leader_id=leader, member_ids=(leader, member)))
+        team_incident = await usecases.open_incident(conn, usecases.IncidentInput(
+            kind="t", title="鉴湖溺水（队伍）", lat=lat, lon=lon, unit_code=villages[0], mode=IncidentMode.DRILL,
+            requirements=[usecases.RequirementInput(None, "water", 1)], max_level=None, wave_deadline_seconds=600,
+        ), ACTOR, place="x")
+        team_call = await conn.fetchval("SELECT callout_id FROM callouts WHERE incident_id = $1 AND team_id = $2",
+                                        team_incident, team_id)
+    assert team_call is not None
+    await one_by_one(db, reply(leader, team_call))
+    async with db.pool.acquire() as conn:
+        booked = {r["volunteer_id"]: r["incident_id"] for r in await conn.fetch(
+            "SELECT volunteer_id, incident_id FROM engagements WHERE callout_id = $1", team_call)}
+        assert booked == {leader: team_incident, member: team_incident}
+        # another incident at the same spot: its wave leaves the member out (engaged with their team) ...
+        other = await usecases.open_incident(conn, usecases.IncidentInput(
+            kind="t", title="平水溺水（个人）", lat=lat, lon=lon, unit_code=villages[0], mode=IncidentMode.DRILL,
+            requirements=[usecases.RequirementInput(SKILL, None, 1)], max_level=None, wave_deadline_seconds=600,
+        ), ACTOR, place="x")
+        called = {r["volunteer_id"] for r in await conn.fetch(
+            "SELECT volunteer_id FROM callouts WHERE incident_id = $1", other)}
+        assert member not in called and leader not in called
+        # ... and when an operator adds them by hand, their acceptance is answered "engaged elsewhere"
+        rid = await conn.fetchval("SELECT requirement_id FROM requirements WHERE incident_id = $1", other)
+        cid = await usecases.add_volunteer(conn, other, rid, member, ACTOR)
+    await one_by_one(db, reply(member, cid))
+    async with db.pool.acquire() as conn:
+        assert await states(conn, [cid]) == [("declined", "engaged_elsewhere")]
+        await usecases.close_incident(conn, team_incident, "完成", ACTOR)
+        assert await conn.fetchval("SELECT count(*) FROM engagements WHERE callout_id = $1", team_call) == 0
