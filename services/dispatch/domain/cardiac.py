@@ -34,13 +34,13 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
 from functools import lru_cache
 from uuid import UUID
 
 from opening_hours import OpeningHours, validate
 
 from shared.divisions import distance_m
+from shared.events import AedStatus, CardiacRole
 
 from .model import VolunteerCandidate
 from .selection import SHANGHAI, _available, _qualification, rank_key
@@ -215,13 +215,6 @@ def select_circle(
 # --------------------------------------------------------------------------- AEDs and roles
 
 
-class AedStatus(StrEnum):
-    """An AED's status as its owner records it; expiry of pads and battery is judged from their dates."""
-
-    IN_SERVICE = "in_service"
-    OUT_OF_SERVICE = "out_of_service"
-
-
 @lru_cache(maxsize=1024)
 def _hours(text: str) -> OpeningHours | None:
     return OpeningHours(text) if validate(text) else None
@@ -268,11 +261,7 @@ class AedSite:
         return open_at(self.hours, at)
 
 
-class RoleKind(StrEnum):
-    """What an accepted volunteer is asked to do."""
-
-    CPR = "cpr"  # go to the patient and start CPR
-    FETCH_AED = "fetch_aed"  # fetch an AED, then go to the patient
+RoleKind = CardiacRole
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,8 @@ class VolunteerIn(_VolunteerFields):
     preferred_channel: Channel = Channel.SMS
     consent: bool = True
     sms_consent: bool = True
+    cardiac_alerts: bool = Field(default=True, description="May be alerted by the cardiac-arrest circle "
+                                 "(False: opted out).")
 
 
 class VolunteerPatch(_VolunteerFields):
@@ -137,6 +139,7 @@ class VolunteerPatch(_VolunteerFields):
     preferred_channel: Channel | None = None
     consent: bool | None = None
     sms_consent: bool | None = None
+    cardiac_alerts: bool | None = Field(default=None, description="False: opt out of cardiac-arrest alerts.")
 
     def changes(self) -> dict[str, Any]:
         """The fields given, as :class:`Volunteer` field values."""
@@ -177,6 +180,7 @@ class VolunteerOut(BaseModel):
     consent: bool
     sms_consent: bool
     active: bool
+    cardiac_alerts: bool = Field(description="May be alerted by the cardiac-arrest circle.")
 
     @classmethod
     def of(cls, v: Volunteer) -> VolunteerOut:
@@ -188,6 +192,7 @@ class VolunteerOut(BaseModel):
             team_ids=list(v.team_ids), availability=v.availability, unavailable_until=v.unavailable_until,
             wechat_openid=v.wechat_openid, wechat_subscribed=v.wechat_subscribed,
             preferred_channel=v.preferred_channel, consent=v.consent, sms_consent=v.sms_consent, active=v.active,
+            cardiac_alerts=v.cardiac_alerts,
         )
 
 
