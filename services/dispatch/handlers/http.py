@@ -24,6 +24,7 @@ from shared.vocabulary import Level
 
 from .. import queries, usecases
 from ..auth import Operator, authenticate
+from ..domain.cardiac import CirclePolicy
 from ..domain.validation import (
     MAX_BROADCAST_LENGTH,
     MAX_CODE_LENGTH,
@@ -58,6 +59,27 @@ class RequirementIn(BaseModel):
     count: int = Field(description="How many people (or teams), 1..2000.", examples=[2])
 
 
+class CircleIn(BaseModel):
+    """The cardiac-arrest circle's settings (kind ``cardiac_arrest`` only); see services.dispatch.domain.cardiac."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rings_m: list[float] = Field(default=[700.0, 900.0, 1100.0, 1300.0], min_length=1, max_length=10,
+                                 description="Ring radii, metres, increasing; one step per ring.")
+    first: int = Field(default=3, ge=1, le=100, description="Called at once, nearest first.")
+    cap: int = Field(default=30, ge=1, le=200, description="Called at most in all.")
+    reply_window_s: int = Field(default=120, ge=1, le=3600, description="Seconds from the first ring to the last.")
+    wanted: int = Field(default=3, ge=1, le=30, description="Acceptances after which nobody more is called "
+                        "(one CPR, the others fetch AEDs).")
+
+    def policy(self) -> CirclePolicy:
+        try:
+            return CirclePolicy(rings_m=tuple(self.rings_m), first=self.first, cap=self.cap,
+                                reply_window_s=self.reply_window_s, wanted=self.wanted)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+
+
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,6 +92,8 @@ class PolicyIn(BaseModel):
         description="Highest level the search may escalate to; default the operator's own scope level (county "
         "operator: county, city operator: city, town operator: town). Above the operator's scope: 403.",
     )
+    circle: CircleIn | None = Field(default=None, description="Kind cardiac_arrest: the rescue circle's rings "
+                                    "(default 700..1,300 m, 3 first, 30 at most, 120 s); 422 for other kinds.")
 
 
 class IncidentIn(BaseModel):
@@ -83,7 +107,11 @@ class IncidentIn(BaseModel):
     lon: float = Field(description="WGS84 longitude, degrees.", examples=[120.5])
     unit_code: str = Field(max_length=MAX_CODE_LENGTH, description="Village/community code (12 digits) the point lies in.")
     mode: IncidentMode
-    requirements: list[RequirementIn] = Field(max_length=MAX_REQUIREMENTS, description="1..20 requirements.")
+    requirements: list[RequirementIn] = Field(
+        default_factory=list, max_length=MAX_REQUIREMENTS,
+        description="1..20 requirements; for kind cardiac_arrest none means the circle's own (cpr_aed × wanted).")
+    scene_unsafe: bool = Field(default=False, description="Cardiac arrest: the scene is unsafe (violence, traffic, "
+                               "fire): no volunteer is alerted until it is marked safe.")
     start_level: Level = Level.VILLAGE
     policy: PolicyIn = Field(default_factory=PolicyIn)
     meeting_point: str | None = Field(
@@ -126,6 +154,14 @@ class MeetingPointIn(BaseModel):
     meeting_lat: float | None = Field(default=None, description="New meeting point, WGS84 latitude.")
     meeting_lon: float | None = Field(default=None, description="New meeting point, WGS84 longitude.")
     callback_phone: str | None = Field(default=None, max_length=20, description="New callback number.")
+
+
+class SceneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unsafe: bool = Field(description="True: the scene is unsafe, nobody is alerted and the called are stood down; "
+                         "False: safe again, the circle resumes.")
+    reason: str = Field(default="", max_length=200, examples=["现场有暴力冲突"])
 
 
 class AddVolunteerIn(BaseModel):
@@ -180,7 +216,8 @@ async def open_incident(body: IncidentIn, request: Request, op: OperatorDep) -> 
         start_level=body.start_level, max_level=body.policy.max_level,
         over_call_factor=body.policy.over_call_factor, wave_deadline_seconds=body.policy.wave_deadline_seconds,
         meeting_point=body.meeting_point, meeting_lat=body.meeting_lat, meeting_lon=body.meeting_lon,
-        callback_phone=body.callback_phone,
+        callback_phone=body.callback_phone, scene_unsafe=body.scene_unsafe,
+        circle=body.policy.circle.policy() if body.policy.circle else None,
     )
     async with _pool(request).acquire() as conn:
         incident_id = await usecases.open_incident(conn, data, _actor(op), place=u.place(body.unit_code))
@@ -336,6 +373,18 @@ async def move_volunteer(incident_id: UUID, body: MoveIn, request: Request, op: 
         m = await usecases.move_volunteer(conn, body.volunteer_id, incident_id, body.requirement_id, _actor(op))
     return MoveOut(volunteer_id=m.volunteer_id, from_incident_id=m.from_incident_id, from_callout_id=m.from_callout_id,
                    to_incident_id=m.to_incident_id, to_callout_id=m.to_callout_id)
+
+
+@router.put("/incidents/{incident_id}/scene", responses={**_WRITE, **_BODY})
+async def set_scene(incident_id: UUID, body: SceneIn, request: Request, op: OperatorDep) -> dict[str, int]:
+    """Mark a cardiac-arrest scene unsafe or safe again (see :func:`services.dispatch.usecases.set_scene_safety`).
+
+    404 unknown incident, 409 closed, 422 not a cardiac-arrest incident.
+    """
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        n = await usecases.set_scene_safety(conn, incident_id, _actor(op), unsafe=body.unsafe, reason=body.reason)
+    return {"stood_down": n}
 
 
 @router.post("/incidents/{incident_id}/stand-down", responses=_WRITE)
