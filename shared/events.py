@@ -404,6 +404,8 @@ class MessageKind(StrEnum):
     REMINDER = "reminder"
     BROADCAST = "broadcast"  # an operator's text to an incident's assigned or called people
     AUTO_ANSWER = "auto_answer"  # the one automatic answer to an unrecognised reply: how to reply, where to go
+    CARDIAC_CPR = "cardiac_cpr"  # cardiac arrest, assigned: go to the patient, start CPR (an assigned message)
+    CARDIAC_AED = "cardiac_aed"  # cardiac arrest, assigned: fetch the named AED, then go to the patient
 
 
 class _MessageEvent(Event):

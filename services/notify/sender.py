@@ -292,14 +292,17 @@ class Sender:
     def _outbound(self, row: Any, channel: Channel, contact: ContactView, open_count: int) -> OutboundMessage:
         c = row["content"]
         respond_by = c.get("respond_by")
+        kind = MessageKind(row["kind"])
+        if kind is MessageKind.ASSIGNED and c.get("cardiac_role"):  # a cardiac arrest: say what to do
+            kind = MessageKind.CARDIAC_AED if c["cardiac_role"] == "fetch_aed" else MessageKind.CARDIAC_CPR
         content = MessageContent(
-            kind=MessageKind(row["kind"]), incident_title=c.get("title", ""), place=c.get("place", ""),
+            kind=kind, incident_title=c.get("title", ""), place=c.get("place", ""),
             role=c.get("role", ""), reply_code=c.get("reply_code", ""), map_position=position_of(c.get("map_url")),
             callback_phone=c.get("callback_phone", ""), broadcast_text=c.get("text", ""),
             respond_by=datetime.fromisoformat(respond_by) if respond_by else None,
             reason=CancelReason(c["reason"]) if c.get("reason") else None,
             was_assigned=bool(c.get("was_assigned", False)), engaged_incident_title=c.get("engaged_in", ""),
-            drill=row["drill"],
+            drill=row["drill"], aed_place=c.get("aed_place", ""), aed_position=position_of(c.get("aed_map_url")),
         )
         rendered = render(content, channel, signature=self._signature, several_open=open_count > 1)
         recipient = contact.openid if channel is Channel.WECHAT else contact.mobile
@@ -327,7 +330,7 @@ class Sender:
             WITH due AS (
                 SELECT message_id FROM messages
                 WHERE status = 'pending' AND next_attempt_at <= now()
-                ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                ORDER BY priority DESC, next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
             )
             SELECT {_MESSAGE_COLUMNS}, cl.state AS callout_state, m.error_code
             FROM messages m JOIN due USING (message_id) LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id

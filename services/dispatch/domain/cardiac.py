@@ -41,6 +41,7 @@ from opening_hours import OpeningHours, validate
 
 from shared.divisions import distance_m
 from shared.events import AedStatus, CardiacRole
+from shared.vocabulary import CARDIAC_ARREST
 
 from .model import VolunteerCandidate
 from .selection import SHANGHAI, _available, _qualification, rank_key
@@ -62,8 +63,6 @@ __all__ = [
     "select_circle",
 ]
 
-#: The incident kind that takes the circle instead of the four-level waves.
-CARDIAC_ARREST = "cardiac_arrest"
 #: The skill the circle calls (shared.vocabulary.SKILLS: 心肺复苏/AED, certified, certificates expire).
 CIRCLE_SKILL = "cpr_aed"
 
