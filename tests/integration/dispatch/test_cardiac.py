@@ -227,3 +227,41 @@ async def test_scene_safety_is_for_cardiac_incidents_only(dispatch_db: DispatchD
 
 def test_distances_of_the_fixture_points() -> None:
     assert distance_m(LAT, LON, *north(700)) == pytest.approx(700, rel=1e-3)
+
+
+async def test_aed_projection_follows_the_roster_topic(dispatch_db: DispatchDb) -> None:
+    """dispatch's ``roster-aeds`` consumer on the real topic: a snapshot is projected, an older one ignored."""
+    from aiokafka import AIOKafkaProducer
+
+    from shared.outbox import event_headers
+    from shared.topics import ROSTER_AED
+
+    from .conftest import running_app, wait_for
+
+    aid = uuid4()
+    newer = AedUpdated(aed_id=aid, revision=2, lat=LAT, lon=LON, address="鲁迅中路241号", location="二楼",
+                       unit_code="330602001", access_hours="24/7")
+    older = newer.model_copy(update={"event_id": uuid4(), "revision": 1, "location": "一楼"})
+    async with running_app(dispatch_db, consumers=("roster-aeds",)):
+        producer = AIOKafkaProducer(bootstrap_servers=dispatch_db.bootstrap)
+        await producer.start()
+        try:
+            for e in (newer, older):
+                await producer.send_and_wait(ROSTER_AED.name, e.to_bytes(), key=str(aid).encode(),
+                                             headers=[(k, v.encode()) for k, v in event_headers(e).items()])
+        finally:
+            await producer.stop()
+
+        async def projected() -> object:
+            async with dispatch_db.pool.acquire() as conn:
+                return await conn.fetchrow("SELECT revision, location FROM aeds WHERE aed_id = $1", aid)
+
+        row = await wait_for(projected)
+        async def both_seen() -> bool:
+            async with dispatch_db.pool.acquire() as conn:
+                return bool(await conn.fetchval(
+                    "SELECT count(*) = 2 FROM processed_events WHERE event_id = ANY($1::uuid[])",
+                    [newer.event_id, older.event_id]))
+        await wait_for(both_seen)
+        row = await projected()
+    assert (row["revision"], row["location"]) == (2, "二楼")  # type: ignore[index]
