@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -403,6 +403,32 @@ async def close(incident_id: UUID, body: CloseIn, request: Request, op: Operator
         await _writable(conn, op, incident_id)
         await usecases.close_incident(conn, incident_id, body.outcome, _actor(op))
         return await queries.board(conn, incident_id)
+
+
+@router.get("/aeds", tags=["aeds"])
+async def aeds_near(
+    request: Request, op: OperatorDep, lat: float = Query(ge=-90, le=90), lon: float = Query(ge=-180, le=180),
+    within_m: float = Query(default=1500.0, gt=0, le=10_000),
+) -> list[dict[str, Any]]:
+    """AEDs of the projection within ``within_m`` metres of (``lat``, ``lon``) (WGS84), nearest first.
+
+    Each: ``aed_id``, ``lat``, ``lon``, ``place`` (address and where it hangs), ``distance_m``, ``usable_now``
+    (in service, pads/battery valid, open at this hour), ``fetched_by`` (the call-out fetching it, or null).
+    """
+    from shared.divisions import distance_m
+    from shared.events import utcnow
+
+    from ..adapters.projection import load_aeds
+
+    at = utcnow()
+    async with _pool(request).acquire() as conn:
+        found = await load_aeds(conn, lat=lat, lon=lon, within_m=within_m)
+        runs = {r["aed_id"]: r["callout_id"] for r in await conn.fetch(
+            "SELECT aed_id, callout_id FROM cardiac_roles WHERE aed_id IS NOT NULL AND released_at IS NULL")}
+    out = [{"aed_id": str(a.aed_id), "lat": a.lat, "lon": a.lon, "place": a.place,
+            "distance_m": round(distance_m(lat, lon, a.lat, a.lon), 1), "usable_now": a.usable_at(at),
+            "fetched_by": str(runs[a.aed_id]) if a.aed_id in runs else None} for a in found]
+    return sorted(out, key=lambda x: (x["distance_m"], x["aed_id"]))
 
 
 @router.get("/replies/unmatched", tags=["replies"])

@@ -215,3 +215,30 @@ def test_roles_invariants(a_rows: list[tuple[float, float, bool, bool, bool]], r
         assert set(fetched) <= usable  # only usable devices
         assert all(r.path_m is not None and r.path_m <= 2000.0 for r in existing.values() if r.aed_id)
     assert sum(r.kind is RoleKind.CPR for r in existing.values()) >= 1
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_circle_figures_per_ring_and_aed_on_scene() -> None:
+    from services.dispatch.domain.model import CallOutState
+    from services.dispatch.domain.report import CircleCallOutFact, circle_figures
+
+    t0 = AT
+    s = timedelta(seconds=1)
+    calls = [
+        CircleCallOutFact(1, CallOutState.ARRIVED, t0, t0 + 9 * s, t0 + 200 * s, "cpr"),
+        CircleCallOutFact(1, CallOutState.ASSIGNED, t0, t0 + 12 * s, None, "fetch_aed"),
+        CircleCallOutFact(1, CallOutState.DECLINED, t0),
+        CircleCallOutFact(2, CallOutState.ARRIVED, t0 + 40 * s, t0 + 45 * s, t0 + 300 * s, "fetch_aed"),
+        CircleCallOutFact(2, CallOutState.CANCELLED, t0 + 40 * s),
+    ]
+    f = circle_figures(opened_at=t0, rings_m=(700.0, 900.0), callouts=calls, first_alert_sent_at=t0 + 0.4 * s)
+    assert f["seconds_to_first_alert_sent"] == 0.4
+    assert f["seconds_to_first_acceptance"] == 9.0
+    assert f["seconds_to_first_arrival"] == 200.0
+    assert (f["aed_runs"], f["seconds_to_aed_on_scene"]) == (2, 300.0)
+    assert f["rings"] == [{"step": 1, "ring_m": 700.0, "alerted": 3, "accepted": 2},
+                          {"step": 2, "ring_m": 900.0, "alerted": 2, "accepted": 1}]
+    empty = circle_figures(opened_at=t0, rings_m=(), callouts=[], first_alert_sent_at=None)
+    assert empty["seconds_to_first_acceptance"] is None and empty["rings"] == []
