@@ -1257,7 +1257,7 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
 
     async def load() -> tuple[dict[UUID, dict[str, Any]], dict[UUID, dict[str, Any]]]:
         reqs = {r["requirement_id"]: dict(r) for r in await conn.fetch(
-            "SELECT requirement_id, count, filled, status FROM requirements WHERE requirement_id = ANY($1::uuid[]) "
+            "SELECT requirement_id, count, filled, status, skill FROM requirements WHERE requirement_id = ANY($1::uuid[]) "
             "ORDER BY requirement_id FOR UPDATE",
             sorted({h["requirement_id"] for h in heads.values()}))}
         calls = {r["callout_id"]: dict(r) for r in await conn.fetch(
@@ -1340,7 +1340,7 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
                 "callout_id": c["callout_id"], "volunteer_id": vid, "engaged_incident_id": engaged_in}))
         if outcome.confirm:
             role_fields: dict[str, Any] = {}
-            if inc.cardiac:
+            if inc.cardiac and req["skill"] == CIRCLE_SKILL:  # the circle's own need (not a team asked beside it)
                 role_fields, role_detail = await _cardiac_role(conn, inc, c["callout_id"], vid, now)
                 out.timeline.append((inc.incident_id, now, "cardiac_role", role_detail))
             out.events.append((CALLOUT, str(vid), CallOutAssigned(
