@@ -53,7 +53,13 @@ import asyncpg
 from services.notify.adapters.crypto import ContactCipher
 from services.notify.adapters.reply_links import ReplyLinks
 from services.notify.channels.base import ChannelProvider, OutboundMessage, SendResult
-from services.notify.domain.routing import ContactView, choose_channel, receipt_overdue_reason, retry_delay
+from services.notify.domain.routing import (
+    URGENT_PRIORITY,
+    ContactView,
+    choose_channel,
+    receipt_overdue_reason,
+    retry_delay,
+)
 from services.notify.domain.templates import MessageContent, render
 from shared import outbox
 from shared.consumer import is_transient
@@ -78,7 +84,7 @@ an older notify's claim (which sets neither column) cannot inherit a gone sender
 
 _WITHHELD_WHEN_CLOSED = frozenset({MessageKind.CALLOUT.value, MessageKind.BROADCAST.value, MessageKind.AUTO_ANSWER.value})
 
-_MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill,
+_MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill, m.priority,
     m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since, m.claim_id,
     c.mobile_enc, c.openid_enc, c.wechat_subscribed, c.sms_consent, c.preferred_channel,
     c.volunteer_id IS NOT NULL AS has_contact"""
@@ -202,6 +208,9 @@ class Sender:
                     # again if its connection died: requests claimed under it wait for that (_still_claimed).
                     while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size \
                             and _usable(listen):
+                        # urgent messages (a cardiac arrest's) do not wait for a fan-out's requests to drain
+                        if await self.send_due(wait=False, min_priority=URGENT_PRIORITY):
+                            continue
                         await asyncio.wait(set(self._inflight), timeout=self._s.send_poll_seconds,
                                            return_when=asyncio.FIRST_COMPLETED)
                     if not _usable(listen):
@@ -324,19 +333,19 @@ class Sender:
             preferred=Channel(row["preferred_channel"]) if row["preferred_channel"] else None,
         )
 
-    async def _claim(self, conn: asyncpg.Connection) -> list[Claimed]:
+    async def _claim(self, conn: asyncpg.Connection, *, min_priority: int = 0) -> list[Claimed]:
         rows = await conn.fetch(
             f"""
             WITH due AS (
                 SELECT message_id FROM messages
-                WHERE status = 'pending' AND next_attempt_at <= now()
+                WHERE status = 'pending' AND next_attempt_at <= now() AND priority >= $2
                 ORDER BY priority DESC, next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
             )
             SELECT {_MESSAGE_COLUMNS}, cl.state AS callout_state, m.error_code
             FROM messages m JOIN due USING (message_id) LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id
                  LEFT JOIN callouts cl ON cl.callout_id = m.callout_id
             """,
-            self._s.send_claim_size,
+            self._s.send_claim_size, min_priority,
         )
         # A call-out whose call-out closed meanwhile (filled, stood down) is not sent: its stand-down may
         # already be out. This covers what the stand-down's own withhold cannot see: a call-out waiting to
@@ -480,27 +489,32 @@ class Sender:
 
     # ------------------------------------------------------------------ send and record
 
-    async def send_due(self, *, wait: bool = True) -> int:
+    async def send_due(self, *, wait: bool = True, min_priority: int = 0) -> int:
         """One round: claim due messages, send them, record the results. Returns how many were claimed.
 
         Args:
             wait: wait until every request of the round is answered and recorded (raising its error, if any);
                 the loop passes False and keeps claiming while earlier requests are in flight.
+            min_priority: claim only messages of at least this priority (the loop's urgent lane, see
+                :data:`URGENT_PRIORITY`).
+
+        Urgent messages are claimed first, and go through a gate of their own per provider: they do not queue
+        behind a fan-out's requests waiting for the provider.
 
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            claimed = await self._claim(conn)
+            claimed = await self._claim(conn, min_priority=min_priority)
         if not claimed:
             return 0
-        by_provider: dict[str, list[Claimed]] = {}
+        by_provider: dict[tuple[str, bool], list[Claimed]] = {}
         for c in claimed:
-            by_provider.setdefault(c.provider.name, []).append(c)
+            by_provider.setdefault((c.provider.name, c.row["priority"] >= URGENT_PRIORITY), []).append(c)
         tasks = []
-        for name, items in by_provider.items():
+        for (name, urgent), items in by_provider.items():
             size = max(items[0].provider.max_batch, 1)
             # Requests in flight per provider; a provider that takes one recipient per request (WeChat) gets more.
             permits = self._s.send_concurrency if size > 1 else self._s.send_concurrency * 8
-            gate = self._gates.setdefault(name, asyncio.Semaphore(permits))
+            gate = self._gates.setdefault(f"{name}:urgent" if urgent else name, asyncio.Semaphore(permits))
             for start in range(0, len(items), size):
                 piece = items[start:start + size]
                 self._inflight_messages += len(piece)

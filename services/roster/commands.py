@@ -471,12 +471,12 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
 
 
 async def republish(conn: asyncpg.Connection, *, batch: int = 5000) -> dict[str, int]:
-    """Re-emit every snapshot (profiles and contacts of active volunteers, active teams) at its current revision.
+    """Re-emit every snapshot (profiles and contacts of active volunteers, active teams, AEDs) at its current revision.
 
     Retired volunteers and teams get their tombstones again, so a consumer rebuilding its projection
     from scratch ends with the roster's state. Returns counts by kind.
     """
-    counts = {"volunteers": 0, "teams": 0, "tombstones": 0}
+    counts = {"volunteers": 0, "teams": 0, "aeds": 0, "tombstones": 0}
     async with conn.transaction():
         ids = await repo.all_volunteer_ids(conn)
         for i in range(0, len(ids), batch):
@@ -486,6 +486,9 @@ async def republish(conn: asyncpg.Connection, *, batch: int = 5000) -> dict[str,
         teams = await repo.get_teams(conn, await repo.all_team_ids(conn))
         await outbox.add_many(conn, [(ROSTER_TEAM, str(t.id), team_event(t)) for t in teams])
         counts["teams"] = len(teams)
+        aeds = await aed_repo.all_aeds(conn)
+        await outbox.add_many(conn, [(ROSTER_AED, str(a.id), aed_event(a)) for a in aeds])
+        counts["aeds"] = len(aeds)
         for r in await conn.fetch("SELECT id FROM volunteers WHERE NOT active"):
             await _tombstone_volunteer(conn, r["id"])
             counts["tombstones"] += 1

@@ -33,6 +33,7 @@ import asyncpg
 import orjson
 
 from services.notify.adapters.crypto import ContactCipher
+from services.notify.domain.routing import NORMAL_PRIORITY, URGENT_PRIORITY, priority_of
 from shared.consumer import Received, Tombstone
 from shared.events import (
     BroadcastRequested,
@@ -44,7 +45,6 @@ from shared.events import (
     VolunteerContactUpdated,
 )
 from shared.logging import get_logger
-from shared.vocabulary import CARDIAC_ARREST
 
 __all__ = ["CallOutMessages", "ContactProjection", "close_incident_callouts", "message_id_for"]
 
@@ -128,16 +128,6 @@ class ContactProjection:
             [i.preferred_channel.value for i in items], [i.sms_consent for i in items],
             [i.occurred_at for i in items],
         )
-
-
-#: Send-queue priorities (``messages.priority``): the sender claims higher first, then by due time.
-NORMAL = 0
-URGENT = 10  # a cardiac arrest's call-outs and assignments: ahead of any mass fan-out (issue #17)
-
-
-def priority_of(incident_kind: str) -> int:
-    """A call-out's send priority: :data:`URGENT` for a cardiac arrest, else :data:`NORMAL`."""
-    return URGENT if incident_kind == CARDIAC_ARREST else NORMAL
 
 
 _INSERT_MESSAGE = """
@@ -263,7 +253,7 @@ class CallOutMessages:
             _INSERT_MESSAGE,
             message_id_for(e.callout_id, MessageKind.ASSIGNED), e.callout_id, MessageKind.ASSIGNED.value,
             e.volunteer_id, e.incident_id, e.event_id, e.drill, content,
-            URGENT if e.cardiac_role is not None else NORMAL,
+            URGENT_PRIORITY if e.cardiac_role is not None else NORMAL_PRIORITY,
         )
 
     async def _broadcast(self, conn: asyncpg.Connection, e: BroadcastRequested) -> None:

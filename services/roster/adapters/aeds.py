@@ -10,7 +10,7 @@ import asyncpg
 from services.roster.domain.aeds import Aed
 from shared.events import AedStatus
 
-__all__ = ["aeds_by_serial", "insert_aeds", "list_aeds", "update_aeds"]
+__all__ = ["aeds_by_serial", "all_aeds", "insert_aeds", "list_aeds", "update_aeds"]
 
 _COLUMNS = ["id", "revision", "serial", "lat", "lon", "address", "location", "unit_code", "owner", "access_hours",
             "status", "pads_expire_on", "battery_expire_on", "last_checked_on", "last_checked_by", "active"]
@@ -64,3 +64,8 @@ async def list_aeds(conn: asyncpg.Connection, *, unit: str | None, page: int, pa
         prefix, page_size, (page - 1) * page_size,
     )
     return [_aed(r) for r in rows], int(total)
+
+
+async def all_aeds(conn: asyncpg.Connection) -> list[Aed]:
+    """Every active device (for a republish)."""
+    return [_aed(r) for r in await conn.fetch("SELECT * FROM aeds WHERE active ORDER BY id")]
