@@ -112,6 +112,7 @@ from .domain.waves import (
     decide,
     level_allowed,
     reply_code,
+    urgent_reply_code,
     wave_size,
 )
 from .errors import AccessDenied, Conflict, InvalidInput, NotFound
@@ -310,9 +311,16 @@ async def _write_wave(
     respond_by: datetime,
     causation: UUID | None,
     manual: bool = False,
+    urgent: bool = False,
 ) -> list[UUID]:
-    """Insert call-outs for ``picked`` ((volunteer id, team id, distance m)) and their ``CallOutRequested``."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", CODES_LOCK)
+    """Insert call-outs for ``picked`` ((volunteer id, team id, distance m)) and their ``CallOutRequested``.
+
+    ``urgent`` (the cardiac circle): without the codes lock, with three-character codes
+    (:func:`~services.dispatch.domain.waves.urgent_reply_code`); the open-code unique index catches the rare
+    clash with another urgent writer (``asyncpg.UniqueViolationError``; the caller writes again, locked).
+    """
+    if not urgent:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CODES_LOCK)
     vids = [p[0] for p in picked]
     taken: dict[UUID, set[str]] = {}
     # codes in use: the volunteer's open call-outs, and their declined ones in open incidents (a declined
@@ -346,7 +354,7 @@ async def _write_wave(
     incident_id, requirement_id, requested = inc.incident_id, req["requirement_id"], CallOutState.REQUESTED.value
     ids = [uuid4() for _ in range(2 * len(picked))]
     for (vid, team_id, dist), cid, eid in zip(picked, ids[0::2], ids[1::2], strict=True):
-        code = reply_code(cid, taken.get(vid, ()))
+        code = (urgent_reply_code if urgent else reply_code)(cid, taken.get(vid, ()))
         taken.setdefault(vid, set()).add(code)
         rows.append((cid, incident_id, requirement_id, vid, team_id, wave, level.value, code, requested, dist, manual,
                      now, respond_by))
@@ -539,8 +547,13 @@ async def _call_circle(
     wave = req["wave"] + 1
     next_at = now + timedelta(seconds=policy.step_seconds)
     if picked:
-        await _write_wave(conn, inc, req, picked, level=Level(req["level"]), wave=wave, now=now, respond_by=next_at,
-                          causation=causation)
+        try:
+            async with conn.transaction():  # a savepoint: a code clash with another urgent writer is retried
+                await _write_wave(conn, inc, req, picked, level=Level(req["level"]), wave=wave, now=now,
+                                  respond_by=next_at, causation=causation, urgent=True)
+        except asyncpg.UniqueViolationError:
+            await _write_wave(conn, inc, req, picked, level=Level(req["level"]), wave=wave, now=now,
+                              respond_by=next_at, causation=causation)
         DISPATCH_FANOUT_SECONDS.observe(time.perf_counter() - started)
         DISPATCH_CALLOUTS_REQUESTED.inc(len(picked))
         called.update(p[0] for p in picked)

@@ -265,3 +265,31 @@ async def test_aed_projection_follows_the_roster_topic(dispatch_db: DispatchDb) 
         await wait_for(both_seen)
         row = await projected()
     assert (row["revision"], row["location"]) == (2, "二楼")  # type: ignore[index]
+
+
+async def test_the_circle_does_not_wait_for_a_fanout_holding_the_codes_lock(dispatch_db: DispatchDb) -> None:
+    """A fan-out's opening transaction holds the call-out codes lock while it writes thousands of call-outs;
+    the circle's call-outs are written meanwhile, with three-character codes (fails if the circle waits)."""
+    import asyncio
+
+    from .conftest import wait_for
+
+    db = dispatch_db
+    await person(db, 30, east=-200)
+    await person(db, 40, east=-200)
+    blocker = await db.pool.acquire()
+    tr = blocker.transaction()
+    await tr.start()
+    await blocker.execute("SELECT pg_advisory_xact_lock($1)", usecases.CODES_LOCK)
+    try:
+        task = asyncio.create_task(open_cardiac(db, now(), meeting_lat=LAT, meeting_lon=LON))
+        await wait_for(task.done, timeout=20)
+        iid = task.result()
+    finally:
+        await tr.rollback()
+        await db.pool.release(blocker)
+    async with db.pool.acquire() as conn:
+        codes = [r["reply_code"] for r in await conn.fetch("SELECT reply_code FROM callouts WHERE incident_id = $1",
+                                                          iid)]
+        assert codes and all(len(c) == 3 for c in codes)
+        await usecases.close_incident(conn, iid, "t", ACTOR)
