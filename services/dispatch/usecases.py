@@ -685,7 +685,7 @@ async def open_incident(
         circle = data.circle or CirclePolicy()
         if not data.requirements:  # the circle's own need: one for CPR, the others to fetch AEDs
             data = replace(data, requirements=[RequirementInput(CIRCLE_SKILL, None, circle.wanted)])
-        if data.wave_deadline_seconds is None:
+        if data.wave_deadline_seconds is None and data.mode is not IncidentMode.DRILL:  # a drill gives its own
             data = replace(data, wave_deadline_seconds=circle.reply_window_s)
     elif data.circle is not None:
         raise InvalidInput(f"policy.circle applies to kind {CARDIAC_ARREST} only")

@@ -77,7 +77,7 @@ async def open_cardiac(db: DispatchDb, at: object, **kw: object) -> UUID:
     async with db.pool.acquire() as conn:
         return await usecases.open_incident(conn, usecases.IncidentInput(
             kind=CARDIAC_ARREST, title="鲁迅故里心脏骤停", lat=LAT, lon=LON, unit_code=VILLAGE, mode=IncidentMode.DRILL,
-            requirements=[], **kw), ACTOR, place="鲁迅故里", now=at)  # type: ignore[arg-type]
+            requirements=[], wave_deadline_seconds=120, **kw), ACTOR, place="鲁迅故里", now=at)  # type: ignore[arg-type]
 
 
 async def called(db: DispatchDb, incident_id: UUID) -> dict[UUID, tuple[int, float]]:
