@@ -208,8 +208,14 @@ class Sender:
                     # again if its connection died: requests claimed under it wait for that (_still_claimed).
                     while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size \
                             and _usable(listen):
-                        # urgent messages (a cardiac arrest's) do not wait for a fan-out's requests to drain
-                        if await self.send_due(wait=False, min_priority=URGENT_PRIORITY):
+                        # urgent messages (a cardiac arrest's) do not wait for a fan-out's requests to drain; a
+                        # failing urgent claim (database away) leaves the loop to wait as it did before
+                        try:
+                            urgent = await self.send_due(wait=False, min_priority=URGENT_PRIORITY)
+                        except Exception as exc:
+                            log.warning("sender.urgent_claim_failed", error=repr(exc))
+                            urgent = 0
+                        if urgent:
                             continue
                         await asyncio.wait(set(self._inflight), timeout=self._s.send_poll_seconds,
                                            return_when=asyncio.FIRST_COMPLETED)
