@@ -23,6 +23,7 @@ EVENTS_BY_TOPIC: dict[topics.TopicSpec, tuple[type[ev.Event], ...]] = {
     topics.ROSTER_PROFILE: (ev.VolunteerProfileUpdated,),
     topics.ROSTER_CONTACT: (ev.VolunteerContactUpdated,),
     topics.ROSTER_TEAM: (ev.TeamUpdated,),
+    topics.ROSTER_AED: (ev.AedUpdated,),
     topics.INCIDENT: (ev.IncidentOpened, ev.IncidentEscalated, ev.RequirementFilled, ev.RequirementUnfilled,
                       ev.IncidentClosed),
     topics.CALLOUT: (ev.CallOutRequested, ev.CallOutAssigned, ev.CallOutCancelled, ev.BroadcastRequested),

@@ -28,7 +28,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, f
 from shared.vocabulary import Channel, Level, TeamType
 
 __all__ = [
+    "AedStatus",
+    "AedUpdated",
     "AnyEvent",
+    "CardiacRole",
     "Availability",
     "BroadcastAudience",
     "BroadcastRequested",
@@ -146,6 +149,8 @@ class VolunteerProfileUpdated(Event):
     unavailable_until: AwareDatetime | None = None
     consent: bool = Field(description="Consented to be called out.")
     active: bool = True
+    cardiac_alerts: bool = Field(default=True, description="May be alerted by the cardiac-arrest circle (False: "
+                                 "opted out; older events: True).")
 
 
 class VolunteerContactUpdated(Event):
@@ -180,6 +185,39 @@ class TeamUpdated(Event):
 
 
 # --------------------------------------------------------------------------- dispatch
+
+
+class AedStatus(StrEnum):
+    """An AED's status as its owner records it; pads and battery expiry are judged from their dates."""
+
+    IN_SERVICE = "in_service"
+    OUT_OF_SERVICE = "out_of_service"
+
+
+class AedUpdated(Event):
+    """Snapshot of a defibrillator (AED) of the registry, for dispatch's cardiac-arrest circle.
+
+    Topic ``roster.aed.v1`` (compacted, keyed by AED id; a tombstone removes it from the registry).
+    """
+
+    event_type: Literal["AedUpdated"] = "AedUpdated"
+    producer: Producer = "roster"
+    aed_id: UUID
+    revision: int = Field(ge=1)
+    lat: float = Field(ge=-90, le=90, description="WGS84 latitude, degrees.")
+    lon: float = Field(ge=-180, le=180, description="WGS84 longitude, degrees.")
+    address: str = Field(description="Street address, as people say it.", examples=["鲁迅中路241号"])
+    location: str = Field(default="", description="Where it hangs: building, floor, landmark.",
+                          examples=["游客中心一楼服务台旁"])
+    unit_code: str = Field(description="Owner unit's division code (6, 9 or 12 digits).")
+    owner: str = Field(default="", description="Who owns and checks it.", examples=["鲁迅故里景区管理处"])
+    access_hours: str = Field(default="24/7", description="When it can be reached: OpenStreetMap opening_hours "
+                              "syntax, Asia/Shanghai.", examples=["Mo-Su 08:00-17:30"])
+    status: AedStatus = AedStatus.IN_SERVICE
+    pads_expire_on: date | None = Field(default=None, description="Last day the pads are valid (Asia/Shanghai).")
+    battery_expire_on: date | None = Field(default=None, description="Last day the battery is valid.")
+    last_checked_on: date | None = None
+    last_checked_by: str = ""
 
 
 class IncidentMode(StrEnum):
@@ -282,6 +320,13 @@ class CallOutRequested(Event):
                                        examples=["0575-85123456"])
 
 
+class CardiacRole(StrEnum):
+    """What an accepted volunteer of the cardiac-arrest circle is asked to do."""
+
+    CPR = "cpr"  # go to the patient and start CPR
+    FETCH_AED = "fetch_aed"  # fetch the named AED, then go to the patient
+
+
 class CallOutAssigned(Event):
     """The volunteer's acceptance was taken: they are assigned. Notify confirms it to them."""
 
@@ -299,6 +344,10 @@ class CallOutAssigned(Event):
         default=None, description="The call-out's reply code. A call-out an operator moved the volunteer into is "
         "announced only by this event (no CallOutRequested: they are not asked, they are told), so notify learns "
         "the call-out, and its code, from it.")
+    cardiac_role: CardiacRole | None = Field(default=None, description="Cardiac-arrest circle: CPR at the patient, "
+                                             "or fetch an AED first; None for other incidents.")
+    aed_place: str = Field(default="", description="fetch_aed: where the AED hangs (address, building/floor).")
+    aed_map_url: str | None = Field(default=None, description="fetch_aed: Amap marker link of the AED (GCJ-02).")
 
 
 class BroadcastAudience(StrEnum):
@@ -359,6 +408,8 @@ class MessageKind(StrEnum):
     REMINDER = "reminder"
     BROADCAST = "broadcast"  # an operator's text to an incident's assigned or called people
     AUTO_ANSWER = "auto_answer"  # the one automatic answer to an unrecognised reply: how to reply, where to go
+    CARDIAC_CPR = "cardiac_cpr"  # cardiac arrest, assigned: go to the patient, start CPR (an assigned message)
+    CARDIAC_AED = "cardiac_aed"  # cardiac arrest, assigned: fetch the named AED, then go to the patient
 
 
 class _MessageEvent(Event):
@@ -423,6 +474,7 @@ AnyEvent = Annotated[
     VolunteerProfileUpdated
     | VolunteerContactUpdated
     | TeamUpdated
+    | AedUpdated
     | IncidentOpened
     | IncidentEscalated
     | RequirementFilled

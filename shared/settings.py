@@ -117,7 +117,7 @@ class NotifySettings(ServiceSettings):
     aliyun_templates: dict[str, str] = Field(
         default={"callout": "SMS_900001", "assigned": "SMS_900002", "stand_down": "SMS_900003",
                  "reminder": "SMS_900004", "auto_answer": "SMS_900005",
-                 "broadcast": "SMS_900006"},
+                 "broadcast": "SMS_900006", "cardiac_cpr": "SMS_900007", "cardiac_aed": "SMS_900008"},
         description="Approved template code per message kind (JSON object in the environment).",
     )
     aliyun_rate_per_second: float = Field(default=100.0, gt=0, description="Requests/s towards Dysmsapi.")
@@ -131,7 +131,8 @@ class NotifySettings(ServiceSettings):
     tencent_sign_name: str = Field(default="红十字志愿者", description="Approved SMS signature content.")
     tencent_templates: dict[str, str] = Field(
         default={"callout": "1900001", "assigned": "1900002", "stand_down": "1900003", "reminder": "1900004",
-                 "auto_answer": "1900005", "broadcast": "1900006"},
+                 "auto_answer": "1900005", "broadcast": "1900006", "cardiac_cpr": "1900007",
+                 "cardiac_aed": "1900008"},
         description="Approved TemplateId per message kind (JSON object in the environment).",
     )
     tencent_rate_per_second: float = Field(default=100.0, gt=0, description="Requests/s towards SendSms.")
@@ -143,7 +144,7 @@ class NotifySettings(ServiceSettings):
     wechat_templates: dict[str, str] = Field(
         default={"callout": "TPL_callout", "assigned": "TPL_assigned", "stand_down": "TPL_stand_down",
                  "reminder": "TPL_reminder", "auto_answer": "TPL_auto_answer",
-                 "broadcast": "TPL_broadcast"},
+                 "broadcast": "TPL_broadcast", "cardiac_cpr": "TPL_cardiac_cpr", "cardiac_aed": "TPL_cardiac_aed"},
         description="Template message template_id per message kind (JSON object in the environment).",
     )
     wechat_use_bizsend: bool = Field(

@@ -9,6 +9,7 @@ topic                              key                partitions compacted   pro
 roster.volunteer-profile.v1        volunteer id       6          yes         roster -> dispatch
 roster.volunteer-contact.v1        volunteer id       6          yes         roster -> notify
 roster.team.v1                     team id            3          yes         roster -> dispatch
+roster.aed.v1                      AED id             3          yes         roster -> dispatch
 dispatch.incident.v1               incident id        3          no          dispatch -> (board, report)
 dispatch.callout.v1                volunteer id       12         no          dispatch -> notify
 notify.delivery.v1                 volunteer id       6          no          notify -> dispatch
@@ -28,6 +29,7 @@ __all__ = [
     "DELIVERY",
     "INCIDENT",
     "REPLY",
+    "ROSTER_AED",
     "ROSTER_CONTACT",
     "ROSTER_PROFILE",
     "ROSTER_TEAM",
@@ -58,13 +60,14 @@ class TopicSpec:
 ROSTER_PROFILE = TopicSpec("roster.volunteer-profile.v1", 6, True, "volunteer_id")
 ROSTER_CONTACT = TopicSpec("roster.volunteer-contact.v1", 6, True, "volunteer_id")
 ROSTER_TEAM = TopicSpec("roster.team.v1", 3, True, "team_id")
+ROSTER_AED = TopicSpec("roster.aed.v1", 3, True, "aed_id")
 INCIDENT = TopicSpec("dispatch.incident.v1", 3, False, "incident_id")
 CALLOUT = TopicSpec("dispatch.callout.v1", 12, False, "volunteer_id")
 DELIVERY = TopicSpec("notify.delivery.v1", 6, False, "volunteer_id")
 REPLY = TopicSpec("notify.reply.v1", 6, False, "volunteer_id")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    ROSTER_PROFILE, ROSTER_CONTACT, ROSTER_TEAM, INCIDENT, CALLOUT, DELIVERY, REPLY,
+    ROSTER_PROFILE, ROSTER_CONTACT, ROSTER_TEAM, ROSTER_AED, INCIDENT, CALLOUT, DELIVERY, REPLY,
 )
 
 

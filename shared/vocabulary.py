@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "CARDIAC_ARREST",
     "SKILLS",
     "TEAM_TYPES",
     "Channel",
@@ -100,3 +101,8 @@ class Channel(StrEnum):
 
     SMS = "sms"
     WECHAT = "wechat"
+
+
+#: The incident kind of a sudden cardiac arrest: dispatch calls its rescue circle (services.dispatch.domain.cardiac)
+#: instead of the four-level waves, and notify sends its messages ahead of other traffic.
+CARDIAC_ARREST = "cardiac_arrest"

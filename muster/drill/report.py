@@ -60,6 +60,16 @@ def check_expectations(scenario: Scenario, incidents: list[dict[str, Any]]) -> l
         ok = 0 <= reached <= _ORDER.index(exp.max_level_reached)
         results.append({"name": "max_level_reached", "expected": exp.max_level_reached.value,
                         "actual": reached_name, "ok": ok})
+    circles = [inc["figures"]["circle"] for inc in incidents if "circle" in inc["figures"]]
+    if exp.min_aed_runs:
+        runs = sum(c["aed_runs"] for c in circles)
+        results.append({"name": "min_aed_runs", "expected": exp.min_aed_runs, "actual": runs,
+                        "ok": runs >= exp.min_aed_runs})
+    if exp.aed_on_scene_within_seconds is not None:
+        times = [c["seconds_to_aed_on_scene"] for c in circles if c["seconds_to_aed_on_scene"] is not None]
+        best = min(times, default=None)
+        results.append({"name": "aed_on_scene_within_seconds", "expected": exp.aed_on_scene_within_seconds,
+                        "actual": best, "ok": best is not None and best <= exp.aed_on_scene_within_seconds})
     if exp.min_unfilled_requirements:
         n = sum(1 for r in reqs if r["filled"] < r["count"])
         results.append({"name": "min_unfilled_requirements", "expected": exp.min_unfilled_requirements,

@@ -304,7 +304,32 @@ def _on_message(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, 
         arrive = callout.get("arrive_after")
         if arrive is not None:
             text = ARRIVED_TEXTS[hash(vid) % len(ARRIVED_TEXTS)]
-            _spawn(state, _reply(state, http, msg, text, float(arrive), action="arrived"))
+            if scenario.responders.walking_speed_m_per_s is not None:
+                _spawn(state, _walk_then_arrive(state, scenario, http, msg, vid, text))
+            else:
+                _spawn(state, _reply(state, http, msg, text, float(arrive), action="arrived"))
+
+
+async def _walk_then_arrive(state: DrillState, scenario: Scenario, http: httpx.AsyncClient, msg: dict[str, Any],
+                            vid: str, text: str) -> None:
+    """Check in after walking the way at the scenario's pace: to the patient, or through the AED they fetch.
+
+    The way is the call-out's distance (metres), or an AED run's path (volunteer → AED → patient, from the
+    board's roles); the time is metres ÷ ``walking_speed_m_per_s`` × ``walk_time_scale`` seconds.
+    """
+    model = scenario.responders
+    assert model.walking_speed_m_per_s is not None
+    entry = state.callout_index.get(vid, {})
+    path = entry.get("distance_m")
+    incident_id = entry.get("incident_id")
+    if incident_id:
+        r = await http.get(f"{DISPATCH}/incidents/{incident_id}", headers=state.headers)
+        if r.status_code == 200:
+            for role in r.json().get("roles", []):
+                if str(role["volunteer_id"]) == vid and role.get("path_m") is not None:
+                    path = role["path_m"]
+    walk = float(path or 0.0) / model.walking_speed_m_per_s * model.walk_time_scale
+    await _reply(state, http, msg, text, walk, action="arrived")
 
 
 async def _respond_when_indexed(state: DrillState, scenario: Scenario, http: httpx.AsyncClient,
@@ -406,6 +431,32 @@ async def _phones_quiet(state: DrillState, *, since: float, quiet: float = 3.0, 
 # ---------------------------------------------------------------------------------------- boards
 
 
+async def _register_aeds(scenario: Scenario, http: httpx.AsyncClient, headers: dict[str, str],
+                         timeout: float = 60.0) -> None:
+    """Register the scenario's AEDs in the roster (an existing serial is kept) and wait for dispatch to know them.
+
+    Dispatch's projection is read through ``GET /aeds`` (within 5 m of each device's WGS84 point).
+    """
+    from shared.divisions import gcj02_to_wgs84
+
+    for a in scenario.aeds:
+        r = await http.post(f"{ROSTER}/aeds", json=a.model_dump(mode="json"), headers=_roster_headers())
+        if r.status_code not in (201, 409):
+            raise RuntimeError(f"registering AED {a.serial} failed: {r.status_code} {r.text}")
+    deadline = time.monotonic() + timeout
+    for a in scenario.aeds:
+        lat, lon = gcj02_to_wgs84(a.lat, a.lon) if a.datum == "GCJ-02" else (a.lat, a.lon)
+        while True:
+            r = await http.get(f"{DISPATCH}/aeds", params={"lat": lat, "lon": lon, "within_m": 5}, headers=headers)
+            if r.status_code == 200 and r.json():
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dispatch has not projected AED {a.serial} after {timeout} s")
+            await asyncio.sleep(0.5)
+    if scenario.aeds:
+        _log(f"{len(scenario.aeds)} AEDs registered and projected")
+
+
 async def _open(plan: IncidentPlan, http: httpx.AsyncClient, headers: dict[str, str]) -> str:
     body = {
         "kind": plan.kind,
@@ -416,7 +467,7 @@ async def _open(plan: IncidentPlan, http: httpx.AsyncClient, headers: dict[str, 
         "mode": "drill",
         "start_level": plan.start_level.value,
         "requirements": [r.model_dump(exclude_none=True, mode="json") for r in plan.requirements],
-        "policy": plan.policy.model_dump(mode="json"),
+        "policy": plan.policy.model_dump(mode="json", exclude_none=True),
     }
     r = await http.post(f"{DISPATCH}/incidents", json=body, headers=headers)
     if r.status_code >= 400:
@@ -437,7 +488,8 @@ async def _refresh_callouts(state: DrillState, http: httpx.AsyncClient, headers:
             entry = state.callout_index.setdefault(vid, {})
             if c["state"] in ("requested", "timed_out") or "level" not in entry:
                 entry.update({"level": c.get("level", "village"), "skill": skills.get(c["requirement_id"]),
-                              "callout_id": c["callout_id"]})
+                              "callout_id": c["callout_id"], "incident_id": incident_id,
+                              "distance_m": c.get("distance_m")})
 
 
 def _settled(board: dict[str, Any]) -> bool:
@@ -504,6 +556,7 @@ async def _run(
     stop = asyncio.Event()
     state.started = time.monotonic()
     state.started_at = datetime.now(UTC)
+    await _register_aeds(scenario, http, headers)
     follower = asyncio.create_task(_follow_phones(state, scenario, http, stop))
     plans = sorted(scenario.incidents, key=lambda p: p.open_after_seconds)
     for plan in plans:

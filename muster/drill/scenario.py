@@ -42,9 +42,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.divisions import is_valid_code, level_of
-from shared.vocabulary import SKILLS, Level, TeamType
+from shared.vocabulary import CARDIAC_ARREST, SKILLS, Level, TeamType
 
-__all__ = ["Expectations", "IncidentPlan", "ResponderModel", "Scenario", "ScenarioError", "load_scenario"]
+__all__ = ["AedPlan", "CirclePlan", "Expectations", "IncidentPlan", "ResponderModel", "Scenario", "ScenarioError", "load_scenario"]
 
 _SKILL_CODES = {s.code for s in SKILLS}
 
@@ -76,10 +76,35 @@ class RequirementPlan(_Strict):
         return self
 
 
+class CirclePlan(_Strict):
+    """A cardiac arrest's rescue circle (dispatch's ``policy.circle``): rings in metres, reply window in seconds."""
+
+    rings_m: list[float] = Field(default=[700.0, 900.0, 1100.0, 1300.0], min_length=1)
+    first: int = Field(default=3, ge=1)
+    cap: int = Field(default=30, ge=1)
+    reply_window_s: int = Field(default=120, ge=1)
+    wanted: int = Field(default=3, ge=1)
+
+
 class Policy(_Strict):
     wave_deadline_seconds: int = Field(ge=1, le=7200, description="Compressed wave deadline, seconds.")
     over_call_factor: float = Field(default=2.0, ge=1.0, le=10.0)
     max_level: Level = Level.CITY
+    circle: CirclePlan | None = Field(default=None, description="Kind cardiac_arrest only: the circle's rings.")
+
+
+class AedPlan(_Strict):
+    """An AED the drill registers in the roster before opening (``POST /aeds``; an existing serial is kept)."""
+
+    serial: str
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    datum: Literal["WGS-84", "GCJ-02"] = "WGS-84"
+    address: str
+    location: str = ""
+    unit_code: str
+    owner: str = ""
+    access_hours: str = "24/7"
 
 
 class IncidentPlan(_Strict):
@@ -90,7 +115,8 @@ class IncidentPlan(_Strict):
     unit_code: str
     mode: Literal["drill", "event"] = "drill"
     start_level: Level = Level.VILLAGE
-    requirements: list[RequirementPlan] = Field(min_length=1)
+    requirements: list[RequirementPlan] = Field(default_factory=list, description="At least one, except for "
+                                                "kind cardiac_arrest (the circle's own need by default).")
     policy: Policy
     open_after_seconds: float = Field(default=0.0, ge=0, description="Delay after the drill starts.")
 
@@ -100,6 +126,14 @@ class IncidentPlan(_Strict):
         if not is_valid_code(v) or level_of(v) is not Level.VILLAGE:
             raise ValueError(f"unit_code {v!r} is not a 12-digit village/community code")
         return v
+
+    @model_validator(mode="after")
+    def _needs(self) -> IncidentPlan:
+        if not self.requirements and self.kind != CARDIAC_ARREST:
+            raise ValueError("give at least one requirement")
+        if self.policy.circle is not None and self.kind != CARDIAC_ARREST:
+            raise ValueError(f"policy.circle is for kind {CARDIAC_ARREST} only")
+        return self
 
 
 class Distribution(_Strict):
@@ -117,6 +151,11 @@ class ResponderModel(_Strict):
     no_show_share: float = Field(default=0.05, ge=0, le=1)
     arrival_after_eta_seconds: Distribution = Distribution(median=3.0)
     eta_minutes: tuple[int, int] = (5, 30)
+    walking_speed_m_per_s: float | None = Field(
+        default=None, gt=0, le=10, description="Arrive after walking the way (the call-out's distance; an AED run's "
+        "path through the AED) at this pace, instead of arrival_after_eta_seconds (2.3 m/s: a brisk walk).")
+    walk_time_scale: float = Field(default=1.0, gt=0, le=1, description="Walking times are multiplied by this "
+                                   "(compressed drills, as wave deadlines are).")
 
     @model_validator(mode="after")
     def _probabilities(self) -> ResponderModel:
@@ -131,6 +170,9 @@ class ResponderModel(_Strict):
 
 
 class Expectations(_Strict):
+    min_aed_runs: int = Field(default=0, ge=0, description="Cardiac arrest: at least this many AED runs assigned.")
+    aed_on_scene_within_seconds: float | None = Field(default=None, gt=0, description="Cardiac arrest: an AED "
+                                                       "fetcher checked in at the patient within this time.")
     filled_within_seconds: float | None = Field(default=None, gt=0)
     min_level_reached: Level | None = None
     max_level_reached: Level | None = None
@@ -151,6 +193,7 @@ class Scenario(_Strict):
     roster: RosterPlan = RosterPlan()
     timeout_seconds: float = Field(default=300, gt=0)
     incidents: list[IncidentPlan] = Field(min_length=1)
+    aeds: list[AedPlan] = Field(default_factory=list)
     responders: ResponderModel
     expectations: Expectations
 

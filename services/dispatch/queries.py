@@ -15,12 +15,20 @@ import asyncpg
 from shared.divisions import level_of
 from shared.vocabulary import Level
 
+from .domain.cardiac import CARDIAC_ARREST
 from .domain.model import CallOutState
-from .domain.report import CallOutFact, MessageFact, RequirementFact, incident_figures
+from .domain.report import (
+    CallOutFact,
+    CircleCallOutFact,
+    MessageFact,
+    RequirementFact,
+    circle_figures,
+    incident_figures,
+)
 from .domain.waves import LEVEL_ORDER
 from .errors import NotFound
 
-__all__ = ["board", "callouts", "engaged_in", "incident_unit", "list_incidents", "report", "unmatched_replies",
+__all__ = ["board", "callouts", "engaged_in", "incident_unit", "list_incidents", "report", "roles", "unmatched_replies",
            "unrecognised_replies"]
 
 
@@ -108,6 +116,7 @@ async def board(conn: asyncpg.Connection, incident_id: UUID, *, timeline_limit: 
         "messages_by_channel": {r["channel"]: r["n"] for r in channels},
         "delivery_failures": sum(r["failed"] for r in channels),
         "timeline": [_row(e) for e in events],
+        **({"roles": await roles(conn, incident_id)} if inc["kind"] == CARDIAC_ARREST else {}),
     }
 
 
@@ -184,10 +193,44 @@ async def unrecognised_replies(conn: asyncpg.Connection, incident_id: UUID) -> l
     return [_row(r) for r in rows]
 
 
+async def _circle(conn: asyncpg.Connection, incident_id: UUID, inc: asyncpg.Record) -> dict[str, Any]:
+    """A cardiac-arrest incident's circle figures, and its roles (who does CPR, who fetches which AED)."""
+    rows = await conn.fetch(
+        "SELECT c.wave, c.state, c.requested_at, c.accepted_at, c.arrived_at, r.role FROM callouts c "
+        "LEFT JOIN cardiac_roles r ON r.callout_id = c.callout_id WHERE c.incident_id = $1", incident_id)
+    first_sent = await conn.fetchval(
+        "SELECT min(occurred_at) FROM messages WHERE incident_id = $1 AND kind = 'callout' AND status IN "
+        "('sent', 'delivered')", incident_id)
+    policy = inc["circle_policy"] or {}
+    out = circle_figures(
+        opened_at=inc["opened_at"], rings_m=tuple(policy.get("rings_m", ())), first_alert_sent_at=first_sent,
+        callouts=[CircleCallOutFact(r["wave"], CallOutState(r["state"]), r["requested_at"], r["accepted_at"],
+                                    r["arrived_at"], r["role"]) for r in rows],
+    )
+    out["roles"] = await roles(conn, incident_id)
+    return out
+
+
+async def roles(conn: asyncpg.Connection, incident_id: UUID) -> list[dict[str, Any]]:
+    """The roles of a cardiac-arrest incident, in order of assignment.
+
+    Returns:
+        ``[{"callout_id", "volunteer_id", "role", "aed_id", "aed_place", "path_m", "assigned_at", "released_at",
+        "arrived_at"}]``.
+
+    """
+    rows = await conn.fetch(
+        "SELECT r.callout_id, r.volunteer_id, r.role, r.aed_id, a.address || CASE WHEN a.location <> '' THEN ' ' || "
+        "a.location ELSE '' END AS aed_place, r.path_m, r.assigned_at, r.released_at, c.arrived_at "
+        "FROM cardiac_roles r JOIN callouts c ON c.callout_id = r.callout_id LEFT JOIN aeds a ON a.aed_id = r.aed_id "
+        "WHERE r.incident_id = $1 ORDER BY r.assigned_at, r.callout_id", incident_id)
+    return [_row(r) for r in rows]
+
+
 async def report(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
     """The incident's timeline and figures (see :func:`services.dispatch.domain.report.incident_figures`)."""
-    inc = await conn.fetchrow("SELECT opened_at, status, outcome, closed_at, mode FROM incidents WHERE incident_id = $1",
-                              incident_id)
+    inc = await conn.fetchrow("SELECT opened_at, status, outcome, closed_at, mode, kind, circle_policy FROM incidents "
+                              "WHERE incident_id = $1", incident_id)
     if inc is None:
         raise NotFound(f"no incident {incident_id}")
     reqs = await conn.fetch("SELECT requirement_id, count, filled, level, filled_at FROM requirements "
@@ -205,6 +248,8 @@ async def report(conn: asyncpg.Connection, incident_id: UUID) -> dict[str, Any]:
         messages=[MessageFact(m["message_id"], m["channel"], m["status"]) for m in msgs],
     )
     figures["messages_by_status"] = dict(Counter(m["status"] for m in msgs))
+    if inc["kind"] == CARDIAC_ARREST:
+        figures["circle"] = await _circle(conn, incident_id, inc)
     return {
         "incident_id": str(incident_id), "status": inc["status"], "outcome": inc["outcome"], "mode": inc["mode"],
         "opened_at": _iso(inc["opened_at"]), "closed_at": _iso(inc["closed_at"]),

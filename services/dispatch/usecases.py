@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -72,9 +72,22 @@ from shared.vocabulary import TEAM_TYPES, Level, TeamType, skill_by_code
 from .adapters.board_feed import board_changed
 from .adapters.projection import (
     called_in_incident,
+    load_aeds,
     load_team_candidates,
     load_volunteer_candidates,
+    opted_out_of_cardiac,
     unit_prefix,
+)
+from .domain.cardiac import (
+    CARDIAC_ARREST,
+    CIRCLE_SKILL,
+    CirclePolicy,
+    Responder,
+    Role,
+    RoleKind,
+    assign_roles,
+    circle_step,
+    select_circle,
 )
 from .domain.model import COUNTED_STATES, OPEN_STATES, CallOutState
 from .domain.replies import ReplyNote, apply_reply
@@ -100,6 +113,7 @@ from .domain.waves import (
     decide,
     level_allowed,
     reply_code,
+    urgent_reply_code,
     wave_size,
 )
 from .errors import AccessDenied, Conflict, InvalidInput, NotFound
@@ -122,6 +136,7 @@ __all__ = [
     "record_delivery",
     "remove_callout",
     "set_meeting_point",
+    "set_scene_safety",
     "stand_down",
 ]
 
@@ -174,6 +189,8 @@ class IncidentInput:
     meeting_lat: float | None = None
     meeting_lon: float | None = None
     callback_phone: str | None = None
+    scene_unsafe: bool = False
+    circle: CirclePolicy | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -197,10 +214,17 @@ class _Incident:
     meeting_lat: float = 0.0
     meeting_lon: float = 0.0
     callback_phone: str | None = None
+    scene_unsafe: bool = False
+    circle: CirclePolicy | None = None
 
     @property
     def drill(self) -> bool:
         return self.mode is IncidentMode.DRILL
+
+    @property
+    def cardiac(self) -> bool:
+        """A cardiac-arrest incident: its ``cpr_aed`` requirement is called by the circle, not by waves."""
+        return self.kind == CARDIAC_ARREST
 
     def where(self) -> dict[str, Any]:
         """Where to go, as call-out events carry it: meeting point, its Amap link (GCJ-02), callback number."""
@@ -231,7 +255,21 @@ def _incident_of(r: asyncpg.Record) -> _Incident:
         r["place"], Level(r["max_level"]), r["over_call_factor"], r["wave_deadline_seconds"], r["status"],
         r["meeting_point"] or r["place"], r["meeting_lat"] if r["meeting_lat"] is not None else r["lat"],
         r["meeting_lon"] if r["meeting_lon"] is not None else r["lon"], r["callback_phone"],
+        scene_unsafe=r["scene_unsafe"], circle=_circle_of(r["circle_policy"]),
     )
+
+
+def _circle_of(raw: Mapping[str, Any] | None) -> CirclePolicy | None:
+    if not raw:
+        return None
+    return CirclePolicy(rings_m=tuple(float(x) for x in raw["rings_m"]), first=int(raw["first"]), cap=int(raw["cap"]),
+                        reply_window_s=int(raw["reply_window_s"]), wanted=int(raw["wanted"]),
+                        max_fetch_m=float(raw["max_fetch_m"]))
+
+
+def _circle_json(p: CirclePolicy) -> dict[str, Any]:
+    return {"rings_m": list(p.rings_m), "first": p.first, "cap": p.cap, "reply_window_s": p.reply_window_s,
+            "wanted": p.wanted, "max_fetch_m": p.max_fetch_m}
 
 
 async def timeline(conn: asyncpg.Connection, incident_id: UUID, at: datetime, kind: str, **detail: Any) -> None:
@@ -275,13 +313,18 @@ async def _write_wave(
     causation: UUID | None,
     manual: bool = False,
     announce: bool = True,
+    urgent: bool = False,
 ) -> list[UUID]:
     """Insert call-outs for ``picked`` ((volunteer id, team id, distance m)) and their ``CallOutRequested``.
 
     ``announce`` False writes the call-outs without their ``CallOutRequested`` (a move: the volunteer is
     told by the ``CallOutAssigned`` that follows, not asked first).
+    ``urgent`` (the cardiac circle): without the codes lock, with three-character codes
+    (:func:`~services.dispatch.domain.waves.urgent_reply_code`); the open-code unique index catches the rare
+    clash with another urgent writer (``asyncpg.UniqueViolationError``; the caller writes again, locked).
     """
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", CODES_LOCK)
+    if not urgent:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CODES_LOCK)
     vids = [p[0] for p in picked]
     taken: dict[UUID, set[str]] = {}
     # codes in use: the volunteer's open call-outs, and their declined ones in open incidents (a declined
@@ -315,7 +358,7 @@ async def _write_wave(
     incident_id, requirement_id, requested = inc.incident_id, req["requirement_id"], CallOutState.REQUESTED.value
     ids = [uuid4() for _ in range(2 * len(picked))]
     for (vid, team_id, dist), cid, eid in zip(picked, ids[0::2], ids[1::2], strict=True):
-        code = reply_code(cid, taken.get(vid, ()))
+        code = (urgent_reply_code if urgent else reply_code)(cid, taken.get(vid, ()))
         taken.setdefault(vid, set()).add(code)
         rows.append((cid, incident_id, requirement_id, vid, team_id, wave, level.value, code, requested, dist, manual,
                      now, respond_by))
@@ -386,6 +429,9 @@ async def _call_next(
     incident calls its requirements one after another); the wave's callees are added to it. None: read
     from the database.
     """
+    if inc.cardiac and req["skill"] == CIRCLE_SKILL:
+        await _call_circle(conn, inc, req, now=now, causation=causation, called=called)
+        return
     level = Level(req["level"])
     outstanding = req["count"] - req["filled"]
     if called is None:
@@ -466,6 +512,160 @@ async def _call_next(
         return
 
 
+async def _call_circle(
+    conn: asyncpg.Connection, inc: _Incident, req: asyncpg.Record, *, now: datetime, causation: UUID | None,
+    called: set[UUID] | None,
+) -> None:
+    """The cardiac-arrest circle's next step for ``req`` (locked by the caller): one ring, or the circle's end.
+
+    The step is the requirement's ``wave`` (steps done so far); the rule is
+    :mod:`services.dispatch.domain.cardiac`: candidates by distance across division borders (the SQL
+    pre-filter keeps the nearest ``size + 50`` of the whole roster projection; the pure selection checks
+    certificate, ring, cap and opt-outs). The next step is due :attr:`CirclePolicy.step_seconds` later; after
+    the last one, a final tick times out the unanswered and ends the circle (timeline ``circle_ended``).
+    A scene marked unsafe alerts nobody (timeline ``circle_held``).
+    """
+    policy = inc.circle or CirclePolicy()
+    rid = req["requirement_id"]
+    n_called = int(await conn.fetchval("SELECT count(*) FROM callouts WHERE requirement_id = $1", rid))
+    decided = circle_step(policy, step=req["wave"], called=n_called, accepted=req["filled"],
+                          scene_unsafe=inc.scene_unsafe)
+    if decided is None:
+        await conn.execute("UPDATE requirements SET deadline_at = NULL WHERE requirement_id = $1", rid)
+        reason = ("scene_unsafe" if inc.scene_unsafe else "enough_accepted" if req["filled"] >= policy.wanted
+                  else "window_over")
+        await timeline(conn, inc.incident_id, now, "circle_held" if inc.scene_unsafe else "circle_ended",
+                       requirement_id=rid, reason=reason, called=n_called, accepted=req["filled"])
+        log.info("dispatch.circle_stopped", incident_id=str(inc.incident_id), reason=reason, called=n_called)
+        return
+    started = time.perf_counter()
+    if called is None:
+        called = await called_in_incident(conn, inc.incident_id)
+    picked: list[tuple[UUID, UUID | None, float | None]] = []
+    if decided.size > 0:
+        vols = await load_volunteer_candidates(conn, skill=CIRCLE_SKILL, prefix="", incident_id=inc.incident_id,
+                                               at=now, lat=inc.lat, lon=inc.lon, limit=decided.size)
+        opted_out = await opted_out_of_cardiac(conn, [v.volunteer_id for v in vols])
+        chosen = select_circle(vols, lat=inc.lat, lon=inc.lon, at=now, radius_m=decided.radius_m, called=called,
+                               limit=decided.size, opted_out=opted_out)
+        picked = [(v.volunteer_id, None, d) for v, d in chosen]
+    wave = req["wave"] + 1
+    next_at = now + timedelta(seconds=policy.step_seconds)
+    if picked:
+        try:
+            async with conn.transaction():  # a savepoint: a code clash with another urgent writer is retried
+                await _write_wave(conn, inc, req, picked, level=Level(req["level"]), wave=wave, now=now,
+                                  respond_by=next_at, causation=causation, urgent=True)
+        except asyncpg.UniqueViolationError:
+            await _write_wave(conn, inc, req, picked, level=Level(req["level"]), wave=wave, now=now,
+                              respond_by=next_at, causation=causation)
+        DISPATCH_FANOUT_SECONDS.observe(time.perf_counter() - started)
+        DISPATCH_CALLOUTS_REQUESTED.inc(len(picked))
+        called.update(p[0] for p in picked)
+    await conn.execute("UPDATE requirements SET wave = $2, deadline_at = $3, status = 'open' WHERE requirement_id = $1",
+                       rid, wave, next_at)
+    await timeline(conn, inc.incident_id, now, "ring_called", requirement_id=rid, wave=wave, ring_m=decided.radius_m,
+                   size=len(picked), respond_by=next_at.isoformat())
+    log.info("dispatch.ring_called", incident_id=str(inc.incident_id), wave=wave, ring_m=decided.radius_m,
+             size=len(picked))
+
+
+async def _cardiac_role(
+    conn: asyncpg.Connection, inc: _Incident, callout_id: UUID, volunteer_id: UUID, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The role of a volunteer who just accepted in a cardiac-arrest incident, stored in ``cardiac_roles``.
+
+    :func:`~services.dispatch.domain.cardiac.assign_roles` decides, with the incident's roles so far and the
+    AEDs being fetched anywhere; the partial unique index on ``cardiac_roles (aed_id)`` is the backstop
+    against a concurrent run taking the same device (the insert then finds it taken and decides again,
+    three times at most, then sends the volunteer to the patient).
+
+    Returns:
+        ``(fields for CallOutAssigned, timeline detail)``.
+
+    """
+    await conn.execute("DELETE FROM cardiac_roles WHERE callout_id = $1", callout_id)  # accepted again after a withdrawal
+    existing = {r["volunteer_id"]: Role(RoleKind(r["role"]), r["aed_id"], r["path_m"]) for r in await conn.fetch(
+        "SELECT volunteer_id, role, aed_id, path_m FROM cardiac_roles WHERE incident_id = $1 AND released_at IS NULL",
+        inc.incident_id)}
+    pos = await conn.fetchrow("SELECT lat, lon FROM volunteers WHERE volunteer_id = $1", volunteer_id)
+    me = Responder(volunteer_id, pos["lat"] if pos else None, pos["lon"] if pos else None, now)
+    aeds = {a.aed_id: a for a in await load_aeds(conn, lat=inc.lat, lon=inc.lon)}
+    role = Role(RoleKind.CPR)
+    for _ in range(3):
+        taken = {r["aed_id"] for r in await conn.fetch(
+            "SELECT aed_id FROM cardiac_roles WHERE aed_id IS NOT NULL AND released_at IS NULL")}
+        role = assign_roles(patient_lat=inc.lat, patient_lon=inc.lon, new=[me], existing=existing,
+                            aeds=aeds.values(), taken=taken, at=now, policy=inc.circle)[volunteer_id]
+        if await conn.fetchval(
+            "INSERT INTO cardiac_roles (callout_id, incident_id, volunteer_id, role, aed_id, path_m, assigned_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
+            callout_id, inc.incident_id, volunteer_id, role.kind.value, role.aed_id, role.path_m, now,
+        ):
+            break
+    else:
+        role = Role(RoleKind.CPR)
+        await conn.execute(
+            "INSERT INTO cardiac_roles (callout_id, incident_id, volunteer_id, role, assigned_at) "
+            "VALUES ($1, $2, $3, 'cpr', $4)", callout_id, inc.incident_id, volunteer_id, now)
+    fields: dict[str, Any] = {"cardiac_role": role.kind}
+    detail: dict[str, Any] = {"callout_id": callout_id, "volunteer_id": volunteer_id, "role": role.kind.value}
+    if role.aed_id is not None:
+        aed = aeds[role.aed_id]
+        fields.update(aed_place=aed.place, aed_map_url=amap_marker_url(aed.lat, aed.lon, "AED"))
+        detail.update(aed_id=role.aed_id, path_m=role.path_m)
+    return fields, detail
+
+
+async def set_scene_safety(
+    conn: asyncpg.Connection, incident_id: UUID, actor: Actor, *, unsafe: bool, reason: str = "",
+    now: datetime | None = None,
+) -> int:
+    """Mark a cardiac-arrest incident's scene unsafe (violence, traffic, fire) or safe again.
+
+    Unsafe: nobody more is alerted, and every open call-out is stood down (``stood_down``: an assigned
+    volunteer is told to stop going); the requirement's count of accepted goes back to 0 and its steps stop.
+    Safe again: the circle resumes at its next step at the ticker's next pass (people stood down before are
+    not called again: one call-out per person and incident). Audited (``incident.scene``), on the timeline.
+    The caller checked the operator's scope.
+
+    Returns:
+        The call-outs stood down (0 when marking safe, or when nothing changes).
+
+    Raises:
+        NotFound: no such incident. Conflict: closed. InvalidInput: not a cardiac-arrest incident; a reason over
+            200 characters.
+
+    """
+    now = now or utcnow()
+    check_text("reason", reason or "-", 200)
+    async with conn.transaction():
+        inc = await _open_incident_locked(conn, incident_id)
+        if not inc.cardiac:
+            raise InvalidInput(f"scene safety applies to {CARDIAC_ARREST} incidents (this one is {inc.kind})")
+        if inc.scene_unsafe == unsafe:
+            return 0
+        await conn.execute("SELECT 1 FROM requirements WHERE incident_id = $1 ORDER BY position FOR UPDATE",
+                           incident_id)
+        await conn.execute("UPDATE incidents SET scene_unsafe = $2 WHERE incident_id = $1", incident_id, unsafe)
+        n = 0
+        if unsafe:
+            n = await _cancel(conn, inc, "incident_id = $1 AND state = ANY($2::text[])",
+                              [incident_id, [*_OPEN, "arrived"]], reason=CancelReason.STOOD_DOWN, now=now,
+                              causation=None)
+            await conn.execute("UPDATE requirements SET deadline_at = NULL, filled = 0, filled_at = NULL, "
+                               "status = 'open' WHERE incident_id = $1 AND status IN ('open', 'filled')", incident_id)
+        else:
+            await conn.execute("UPDATE requirements SET deadline_at = $2 WHERE incident_id = $1 AND status = 'open'",
+                               incident_id, now)
+        await timeline(conn, incident_id, now, "scene_unsafe" if unsafe else "scene_safe", by=actor.name,
+                       reason=reason, stood_down=n)
+        await audit(conn, actor, "incident.scene", incident_id, {"scene_unsafe": not unsafe},
+                    {"scene_unsafe": unsafe, "reason": reason, "stood_down": n})
+    log.info("dispatch.scene", incident_id=str(incident_id), unsafe=unsafe, stood_down=n, by=actor.name)
+    return n
+
+
 # --------------------------------------------------------------------------- opening
 
 
@@ -485,6 +685,15 @@ async def open_incident(
 
     """
     now = now or utcnow()
+    circle = None
+    if data.kind == CARDIAC_ARREST:
+        circle = data.circle or CirclePolicy()
+        if not data.requirements:  # the circle's own need: one for CPR, the others to fetch AEDs
+            data = replace(data, requirements=[RequirementInput(CIRCLE_SKILL, None, circle.wanted)])
+        if data.wave_deadline_seconds is None and data.mode is not IncidentMode.DRILL:  # a drill gives its own
+            data = replace(data, wave_deadline_seconds=circle.reply_window_s)
+    elif data.circle is not None:
+        raise InvalidInput(f"policy.circle applies to kind {CARDIAC_ARREST} only")
     if not data.requirements:
         raise InvalidInput("an incident needs at least one requirement")
     if len(data.requirements) > MAX_REQUIREMENTS:
@@ -527,11 +736,11 @@ async def open_incident(
         await conn.execute(
             """INSERT INTO incidents (incident_id, kind, title, mode, lat, lon, unit_code, place, start_level,
                    max_level, over_call_factor, wave_deadline_seconds, opened_by, opened_at, opened_event_id,
-                   meeting_point, meeting_lat, meeting_lon, callback_phone)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)""",
+                   meeting_point, meeting_lat, meeting_lon, callback_phone, scene_unsafe, circle_policy)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)""",
             incident_id, data.kind, data.title, data.mode.value, data.lat, data.lon, data.unit_code, place,
             data.start_level.value, max_level.value, data.over_call_factor, deadline_s, actor.name, now,
-            opened.event_id, *meeting,
+            opened.event_id, *meeting, data.scene_unsafe, _circle_json(circle) if circle else None,
         )
         await conn.executemany(
             "INSERT INTO requirements (requirement_id, incident_id, position, skill, team_type, count, level) "
@@ -552,7 +761,8 @@ async def open_incident(
                     {"kind": data.kind, "title": data.title, "mode": data.mode.value, "unit_code": data.unit_code,
                      "lat": data.lat, "lon": data.lon, "requirements": [s.model_dump(mode="json") for s in specs],
                      "meeting_point": meeting[0], "meeting_lat": meeting[1], "meeting_lon": meeting[2],
-                     "callback_phone": meeting[3]})
+                     "callback_phone": meeting[3], "scene_unsafe": data.scene_unsafe,
+                     "circle": _circle_json(circle) if circle else None})
     log.info("dispatch.incident_opened", incident_id=str(incident_id), mode=data.mode.value, by=actor.name)
     return incident_id
 
@@ -1074,7 +1284,7 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
 
     async def load() -> tuple[dict[UUID, dict[str, Any]], dict[UUID, dict[str, Any]]]:
         reqs = {r["requirement_id"]: dict(r) for r in await conn.fetch(
-            "SELECT requirement_id, count, filled, status FROM requirements WHERE requirement_id = ANY($1::uuid[]) "
+            "SELECT requirement_id, count, filled, status, skill FROM requirements WHERE requirement_id = ANY($1::uuid[]) "
             "ORDER BY requirement_id FOR UPDATE",
             sorted({h["requirement_id"] for h in heads.values()}))}
         calls = {r["callout_id"]: dict(r) for r in await conn.fetch(
@@ -1156,9 +1366,13 @@ async def _apply_replies(conn: asyncpg.Connection, replies: Sequence[ReplyReceiv
             out.timeline.append((inc.incident_id, now, ReplyNote.ENGAGED_ELSEWHERE.value, {
                 "callout_id": c["callout_id"], "volunteer_id": vid, "engaged_incident_id": engaged_in}))
         if outcome.confirm:
+            role_fields: dict[str, Any] = {}
+            if inc.cardiac and req["skill"] == CIRCLE_SKILL:  # the circle's own need (not a team asked beside it)
+                role_fields, role_detail = await _cardiac_role(conn, inc, c["callout_id"], vid, now)
+                out.timeline.append((inc.incident_id, now, "cardiac_role", role_detail))
             out.events.append((CALLOUT, str(vid), CallOutAssigned(
                 callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid, incident_title=inc.title,
-                place=inc.place, occurred_at=now, **inc.where(), **inc.env(ev.event_id))))
+                place=inc.place, occurred_at=now, **inc.where(), **role_fields, **inc.env(ev.event_id))))
         if outcome.stand_down:
             out.events.append((CALLOUT, str(vid), CallOutCancelled(
                 callout_id=c["callout_id"], incident_id=inc.incident_id, volunteer_id=vid,

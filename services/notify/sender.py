@@ -53,7 +53,13 @@ import asyncpg
 from services.notify.adapters.crypto import ContactCipher
 from services.notify.adapters.reply_links import ReplyLinks
 from services.notify.channels.base import ChannelProvider, OutboundMessage, SendResult
-from services.notify.domain.routing import ContactView, choose_channel, receipt_overdue_reason, retry_delay
+from services.notify.domain.routing import (
+    URGENT_PRIORITY,
+    ContactView,
+    choose_channel,
+    receipt_overdue_reason,
+    retry_delay,
+)
 from services.notify.domain.templates import MessageContent, render
 from shared import outbox
 from shared.consumer import is_transient
@@ -78,7 +84,7 @@ an older notify's claim (which sets neither column) cannot inherit a gone sender
 
 _WITHHELD_WHEN_CLOSED = frozenset({MessageKind.CALLOUT.value, MessageKind.BROADCAST.value, MessageKind.AUTO_ANSWER.value})
 
-_MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill,
+_MESSAGE_COLUMNS = """m.message_id, m.callout_id, m.kind, m.volunteer_id, m.incident_id, m.causation_id, m.drill, m.priority,
     m.content, m.status, m.channel, m.provider, m.failed_channels, m.body, m.attempts, m.sending_since, m.claim_id,
     c.mobile_enc, c.openid_enc, c.wechat_subscribed, c.sms_consent, c.preferred_channel,
     c.volunteer_id IS NOT NULL AS has_contact"""
@@ -202,6 +208,15 @@ class Sender:
                     # again if its connection died: requests claimed under it wait for that (_still_claimed).
                     while self._inflight and self._inflight_messages >= 2 * self._s.send_claim_size \
                             and _usable(listen):
+                        # urgent messages (a cardiac arrest's) do not wait for a fan-out's requests to drain; a
+                        # failing urgent claim (database away) leaves the loop to wait as it did before
+                        try:
+                            urgent = await self.send_due(wait=False, min_priority=URGENT_PRIORITY)
+                        except Exception as exc:
+                            log.warning("sender.urgent_claim_failed", error=repr(exc))
+                            urgent = 0
+                        if urgent:
+                            continue
                         await asyncio.wait(set(self._inflight), timeout=self._s.send_poll_seconds,
                                            return_when=asyncio.FIRST_COMPLETED)
                     if not _usable(listen):
@@ -292,14 +307,17 @@ class Sender:
     def _outbound(self, row: Any, channel: Channel, contact: ContactView, open_count: int) -> OutboundMessage:
         c = row["content"]
         respond_by = c.get("respond_by")
+        kind = MessageKind(row["kind"])
+        if kind is MessageKind.ASSIGNED and c.get("cardiac_role"):  # a cardiac arrest: say what to do
+            kind = MessageKind.CARDIAC_AED if c["cardiac_role"] == "fetch_aed" else MessageKind.CARDIAC_CPR
         content = MessageContent(
-            kind=MessageKind(row["kind"]), incident_title=c.get("title", ""), place=c.get("place", ""),
+            kind=kind, incident_title=c.get("title", ""), place=c.get("place", ""),
             role=c.get("role", ""), reply_code=c.get("reply_code", ""), map_position=position_of(c.get("map_url")),
             callback_phone=c.get("callback_phone", ""), broadcast_text=c.get("text", ""),
             respond_by=datetime.fromisoformat(respond_by) if respond_by else None,
             reason=CancelReason(c["reason"]) if c.get("reason") else None,
             was_assigned=bool(c.get("was_assigned", False)), engaged_incident_title=c.get("engaged_in", ""),
-            drill=row["drill"],
+            drill=row["drill"], aed_place=c.get("aed_place", ""), aed_position=position_of(c.get("aed_map_url")),
         )
         rendered = render(content, channel, signature=self._signature, several_open=open_count > 1)
         recipient = contact.openid if channel is Channel.WECHAT else contact.mobile
@@ -321,19 +339,19 @@ class Sender:
             preferred=Channel(row["preferred_channel"]) if row["preferred_channel"] else None,
         )
 
-    async def _claim(self, conn: asyncpg.Connection) -> list[Claimed]:
+    async def _claim(self, conn: asyncpg.Connection, *, min_priority: int = 0) -> list[Claimed]:
         rows = await conn.fetch(
             f"""
             WITH due AS (
                 SELECT message_id FROM messages
-                WHERE status = 'pending' AND next_attempt_at <= now()
-                ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                WHERE status = 'pending' AND next_attempt_at <= now() AND priority >= $2
+                ORDER BY priority DESC, next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
             )
             SELECT {_MESSAGE_COLUMNS}, cl.state AS callout_state, m.error_code
             FROM messages m JOIN due USING (message_id) LEFT JOIN contacts c ON c.volunteer_id = m.volunteer_id
                  LEFT JOIN callouts cl ON cl.callout_id = m.callout_id
             """,
-            self._s.send_claim_size,
+            self._s.send_claim_size, min_priority,
         )
         # A call-out whose call-out closed meanwhile (filled, stood down) is not sent: its stand-down may
         # already be out. This covers what the stand-down's own withhold cannot see: a call-out waiting to
@@ -477,27 +495,32 @@ class Sender:
 
     # ------------------------------------------------------------------ send and record
 
-    async def send_due(self, *, wait: bool = True) -> int:
+    async def send_due(self, *, wait: bool = True, min_priority: int = 0) -> int:
         """One round: claim due messages, send them, record the results. Returns how many were claimed.
 
         Args:
             wait: wait until every request of the round is answered and recorded (raising its error, if any);
                 the loop passes False and keeps claiming while earlier requests are in flight.
+            min_priority: claim only messages of at least this priority (the loop's urgent lane, see
+                :data:`URGENT_PRIORITY`).
+
+        Urgent messages are claimed first, and go through a gate of their own per provider: they do not queue
+        behind a fan-out's requests waiting for the provider.
 
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            claimed = await self._claim(conn)
+            claimed = await self._claim(conn, min_priority=min_priority)
         if not claimed:
             return 0
-        by_provider: dict[str, list[Claimed]] = {}
+        by_provider: dict[tuple[str, bool], list[Claimed]] = {}
         for c in claimed:
-            by_provider.setdefault(c.provider.name, []).append(c)
+            by_provider.setdefault((c.provider.name, c.row["priority"] >= URGENT_PRIORITY), []).append(c)
         tasks = []
-        for name, items in by_provider.items():
+        for (name, urgent), items in by_provider.items():
             size = max(items[0].provider.max_batch, 1)
             # Requests in flight per provider; a provider that takes one recipient per request (WeChat) gets more.
             permits = self._s.send_concurrency if size > 1 else self._s.send_concurrency * 8
-            gate = self._gates.setdefault(name, asyncio.Semaphore(permits))
+            gate = self._gates.setdefault(f"{name}:urgent" if urgent else name, asyncio.Semaphore(permits))
             for start in range(0, len(items), size):
                 piece = items[start:start + size]
                 self._inflight_messages += len(piece)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from services.roster.handlers import exports, imports, teams, units, volunteers
+from services.roster.handlers import aeds, exports, imports, teams, units, volunteers
 from services.roster.handlers.auth import MIN_TOKEN_LENGTH, require_token
 from services.roster.handlers.deps import install_error_handlers
 from shared.http_errors import error_responses
@@ -44,7 +44,7 @@ def create_app(settings: RosterSettings | None = None) -> FastAPI:
 
     # One router carries the token check, so no roster route can be mounted without it.
     api = APIRouter(dependencies=[Depends(require_token)], responses=error_responses(401, 403, 422, 429))
-    for router in (volunteers.router, teams.router, imports.router, exports.router, units.router):
+    for router in (volunteers.router, teams.router, imports.router, exports.router, units.router, aeds.router):
         api.include_router(router)
 
     spec = ServiceSpec(

@@ -27,8 +27,10 @@ from uuid import UUID
 
 import asyncpg
 
+from services.roster.adapters import aeds as aed_repo
 from services.roster.adapters import repository as repo
 from services.roster.admins import SYSTEM, Admin, audit
+from services.roster.domain.aeds import Aed, AedImportPlan, AedRow, aed_event, validate_aed_sheet
 from services.roster.domain.importing import ImportPlan, ImportReport, RowError, merge_into
 from services.roster.domain.model import Team, Volunteer, contact_event, profile_event, team_event
 from services.roster.domain.positions import placed
@@ -37,7 +39,7 @@ from shared import outbox
 from shared.events import Event, TeamUpdated
 from shared.logging import get_logger
 from shared.privacy import mask_openid, mask_text
-from shared.topics import ROSTER_CONTACT, ROSTER_PROFILE, ROSTER_TEAM, TopicSpec
+from shared.topics import ROSTER_AED, ROSTER_CONTACT, ROSTER_PROFILE, ROSTER_TEAM, TopicSpec
 from shared.vocabulary import SKILLS, Level
 
 __all__ = [
@@ -46,8 +48,11 @@ __all__ = [
     "InvalidReference",
     "NotFound",
     "RosterError",
+    "add_aed",
     "create_team",
     "create_volunteer",
+    "import_aed_file",
+    "import_aeds",
     "import_register",
     "load_divisions",
     "republish",
@@ -91,7 +96,7 @@ def _require_scope(actor: Admin, unit_code: str) -> None:
 
 
 _AUDITED = ("name", "mobile", "unit_code", "lat", "lon", "skills", "availability", "wechat_openid",
-            "preferred_channel", "consent", "sms_consent", "active")
+            "preferred_channel", "consent", "sms_consent", "active", "cardiac_alerts")
 
 
 def _snapshot(v: Volunteer, fields: Iterable[str] = _AUDITED) -> dict[str, Any]:
@@ -551,12 +556,12 @@ async def import_register(conn: asyncpg.Connection, plan: ImportPlan, *, dry_run
 
 
 async def republish(conn: asyncpg.Connection, *, batch: int = 5000) -> dict[str, int]:
-    """Re-emit every snapshot (profiles and contacts of active volunteers, active teams) at its current revision.
+    """Re-emit every snapshot (profiles and contacts of active volunteers, active teams, AEDs) at its current revision.
 
     Retired volunteers and teams get their tombstones again, so a consumer rebuilding its projection
     from scratch ends with the roster's state. Returns counts by kind.
     """
-    counts = {"volunteers": 0, "teams": 0, "tombstones": 0}
+    counts = {"volunteers": 0, "teams": 0, "aeds": 0, "tombstones": 0}
     async with conn.transaction():
         ids = await repo.all_volunteer_ids(conn)
         for i in range(0, len(ids), batch):
@@ -566,6 +571,9 @@ async def republish(conn: asyncpg.Connection, *, batch: int = 5000) -> dict[str,
         teams = await repo.get_teams(conn, await repo.all_team_ids(conn))
         await outbox.add_many(conn, [(ROSTER_TEAM, str(t.id), team_event(t)) for t in teams])
         counts["teams"] = len(teams)
+        aeds = await aed_repo.all_aeds(conn)
+        await outbox.add_many(conn, [(ROSTER_AED, str(a.id), aed_event(a)) for a in aeds])
+        counts["aeds"] = len(aeds)
         for r in await conn.fetch("SELECT id FROM volunteers WHERE NOT active"):
             await _tombstone_volunteer(conn, r["id"])
             counts["tombstones"] += 1
@@ -642,3 +650,93 @@ async def import_file(conn: asyncpg.Connection, data: bytes, filename: str, *, d
     if report.committed and report.created + report.updated >= BULK_ROWS:
         await repo.vacuum_search(conn)
     return report
+
+
+# --------------------------------------------------------------------------- AEDs
+
+
+async def import_aeds(conn: asyncpg.Connection, plan: AedImportPlan, *, dry_run: bool = False,
+                      actor: Admin = SYSTEM, source: str = "") -> ImportReport:
+    """Apply a validated AED sheet: upsert by serial number, all or nothing, ``AedUpdated`` for each change.
+
+    A row equal to the stored device changes nothing (no revision, no event); a row whose owner unit (or the
+    stored device's) is outside ``actor``'s scope is an error on its row. Nothing is written when the plan
+    has errors or ``dry_run`` is set (the counts are still computed). Audited (``aed.import``).
+
+    Returns:
+        The plan's report with ``created``, ``updated``, ``unchanged`` and ``committed`` filled in.
+
+    """
+    report = plan.report
+    report.dry_run = dry_run
+    for row in plan.rows:
+        if not actor.covers(row.unit_code):
+            report.errors.append(RowError(row.row, "unit_code", f"unit {row.unit_code} is outside your scope "
+                                          f"({actor.unit_code})"))
+    async with conn.transaction():
+        existing = await aed_repo.aeds_by_serial(conn, [r.serial for r in plan.rows])
+        new: list[Aed] = []
+        changed: list[Aed] = []
+        for row in plan.rows:
+            old = existing.get(row.serial)
+            if old is None:
+                new.append(row.as_aed(uuid.uuid4(), 1))
+                continue
+            if not actor.covers(old.unit_code):
+                report.errors.append(RowError(row.row, "serial", f"AED {row.serial} belongs to unit {old.unit_code}, "
+                                              f"outside your scope ({actor.unit_code})"))
+                continue
+            candidate = row.as_aed(old.id, old.revision)
+            if candidate.same_content(old):
+                report.unchanged += 1
+            else:
+                changed.append(replace(candidate, revision=old.revision + 1))
+        report.created, report.updated = len(new), len(changed)
+        if not report.ok or dry_run:
+            return report
+        await aed_repo.insert_aeds(conn, new)
+        await aed_repo.update_aeds(conn, changed)
+        await outbox.add_many(conn, [(ROSTER_AED, str(a.id), aed_event(a)) for a in (*new, *changed)])
+        await audit(conn, actor, "aed.import", source or None, None,
+                    {"rows": report.rows, "created": report.created, "updated": report.updated,
+                     "unchanged": report.unchanged})
+        report.committed = True
+    log.info("roster.aeds_imported", created=report.created, updated=report.updated, unchanged=report.unchanged)
+    return report
+
+
+async def import_aed_file(conn: asyncpg.Connection, data: bytes, filename: str, *, dry_run: bool = False,
+                          actor: Admin = SYSTEM) -> ImportReport:
+    """Read, validate and apply an AED sheet (CSV or XLSX); see :func:`import_aeds`.
+
+    Raises:
+        services.roster.adapters.spreadsheet.SpreadsheetError: the bytes are not a readable sheet.
+
+    """
+    from services.roster.adapters.spreadsheet import read_table
+
+    plan = validate_aed_sheet(read_table(data, filename), await load_directory(conn))
+    return await import_aeds(conn, plan, dry_run=dry_run, actor=actor, source=filename)
+
+
+async def add_aed(conn: asyncpg.Connection, row: AedRow, *, actor: Admin = SYSTEM) -> Aed:
+    """Add one device (revision 1) and publish it.
+
+    Raises:
+        Conflict: the serial number is registered. InvalidReference: unknown owner unit.
+        Forbidden: the unit is outside ``actor``'s scope.
+
+    """
+    _require_scope(actor, row.unit_code)
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT 1 FROM units WHERE code = $1", row.unit_code):
+            raise InvalidReference("unit_code", f"no unit with code {row.unit_code}")
+        if await conn.fetchval("SELECT 1 FROM aeds WHERE serial = $1", row.serial):
+            raise Conflict(f"an AED with serial number {row.serial} is registered")
+        a = row.as_aed(uuid.uuid4(), 1)
+        await aed_repo.insert_aeds(conn, [a])
+        await outbox.add(conn, ROSTER_AED, str(a.id), aed_event(a))
+        await audit(conn, actor, "aed.create", str(a.id), None, {"serial": a.serial, "unit_code": a.unit_code,
+                                                                  "address": a.address})
+    log.info("roster.aed_created", aed_id=str(a.id), unit_code=a.unit_code)
+    return a

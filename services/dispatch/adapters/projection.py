@@ -19,19 +19,23 @@ from uuid import UUID
 import asyncpg
 
 from shared.consumer import Received, Tombstone
-from shared.events import Availability, TeamUpdated, VolunteerProfileUpdated
+from shared.events import AedStatus, AedUpdated, Availability, TeamUpdated, VolunteerProfileUpdated
 from shared.logging import get_logger
 from shared.vocabulary import Level, TeamType, skill_by_code
 
+from ..domain.cardiac import AedSite
 from ..domain.model import Certificate, TeamCandidate, VolunteerCandidate
 from ..domain.selection import SHANGHAI
 
 __all__ = [
     "FAIRNESS_WINDOW",
+    "apply_aed",
     "apply_profile",
     "apply_team",
     "called_in_incident",
+    "load_aeds",
     "load_team_candidates",
+    "opted_out_of_cardiac",
     "load_volunteer_candidates",
     "unit_prefix",
     "upsert_profile",
@@ -58,19 +62,20 @@ async def upsert_profile(conn: asyncpg.Connection, p: VolunteerProfileUpdated) -
     stored = await conn.fetchval(
         """
         INSERT INTO volunteers (volunteer_id, revision, display_name, unit_code, lat, lon, skills, certificates,
-                                team_ids, availability, unavailable_until, consent, active, retired, updated_at)
-        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,false,now())
+                                team_ids, availability, unavailable_until, consent, active, retired, updated_at,
+                                cardiac_alerts)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,false,now(),$14)
         ON CONFLICT (volunteer_id) DO UPDATE SET
             revision=EXCLUDED.revision, display_name=EXCLUDED.display_name, unit_code=EXCLUDED.unit_code,
             lat=EXCLUDED.lat, lon=EXCLUDED.lon, skills=EXCLUDED.skills, certificates=EXCLUDED.certificates,
             team_ids=EXCLUDED.team_ids, availability=EXCLUDED.availability,
             unavailable_until=EXCLUDED.unavailable_until, consent=EXCLUDED.consent, active=EXCLUDED.active,
-            retired=false, updated_at=now()
+            retired=false, updated_at=now(), cardiac_alerts=EXCLUDED.cardiac_alerts
         WHERE volunteers.revision < EXCLUDED.revision
         RETURNING 1
         """,
         p.volunteer_id, p.revision, p.display_name, p.unit_code, p.lat, p.lon, list(p.skills), certs,
-        list(p.team_ids), p.availability.value, p.unavailable_until, p.consent, p.active,
+        list(p.team_ids), p.availability.value, p.unavailable_until, p.consent, p.active, p.cardiac_alerts,
     )
     return bool(stored)
 
@@ -270,4 +275,59 @@ async def load_team_candidates(
 async def called_in_incident(conn: asyncpg.Connection, incident_id: UUID) -> set[UUID]:
     """Volunteers (team leaders included) already called in the incident."""
     rows = await conn.fetch("SELECT volunteer_id FROM callouts WHERE incident_id = $1", incident_id)
+    return {r["volunteer_id"] for r in rows}
+
+
+async def apply_aed(conn: asyncpg.Connection, item: Received) -> None:
+    """Consumer handler for ``roster.aed.v1``: upsert an AED snapshot (newer revision wins), retire on a tombstone."""
+    if isinstance(item, Tombstone):
+        await conn.execute("UPDATE aeds SET retired = true, updated_at = now() WHERE aed_id = $1", UUID(item.key))
+        return
+    if not isinstance(item, AedUpdated):
+        log.warning("projection.unexpected_event", event_type=item.event_type, event_id=str(item.event_id))
+        return
+    place = item.address + (f" {item.location}" if item.location else "")
+    await conn.execute(
+        """
+        INSERT INTO aeds (aed_id, revision, lat, lon, address, location, unit_code, owner, access_hours, status,
+                          pads_expire_on, battery_expire_on, retired, updated_at)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,false,now())
+        ON CONFLICT (aed_id) DO UPDATE SET
+            revision=EXCLUDED.revision, lat=EXCLUDED.lat, lon=EXCLUDED.lon, address=EXCLUDED.address,
+            location=EXCLUDED.location, unit_code=EXCLUDED.unit_code, owner=EXCLUDED.owner,
+            access_hours=EXCLUDED.access_hours, status=EXCLUDED.status, pads_expire_on=EXCLUDED.pads_expire_on,
+            battery_expire_on=EXCLUDED.battery_expire_on, retired=false, updated_at=now()
+        WHERE aeds.revision < EXCLUDED.revision
+        """,
+        item.aed_id, item.revision, item.lat, item.lon, item.address, item.location, item.unit_code, item.owner,
+        item.access_hours, item.status.value, item.pads_expire_on, item.battery_expire_on,
+    )
+    log.info("projection.aed_updated", aed_id=str(item.aed_id), revision=item.revision, place=place)
+
+
+#: AEDs farther than this from the patient are not loaded for the roles (metres; a run is at most ~2 km).
+AED_SEARCH_M = 2500.0
+
+
+async def load_aeds(conn: asyncpg.Connection, *, lat: float, lon: float, within_m: float = AED_SEARCH_M) -> list[AedSite]:
+    """The projection's AEDs (not retired) within ``within_m`` metres of (``lat``, ``lon``), WGS84.
+
+    Status, expiry and access hours are not filtered here: :meth:`AedSite.usable_at` judges them.
+    """
+    dist = _SQL_DISTANCE.replace("v.lat", "a.lat").replace("v.lon", "a.lon").replace("$5", "$1").replace("$6", "$2")
+    rows = await conn.fetch(
+        f"SELECT aed_id, lat, lon, address, location, access_hours, status, pads_expire_on, battery_expire_on "
+        f"FROM aeds a WHERE NOT retired AND {dist} <= $3",
+        lat, lon, within_m,
+    )
+    return [AedSite(aed_id=r["aed_id"], lat=r["lat"], lon=r["lon"],
+                    place=r["address"] + (f" {r['location']}" if r["location"] else ""), hours=r["access_hours"],
+                    status=AedStatus(r["status"]), pads_expire_on=r["pads_expire_on"],
+                    battery_expire_on=r["battery_expire_on"]) for r in rows]
+
+
+async def opted_out_of_cardiac(conn: asyncpg.Connection, volunteer_ids: list[UUID]) -> set[UUID]:
+    """Of ``volunteer_ids``, those who opted out of cardiac-arrest alerts."""
+    rows = await conn.fetch(
+        "SELECT volunteer_id FROM volunteers WHERE volunteer_id = ANY($1::uuid[]) AND NOT cardiac_alerts", volunteer_ids)
     return {r["volunteer_id"] for r in rows}

@@ -19,7 +19,7 @@ from shared.vocabulary import Level
 from .model import COUNTED_STATES, CallOutState
 from .waves import LEVEL_ORDER
 
-__all__ = ["CallOutFact", "MessageFact", "RequirementFact", "incident_figures"]
+__all__ = ["CallOutFact", "CircleCallOutFact", "MessageFact", "RequirementFact", "circle_figures", "incident_figures"]
 
 
 @dataclass(frozen=True)
@@ -113,4 +113,50 @@ def incident_figures(
         "acceptance_rate_by_level": {k: by_level[k] for k in (lvl.value for lvl in LEVEL_ORDER) if k in by_level},
         "messages_by_channel": dict(by_channel),
         "delivery_failures": len({m.message_id for m in msgs if m.status == "failed"}),
+    }
+
+
+@dataclass(frozen=True)
+class CircleCallOutFact:
+    """One call-out of a cardiac-arrest circle: its step (``wave``), state and times, and the role if accepted."""
+
+    wave: int
+    state: CallOutState
+    requested_at: datetime
+    accepted_at: datetime | None = None
+    arrived_at: datetime | None = None
+    role: str | None = None  # "cpr" | "fetch_aed"
+
+
+def circle_figures(
+    *, opened_at: datetime, rings_m: tuple[float, ...], callouts: Iterable[CircleCallOutFact],
+    first_alert_sent_at: datetime | None,
+) -> dict[str, Any]:
+    """The circle's figures (issue #17), seconds from opening.
+
+    Returns:
+        ``{"seconds_to_first_alert_sent", "seconds_to_first_acceptance", "seconds_to_first_arrival",
+        "aed_runs", "seconds_to_aed_on_scene", "rings": [{"step", "ring_m", "alerted", "accepted"}]}``; a time
+        is None when it did not happen. "AED on scene" is the first arrival of a volunteer sent to fetch one.
+
+    """
+    def since(t: datetime | None) -> float | None:
+        return None if t is None else round((t - opened_at).total_seconds(), 3)
+
+    calls = list(callouts)
+    accepted = [c.accepted_at for c in calls if c.accepted_at is not None]
+    arrived = [c.arrived_at for c in calls if c.arrived_at is not None]
+    aed_arrived = [c.arrived_at for c in calls if c.role == "fetch_aed" and c.arrived_at is not None]
+    by_step: dict[int, list[CircleCallOutFact]] = defaultdict(list)
+    for c in calls:
+        by_step[c.wave].append(c)
+    return {
+        "seconds_to_first_alert_sent": since(first_alert_sent_at),
+        "seconds_to_first_acceptance": since(min(accepted)) if accepted else None,
+        "seconds_to_first_arrival": since(min(arrived)) if arrived else None,
+        "aed_runs": sum(c.role == "fetch_aed" for c in calls),
+        "seconds_to_aed_on_scene": since(min(aed_arrived)) if aed_arrived else None,
+        "rings": [{"step": w, "ring_m": rings_m[min(w - 1, len(rings_m) - 1)] if rings_m else None,
+                   "alerted": len(cs), "accepted": sum(c.accepted_at is not None for c in cs)}
+                  for w, cs in sorted(by_step.items())],
     }

@@ -37,6 +37,7 @@ __all__ = [
     "deadline_seconds",
     "level_allowed",
     "reply_code",
+    "urgent_reply_code",
     "wave_size",
 ]
 
@@ -174,3 +175,28 @@ def reply_code(callout_id: UUID, taken: Collection[str]) -> str:
         if code not in taken:
             return code
     raise ValueError("no free reply code")  # pragma: no cover - 1,224 open call-outs for one person
+
+
+def urgent_reply_code(callout_id: UUID, taken: Collection[str]) -> str:
+    """A three-character code (letter, digit, digit: ``A77``) for a call-out written without the codes lock.
+
+    The cardiac circle writes its call-outs without waiting for a fan-out's transaction (which holds the
+    codes lock while it writes thousands): its codes come from the three-character space, which
+    :func:`reply_code` uses only for a volunteer with all 136 two-character codes open, so the two cannot
+    clash; two urgent writers picking one code for one volunteer at once hit the open-code unique index
+    (the caller then writes again under the lock). The first candidate comes from a hash of the call-out id.
+
+    Raises:
+        ValueError: all 1,088 three-character codes are taken.
+
+    """
+    letters, digits = REPLY_CODE_LETTERS, REPLY_CODE_DIGITS
+    nd = len(digits)
+    space = len(letters) * nd * nd
+    start = int.from_bytes(hashlib.blake2b(callout_id.bytes, digest_size=4).digest(), "big") % space
+    for i in range(space):
+        k = (start + i) % space
+        code = letters[k // (nd * nd)] + digits[(k // nd) % nd] + digits[k % nd]
+        if code not in taken:
+            return code
+    raise ValueError("no free urgent reply code")  # pragma: no cover

@@ -1,6 +1,6 @@
 """Dispatch's Kafka consumers, each an :class:`~shared.consumer.IdempotentConsumer`.
 
-Delivery semantics (all four): FastStream batch subscriber, group id = the consumer's name
+Delivery semantics (all five): FastStream batch subscriber, group id = the consumer's name
 (``<prefix>.roster-profiles`` …), ``auto_offset_reset=earliest``, ``AckPolicy.NACK_ON_ERROR``;
 idempotency key = the event id, recorded in ``processed_events`` in the same transaction as the
 writes; poison → ``<topic>.dlq``.
@@ -10,6 +10,7 @@ consumer                      topic                        effect
 ============================  ===========================  ======================================
 ``<p>.roster-profiles``       roster.volunteer-profile.v1  projection upsert / retire (tombstone)
 ``<p>.roster-teams``          roster.team.v1               team upsert / retire (tombstone)
+``<p>.roster-aeds``           roster.aed.v1                AED upsert / retire (tombstone)
 ``<p>.replies``               notify.reply.v1              record + apply replies (batch handler:
                                                            one savepoint per batch, per-event fallback)
 ``<p>.deliveries``            notify.delivery.v1           message status for board and report
@@ -22,10 +23,10 @@ from collections.abc import Callable, Collection
 
 from shared.consumer import IdempotentConsumer
 from shared.service import Runtime
-from shared.topics import DELIVERY, REPLY, ROSTER_PROFILE, ROSTER_TEAM
+from shared.topics import DELIVERY, REPLY, ROSTER_AED, ROSTER_PROFILE, ROSTER_TEAM
 
 from .. import usecases
-from ..adapters.projection import apply_profile, apply_team
+from ..adapters.projection import apply_aed, apply_profile, apply_team
 
 __all__ = ["consumer_factories"]
 
@@ -41,6 +42,7 @@ def consumer_factories(
     table = (
         ("roster-profiles", ROSTER_PROFILE, apply_profile, None),
         ("roster-teams", ROSTER_TEAM, apply_team, None),
+        ("roster-aeds", ROSTER_AED, apply_aed, None),
         ("replies", REPLY, usecases.apply_reply_event, usecases.apply_reply_batch),
         ("deliveries", DELIVERY, usecases.record_delivery, usecases.record_deliveries),
     )

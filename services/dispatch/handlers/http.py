@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,7 @@ from shared.vocabulary import Level
 
 from .. import queries, usecases
 from ..auth import Operator, authenticate
+from ..domain.cardiac import CirclePolicy
 from ..domain.validation import (
     MAX_BROADCAST_LENGTH,
     MAX_CODE_LENGTH,
@@ -60,6 +61,27 @@ class RequirementIn(BaseModel):
     count: StrictInt = Field(description="How many people (or teams), 1..2000; a JSON integer.", examples=[2])
 
 
+class CircleIn(BaseModel):
+    """The cardiac-arrest circle's settings (kind ``cardiac_arrest`` only); see services.dispatch.domain.cardiac."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rings_m: list[float] = Field(default=[700.0, 900.0, 1100.0, 1300.0], min_length=1, max_length=10,
+                                 description="Ring radii, metres, increasing; one step per ring.")
+    first: int = Field(default=3, ge=1, le=100, description="Called at once, nearest first.")
+    cap: int = Field(default=30, ge=1, le=200, description="Called at most in all.")
+    reply_window_s: int = Field(default=120, ge=1, le=3600, description="Seconds from the first ring to the last.")
+    wanted: int = Field(default=3, ge=1, le=30, description="Acceptances after which nobody more is called "
+                        "(one CPR, the others fetch AEDs).")
+
+    def policy(self) -> CirclePolicy:
+        try:
+            return CirclePolicy(rings_m=tuple(self.rings_m), first=self.first, cap=self.cap,
+                                reply_window_s=self.reply_window_s, wanted=self.wanted)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+
+
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,6 +94,8 @@ class PolicyIn(BaseModel):
         description="Highest level the search may escalate to; default the operator's own scope level (county "
         "operator: county, city operator: city, town operator: town). Above the operator's scope: 403.",
     )
+    circle: CircleIn | None = Field(default=None, description="Kind cardiac_arrest: the rescue circle's rings "
+                                    "(default 700..1,300 m, 3 first, 30 at most, 120 s); 422 for other kinds.")
 
 
 class IncidentIn(BaseModel):
@@ -85,7 +109,11 @@ class IncidentIn(BaseModel):
     lon: FiniteFloat = Field(description="WGS84 longitude, degrees.", examples=[120.5])
     unit_code: SingleLine = Field(max_length=MAX_CODE_LENGTH, description="Village/community code (12 digits) the point lies in.")
     mode: IncidentMode
-    requirements: list[RequirementIn] = Field(max_length=MAX_REQUIREMENTS, description="1..20 requirements.")
+    requirements: list[RequirementIn] = Field(
+        default_factory=list, max_length=MAX_REQUIREMENTS,
+        description="1..20 requirements; for kind cardiac_arrest none means the circle's own (cpr_aed × wanted).")
+    scene_unsafe: bool = Field(default=False, description="Cardiac arrest: the scene is unsafe (violence, traffic, "
+                               "fire): no volunteer is alerted until it is marked safe.")
     start_level: Level = Level.VILLAGE
     policy: PolicyIn = Field(default_factory=PolicyIn)
     meeting_point: SingleLine | None = Field(
@@ -128,6 +156,14 @@ class MeetingPointIn(BaseModel):
     meeting_lat: FiniteFloat | None = Field(default=None, description="New meeting point, WGS84 latitude.")
     meeting_lon: FiniteFloat | None = Field(default=None, description="New meeting point, WGS84 longitude.")
     callback_phone: SingleLine | None = Field(default=None, max_length=20, description="New callback number.")
+
+
+class SceneIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unsafe: bool = Field(description="True: the scene is unsafe, nobody is alerted and the called are stood down; "
+                         "False: safe again, the circle resumes.")
+    reason: str = Field(default="", max_length=200, examples=["现场有暴力冲突"])
 
 
 class AddVolunteerIn(BaseModel):
@@ -182,7 +218,8 @@ async def open_incident(body: IncidentIn, request: Request, op: OperatorDep) -> 
         start_level=body.start_level, max_level=body.policy.max_level,
         over_call_factor=body.policy.over_call_factor, wave_deadline_seconds=body.policy.wave_deadline_seconds,
         meeting_point=body.meeting_point, meeting_lat=body.meeting_lat, meeting_lon=body.meeting_lon,
-        callback_phone=body.callback_phone,
+        callback_phone=body.callback_phone, scene_unsafe=body.scene_unsafe,
+        circle=body.policy.circle.policy() if body.policy.circle else None,
     )
     async with _pool(request).acquire() as conn:
         incident_id = await usecases.open_incident(conn, data, _actor(op), place=u.place(body.unit_code))
@@ -340,6 +377,18 @@ async def move_volunteer(incident_id: UUID, body: MoveIn, request: Request, op: 
                    to_incident_id=m.to_incident_id, to_callout_id=m.to_callout_id)
 
 
+@router.put("/incidents/{incident_id}/scene", responses={**_WRITE, **_BODY})
+async def set_scene(incident_id: UUID, body: SceneIn, request: Request, op: OperatorDep) -> dict[str, int]:
+    """Mark a cardiac-arrest scene unsafe or safe again (see :func:`services.dispatch.usecases.set_scene_safety`).
+
+    404 unknown incident, 409 closed, 422 not a cardiac-arrest incident.
+    """
+    async with _pool(request).acquire() as conn:
+        await _writable(conn, op, incident_id)
+        n = await usecases.set_scene_safety(conn, incident_id, _actor(op), unsafe=body.unsafe, reason=body.reason)
+    return {"stood_down": n}
+
+
 @router.post("/incidents/{incident_id}/stand-down", responses=_WRITE)
 async def stand_down(incident_id: UUID, request: Request, op: OperatorDep) -> dict[str, int]:
     """Stand everyone down (no more waves)."""
@@ -356,6 +405,32 @@ async def close(incident_id: UUID, body: CloseIn, request: Request, op: Operator
         await _writable(conn, op, incident_id)
         await usecases.close_incident(conn, incident_id, body.outcome, _actor(op))
         return await queries.board(conn, incident_id)
+
+
+@router.get("/aeds", tags=["aeds"])
+async def aeds_near(
+    request: Request, op: OperatorDep, lat: float = Query(ge=-90, le=90), lon: float = Query(ge=-180, le=180),
+    within_m: float = Query(default=1500.0, gt=0, le=10_000),
+) -> list[dict[str, Any]]:
+    """AEDs of the projection within ``within_m`` metres of (``lat``, ``lon``) (WGS84), nearest first.
+
+    Each: ``aed_id``, ``lat``, ``lon``, ``place`` (address and where it hangs), ``distance_m``, ``usable_now``
+    (in service, pads/battery valid, open at this hour), ``fetched_by`` (the call-out fetching it, or null).
+    """
+    from shared.divisions import distance_m
+    from shared.events import utcnow
+
+    from ..adapters.projection import load_aeds
+
+    at = utcnow()
+    async with _pool(request).acquire() as conn:
+        found = await load_aeds(conn, lat=lat, lon=lon, within_m=within_m)
+        runs = {r["aed_id"]: r["callout_id"] for r in await conn.fetch(
+            "SELECT aed_id, callout_id FROM cardiac_roles WHERE aed_id IS NOT NULL AND released_at IS NULL")}
+    out = [{"aed_id": str(a.aed_id), "lat": a.lat, "lon": a.lon, "place": a.place,
+            "distance_m": round(distance_m(lat, lon, a.lat, a.lon), 1), "usable_now": a.usable_at(at),
+            "fetched_by": str(runs[a.aed_id]) if a.aed_id in runs else None} for a in found]
+    return sorted(out, key=lambda x: (x["distance_m"], x["aed_id"]))
 
 
 @router.get("/replies/unmatched", tags=["replies"])

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from shared.vocabulary import Channel
+from shared.vocabulary import CARDIAC_ARREST, Channel
 
-__all__ = ["CROSSING_SECONDS", "ContactView", "RecentCallOut", "choose_channel", "match_callout", "receipt_overdue_reason", "retry_delay"]
+__all__ = ["CROSSING_SECONDS", "NORMAL_PRIORITY", "URGENT_PRIORITY", "ContactView", "RecentCallOut", "choose_channel",
+           "match_callout", "priority_of", "receipt_overdue_reason", "retry_delay"]
 
 
 @dataclass(frozen=True)
@@ -177,3 +178,15 @@ def match_callout(recent: Sequence[RecentCallOut], code: str | None, *, now: dat
     live = [c for c in recent if c.open or (
         c.stood_down_at is not None and not c.answered and (at - c.stood_down_at).total_seconds() <= CROSSING_SECONDS)]
     return max(live or recent, key=lambda c: c.requested_at).callout_id
+
+
+#: Send-queue priorities (``messages.priority``): the sender claims higher first, then by due time.
+NORMAL_PRIORITY = 0
+#: A cardiac arrest's call-outs and assignments (issue #17): claimed ahead of any mass fan-out, even while the
+#: fan-out's requests fill the sender's in-flight limit, through a provider gate of their own.
+URGENT_PRIORITY = 10
+
+
+def priority_of(incident_kind: str) -> int:
+    """A call-out's send priority: :data:`URGENT_PRIORITY` for a cardiac arrest, else :data:`NORMAL_PRIORITY`."""
+    return URGENT_PRIORITY if incident_kind == CARDIAC_ARREST else NORMAL_PRIORITY

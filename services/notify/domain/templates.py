@@ -18,6 +18,10 @@ title (with …), down to 6 characters each, as far as that saves a segment; no 
 Call-outs, reminders and confirmations say where to gather (the meeting point, else the incident's place),
 the map link of the meeting point and, when the operator gave one, the callback number (调度电话…).
 
+A cardiac-arrest assignment (kinds ``cardiac_cpr``, ``cardiac_aed``, sent instead of ``assigned``) says what to
+do: CPR at the patient with the patient's map link, or "fetch the AED at … (building/floor)" with the AED's map
+link, then the patient's place. The AED's place is never shortened (it is what they must find).
+
 Every call-out says how to answer (回复1接受，2拒绝), with the call-out's reply code when the volunteer
 has several open call-outs (回复1A7接受，2A7拒绝). Drill messages start with 演练.
 """
@@ -58,6 +62,10 @@ TEMPLATES: dict[MessageKind, str] = {
     MessageKind.BROADCAST: "${drill}${title}调度通知：${text}${callback}",
     MessageKind.AUTO_ANSWER: "${drill}${title}：未能识别您的回复。请到${place}集合，地图" + AMAP_MARKER_PREFIX
     + "${pos}${callback}。回复1${code}接受，2${code}拒绝，到达后回复“到了”",
+    MessageKind.CARDIAC_CPR: "${drill}${title}：已确认，请立即到${place}为患者做心肺复苏CPR，地图" + AMAP_MARKER_PREFIX
+    + "${pos}${callback}，到达后回复“到了”",
+    MessageKind.CARDIAC_AED: "${drill}${title}：已确认，请先取AED：${aed}，地图" + AMAP_MARKER_PREFIX
+    + "${aedpos}，再送到${place}${callback}，到达后回复“到了”",
 }
 """The approved template per kind (Aliyun ``${var}`` syntax); what SMS templates must be registered as."""
 
@@ -91,6 +99,8 @@ class MessageContent:
         engaged_incident_title: reason engaged_elsewhere: the incident they are already assigned in (named
             in the answer, shortened to :data:`ENGAGED_TITLE_LENGTH` characters).
         drill: the message belongs to a drill: it starts with 演练.
+        aed_place: cardiac_aed: where the AED hangs (address, building/floor).
+        aed_position: cardiac_aed: the AED for its map link, GCJ-02 ``lon,lat``.
 
     """
 
@@ -107,6 +117,8 @@ class MessageContent:
     was_assigned: bool = False
     engaged_incident_title: str = ""
     drill: bool = False
+    aed_place: str = ""
+    aed_position: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,12 @@ def _values(c: MessageContent, code: str) -> dict[str, str]:
     if c.kind in (MessageKind.CALLOUT, MessageKind.REMINDER):
         return {"drill": drill, "title": c.incident_title, "role": c.role or "志愿者", "place": c.place,
                 "pos": c.map_position, "callback": callback, "code": code}
+    if c.kind is MessageKind.CARDIAC_CPR:
+        return {"drill": drill, "title": c.incident_title, "place": c.place, "pos": c.map_position,
+                "callback": callback}
+    if c.kind is MessageKind.CARDIAC_AED:
+        return {"drill": drill, "title": c.incident_title, "aed": c.aed_place, "aedpos": c.aed_position,
+                "place": c.place, "callback": callback}
     if c.kind is MessageKind.ASSIGNED:
         return {"drill": drill, "title": c.incident_title, "place": c.place, "pos": c.map_position,
                 "callback": callback}
@@ -191,7 +209,7 @@ def render(content: MessageContent, channel: Channel, *, signature: str = "", se
     """
     c = replace(content, incident_title=_clean(content.incident_title), place=_clean(content.place),
                 role=_clean(content.role), reply_code=_clean(content.reply_code),
-                engaged_incident_title=_clean(content.engaged_incident_title),
+                engaged_incident_title=_clean(content.engaged_incident_title), aed_place=_clean(content.aed_place),
                 broadcast_text=_clean(content.broadcast_text))
     code = c.reply_code if several_open else ""
     template = TEMPLATES[c.kind]

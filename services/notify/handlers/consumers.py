@@ -33,6 +33,7 @@ import asyncpg
 import orjson
 
 from services.notify.adapters.crypto import ContactCipher
+from services.notify.domain.routing import NORMAL_PRIORITY, URGENT_PRIORITY, priority_of
 from shared.consumer import Received, Tombstone
 from shared.events import (
     BroadcastRequested,
@@ -130,8 +131,8 @@ class ContactProjection:
 
 
 _INSERT_MESSAGE = """
-INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, causation_id, drill, content)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, causation_id, drill, content, priority)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT ON CONSTRAINT messages_one_per_callout_kind DO NOTHING
 """
 
@@ -224,17 +225,19 @@ class CallOutMessages:
                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bool[], $6::timestamptz[])
                 ON CONFLICT (callout_id) DO NOTHING
             )
-            INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, causation_id, drill, content)
+            INSERT INTO messages (message_id, callout_id, kind, volunteer_id, incident_id, causation_id, drill, content,
+                                  priority)
             SELECT u.message_id, u.callout_id, 'callout', u.volunteer_id, u.incident_id, u.causation_id, u.drill,
-                   u.content::jsonb
-            FROM unnest($7::uuid[], $1::uuid[], $2::uuid[], $3::uuid[], $8::uuid[], $5::bool[], $9::text[])
-                 AS u(message_id, callout_id, volunteer_id, incident_id, causation_id, drill, content)
+                   u.content::jsonb, u.priority
+            FROM unnest($7::uuid[], $1::uuid[], $2::uuid[], $3::uuid[], $8::uuid[], $5::bool[], $9::text[],
+                        $10::smallint[])
+                 AS u(message_id, callout_id, volunteer_id, incident_id, causation_id, drill, content, priority)
             ON CONFLICT ON CONSTRAINT messages_one_per_callout_kind DO NOTHING
             """,
             [e.callout_id for e in events], [e.volunteer_id for e in events], [e.incident_id for e in events],
             [e.reply_code for e in events], [e.drill for e in events], [e.occurred_at for e in events],
             [message_id_for(e.callout_id, MessageKind.CALLOUT) for e in events], [e.event_id for e in events],
-            contents,
+            contents, [priority_of(e.incident_kind) for e in events],
         )
 
     async def _assigned(self, conn: asyncpg.Connection, e: CallOutAssigned) -> None:
@@ -250,10 +253,13 @@ class CallOutMessages:
             )
         content = {"title": e.incident_title, "place": e.meeting_point or e.place, "reply_code": code or "",
                    **_where(e)}
+        if e.cardiac_role is not None:  # what to do: CPR, or fetch this AED first (sender words it)
+            content.update(cardiac_role=e.cardiac_role.value, aed_place=e.aed_place, aed_map_url=e.aed_map_url or "")
         await conn.execute(
             _INSERT_MESSAGE,
             message_id_for(e.callout_id, MessageKind.ASSIGNED), e.callout_id, MessageKind.ASSIGNED.value,
             e.volunteer_id, e.incident_id, e.event_id, e.drill, content,
+            URGENT_PRIORITY if e.cardiac_role is not None else NORMAL_PRIORITY,
         )
 
     async def _broadcast(self, conn: asyncpg.Connection, e: BroadcastRequested) -> None:

@@ -29,7 +29,7 @@ __all__ = [
 
 _V_COLS = (
     "id, revision, name, mobile, unit_code, lat, lon, position_approximate, skills, certificates, availability, unavailable_until, "
-    "wechat_openid, wechat_subscribed, preferred_channel, consent, sms_consent, active"
+    "wechat_openid, wechat_subscribed, preferred_channel, consent, sms_consent, active, cardiac_alerts"
 )
 _V_SELECT = (
     f"SELECT {', '.join('v.' + c.strip() for c in _V_COLS.split(','))}, "
@@ -105,6 +105,7 @@ def _volunteer(r: asyncpg.Record) -> Volunteer:
         consent=r["consent"],
         sms_consent=r["sms_consent"],
         active=r["active"],
+        cardiac_alerts=r["cardiac_alerts"],
     )
 
 
@@ -129,7 +130,7 @@ def _record(v: Volunteer) -> tuple[Any, ...]:
     return (
         v.id, v.revision, v.name, v.mobile, v.unit_code, v.lat, v.lon, v.position_approximate, list(v.skills),
         [c.to_json() for c in v.certificates], v.availability.value, v.unavailable_until, v.wechat_openid,
-        v.wechat_subscribed, v.preferred_channel.value, v.consent, v.sms_consent, v.active,
+        v.wechat_subscribed, v.preferred_channel.value, v.consent, v.sms_consent, v.active, v.cardiac_alerts,
     )
 
 

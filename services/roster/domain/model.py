@@ -104,6 +104,7 @@ class Volunteer:
         wechat_openid, wechat_subscribed, preferred_channel: contact channels besides the mobile.
         consent: consented to be called out at all; sms_consent: may be sent SMS (withdrawn by TD/退订).
         active: False once retired.
+        cardiac_alerts: may be alerted by the cardiac-arrest circle (False: opted out; issue #17).
 
     """
 
@@ -126,6 +127,7 @@ class Volunteer:
     consent: bool = True
     sms_consent: bool = True
     active: bool = True
+    cardiac_alerts: bool = True
 
     def same_content(self, other: Volunteer) -> bool:
         """True when nothing but id/revision differs (an import of the same row changes nothing)."""
@@ -183,6 +185,7 @@ def profile_event(v: Volunteer, *, drill: bool = False) -> VolunteerProfileUpdat
         unavailable_until=v.unavailable_until,
         consent=v.consent,
         active=v.active,
+        cardiac_alerts=v.cardiac_alerts,
         drill=drill,
     )
 

@@ -126,6 +126,8 @@ class VolunteerIn(_VolunteerFields):
     preferred_channel: Channel = Channel.SMS
     consent: StrictBool = True
     sms_consent: StrictBool = True
+    cardiac_alerts: StrictBool = Field(default=True, description="May be alerted by the cardiac-arrest circle "
+                                       "(False: opted out).")
 
 
 class VolunteerPatch(_VolunteerFields):
@@ -145,6 +147,7 @@ class VolunteerPatch(_VolunteerFields):
     preferred_channel: Channel | None = None
     consent: StrictBool | None = None
     sms_consent: StrictBool | None = None
+    cardiac_alerts: StrictBool | None = Field(default=None, description="False: opt out of cardiac-arrest alerts.")
 
     def changes(self) -> dict[str, Any]:
         """The fields given, as :class:`Volunteer` field values."""
@@ -185,6 +188,7 @@ class VolunteerOut(BaseModel):
     consent: bool
     sms_consent: bool
     active: bool
+    cardiac_alerts: bool = Field(description="May be alerted by the cardiac-arrest circle.")
 
     @classmethod
     def of(cls, v: Volunteer) -> VolunteerOut:
@@ -196,6 +200,7 @@ class VolunteerOut(BaseModel):
             team_ids=list(v.team_ids), availability=v.availability, unavailable_until=v.unavailable_until,
             wechat_openid=v.wechat_openid, wechat_subscribed=v.wechat_subscribed,
             preferred_channel=v.preferred_channel, consent=v.consent, sms_consent=v.sms_consent, active=v.active,
+            cardiac_alerts=v.cardiac_alerts,
         )
 
 

@@ -50,7 +50,7 @@ async def create_volunteer(body: VolunteerIn, conn: Conn, actor: AdminDep) -> Vo
         lon=body.lon, skills=tuple(dict.fromkeys(body.skills)), certificates=tuple(c.to_domain() for c in body.certificates),
         availability=body.availability, unavailable_until=body.unavailable_until, wechat_openid=body.wechat_openid,
         wechat_subscribed=body.wechat_subscribed, preferred_channel=body.preferred_channel, consent=body.consent,
-        sms_consent=body.sms_consent,
+        sms_consent=body.sms_consent, cardiac_alerts=body.cardiac_alerts,
     )
     return VolunteerOut.of(await commands.create_volunteer(conn, v, actor=actor))
 

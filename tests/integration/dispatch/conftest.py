@@ -29,7 +29,7 @@ from services.dispatch.units import units
 from shared.db import create_pool, upgrade_async
 from shared.events import CertificateInfo, VolunteerProfileUpdated
 from shared.settings import DispatchSettings
-from shared.topics import DELIVERY, REPLY, ROSTER_PROFILE, ROSTER_TEAM, TopicSpec
+from shared.topics import DELIVERY, REPLY, ROSTER_AED, ROSTER_PROFILE, ROSTER_TEAM, TopicSpec
 from tests.conftest import StackAddresses
 
 
@@ -82,8 +82,8 @@ def settings_for(db: DispatchDb, *, tick: float = 0.2) -> DispatchSettings:
     )
 
 
-_CONSUMER_TOPICS = {"roster-profiles": ROSTER_PROFILE, "roster-teams": ROSTER_TEAM, "replies": REPLY,
-                    "deliveries": DELIVERY}
+_CONSUMER_TOPICS = {"roster-profiles": ROSTER_PROFILE, "roster-teams": ROSTER_TEAM, "roster-aeds": ROSTER_AED,
+                    "replies": REPLY, "deliveries": DELIVERY}
 
 
 async def start_groups_at_end(bootstrap: str, groups: dict[str, TopicSpec]) -> None:

@@ -53,3 +53,15 @@ def test_a_code_not_among_the_open_ones_is_never_a_time_a_no_or_an_opt_out(code:
     for text in (f"1{code}", f"1 {code}", code):
         p = parse_reply(text, {"ZZ9"})
         assert p.intent in (ReplyIntent.ACCEPT, ReplyIntent.UNRECOGNISED), (text, p)
+
+
+def test_urgent_codes_are_three_characters_and_avoid_the_taken() -> None:
+    from uuid import uuid4
+
+    from services.dispatch.domain.waves import REPLY_CODE_DIGITS, REPLY_CODE_LETTERS, urgent_reply_code
+
+    cid = uuid4()
+    first = urgent_reply_code(cid, set())
+    assert len(first) == 3 and first[0] in REPLY_CODE_LETTERS and set(first[1:]) <= set(REPLY_CODE_DIGITS)
+    assert urgent_reply_code(cid, {first}) != first
+    assert urgent_reply_code(cid, set()) == first  # reproducible

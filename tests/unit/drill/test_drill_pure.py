@@ -10,7 +10,7 @@ from shared.vocabulary import Level
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("name", ["keqiao_drowning", "yuecheng_marathon", "zhuji_night_flood"])
+@pytest.mark.parametrize("name", ["keqiao_drowning", "yuecheng_marathon", "zhuji_night_flood", "luxun_cardiac_arrest"])
 def test_shipped_scenarios_are_valid(name):
     s = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
     assert s.incidents and s.expectations
@@ -118,3 +118,19 @@ def test_a_broadcast_is_not_counted_as_a_callout() -> None:
     from muster.drill.runner import classify
 
     assert classify("演练：鉴湖溺水调度通知：集合点改到南门，回复1确认") == "broadcast"
+
+
+def test_a_requirement_is_needed_except_for_a_cardiac_arrest_and_the_circle_is_for_it_only(tmp_path):
+    head = "name: x\nresponders: {accept: {village: 0.5}, decline: {village: 0.2}, latency_seconds: {median: 1}}\n"
+    inc = "  - {kind: %s, title: t, lat: 30, lon: 120.58, unit_code: '330602001015', policy: %s}\n"
+    f = tmp_path / "s.yaml"
+    f.write_text(head + "expectations: {}\nincidents:\n" + inc % ("cardiac_arrest", "{wave_deadline_seconds: 5}"))
+    assert load_scenario(f).incidents[0].requirements == []
+    f.write_text(head + "expectations: {}\nincidents:\n" + inc % ("drowning", "{wave_deadline_seconds: 5}"))
+    with pytest.raises(ScenarioError, match="at least one requirement"):
+        load_scenario(f)
+    f.write_text(head + "expectations: {}\nincidents:\n"
+                 + (inc % ("drowning", "{wave_deadline_seconds: 5, circle: {first: 3}}")).replace(
+                     "policy", "requirements: [{skill: first_aid, count: 1}], policy"))
+    with pytest.raises(ScenarioError, match="cardiac_arrest only"):
+        load_scenario(f)
