@@ -56,6 +56,11 @@ MAX_YEAR = 2100
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Unicode's explicit bidirectional formatting characters (UAX #9: LRE RLE PDF LRO RLO, LRI RLI FSI PDI):
+# an RLO in a title or broadcast reverses what the volunteer reads ("Trojan Source", CVE-2021-42574).
+_BIDI_CONTROLS = frozenset((*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
     r"""What makes ``value`` unfit to store or send, or None when it is fine.
 
@@ -74,6 +79,8 @@ def text_problem(value: str, *, multiline: bool = False) -> str | None:
             continue
         if unicodedata.category(ch) == "Cc":
             return f"contains a control character (U+{o:04X}) at position {i}"
+        if o in _BIDI_CONTROLS:
+            return f"contains a bidirectional control character (U+{o:04X}) at position {i}"
     return None
 
 

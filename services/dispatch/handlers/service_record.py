@@ -18,6 +18,7 @@ from openpyxl import Workbook
 from pydantic import TypeAdapter
 
 from shared.http_errors import error_responses
+from shared.inputs import neutralise_cell
 from shared.settings import DispatchSettings
 
 from .. import queries
@@ -27,7 +28,7 @@ from ..errors import NotFound
 from ..units import units
 from .http import OperatorDep, _pool
 
-__all__ = ["neutralise_cell", "router", "star_levels"]
+__all__ = ["router", "star_levels"]
 
 router = APIRouter(tags=["service record"], responses=error_responses(401, 403, 422))
 
@@ -51,16 +52,6 @@ def star_levels(settings: DispatchSettings) -> tuple[StarLevel, ...]:
     if not settings.star_levels:
         return DEFAULT_LEVELS
     return tuple(TypeAdapter(list[StarLevel]).validate_json(settings.star_levels))
-
-
-def neutralise_cell(value: Any) -> Any:
-    """A text cell that a spreadsheet would run as a formula (starts with = + - @, tab or CR) gets a leading '.
-
-    OWASP, "CSV Injection": prefix such cells with a single quote so Excel shows them as text.
-    """
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def _name(code: str) -> str:
@@ -189,7 +180,7 @@ async def star_ratings_xlsx(request: Request, op: OperatorDep, year: YearQuery =
     """The star ratings as an XLSX workbook for the annual review (星级评定), one row per volunteer.
 
     Columns: 姓名, 单位, 单位代码, 本年服务小时, 星级, 说明, 下一级. Text cells that a spreadsheet would run
-    as formulas are neutralised (:func:`neutralise_cell`). 403 a unit outside the operator's.
+    as formulas are neutralised (:func:`shared.inputs.neutralise_cell`, OWASP). 403 a unit outside the operator's.
     """
     code, y, rows = await _star_rows(request, op, year, unit_code)
     wb = Workbook()

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.dispatch.domain.stars import DEFAULT_LEVELS, Record, StarLevel, rate
-from services.dispatch.handlers.service_record import neutralise_cell, star_levels
+from services.dispatch.handlers.service_record import star_levels
+from shared.inputs import neutralise_cell
 from shared.settings import DispatchSettings
 
 
@@ -43,7 +44,7 @@ def test_formula_cells_are_neutralised_on_export() -> None:
     """OWASP CSV injection: =HYPERLINK(...) as a name must not run when the export is opened."""
     assert neutralise_cell('=HYPERLINK("http://x","点我")') == '\'=HYPERLINK("http://x","点我")'
     assert [neutralise_cell(v) for v in ("+1", "-2", "@SUM(A1)", "王小明", 12.5, None)] == [
-        "'+1", "'-2", "'@SUM(A1)", "王小明", 12.5, None]
+        "'+1", "'-2", "'@SUM(A1)", "王小明", 12.5, None]  # the export uses the one rule of shared.inputs
 
 
 @given(st.floats(0, 5000), st.integers(0, 100), st.integers(0, 100), st.floats(0, 500))

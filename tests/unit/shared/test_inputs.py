@@ -34,6 +34,7 @@ class Body(BaseModel):
 @pytest.mark.parametrize(("field", "value"), [
     ("line", "a\x00b"), ("line", "a\ud800"), ("line", "\x1b[31m"), ("line", "bell\x07"), ("line", "two\nlines"),
     ("line", "tab\there"), ("line", "del\x7f"), ("line", "c1\x85"), ("lines", "a\x00"), ("lines", "cr\r\n"),
+    ("line", "rlo\u202eevil"), ("lines", "\u2066x"),  # bidi controls (break-it review: an RLO reached phones)
     ("count", "2"), ("count", True), ("count", 2.0), ("page", 2**63), ("page", -(2**63) - 1),
     ("ratio", float("nan")), ("ratio", float("inf")), ("day", "0448-01-01"), ("day", "2101-01-01"),
 ])
