@@ -25,7 +25,7 @@ EVENTS_BY_TOPIC: dict[topics.TopicSpec, tuple[type[ev.Event], ...]] = {
     topics.ROSTER_TEAM: (ev.TeamUpdated,),
     topics.ROSTER_AED: (ev.AedUpdated,),
     topics.INCIDENT: (ev.IncidentOpened, ev.IncidentEscalated, ev.RequirementFilled, ev.RequirementUnfilled,
-                      ev.IncidentClosed),
+                      ev.IncidentClosed, ev.MeetingPointChanged),
     topics.CALLOUT: (ev.CallOutRequested, ev.CallOutAssigned, ev.CallOutCancelled, ev.BroadcastRequested),
     topics.DELIVERY: (ev.MessageSent, ev.MessageDelivered, ev.MessageFailed),
     topics.REPLY: (ev.ReplyReceived,),

@@ -42,6 +42,7 @@ __all__ = [
     "CertificateInfo",
     "Event",
     "IncidentClosed",
+    "MeetingPointChanged",
     "IncidentEscalated",
     "IncidentMode",
     "IncidentOpened",
@@ -291,6 +292,21 @@ class IncidentClosed(Event):
     outcome: str
 
 
+class MeetingPointChanged(Event):
+    """An operator changed where to gather (or the callback number). Topic ``dispatch.incident.v1``.
+
+    Notify words what it sends from now on for the incident's call-outs with it: the reply page, the
+    automatic answer to "在哪里集合", a resend (a stale meeting point in those: break-it review).
+    """
+
+    event_type: Literal["MeetingPointChanged"] = "MeetingPointChanged"
+    producer: Producer = "dispatch"
+    incident_id: UUID
+    meeting_point: str = Field(description="Where to gather now (the incident's place when none was given).")
+    map_url: str | None = Field(default=None, description="Amap marker link of the meeting point (GCJ-02).")
+    callback_phone: str | None = Field(default=None, description="The operator's callback number.")
+
+
 class CallOutRequested(Event):
     """Ask one volunteer (or a team through its leader) to respond. Topic ``dispatch.callout.v1``, key volunteer id."""
 
@@ -480,6 +496,7 @@ AnyEvent = Annotated[
     | RequirementFilled
     | RequirementUnfilled
     | IncidentClosed
+    | MeetingPointChanged
     | CallOutRequested
     | CallOutAssigned
     | CallOutCancelled

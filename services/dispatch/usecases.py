@@ -48,6 +48,7 @@ from shared.events import (
     IncidentEscalated,
     IncidentMode,
     IncidentOpened,
+    MeetingPointChanged,
     MessageDelivered,
     MessageFailed,
     MessageSent,
@@ -803,7 +804,8 @@ async def set_meeting_point(
     """Change an open incident's meeting point and/or callback number; later call-outs carry the new values.
 
     Fields left None keep their value (the point goes with its text only when given). Audited and on the
-    timeline. Call-outs already sent keep what they said; an operator broadcast tells people on the way.
+    timeline. Call-outs already sent keep what they said (an operator broadcast tells people on the way);
+    ``MeetingPointChanged`` lets notify word what it sends later for them (reply page, automatic answer).
 
     The caller checked the operator's scope.
 
@@ -826,6 +828,11 @@ async def set_meeting_point(
         )
         change = {k: v for k, v in {"meeting_point": text, "meeting_lat": lat, "meeting_lon": lon,
                                      "callback_phone": phone}.items() if v is not None}
+        inc = await _incident(conn, incident_id)
+        where = inc.where()
+        await outbox.add(conn, INCIDENT, str(incident_id), MeetingPointChanged(
+            incident_id=incident_id, meeting_point=where["meeting_point"] or inc.place, map_url=where["map_url"],
+            callback_phone=where["callback_phone"], occurred_at=now, **inc.env()))
         await timeline(conn, incident_id, now, "meeting_point_changed", by=actor.name, **change)
         await audit(conn, actor, "incident.meeting_point", incident_id, None, change)
 

@@ -92,7 +92,8 @@ async def search_volunteers(conn: asyncpg.Connection, *, unit_prefix: str, text:
     """Volunteers on the roster projection inside ``unit_prefix`` matching ``text`` (name or unit name/code).
 
     Returns:
-        ``[{"volunteer_id", "name", "unit_code", "unit_name", "skills", "active", "consent", "availability"}]``,
+        ``[{"volunteer_id", "name", "unit_code", "unit_name", "skills", "active", "consent", "availability",
+        "engaged_in"}]`` (``engaged_in``: the title of the open incident they are assigned in, or None),
         at most ``limit``; inactive, retired and unconsenting people are left out (a manual add refuses them).
 
     """
@@ -100,7 +101,10 @@ async def search_volunteers(conn: asyncpg.Connection, *, unit_prefix: str, text:
     text = text.strip()
     codes = [c for c, n in u.names.items() if text and text in n and c.startswith(unit_prefix)][:200]
     rows = await conn.fetch(
-        """SELECT volunteer_id, display_name, unit_code, skills, active, consent, availability FROM volunteers
+        """SELECT volunteer_id, display_name, unit_code, skills, active, consent, availability,
+                  (SELECT i.title FROM engagements e JOIN incidents i ON i.incident_id = e.incident_id
+                   WHERE e.volunteer_id = volunteers.volunteer_id) AS engaged_in
+           FROM volunteers
            WHERE unit_code LIKE $1 || '%' AND active AND consent AND NOT retired
              AND ($2 = '' OR display_name LIKE '%' || $2 || '%' OR unit_code LIKE $2 || '%'
                   OR EXISTS (SELECT 1 FROM unnest($3::text[]) AS p WHERE unit_code LIKE p || '%'))
@@ -110,4 +114,5 @@ async def search_volunteers(conn: asyncpg.Connection, *, unit_prefix: str, text:
     )
     return [{"volunteer_id": str(r["volunteer_id"]), "name": r["display_name"], "unit_code": r["unit_code"],
              "unit_name": u.place(r["unit_code"]), "skills": list(r["skills"]), "active": r["active"],
-             "consent": r["consent"], "availability": r["availability"]} for r in rows]
+             "consent": r["consent"], "availability": r["availability"], "engaged_in": r["engaged_in"]}
+            for r in rows]

@@ -41,6 +41,7 @@ from shared.events import (
     CallOutCancelled,
     CallOutRequested,
     IncidentClosed,
+    MeetingPointChanged,
     MessageKind,
     VolunteerContactUpdated,
 )
@@ -138,13 +139,23 @@ ON CONFLICT ON CONSTRAINT messages_one_per_callout_kind DO NOTHING
 
 
 async def close_incident_callouts(conn: asyncpg.Connection, item: Received) -> None:
-    """On ``IncidentClosed`` (topic ``dispatch.incident.v1``), close notify's view of the incident's call-outs.
+    """Incident events (topic ``dispatch.incident.v1``): a close, or a changed meeting point.
 
-    Assigned and arrived volunteers get no stand-down when an incident closes, so without this their
+    ``IncidentClosed`` closes notify's view of the incident's call-outs; ``MeetingPointChanged`` rewords the
+    place, map link and callback number of its call-out messages (what is sent from then on). Assigned and arrived volunteers get no stand-down when an incident closes, so without this their
     call-outs would stay open in notify for the whole reply window and a later reply without a code
     (to a newer call-out) would be matched to them. No message is sent; other incident events are
     ignored (recorded as processed by the consumer).
     """
+    if isinstance(item, MeetingPointChanged):
+        # what notify sends from now on for these call-outs (reply page, automatic answer) says the new place
+        await conn.execute(
+            """UPDATE messages SET content = content || jsonb_build_object('place', $2::text, 'map_url', $3::text,
+                                                                          'callback_phone', $4::text)
+               WHERE incident_id = $1 AND kind IN ('callout', 'assigned')""",
+            item.incident_id, item.meeting_point, item.map_url or "", item.callback_phone or "",
+        )
+        return
     if isinstance(item, IncidentClosed):
         # Rows are locked in call-out id order, the order the stand-downs' UPDATE … = ANY(ids) takes them
         # in (the two consumers run at once when an incident closes; in table order they could deadlock).

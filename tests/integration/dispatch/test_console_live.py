@@ -158,3 +158,34 @@ async def test_the_live_board_carries_the_latest_timeline_entries_and_the_report
         assert [t["detail"].get("n") for t in snap["board"]["timeline"]] == [3, 4, 5]  # the latest, oldest first
         report = (await client.get(f"/incidents/{incident_id}/report", headers=headers)).json()
         assert len(report["timeline"]) >= 7  # opened, the wave, and the five
+
+
+async def test_the_volunteer_search_says_who_is_already_on_another_incident(dispatch_db: DispatchDb) -> None:
+    """Break-it review: a manual add gave no sign that the person was assigned elsewhere."""
+    from services.dispatch import usecases
+    from services.dispatch.console import repository
+    from shared.events import ReplyIntent, ReplyReceived
+    from shared.vocabulary import Channel
+
+    from .conftest import now
+
+    village = _village()
+    vids = await add_volunteers(dispatch_db, village, 2, skill="water_rescue")
+    headers = await token(dispatch_db)
+    async with running_app(dispatch_db, consumers=()) as client:
+        r = await client.post("/incidents", headers=headers, json={
+            "kind": "drowning", "title": "搜索提示测试", "lat": units().centres[village[:9]][0],
+            "lon": units().centres[village[:9]][1], "unit_code": village, "mode": "emergency",
+            "requirements": [{"skill": "water_rescue", "count": 2}], "policy": {"max_level": "village"}})
+        assert r.status_code == 201, r.text
+        incident_id = UUID(r.json()["incident"]["incident_id"])
+    async with dispatch_db.pool.acquire() as conn:
+        cid = await conn.fetchval("SELECT callout_id FROM callouts WHERE incident_id = $1 AND volunteer_id = $2",
+                                  incident_id, vids[0])
+        async with conn.transaction():
+            await usecases.apply_reply_batch(conn, [ReplyReceived(
+                reply_id=uuid4(), volunteer_id=vids[0], callout_id=cid, intent=ReplyIntent.ACCEPT, text="1",
+                channel=Channel.SMS, received_at=now(), producer="test")])
+        found = await repository.search_volunteers(conn, unit_prefix=village, text="", skill="water_rescue", limit=50)
+    by_id = {f["volunteer_id"]: f for f in found}
+    assert by_id[str(vids[0])]["engaged_in"] == "搜索提示测试" and by_id[str(vids[1])]["engaged_in"] is None

@@ -140,3 +140,27 @@ async def test_a_broadcast_not_yet_sent_when_the_call_out_is_stood_down_is_withh
     assert withheld is not None and withheld["error_code"] == "cancelled_before_send"
     texts = [g["text"] for g in await ns.phone(m)]
     assert not any("调度通知" in t for t in texts), texts
+
+
+async def test_after_the_meeting_point_changes_the_automatic_answer_says_the_new_one(notify_stack: NotifyStack) -> None:
+    """Regression (break-it review): the automatic answer repeated the call-out's old meeting point and pin."""
+    from shared.events import MeetingPointChanged
+
+    ns = notify_stack
+    assert ns.incident_topic is not None
+    vid, m, _ = await add_volunteer(ns)
+    assert m is not None
+    e = request(vid, **_where())
+    await ns.publish(ns.callout_topic, str(vid), e)
+    await ns.wait_phone(m, 1)
+    moved = MeetingPointChanged(incident_id=e.incident_id, meeting_point="鉴湖北门广场",
+                                map_url=amap_marker_url(30.01, 120.51, "鉴湖北门广场"), callback_phone="0575-85000000")
+    await ns.publish(ns.incident_topic, str(e.incident_id), moved)
+    assert await ns.wait_row("SELECT 1 FROM messages WHERE callout_id = $1 AND content->>'place' = '鉴湖北门广场'",
+                             e.callout_id) is not None
+    r = await ns.http.post(f"{ns.sim.url}/sim/phones/{m}/reply", json={"text": "请问在哪里集合"})
+    assert r.status_code == 200, r.text
+    got = await ns.wait_phone(m, 2)
+    [auto] = [g["text"] for g in got if "未能识别您的回复" in g["text"]]
+    assert "鉴湖北门广场" in auto and "鉴湖南门停车场" not in auto
+    assert amap_position(30.01, 120.51) in auto and "0575-85000000" in auto

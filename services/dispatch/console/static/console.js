@@ -380,7 +380,9 @@
     q.oninput = () => { clearTimeout(timer); timer = setTimeout(async () => {
       const skill = (snap.board.requirements.find((x) => x.requirement_id === d.querySelector("[name=requirement_id]").value) || {}).skill || "";
       const list = await api("GET", `/console/api/volunteers?q=${encodeURIComponent(q.value)}&skill=${encodeURIComponent(skill)}`);
-      sel.innerHTML = list.map((v) => `<option value="${v.volunteer_id}">${esc(v.name)} · ${esc(v.unit_name)} · ${esc(v.skills.map(SKILL).join("、"))}</option>`).join("");
+      // someone on their way elsewhere says so: adding them calls them, their acceptance is answered "engaged
+      // elsewhere" (moving them is the explicit way)
+      sel.innerHTML = list.map((v) => `<option value="${v.volunteer_id}">${esc(v.name)} · ${esc(v.unit_name)} · ${esc(v.skills.map(SKILL).join("、"))}${v.engaged_in ? " · 已在“" + esc(v.engaged_in) + "”任务中" : ""}</option>`).join("");
       if (list.length) sel.selectedIndex = 0;
     }, 250); };
     const vals = await pick;
