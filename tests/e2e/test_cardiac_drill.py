@@ -54,6 +54,38 @@ async def test_cardiac_drill_calls_the_circle_sends_cpr_and_aed_runs(services, t
     assert len(fetch) == len(aeds) and all("再送到" in b and "uri.amap.com/marker?position=" in b for b in fetch)
     assert not any("鲁迅纪念馆二楼楼梯口" in b for b in fetch) or _museum_open()  # closed at night: never fetched
 
+    # the console's board shows the circle: its rings and who did CPR or fetched which AED
+    await _console_shows_the_circle(incident["incident_id"], len(roles), len(aeds), circle["rings"])
+
+
+async def _console_shows_the_circle(incident_id: str, n_roles: int, n_aeds: int, rings: list[dict]) -> None:
+    import shutil
+
+    from playwright.async_api import async_playwright
+
+    from muster.drill.runner import DISPATCH, _operator_token
+
+    token = await _operator_token("e2e-cardiac-console")
+    shots = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                           args=["--no-sandbox"])
+        page = await browser.new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+        await page.add_init_script(f"sessionStorage.setItem('muster.operator.token', {json.dumps(token)})")
+        await page.goto(f"{DISPATCH}/console/incidents/{incident_id}")
+        await page.wait_for_selector("#circle:not([hidden]) #roles tbody tr[data-role]")
+        note = await page.text_content("#circle-note")
+        rings_called = sum(r["alerted"] > 0 for r in rings)
+        assert note is not None and note.count("●") == rings_called and "●700 米" in note
+        kinds = await page.eval_on_selector_all("#timeline li", "lis => lis.map(l => l.textContent)")
+        assert kinds and not [k for k in kinds if "ring_called" in k or "cardiac_role" in k], kinds
+        assert await page.locator("#roles tr[data-role='cpr']").count() >= 1
+        assert await page.locator("#roles tr[data-role='fetch_aed']").count() == n_aeds
+        assert await page.locator("#roles tbody tr[data-role]").count() == n_roles
+        await page.screenshot(path=str(shots / "09-cardiac-circle.png"), full_page=True)
+        await browser.close()
+
 
 def _museum_open() -> bool:
     from datetime import datetime

@@ -25,7 +25,9 @@
   const TL = { opened: "发起事件", wave_called: "呼叫一轮", escalated: "升级", unfilled: "未满员", deadline: "时限到",
     filled: "需求满员", reopened: "需求重开", added_by_hand: "手动加人", removed_by_hand: "手动撤回",
     stood_down: "全部撤回", closed: "结束事件", assigned: "接受", withdrawn: "撤销接受", arrived: "到达",
-    broadcast: "群发通知", meeting_point_changed: "集合点变更", moved_in: "调入本事件", moved_out: "调往他处" };
+    broadcast: "群发通知", meeting_point_changed: "集合点变更", moved_in: "调入本事件", moved_out: "调往他处",
+    ring_called: "急救圈呼叫", cardiac_role: "急救任务", circle_held: "急救圈暂停", scene_unsafe: "现场不安全",
+    scene_safe: "现场已安全" };
   const TZ = { timeZone: "Asia/Shanghai", hour12: false };
   const fmtTime = (iso) => iso ? new Date(iso).toLocaleTimeString("zh-CN", TZ) : "";
   const fmtDate = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", TZ) : "";
@@ -227,6 +229,7 @@
       <td>${esc(LEVEL(r.level))} / ${r.wave}</td>
       <td>${r.messages.map((m) => `<span class="msg ${esc(m.status)}">${esc(MSG_KIND[m.kind] || m.kind)}·${esc(CHANNEL[m.channel] || m.channel)}${esc(MSG[m.status] || m.status)}</span>`).join(" ")}</td>
       <td>${writes && (open(r) || r.state === "arrived") ? `<button type="button" class="small" data-remove="${r.callout_id}">撤回</button>` : ""}</td></tr>`);
+    drawCircle(b, s.responders);
     $("#timeline").innerHTML = b.timeline.slice().reverse().map((t) => `<li><time>${fmtTime(t.at)}</time> ${esc(TL[t.kind] || t.kind)}
       <small>${esc(tlDetail(t.detail))}</small></li>`).join("");
     document.querySelectorAll(".actions [data-needs-write] button, .actions button").forEach((btn) => {
@@ -239,6 +242,26 @@
     drawMapSoon(); tick();
   }
   let nameOf = {};
+  // a cardiac arrest's rescue circle (issue #17): the rings, and who does CPR or fetches which AED
+  function drawCircle(b, responders) {
+    const inc = b.incident, pol = inc.circle_policy, box = $("#circle");
+    if (!box) return;
+    box.hidden = inc.kind !== "cardiac_arrest" || !pol;
+    if (box.hidden) return;
+    const rings = b.timeline.filter((t) => t.kind === "ring_called").length || (responders.length ? 1 : 0);
+    $("#circle-note").textContent = (inc.scene_unsafe ? "现场不安全：暂停呼叫 · " : "") +
+      `圈层 ${(pol.rings_m || []).map((m, i) => (i < rings ? "●" : "○") + Math.round(m) + " 米").join(" → ")}` +
+      ` · 先呼叫最近 ${pol.first} 人，至多 ${pol.cap} 人，需 ${pol.wanted} 人`;
+    const byCallout = Object.fromEntries(responders.map((r) => [r.callout_id, r]));
+    const rows = (b.roles || []).map((x) => {
+      const r = byCallout[x.callout_id] || {};
+      const task = x.role === "cpr" ? "心肺复苏（CPR）" : "取 AED 后送到现场";
+      const state = x.released_at ? "已结束" : x.arrived_at ? "已到达" : "在途";
+      return `<tr data-role="${esc(x.role)}"><td>${esc(r.name || nameOf[x.volunteer_id] || "")}</td><td>${task}</td>
+        <td>${esc(x.aed_place || "—")}</td><td>${x.path_m != null ? Math.round(x.path_m) + " 米" : "—"}</td><td>${state}</td></tr>`;
+    });
+    $("#roles tbody").innerHTML = rows.join("") || `<tr><td colspan="5">尚无人接受</td></tr>`;
+  }
   // The responders table: only the rows whose HTML changed are replaced (a reply changes one row of a
   // board that may have 1,700; rebuilding the whole table on every frame kept the browser busy under a
   // burst of replies). A different set or order of rows (a new wave, a full frame) rebuilds it.
