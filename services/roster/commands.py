@@ -715,7 +715,8 @@ async def import_aed_file(conn: asyncpg.Connection, data: bytes, filename: str, 
     """
     from services.roster.adapters.spreadsheet import read_table
 
-    plan = validate_aed_sheet(read_table(data, filename), await load_directory(conn))
+    # read off the event loop, as a register is (``/health/live`` never waits behind a parse)
+    plan = validate_aed_sheet(await asyncio.to_thread(read_table, data, filename), await load_directory(conn))
     return await import_aeds(conn, plan, dry_run=dry_run, actor=actor, source=filename)
 
 

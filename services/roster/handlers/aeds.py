@@ -11,7 +11,7 @@ Each change publishes ``AedUpdated`` on ``roster.aed.v1`` in its transaction (ou
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.roster import commands
 from services.roster.adapters import aeds as aed_repo
-from services.roster.adapters.spreadsheet import SpreadsheetError
 from services.roster.domain.aeds import (
     MAX_AED_SHORT,
     MAX_AED_TEXT,
@@ -36,6 +35,7 @@ from services.roster.domain.aeds import (
 from services.roster.domain.positions import parse_datum, to_wgs84
 from services.roster.handlers.auth import AdminDep
 from services.roster.handlers.deps import connection
+from services.roster.handlers.imports import answer_import
 from services.roster.handlers.schemas import Page, PageNumber, PageSize
 from shared.events import AedStatus
 from shared.http_errors import error_responses
@@ -154,12 +154,5 @@ async def import_aeds(
     dry_run: Annotated[bool, Query()] = False,
 ) -> JSONResponse:
     """Import an AED sheet, all or nothing; bad rows named by row and column (see the module docstring)."""
-    data = await file.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        return JSONResponse({"detail": "file larger than 10 MB"}, status_code=413)
-    try:
-        report = await commands.import_aed_file(conn, data, file.filename or "", dry_run=dry_run, actor=actor)
-    except SpreadsheetError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-    body: dict[str, Any] = report.to_json()
-    return JSONResponse(body, status_code=200 if report.ok else 422)
+    return await answer_import(file, MAX_BYTES, lambda data, name: commands.import_aed_file(
+        conn, data, name, dry_run=dry_run, actor=actor))

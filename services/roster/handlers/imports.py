@@ -11,6 +11,7 @@ The report's ``errors`` list row, column, reason, suggestion and the value (phon
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from services.roster import commands
 from services.roster.adapters.spreadsheet import SpreadsheetError
+from services.roster.domain.importing import ImportReport
 from services.roster.handlers.auth import AdminDep
 from services.roster.handlers.deps import connection
 from shared.http_errors import error_responses
@@ -39,11 +41,22 @@ async def import_register(
     actor: AdminDep,
     dry_run: Annotated[bool, Query()] = False,
 ) -> JSONResponse:
-    data = await file.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        return JSONResponse({"detail": "file larger than 50 MB"}, status_code=413)
+    return await answer_import(file, MAX_BYTES, lambda data, name: commands.import_file(
+        conn, data, name, dry_run=dry_run, actor=actor))
+
+
+async def answer_import(file: UploadFile, max_bytes: int,
+                        run: Callable[[bytes, str], Awaitable[ImportReport]]) -> JSONResponse:
+    """Read an uploaded sheet (at most ``max_bytes``), ``run`` its import, and answer as the module says.
+
+    413 over the size, :class:`SpreadsheetError`'s own status (400 unreadable, 413 inflating, 422) when
+    the sheet cannot be read, else the report with 200, or 422 when any row is bad.
+    """
+    data = await file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        return JSONResponse({"detail": f"file larger than {max_bytes // (1024 * 1024)} MB"}, status_code=413)
     try:
-        report = await commands.import_file(conn, data, file.filename or "", dry_run=dry_run, actor=actor)
+        report = await run(data, file.filename or "")
     except SpreadsheetError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
     body: dict[str, Any] = report.to_json()
